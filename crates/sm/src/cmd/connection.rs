@@ -1,0 +1,20 @@
+//! Commands the node serves from connection or server state. They are listed
+//! here only so the table is complete (arity checks, COMMAND); they never run in
+//! the engine and never enter the log.
+
+use crate::command::Spec;
+
+pub const COMMANDS: &[Spec] = &[
+    Spec::connection("ping", -1),
+    Spec::connection("echo", 2),
+    Spec::connection("quit", -1),
+    Spec::connection("hello", -1),
+    Spec::connection("auth", -2),
+    Spec::connection("select", 2),
+    Spec::connection("client", -2),
+    Spec::connection("command", -1),
+    Spec::connection("config", -2),
+    Spec::connection("info", -1),
+    Spec::connection("time", 1),
+    Spec::connection("reset", 1),
+];

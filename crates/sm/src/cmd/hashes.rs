@@ -1,0 +1,5 @@
+//! Hashes commands.
+
+use crate::command::Spec;
+
+pub const COMMANDS: &[Spec] = &[];

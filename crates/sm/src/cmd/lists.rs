@@ -1,0 +1,5 @@
+//! Lists commands.
+
+use crate::command::Spec;
+
+pub const COMMANDS: &[Spec] = &[];

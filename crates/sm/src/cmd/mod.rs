@@ -1,0 +1,30 @@
+//! Command handlers, one file per family, each exporting its part of the
+//! command table as `COMMANDS`.
+//!
+//! Every handler mirrors the flow of the Redis 7.0 command it implements (which
+//! argument is checked first decides which error a client sees), uses only what
+//! [`Exec`](crate::state::Exec) or [`Query`](crate::state::Query) gives it, and
+//! returns `Res<Reply>` so that parse failures read as `?`.
+
+use crate::command::Spec;
+
+pub mod connection;
+pub mod hashes;
+pub mod keys;
+pub mod lists;
+pub mod server;
+pub mod sets;
+pub mod strings;
+pub mod zsets;
+
+/// The whole command table, family by family.
+pub const FAMILIES: &[&[Spec]] = &[
+    connection::COMMANDS,
+    server::COMMANDS,
+    keys::COMMANDS,
+    strings::COMMANDS,
+    hashes::COMMANDS,
+    lists::COMMANDS,
+    sets::COMMANDS,
+    zsets::COMMANDS,
+];

@@ -1,0 +1,5 @@
+//! Sets commands.
+
+use crate::command::Spec;
+
+pub const COMMANDS: &[Spec] = &[];

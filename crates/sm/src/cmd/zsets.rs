@@ -1,0 +1,5 @@
+//! Zsets commands.
+
+use crate::command::Spec;
+
+pub const COMMANDS: &[Spec] = &[];

@@ -1,0 +1,347 @@
+//! One logical database (`SELECT n`): the keyspace and its expiry index.
+//!
+//! Expiry is absolute replicated time in milliseconds. A key whose expiry time is
+//! at or before `now` is expired: every read treats it as absent at once (reads
+//! take `&self` and never remove anything). It is physically removed only by
+//! writes: lazily, when a write touches the key, and actively by the purge
+//! command, which the leader proposes so that every replica removes the same keys
+//! at the same log index.
+
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+
+use crate::args::Res;
+use crate::keymap::KeyMap;
+use crate::reply::{errors, Reply};
+use crate::value::{HashVal, SetVal, Value, ZSetVal};
+
+/// A key's value with its metadata.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Object {
+    pub value: Value,
+    /// Absolute expiry time in ms since the epoch, if any.
+    pub expire_at: Option<i64>,
+    /// A string Redis would report as "raw" whatever its length (after APPEND
+    /// or SETRANGE modified it in place).
+    pub raw: bool,
+}
+
+impl Object {
+    pub fn new(value: Value) -> Object {
+        Object { value, expire_at: None, raw: false }
+    }
+
+    /// True if this object is expired at `now`.
+    #[inline]
+    pub fn is_expired(&self, now: i64) -> bool {
+        self.expire_at.is_some_and(|at| at <= now)
+    }
+}
+
+/// One database.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Db {
+    keys: KeyMap<Object>,
+    /// `(expire_at, key)` for every key with a TTL.
+    expires: BTreeSet<(i64, Bytes)>,
+}
+
+/// Generates the typed lookups (`get_hash`, `hash_mut`, `hash_or_create` …).
+macro_rules! typed_access {
+    ($get:ident, $get_mut:ident, $or_create:ident, $variant:ident, $ty:ty) => {
+        /// The value at `key` if it has this type; WRONGTYPE if it has another.
+        pub fn $get(&self, key: &[u8], now: i64) -> Res<Option<&$ty>> {
+            match self.get(key, now) {
+                None => Ok(None),
+                Some(Value::$variant(v)) => Ok(Some(v)),
+                Some(_) => Err(Reply::err(errors::WRONGTYPE)),
+            }
+        }
+
+        /// Mutable access for a write (removes the key first if it expired).
+        pub fn $get_mut(&mut self, key: &[u8], now: i64) -> Res<Option<&mut $ty>> {
+            match self.get_mut(key, now) {
+                None => Ok(None),
+                Some(Value::$variant(v)) => Ok(Some(v)),
+                Some(_) => Err(Reply::err(errors::WRONGTYPE)),
+            }
+        }
+
+        /// Mutable access, creating an empty value of this type if absent.
+        pub fn $or_create(
+            &mut self,
+            key: &[u8],
+            now: i64,
+            make: impl FnOnce() -> $ty,
+        ) -> Res<&mut $ty> {
+            self.expire_if_needed(key, now);
+            let obj = self.keys.get_or_insert_with(key, || Object::new(Value::$variant(make())));
+            match &mut obj.value {
+                Value::$variant(v) => Ok(v),
+                _ => Err(Reply::err(errors::WRONGTYPE)),
+            }
+        }
+    };
+}
+
+impl Db {
+    /// Number of keys physically present (expired ones not yet purged included).
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Number of keys visible at `now` (what DBSIZE replies).
+    pub fn visible_len(&self, now: i64) -> usize {
+        self.keys.len() - self.expired_count(now)
+    }
+
+    /// Number of keys with a TTL that are visible at `now`.
+    pub fn visible_expires(&self, now: i64) -> usize {
+        self.expires.len() - self.expired_count(now)
+    }
+
+    fn expired_count(&self, now: i64) -> usize {
+        self.expires.range(..(now.saturating_add(1), Bytes::new())).count()
+    }
+
+    /// The earliest expiry time of any key, for the reaper.
+    pub fn next_expiry(&self) -> Option<i64> {
+        self.expires.first().map(|(at, _)| *at)
+    }
+
+    /// The object at `key`, if it is visible at `now`.
+    #[inline]
+    pub fn object(&self, key: &[u8], now: i64) -> Option<&Object> {
+        self.keys.get(key).filter(|o| !o.is_expired(now))
+    }
+
+    /// The stored key and its object, if visible at `now`.
+    pub fn key_object(&self, key: &[u8], now: i64) -> Option<(&Bytes, &Object)> {
+        self.keys.get_key_value(key).filter(|(_, o)| !o.is_expired(now))
+    }
+
+    /// The value at `key`, if visible at `now`.
+    #[inline]
+    pub fn get(&self, key: &[u8], now: i64) -> Option<&Value> {
+        self.object(key, now).map(|o| &o.value)
+    }
+
+    /// True if `key` is visible at `now`.
+    pub fn contains(&self, key: &[u8], now: i64) -> bool {
+        self.object(key, now).is_some()
+    }
+
+    /// Removes `key` if it is expired at `now` (lazy expiry, write path only).
+    /// Returns true if it removed something.
+    pub fn expire_if_needed(&mut self, key: &[u8], now: i64) -> bool {
+        if self.keys.get(key).is_some_and(|o| o.is_expired(now)) {
+            self.remove(key);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Mutable object for a write; an expired key is removed and reads as absent.
+    pub fn object_mut(&mut self, key: &[u8], now: i64) -> Option<&mut Object> {
+        self.expire_if_needed(key, now);
+        self.keys.get_mut(key)
+    }
+
+    /// Mutable value for a write; an expired key is removed and reads as absent.
+    #[inline]
+    pub fn get_mut(&mut self, key: &[u8], now: i64) -> Option<&mut Value> {
+        self.object_mut(key, now).map(|o| &mut o.value)
+    }
+
+    /// Stores `value` at `key` with no TTL (like Redis's `setKey` without
+    /// KEEPTTL), replacing whatever was there.
+    pub fn set(&mut self, key: &[u8], value: Value) {
+        self.set_object(key, Object::new(value));
+    }
+
+    /// Stores `value`, keeping the current TTL of a visible key.
+    pub fn set_keep_ttl(&mut self, key: &[u8], value: Value, now: i64) {
+        let expire_at = self.object(key, now).and_then(|o| o.expire_at);
+        self.set_object(key, Object { value, expire_at, raw: false });
+    }
+
+    /// Stores a whole object (value and expiry), replacing the old one.
+    pub fn set_object(&mut self, key: &[u8], obj: Object) {
+        let new_expiry = obj.expire_at;
+        match self.keys.get_key_value(key) {
+            Some((stored, old)) => {
+                let stored = stored.clone();
+                if let Some(at) = old.expire_at {
+                    self.expires.remove(&(at, stored.clone()));
+                }
+                if let Some(at) = new_expiry {
+                    self.expires.insert((at, stored.clone()));
+                }
+                self.keys.insert(stored, obj);
+            }
+            None => {
+                let stored = Bytes::copy_from_slice(key);
+                if let Some(at) = new_expiry {
+                    self.expires.insert((at, stored.clone()));
+                }
+                self.keys.insert(stored, obj);
+            }
+        }
+    }
+
+    /// Removes `key` whether or not it expired; returns its object.
+    pub fn remove(&mut self, key: &[u8]) -> Option<Object> {
+        let (stored, obj) = self.keys.remove(key)?;
+        if let Some(at) = obj.expire_at {
+            self.expires.remove(&(at, stored));
+        }
+        Some(obj)
+    }
+
+    /// Removes `key` if visible at `now`; expired keys are removed too but not
+    /// reported. Returns the object that was visible.
+    pub fn delete(&mut self, key: &[u8], now: i64) -> Option<Object> {
+        self.expire_if_needed(key, now);
+        self.remove(key)
+    }
+
+    /// Removes `key` if it holds an empty collection (after a write emptied it).
+    pub fn remove_if_empty(&mut self, key: &[u8]) -> bool {
+        if self.keys.get(key).is_some_and(|o| o.value.is_empty_collection()) {
+            self.remove(key);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The absolute expiry of a visible key.
+    pub fn expire_at(&self, key: &[u8], now: i64) -> Option<i64> {
+        self.object(key, now).and_then(|o| o.expire_at)
+    }
+
+    /// Sets the absolute expiry of an existing key. An expiry at or before
+    /// `now` deletes the key, as Redis does. Returns false if the key is absent.
+    pub fn set_expire(&mut self, key: &[u8], at: i64, now: i64) -> bool {
+        if at <= now {
+            return self.delete(key, now).is_some();
+        }
+        let Some((stored, obj)) = self.keys.get_key_value(key) else { return false };
+        if obj.is_expired(now) {
+            self.remove(key);
+            return false;
+        }
+        let stored = stored.clone();
+        if let Some(old) = obj.expire_at {
+            self.expires.remove(&(old, stored.clone()));
+        }
+        self.expires.insert((at, stored.clone()));
+        if let Some(obj) = self.keys.get_mut(&stored) {
+            obj.expire_at = Some(at);
+        }
+        true
+    }
+
+    /// Removes the TTL of a visible key; true if it had one.
+    pub fn persist(&mut self, key: &[u8], now: i64) -> bool {
+        let Some(obj) = self.object_mut(key, now) else { return false };
+        let Some(at) = obj.expire_at.take() else { return false };
+        let stored = self.keys.get_key_value(key).map(|(k, _)| k.clone()).expect("present");
+        self.expires.remove(&(at, stored));
+        true
+    }
+
+    /// Physically removes up to `limit` keys expired at `now`, earliest first.
+    /// Returns how many were removed.
+    pub fn purge_expired(&mut self, now: i64, limit: usize) -> usize {
+        let mut removed = 0;
+        while removed < limit {
+            match self.expires.first() {
+                Some((at, _)) if *at <= now => {
+                    let (_, key) = self.expires.pop_first().expect("checked first");
+                    let obj = self.keys.remove(&key);
+                    debug_assert!(obj.is_some(), "expiry index out of sync");
+                    removed += 1;
+                }
+                _ => break,
+            }
+        }
+        removed
+    }
+
+    /// Removes every key.
+    pub fn clear(&mut self) {
+        self.keys.clear();
+        self.expires.clear();
+    }
+
+    /// All keys and objects in canonical order, expired ones included.
+    pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &Object)> + '_ {
+        self.keys.iter()
+    }
+
+    /// The underlying map, for SCAN and RANDOMKEY.
+    pub fn keymap(&self) -> &KeyMap<Object> {
+        &self.keys
+    }
+
+    /// Inserts an object during snapshot restore (no checks).
+    pub(crate) fn restore_insert(&mut self, key: Bytes, obj: Object) {
+        if let Some(at) = obj.expire_at {
+            self.expires.insert((at, key.clone()));
+        }
+        self.keys.insert(key, obj);
+    }
+
+    typed_access!(get_str, str_mut, str_or_create, Str, Bytes);
+    typed_access!(get_list, list_mut, list_or_create, List, std::collections::VecDeque<Bytes>);
+    typed_access!(get_hash, hash_mut, hash_or_create, Hash, HashVal);
+    typed_access!(get_set, set_mut, set_or_create, Set, SetVal);
+    typed_access!(get_zset, zset_mut, zset_or_create, ZSet, ZSetVal);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_is_half_open_and_reads_do_not_mutate() {
+        let mut db = Db::default();
+        db.set(b"k", Value::Str(Bytes::from_static(b"v")));
+        assert!(db.set_expire(b"k", 2500, 1000));
+        assert!(db.contains(b"k", 2499));
+        assert!(!db.contains(b"k", 2500), "expired at its expiry time");
+        assert_eq!(db.len(), 1, "a read never removes");
+        assert_eq!(db.visible_len(2500), 0);
+        assert_eq!(db.purge_expired(2500, 10), 1);
+        assert_eq!(db.len(), 0);
+    }
+
+    #[test]
+    fn set_clears_ttl_and_keep_ttl_keeps_it() {
+        let mut db = Db::default();
+        db.set(b"k", Value::Str(Bytes::from_static(b"v")));
+        db.set_expire(b"k", 5000, 0);
+        db.set_keep_ttl(b"k", Value::Str(Bytes::from_static(b"w")), 0);
+        assert_eq!(db.expire_at(b"k", 0), Some(5000));
+        db.set(b"k", Value::Str(Bytes::from_static(b"x")));
+        assert_eq!(db.expire_at(b"k", 0), None);
+        assert_eq!(db.visible_expires(0), 0);
+    }
+
+    #[test]
+    fn lazy_expiry_on_write() {
+        let mut db = Db::default();
+        db.set(b"k", Value::Str(Bytes::from_static(b"v")));
+        db.set_expire(b"k", 10, 0);
+        assert!(db.get_mut(b"k", 10).is_none());
+        assert_eq!(db.len(), 0);
+        assert_eq!(db.next_expiry(), None);
+    }
+}

@@ -1,0 +1,430 @@
+//! The snapshot format and the state digest.
+//!
+//! # Format (version 1)
+//!
+//! ```text
+//! header   "RCACHESN" (8 bytes), version u16 LE, reserved u16 LE (0)
+//! meta     clock_ms (zigzag varint), applied_index (varint)
+//! per non-empty database, in index order:
+//!          0xFE, db index (varint), key count (varint),
+//!          then each key in canonical (KeyMap) order:
+//!            tag u8 (type in the low 4 bits, 0x80 = has expiry, 0x40 = raw string)
+//!            [expire_at (zigzag varint)]  key (bytes)  value (see `write_value`)
+//! end      0xFF
+//! trailer  CRC-32 (IEEE) of everything above, u32 LE
+//! ```
+//!
+//! `bytes` is a varint length followed by the bytes. Every collection is written
+//! in the order the engine iterates it, which is a pure function of the state
+//! (see [`KeyMap`](crate::keymap)), so two replicas with equal state write equal
+//! snapshots. Writing and reading stream through `io::Write`/`io::Read`, so a
+//! snapshot never has to fit in memory as a second copy; the reader bounds every
+//! allocation it makes from lengths it has not yet verified.
+//!
+//! # Digest
+//!
+//! [`State::digest`] is BLAKE3 over the same canonical encoding of the
+//! databases (without the applied index and clock). The encoding is injective, so
+//! two engines have equal digests exactly when their keyspaces are equal (up to
+//! the collision resistance of BLAKE3).
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+
+use bytes::Bytes;
+use thiserror::Error;
+
+use crate::db::{Db, Object};
+use crate::keymap::KeyMap;
+use crate::state::{State, DATABASES};
+use crate::value::{HashVal, SetVal, Value, ZSetVal};
+
+const MAGIC: &[u8; 8] = b"RCACHESN";
+/// The snapshot format version this build writes.
+pub const VERSION: u16 = 1;
+
+const TAG_DB: u8 = 0xFE;
+const TAG_END: u8 = 0xFF;
+const FLAG_EXPIRY: u8 = 0x80;
+const FLAG_RAW: u8 = 0x40;
+
+const T_STR: u8 = 0;
+const T_LIST: u8 = 1;
+const T_HASH_LISTPACK: u8 = 2;
+const T_HASH_TABLE: u8 = 3;
+const T_INTSET: u8 = 4;
+const T_SET_TABLE: u8 = 5;
+const T_ZSET: u8 = 6;
+
+/// Largest allocation made up front from an unverified length.
+const PREALLOC_LIMIT: usize = 64 * 1024;
+
+/// Why a snapshot could not be read.
+#[derive(Debug, Error)]
+pub enum SnapshotError {
+    #[error("snapshot I/O: {0}")]
+    Io(#[from] io::Error),
+    #[error("not a raftcache snapshot (bad magic)")]
+    BadMagic,
+    #[error("unsupported snapshot version {0} (this build reads version {VERSION})")]
+    UnsupportedVersion(u16),
+    #[error("snapshot checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    Checksum { stored: u32, computed: u32 },
+    #[error("corrupt snapshot: {0}")]
+    Corrupt(&'static str),
+}
+
+/// A writer that keeps a running CRC of what passes through.
+struct CrcWriter<W> {
+    inner: W,
+    crc: crc32fast::Hasher,
+}
+
+impl<W: Write> Write for CrcWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A reader that keeps a running CRC of what passes through.
+struct CrcReader<R> {
+    inner: R,
+    crc: crc32fast::Hasher,
+}
+
+impl<R: Read> Read for CrcReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.crc.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+fn put_varint(w: &mut impl Write, mut v: u64) -> io::Result<()> {
+    let mut buf = [0u8; 10];
+    let mut i = 0;
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            buf[i] = byte;
+            i += 1;
+            break;
+        }
+        buf[i] = byte | 0x80;
+        i += 1;
+    }
+    w.write_all(&buf[..i])
+}
+
+fn put_signed(w: &mut impl Write, v: i64) -> io::Result<()> {
+    put_varint(w, ((v << 1) ^ (v >> 63)) as u64)
+}
+
+fn put_bytes(w: &mut impl Write, b: &[u8]) -> io::Result<()> {
+    put_varint(w, b.len() as u64)?;
+    w.write_all(b)
+}
+
+fn get_u8(r: &mut impl Read) -> Result<u8, SnapshotError> {
+    let mut b = [0u8; 1];
+    r.read_exact(&mut b)?;
+    Ok(b[0])
+}
+
+fn get_varint(r: &mut impl Read) -> Result<u64, SnapshotError> {
+    let mut v: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let byte = get_u8(r)?;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err(SnapshotError::Corrupt("varint too long"))
+}
+
+fn get_signed(r: &mut impl Read) -> Result<i64, SnapshotError> {
+    let v = get_varint(r)?;
+    Ok(((v >> 1) as i64) ^ -((v & 1) as i64))
+}
+
+fn get_len(r: &mut impl Read) -> Result<usize, SnapshotError> {
+    usize::try_from(get_varint(r)?).map_err(|_| SnapshotError::Corrupt("length too large"))
+}
+
+fn get_bytes(r: &mut impl Read) -> Result<Bytes, SnapshotError> {
+    let len = get_len(r)?;
+    let mut buf = Vec::with_capacity(len.min(PREALLOC_LIMIT));
+    let got = r.take(len as u64).read_to_end(&mut buf)?;
+    if got != len {
+        return Err(SnapshotError::Io(io::ErrorKind::UnexpectedEof.into()));
+    }
+    Ok(Bytes::from(buf))
+}
+
+fn write_value(w: &mut impl Write, obj: &Object) -> io::Result<()> {
+    match &obj.value {
+        Value::Str(s) => put_bytes(w, s),
+        Value::List(l) => {
+            put_varint(w, l.len() as u64)?;
+            l.iter().try_for_each(|e| put_bytes(w, e))
+        }
+        Value::Hash(h) => {
+            put_varint(w, h.len() as u64)?;
+            h.iter().try_for_each(|(f, v)| {
+                put_bytes(w, f)?;
+                put_bytes(w, v)
+            })
+        }
+        Value::Set(SetVal::Intset(v)) => {
+            put_varint(w, v.len() as u64)?;
+            v.iter().try_for_each(|n| put_signed(w, *n))
+        }
+        Value::Set(SetVal::Table(t)) => {
+            put_varint(w, t.len() as u64)?;
+            t.keys().try_for_each(|m| put_bytes(w, m))
+        }
+        Value::ZSet(z) => {
+            w.write_all(&[u8::from(z.listpack)])?;
+            put_varint(w, z.len() as u64)?;
+            z.iter().try_for_each(|(m, s)| {
+                put_bytes(w, m)?;
+                w.write_all(&s.to_bits().to_le_bytes())
+            })
+        }
+    }
+}
+
+fn type_tag(obj: &Object) -> u8 {
+    match &obj.value {
+        Value::Str(_) => T_STR,
+        Value::List(_) => T_LIST,
+        Value::Hash(HashVal::Listpack(_)) => T_HASH_LISTPACK,
+        Value::Hash(HashVal::Table(_)) => T_HASH_TABLE,
+        Value::Set(SetVal::Intset(_)) => T_INTSET,
+        Value::Set(SetVal::Table(_)) => T_SET_TABLE,
+        Value::ZSet(_) => T_ZSET,
+    }
+}
+
+fn write_dbs(w: &mut impl Write, dbs: &[Db]) -> io::Result<()> {
+    for (index, db) in dbs.iter().enumerate() {
+        if db.is_empty() {
+            continue;
+        }
+        w.write_all(&[TAG_DB])?;
+        put_varint(w, index as u64)?;
+        put_varint(w, db.len() as u64)?;
+        for (key, obj) in db.iter() {
+            let mut tag = type_tag(obj);
+            if obj.expire_at.is_some() {
+                tag |= FLAG_EXPIRY;
+            }
+            if obj.raw {
+                tag |= FLAG_RAW;
+            }
+            w.write_all(&[tag])?;
+            if let Some(at) = obj.expire_at {
+                put_signed(w, at)?;
+            }
+            put_bytes(w, key)?;
+            write_value(w, obj)?;
+        }
+    }
+    w.write_all(&[TAG_END])
+}
+
+fn read_value(r: &mut impl Read, tag: u8) -> Result<Value, SnapshotError> {
+    Ok(match tag {
+        T_STR => Value::Str(get_bytes(r)?),
+        T_LIST => {
+            let n = get_len(r)?;
+            let mut l = VecDeque::with_capacity(n.min(PREALLOC_LIMIT));
+            for _ in 0..n {
+                l.push_back(get_bytes(r)?);
+            }
+            Value::List(l)
+        }
+        T_HASH_LISTPACK => {
+            let n = get_len(r)?;
+            let mut v = Vec::with_capacity(n.min(PREALLOC_LIMIT));
+            for _ in 0..n {
+                v.push((get_bytes(r)?, get_bytes(r)?));
+            }
+            Value::Hash(HashVal::Listpack(v))
+        }
+        T_HASH_TABLE => {
+            let n = get_len(r)?;
+            let mut t = KeyMap::new();
+            for _ in 0..n {
+                t.insert(get_bytes(r)?, get_bytes(r)?);
+            }
+            Value::Hash(HashVal::Table(t))
+        }
+        T_INTSET => {
+            let n = get_len(r)?;
+            let mut v = Vec::with_capacity(n.min(PREALLOC_LIMIT));
+            for _ in 0..n {
+                v.push(get_signed(r)?);
+            }
+            if !v.windows(2).all(|w| w[0] < w[1]) {
+                return Err(SnapshotError::Corrupt("intset not sorted"));
+            }
+            Value::Set(SetVal::Intset(v))
+        }
+        T_SET_TABLE => {
+            let n = get_len(r)?;
+            let mut t = KeyMap::new();
+            for _ in 0..n {
+                t.insert(get_bytes(r)?, ());
+            }
+            Value::Set(SetVal::Table(t))
+        }
+        T_ZSET => {
+            let listpack = get_u8(r)? != 0;
+            let n = get_len(r)?;
+            let mut z = ZSetVal::default();
+            for _ in 0..n {
+                let m = get_bytes(r)?;
+                let mut bits = [0u8; 8];
+                r.read_exact(&mut bits)?;
+                let score = f64::from_bits(u64::from_le_bytes(bits));
+                if score.is_nan() {
+                    return Err(SnapshotError::Corrupt("NaN score"));
+                }
+                z.insert(&m, score);
+            }
+            z.listpack = listpack;
+            Value::ZSet(z)
+        }
+        _ => return Err(SnapshotError::Corrupt("unknown value type")),
+    })
+}
+
+fn read_dbs(r: &mut impl Read) -> Result<Vec<Db>, SnapshotError> {
+    let mut dbs = vec![Db::default(); DATABASES];
+    let mut last: Option<usize> = None;
+    loop {
+        match get_u8(r)? {
+            TAG_END => return Ok(dbs),
+            TAG_DB => {
+                let index = get_len(r)?;
+                if index >= DATABASES || last.is_some_and(|l| index <= l) {
+                    return Err(SnapshotError::Corrupt("database index out of order"));
+                }
+                last = Some(index);
+                let count = get_len(r)?;
+                for _ in 0..count {
+                    let tag = get_u8(r)?;
+                    let expire_at =
+                        if tag & FLAG_EXPIRY != 0 { Some(get_signed(r)?) } else { None };
+                    let key = get_bytes(r)?;
+                    let value = read_value(r, tag & 0x0f)?;
+                    if value.is_empty_collection() {
+                        return Err(SnapshotError::Corrupt("empty collection"));
+                    }
+                    let obj = Object { value, expire_at, raw: tag & FLAG_RAW != 0 };
+                    dbs[index].restore_insert(key, obj);
+                }
+                if dbs[index].len() != count {
+                    return Err(SnapshotError::Corrupt("duplicate keys"));
+                }
+            }
+            _ => return Err(SnapshotError::Corrupt("unknown section tag")),
+        }
+    }
+}
+
+impl State {
+    /// Writes a snapshot of the whole state to `w`. Returns the bytes written.
+    pub fn write_snapshot(&self, w: impl Write) -> io::Result<u64> {
+        let mut w = CrcWriter { inner: io::BufWriter::new(w), crc: crc32fast::Hasher::new() };
+        let mut counter = CountingWriter { inner: &mut w, count: 0 };
+        counter.write_all(MAGIC)?;
+        counter.write_all(&VERSION.to_le_bytes())?;
+        counter.write_all(&0u16.to_le_bytes())?;
+        put_signed(&mut counter, self.clock_ms)?;
+        put_varint(&mut counter, self.applied_index)?;
+        write_dbs(&mut counter, &self.dbs)?;
+        let count = counter.count + 4;
+        let crc = w.crc.clone().finalize();
+        w.inner.write_all(&crc.to_le_bytes())?;
+        w.inner.flush()?;
+        Ok(count)
+    }
+
+    /// The snapshot as one buffer (for tests and small states).
+    pub fn snapshot_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.write_snapshot(&mut out).expect("writing to a Vec cannot fail");
+        out
+    }
+
+    /// Reads a snapshot written by [`State::write_snapshot`], verifying its
+    /// version and checksum. Nothing is returned unless the whole snapshot
+    /// checks out.
+    pub fn read_snapshot(r: impl Read) -> Result<State, SnapshotError> {
+        let mut r = CrcReader { inner: io::BufReader::new(r), crc: crc32fast::Hasher::new() };
+        let mut magic = [0u8; 8];
+        r.read_exact(&mut magic)?;
+        if &magic != MAGIC {
+            return Err(SnapshotError::BadMagic);
+        }
+        let mut v = [0u8; 4];
+        r.read_exact(&mut v)?;
+        let version = u16::from_le_bytes([v[0], v[1]]);
+        if version != VERSION {
+            return Err(SnapshotError::UnsupportedVersion(version));
+        }
+        let clock_ms = get_signed(&mut r)?;
+        let applied_index = get_varint(&mut r)?;
+        let dbs = read_dbs(&mut r)?;
+        let computed = r.crc.clone().finalize();
+        let mut stored = [0u8; 4];
+        r.inner.read_exact(&mut stored)?;
+        let stored = u32::from_le_bytes(stored);
+        if stored != computed {
+            return Err(SnapshotError::Checksum { stored, computed });
+        }
+        if r.inner.read(&mut [0u8; 1])? != 0 {
+            return Err(SnapshotError::Corrupt("trailing bytes after checksum"));
+        }
+        Ok(State { dbs, clock_ms, applied_index })
+    }
+
+    /// BLAKE3 of the canonical encoding of every database: equal on two engines
+    /// exactly when their keyspaces (keys, types, values, encodings, expiry
+    /// times) are equal.
+    pub fn digest(&self) -> [u8; 32] {
+        let mut hasher = blake3::Hasher::new();
+        write_dbs(&mut hasher, &self.dbs).expect("hashing cannot fail");
+        *hasher.finalize().as_bytes()
+    }
+
+    /// The digest as lowercase hex.
+    pub fn digest_hex(&self) -> String {
+        self.digest().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+struct CountingWriter<'a, W> {
+    inner: &'a mut W,
+    count: u64,
+}
+
+impl<W: Write> Write for CountingWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}

@@ -1,0 +1,230 @@
+//! [`State`]: the whole engine, and the only way to change it, [`State::apply`].
+//!
+//! # The contract
+//!
+//! `apply` is a pure function of the current state and its arguments: it reads no
+//! clock, draws no randomness and does no I/O. Time, randomness and the log index
+//! all come from the [`Stamp`] of the log entry. Feed two engines the same
+//! sequence of `(Stamp, Op)` and they hold byte-identical state, which
+//! [`State::digest`](crate::snapshot) proves cheaply.
+//!
+//! Time is monotonic: each entry is applied at `max(stamp.time_ms, clock)`, so a
+//! new leader with a slower clock never makes expired keys reappear. TTL accuracy
+//! is therefore bounded by the clock skew between nodes.
+//!
+//! Errors a command returns (WRONGTYPE, syntax, overflow …) are deterministic
+//! replies, the same on every node. Nothing in `apply` can fail in a way that
+//! differs between nodes.
+//!
+//! [`State::query`] serves reads with `&self`: a read can never change state,
+//! whatever the command, because the type system gives it no way to.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::command::{self, Kind};
+use crate::db::Db;
+use crate::reply::Reply;
+
+/// Number of logical databases (SELECT 0..15), as Redis's default.
+pub const DATABASES: usize = 16;
+
+/// What a log entry supplies besides the operation: its index, the leader's
+/// wall-clock time when it was proposed, and a seed for anything random.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamp {
+    pub index: u64,
+    pub time_ms: i64,
+    pub seed: u64,
+}
+
+/// An operation carried by a log entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Op {
+    /// A client command (its argv as sent) against database `db`.
+    Command { db: u32, argv: Vec<Bytes> },
+    /// Active expiry: physically removes up to `limit` keys, earliest first,
+    /// that are expired at the entry's time. Proposed by the leader's reaper.
+    PurgeExpired { limit: u32 },
+    /// Does nothing but advance the applied index and the clock.
+    Noop,
+}
+
+/// A small deterministic PRNG (SplitMix64) seeded from a log entry.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (n > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        debug_assert!(n > 0);
+        (self.next_u64() % n as u64) as usize
+    }
+}
+
+/// What a write handler sees: mutable databases and the entry's stamp.
+pub struct Exec<'a> {
+    pub dbs: &'a mut [Db],
+    /// The client's selected database.
+    pub db: usize,
+    /// The entry's effective time (monotonic).
+    pub now: i64,
+    /// Randomness derived from the entry's seed.
+    pub rng: Rng,
+    /// The entry's log index (fencing tokens use it).
+    pub index: u64,
+}
+
+impl Exec<'_> {
+    /// The selected database.
+    #[inline]
+    pub fn db(&mut self) -> &mut Db {
+        &mut self.dbs[self.db]
+    }
+
+    /// A read view of the same state at the same time.
+    pub fn as_query(&self) -> Query<'_> {
+        Query { dbs: self.dbs, db: self.db, now: self.now, rng: self.rng.clone() }
+    }
+}
+
+/// What a read handler sees: shared databases and the time of the read.
+pub struct Query<'a> {
+    pub dbs: &'a [Db],
+    pub db: usize,
+    pub now: i64,
+    pub rng: Rng,
+}
+
+impl Query<'_> {
+    /// The selected database.
+    #[inline]
+    pub fn db(&self) -> &Db {
+        &self.dbs[self.db]
+    }
+}
+
+/// The engine: sixteen databases, the replicated clock and the applied index.
+#[derive(Clone, Debug, PartialEq)]
+pub struct State {
+    pub(crate) dbs: Vec<Db>,
+    pub(crate) clock_ms: i64,
+    pub(crate) applied_index: u64,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State { dbs: vec![Db::default(); DATABASES], clock_ms: 0, applied_index: 0 }
+    }
+}
+
+impl State {
+    pub fn new() -> State {
+        State::default()
+    }
+
+    /// Applies one log entry and returns the client's reply. Pure: see the
+    /// module docs. `stamp.index` becomes the applied index.
+    pub fn apply(&mut self, stamp: &Stamp, op: &Op) -> Reply {
+        self.clock_ms = self.clock_ms.max(stamp.time_ms);
+        self.applied_index = stamp.index;
+        let now = self.clock_ms;
+        match op {
+            Op::Command { db, argv } => self.apply_command(*db as usize, argv, now, stamp),
+            Op::PurgeExpired { limit } => {
+                let mut left = *limit as usize;
+                let mut removed = 0;
+                for db in &mut self.dbs {
+                    let n = db.purge_expired(now, left);
+                    left -= n;
+                    removed += n;
+                }
+                Reply::Int(removed as i64)
+            }
+            Op::Noop => Reply::Ok,
+        }
+    }
+
+    fn apply_command(&mut self, db: usize, argv: &[Bytes], now: i64, stamp: &Stamp) -> Reply {
+        if db >= self.dbs.len() {
+            return Reply::err(crate::reply::errors::DB_INDEX);
+        }
+        let spec = match command::lookup_checked(argv) {
+            Ok(spec) => spec,
+            Err(reply) => return reply,
+        };
+        let rng = Rng::new(stamp.seed ^ stamp.index.rotate_left(32));
+        match spec.kind {
+            Kind::Write(f) => {
+                let mut exec = Exec { dbs: &mut self.dbs, db, now, rng, index: stamp.index };
+                f(&mut exec, argv).unwrap_or_else(|e| e)
+            }
+            Kind::Read(f) => {
+                let mut query = Query { dbs: &self.dbs, db, now, rng };
+                f(&mut query, argv).unwrap_or_else(|e| e)
+            }
+            Kind::Connection => {
+                Reply::error(format!("ERR command '{}' cannot be replicated", spec.name))
+            }
+        }
+    }
+
+    /// Serves a read-only command at time `now_ms` (the reader's clock; the
+    /// replicated clock is used if it is later). `seed` feeds SRANDMEMBER and
+    /// friends. Write commands are refused: they must go through [`State::apply`].
+    pub fn query(&self, db: usize, argv: &[Bytes], now_ms: i64, seed: u64) -> Reply {
+        if db >= self.dbs.len() {
+            return Reply::err(crate::reply::errors::DB_INDEX);
+        }
+        let spec = match command::lookup_checked(argv) {
+            Ok(spec) => spec,
+            Err(reply) => return reply,
+        };
+        match spec.kind {
+            Kind::Read(f) => {
+                let mut query =
+                    Query { dbs: &self.dbs, db, now: self.read_time(now_ms), rng: Rng::new(seed) };
+                f(&mut query, argv).unwrap_or_else(|e| e)
+            }
+            _ => Reply::error(format!("ERR command '{}' is not a read", spec.name)),
+        }
+    }
+
+    /// The time a read at local time `local_ms` uses: never before the
+    /// replicated clock, so a key the log already expired stays expired.
+    pub fn read_time(&self, local_ms: i64) -> i64 {
+        local_ms.max(self.clock_ms)
+    }
+
+    /// The replicated clock: the largest entry time applied so far.
+    pub fn clock_ms(&self) -> i64 {
+        self.clock_ms
+    }
+
+    /// Index of the last applied entry.
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
+    /// The databases, for INFO keyspace and the like.
+    pub fn dbs(&self) -> &[Db] {
+        &self.dbs
+    }
+
+    /// The earliest expiry time in any database, for the reaper.
+    pub fn next_expiry(&self) -> Option<i64> {
+        self.dbs.iter().filter_map(Db::next_expiry).min()
+    }
+}
