@@ -520,6 +520,8 @@ def render(node: Node) -> str:
     if k == "attr":
         pairs, inner = v
         return "|{" + ", ".join(render(a) + ": " + render(b) for a, b in pairs) + "} " + render(inner)
+    if k == "multi":
+        return "%d replies: " % len(v) + " | ".join(render(x) for x in v)
     return repr(node)
 
 
@@ -653,6 +655,7 @@ class Conn:
         except OSError as e:
             return Result(error="cannot connect: %s" % e, closed=True)
         try:
+            self.sock.settimeout(self.timeout + 5)
             self.sock.sendall(encode_command(args))
         except OSError:
             self.close()
@@ -677,6 +680,7 @@ class Conn:
     def send_raw(self, data: bytes) -> Optional[Result]:
         try:
             self._ensure()
+            self.sock.settimeout(self.timeout + 5)
             self.sock.sendall(data)
             return None
         except OSError as e:
@@ -709,7 +713,7 @@ class Conn:
                 data += chunk
         finally:
             if not closed:
-                self.sock.setblocking(True)
+                self.sock.settimeout(self.timeout + 5)
         if closed:
             self.close()
         else:
@@ -721,25 +725,30 @@ class Conn:
             if len(nodes) == 1:
                 res.node = nodes[0]
             elif nodes:
-                res.node = Node("array", nodes)  # for display only
+                res.node = Node("multi", nodes)  # several replies (display only)
         except ProtocolViolation:
             pass
-        if res.node is None and data:
-            res.error = ""
         return res
 
 
 def _run_pair(f1, f2):
     """Run two callables concurrently, return both results."""
     out: List[Any] = [None, None]
+    errors: List[Optional[BaseException]] = [None, None]
 
     def go(i, f):
-        out[i] = f()
+        try:
+            out[i] = f()
+        except BaseException as e:  # re-raised in the calling thread
+            errors[i] = e
 
     t = threading.Thread(target=go, args=(1, f2))
     t.start()
     go(0, f1)
     t.join()
+    for e in errors:
+        if e is not None:
+            raise e
     return out[0], out[1]
 
 
@@ -795,12 +804,36 @@ def load_differences(path: str = DIFFERENCES_FILE) -> dict:
     out = {}
     if not os.path.exists(path):
         return out
+    in_fence = False
     with open(path, encoding="utf-8") as f:
         for line in f:
+            if line.lstrip().startswith("```"):
+                in_fence = not in_fence
+                continue
+            if in_fence:
+                continue
             m = _DIFF_LINE_RE.match(line)
             if m:
                 out[(m.group(1).strip(), int(m.group(2)))] = m.group(3).strip()
     return out
+
+
+def check_differences(differences: dict) -> List[str]:
+    """Return warnings for DIFFERENCES.md entries that point nowhere."""
+    warnings = []
+    for (rel, line) in sorted(differences):
+        path = os.path.join(HERE, rel)
+        if not os.path.isfile(path):
+            warnings.append("DIFFERENCES.md: %s does not exist" % rel)
+            continue
+        try:
+            lines = {s.line for s in parse_script(path) if s.kind in ("cmd", "raw")}
+        except ScriptError as e:
+            warnings.append("DIFFERENCES.md: %s" % e)
+            continue
+        if line not in lines:
+            warnings.append("DIFFERENCES.md: %s:%d is not a compared command line" % (rel, line))
+    return warnings
 
 
 def list_scripts(filter: Optional[str] = None, root: str = SCRIPTS_DIR) -> List[str]:
@@ -1047,6 +1080,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         for s in started:
             s.stop()
 
+    for w in check_differences(load_differences()):
+        print("warning: " + w, file=sys.stderr)
     for m in stats.failures:
         print("MISMATCH " + m.format())
     if stats.documented:

@@ -105,6 +105,16 @@ impl Db {
         self.expires.len() - self.expired_count(now)
     }
 
+    /// Keys with a TTL visible at `now`, and their average remaining TTL in ms
+    /// (INFO keyspace).
+    pub fn ttl_stats(&self, now: i64) -> (usize, i64) {
+        let live = self.expires.range((now.saturating_add(1), Bytes::new())..);
+        let (count, sum) =
+            live.fold((0usize, 0i128), |(n, s), (at, _)| (n + 1, s + i128::from(at - now)));
+        let avg = if count == 0 { 0 } else { (sum / count as i128) as i64 };
+        (count, avg)
+    }
+
     fn expired_count(&self, now: i64) -> usize {
         self.expires.range(..(now.saturating_add(1), Bytes::new())).count()
     }

@@ -108,10 +108,11 @@ pub struct Query<'a> {
     pub rng: Rng,
 }
 
-impl Query<'_> {
-    /// The selected database.
+impl<'a> Query<'a> {
+    /// The selected database. The reference lives as long as the data, not
+    /// the query, so `q.rng` stays usable while it is held.
     #[inline]
-    pub fn db(&self) -> &Db {
+    pub fn db(&self) -> &'a Db {
         &self.dbs[self.db]
     }
 }

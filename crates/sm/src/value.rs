@@ -21,7 +21,7 @@ use crate::args::parse_i64;
 use crate::keymap::KeyMap;
 
 /// `hash-max-listpack-entries`
-pub const HASH_MAX_LISTPACK_ENTRIES: usize = 128;
+pub const HASH_MAX_LISTPACK_ENTRIES: usize = 512;
 /// `hash-max-listpack-value`
 pub const HASH_MAX_LISTPACK_VALUE: usize = 64;
 /// `set-max-intset-entries`

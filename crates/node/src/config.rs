@@ -1,0 +1,133 @@
+//! Command-line flags and the settings CONFIG GET/SET reads and changes.
+//!
+//! Flags follow redis-server's names (`--port`, `--bind`, `--requirepass`,
+//! `--maxmemory`, `--appendfsync` …) so scripts written for Redis keep working.
+
+use std::sync::RwLock;
+
+use clap::Parser;
+
+/// raftcache: a Redis-compatible cache replicated with Raft.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "raftcache", version, about)]
+pub struct Args {
+    /// TCP port for Redis clients.
+    #[arg(long, default_value_t = 6379)]
+    pub port: u16,
+    /// Addresses to listen on for Redis clients (space-separated, like redis-server).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: String,
+    /// Password clients must send with AUTH (or HELLO … AUTH) before other commands.
+    #[arg(long, env = "RAFTCACHE_REQUIREPASS")]
+    pub requirepass: Option<String>,
+    /// Most simultaneous client connections.
+    #[arg(long, default_value_t = 10_000)]
+    pub maxclients: usize,
+    /// Close a client connection idle for this many seconds (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub timeout: u64,
+    /// Memory limit reported by CONFIG GET/INFO (eviction is not implemented yet).
+    #[arg(long, default_value = "0", value_parser = parse_memory)]
+    pub maxmemory: u64,
+    /// Largest bulk string a client may send (e.g. 512mb).
+    #[arg(long, default_value = "512mb", value_parser = parse_memory)]
+    pub proto_max_bulk_len: u64,
+    /// Largest unprocessed input buffered for one client before it is disconnected.
+    #[arg(long, default_value = "1gb", value_parser = parse_memory)]
+    pub client_query_buffer_limit: u64,
+    /// When the Raft log is fsynced: always, everysec or no (used once a data
+    /// directory is configured).
+    #[arg(long, default_value = "everysec", value_parser = ["always", "everysec", "no"])]
+    pub appendfsync: String,
+    /// Log level: debug, verbose, notice or warning (or a tracing filter).
+    #[arg(long, default_value = "notice")]
+    pub loglevel: String,
+    /// Print the names of all commands and exit (used by scripts/).
+    #[arg(long, hide = true)]
+    pub list_commands: bool,
+}
+
+/// Parses a size the way redis-server does (`memtoull`): `100`, `1k` (1000),
+/// `1kb` (1024), `5m`, `5mb`, `1g`, `1gb`, case-insensitive.
+pub fn parse_memory(s: &str) -> Result<u64, String> {
+    let lower = s.to_ascii_lowercase();
+    let split = lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len());
+    let (digits, unit) = lower.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| format!("invalid memory size '{s}'"))?;
+    let mul: u64 = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => return Err(format!("invalid memory unit in '{s}'")),
+    };
+    n.checked_mul(mul).ok_or_else(|| format!("memory size '{s}' too large"))
+}
+
+/// Settings that CONFIG SET may change while the server runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub requirepass: Option<String>,
+    pub maxclients: usize,
+    pub timeout: u64,
+    pub maxmemory: u64,
+    pub maxmemory_policy: String,
+    pub proto_max_bulk_len: u64,
+    pub client_query_buffer_limit: u64,
+    pub appendfsync: String,
+    pub loglevel: String,
+}
+
+impl Settings {
+    pub fn from_args(args: &Args) -> Settings {
+        Settings {
+            requirepass: args.requirepass.clone().filter(|p| !p.is_empty()),
+            maxclients: args.maxclients,
+            timeout: args.timeout,
+            maxmemory: args.maxmemory,
+            maxmemory_policy: "noeviction".into(),
+            proto_max_bulk_len: args.proto_max_bulk_len,
+            client_query_buffer_limit: args.client_query_buffer_limit,
+            appendfsync: args.appendfsync.clone(),
+            loglevel: args.loglevel.clone(),
+        }
+    }
+}
+
+/// The live configuration: fixed flags plus settings behind a lock.
+#[derive(Debug)]
+pub struct Config {
+    pub args: Args,
+    pub settings: RwLock<Settings>,
+}
+
+impl Config {
+    pub fn new(args: Args) -> Config {
+        let settings = RwLock::new(Settings::from_args(&args));
+        Config { args, settings }
+    }
+
+    /// A copy of the current settings.
+    pub fn settings(&self) -> Settings {
+        self.settings.read().expect("settings lock").clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_units_like_redis() {
+        assert_eq!(parse_memory("100"), Ok(100));
+        assert_eq!(parse_memory("1k"), Ok(1000));
+        assert_eq!(parse_memory("1KB"), Ok(1024));
+        assert_eq!(parse_memory("512mb"), Ok(512 * 1024 * 1024));
+        assert_eq!(parse_memory("2g"), Ok(2_000_000_000));
+        assert!(parse_memory("12x").is_err());
+        assert!(parse_memory("").is_err());
+    }
+}

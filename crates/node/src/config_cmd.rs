@@ -1,0 +1,221 @@
+//! CONFIG GET/SET/RESETSTAT/REWRITE for the parameters the server has.
+//!
+//! Encoding thresholds (`hash-max-listpack-entries` …) are readable but
+//! immutable: replicas must pick identical encodings, so they are fixed at
+//! Redis's defaults (see tests/differential/DIFFERENCES.md).
+
+use std::sync::atomic::Ordering;
+use std::sync::RwLockWriteGuard;
+
+use bytes::Bytes;
+use raftcache_sm::glob;
+use raftcache_sm::reply::errors;
+use raftcache_sm::state::DATABASES;
+use raftcache_sm::value::{
+    HASH_MAX_LISTPACK_ENTRIES, HASH_MAX_LISTPACK_VALUE, SET_MAX_INTSET_ENTRIES, ZSET_MAX_LISTPACK_ENTRIES,
+    ZSET_MAX_LISTPACK_VALUE,
+};
+use raftcache_sm::Reply;
+
+use crate::config::{parse_memory, Settings};
+use crate::server::Shared;
+use crate::session::{bulk, help};
+use crate::subcommand::{subcommand, Sub};
+
+type Setter = fn(&mut Settings, &str) -> Result<(), String>;
+
+/// One CONFIG parameter: how to read it and, if it may change at runtime, how
+/// to set it.
+struct Param {
+    name: &'static str,
+    get: fn(&Shared, &Settings) -> String,
+    set: Option<Setter>,
+}
+
+fn memory(value: &str, min: u64) -> Result<u64, String> {
+    let n = parse_memory(value).map_err(|_| "argument must be a memory value".to_string())?;
+    if n < min {
+        return Err(format!("argument must be between {min} and 9223372036854775807 inclusive"));
+    }
+    Ok(n)
+}
+
+fn integer(value: &str) -> Result<u64, String> {
+    value.parse().map_err(|_| "argument couldn't be parsed into an integer".to_string())
+}
+
+const fn fixed(name: &'static str, get: fn(&Shared, &Settings) -> String) -> Param {
+    Param { name, get, set: None }
+}
+
+const PARAMS: &[Param] = &[
+    fixed("port", |s, _| s.config.args.port.to_string()),
+    fixed("bind", |s, _| s.config.args.bind.clone()),
+    fixed("databases", |_, _| DATABASES.to_string()),
+    Param {
+        name: "requirepass",
+        get: |_, c| c.requirepass.clone().unwrap_or_default(),
+        set: Some(|c, v| {
+            c.requirepass = (!v.is_empty()).then(|| v.to_string());
+            Ok(())
+        }),
+    },
+    Param {
+        name: "maxclients",
+        get: |_, c| c.maxclients.to_string(),
+        set: Some(|c, v| {
+            match integer(v)? {
+                0 => return Err("argument must be between 1 and 4294967295 inclusive".into()),
+                n => c.maxclients = n as usize,
+            }
+            Ok(())
+        }),
+    },
+    Param {
+        name: "timeout",
+        get: |_, c| c.timeout.to_string(),
+        set: Some(|c, v| {
+            c.timeout = integer(v)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "maxmemory",
+        get: |_, c| c.maxmemory.to_string(),
+        set: Some(|c, v| {
+            c.maxmemory = memory(v, 0)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "maxmemory-policy",
+        get: |_, c| c.maxmemory_policy.clone(),
+        set: Some(|c, v| {
+            // Only noeviction exists until deterministic eviction lands.
+            if !v.eq_ignore_ascii_case("noeviction") {
+                return Err("argument(s) must be one of the following: noeviction".into());
+            }
+            c.maxmemory_policy = "noeviction".into();
+            Ok(())
+        }),
+    },
+    Param {
+        name: "proto-max-bulk-len",
+        get: |_, c| c.proto_max_bulk_len.to_string(),
+        set: Some(|c, v| {
+            c.proto_max_bulk_len = memory(v, 1024 * 1024)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "client-query-buffer-limit",
+        get: |_, c| c.client_query_buffer_limit.to_string(),
+        set: Some(|c, v| {
+            c.client_query_buffer_limit = memory(v, 1024 * 1024)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "loglevel",
+        get: |_, c| c.loglevel.clone(),
+        set: Some(|c, v| {
+            let v = v.to_ascii_lowercase();
+            if !["debug", "verbose", "notice", "warning", "nothing"].contains(&v.as_str()) {
+                return Err(
+                    "argument(s) must be one of the following: debug, verbose, notice, warning, nothing".into()
+                );
+            }
+            c.loglevel = v;
+            Ok(())
+        }),
+    },
+    fixed("appendonly", |_, _| "no".into()),
+    fixed("appendfsync", |_, c| c.appendfsync.clone()),
+    fixed("save", |_, _| String::new()),
+    fixed("hash-max-listpack-entries", |_, _| HASH_MAX_LISTPACK_ENTRIES.to_string()),
+    fixed("hash-max-listpack-value", |_, _| HASH_MAX_LISTPACK_VALUE.to_string()),
+    fixed("hash-max-ziplist-entries", |_, _| HASH_MAX_LISTPACK_ENTRIES.to_string()),
+    fixed("hash-max-ziplist-value", |_, _| HASH_MAX_LISTPACK_VALUE.to_string()),
+    fixed("set-max-intset-entries", |_, _| SET_MAX_INTSET_ENTRIES.to_string()),
+    fixed("zset-max-listpack-entries", |_, _| ZSET_MAX_LISTPACK_ENTRIES.to_string()),
+    fixed("zset-max-listpack-value", |_, _| ZSET_MAX_LISTPACK_VALUE.to_string()),
+    fixed("zset-max-ziplist-entries", |_, _| ZSET_MAX_LISTPACK_ENTRIES.to_string()),
+    fixed("zset-max-ziplist-value", |_, _| ZSET_MAX_LISTPACK_VALUE.to_string()),
+    fixed("list-max-listpack-size", |_, _| "-2".into()),
+    fixed("list-max-ziplist-size", |_, _| "-2".into()),
+];
+
+const HELP: &[&str] = &[
+    "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "GET <pattern>",
+    "    Return parameters matching the glob-like <pattern> and their values.",
+    "SET <directive> <value>",
+    "    Set the configuration <directive> to <value>.",
+    "RESETSTAT",
+    "    Reset statistics reported by the INFO command.",
+    "REWRITE",
+    "    Rewrite the configuration file.",
+    "HELP",
+    "    Print this help.",
+];
+
+/// CONFIG GET|SET|RESETSTAT|REWRITE|HELP
+pub fn config(shared: &Shared, argv: &[Bytes]) -> Reply {
+    let sub = match subcommand("config", argv) {
+        Ok(sub) => sub,
+        Err(e) => return e,
+    };
+    match sub {
+        Sub("get") => {
+            let settings = shared.config.settings();
+            let pairs = PARAMS
+                .iter()
+                .filter(|p| argv[2..].iter().any(|pat| glob::matches_nocase(pat, p.name.as_bytes())))
+                .map(|p| (bulk(p.name), bulk(&(p.get)(shared, &settings))))
+                .collect();
+            Reply::Map(pairs)
+        }
+        Sub("set") => config_set(shared, argv),
+        Sub("resetstat") => {
+            shared.stats.commands.store(0, Ordering::Relaxed);
+            shared.stats.expired_keys.store(0, Ordering::Relaxed);
+            Reply::Ok
+        }
+        Sub("rewrite") => Reply::err("ERR The server is running without a config file"),
+        Sub("help") => help(HELP),
+        Sub(_) => Reply::err(errors::SYNTAX),
+    }
+}
+
+fn settings_mut(shared: &Shared) -> RwLockWriteGuard<'_, Settings> {
+    shared.config.settings.write().expect("settings lock")
+}
+
+/// CONFIG SET parameter value [parameter value ...]: all or nothing, like Redis.
+fn config_set(shared: &Shared, argv: &[Bytes]) -> Reply {
+    if argv.len() % 2 != 0 {
+        return Reply::err("ERR wrong number of arguments for 'config|set' command");
+    }
+    let mut updates: Vec<(String, Setter, String)> = Vec::new();
+    for pair in argv[2..].chunks(2) {
+        let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
+        let Some(param) = PARAMS.iter().find(|p| p.name == name) else {
+            return Reply::error(format!("ERR Unknown option or number of arguments for CONFIG SET - '{name}'"));
+        };
+        let Some(set) = param.set else {
+            return Reply::error(format!(
+                "ERR CONFIG SET failed (possibly related to argument '{name}') - can't set immutable config"
+            ));
+        };
+        updates.push((name, set, String::from_utf8_lossy(&pair[1]).into_owned()));
+    }
+    let mut settings = settings_mut(shared);
+    let mut next = settings.clone();
+    for (name, set, value) in updates {
+        if let Err(msg) = set(&mut next, &value) {
+            return Reply::error(format!("ERR CONFIG SET failed (possibly related to argument '{name}') - {msg}"));
+        }
+    }
+    *settings = next;
+    Reply::Ok
+}

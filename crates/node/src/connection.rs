@@ -1,0 +1,211 @@
+//! One client connection: read, decode, execute, reply.
+//!
+//! The handler reads whatever the socket has, executes every complete command
+//! in the buffer in order, and writes all their replies with one write: a
+//! pipelined client gets one syscall per batch, not per command. A protocol
+//! error is answered with Redis's `-ERR Protocol error: …` after the replies
+//! to the commands before it, and closes this connection only.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use raftcache_resp::{Limits, Protocol, RequestDecoder};
+use raftcache_sm::command::{lookup, unknown_command_error};
+use raftcache_sm::{Kind, Reply};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use crate::clients::ClientEntry;
+use crate::encode::encode;
+use crate::server::Shared;
+use crate::session::{ReplyMode, Session};
+
+/// Read buffer size, and the least free space kept before each read.
+const READ_CHUNK: usize = 16 * 1024;
+/// Replies are flushed once this much is buffered, so a long pipeline does not
+/// build an unbounded output buffer.
+const WRITE_FLUSH_AT: usize = 64 * 1024;
+
+/// Serves one client until it disconnects, errs, or the server shuts down.
+pub struct Handler {
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    entry: Arc<ClientEntry>,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    decoder: RequestDecoder,
+    session: Session,
+    last_cmd: &'static str,
+}
+
+impl Handler {
+    pub fn new(shared: Arc<Shared>, stream: TcpStream, entry: Arc<ClientEntry>) -> Handler {
+        let settings = shared.config.settings();
+        let session = Session::new(entry.id, settings.requirepass.is_none());
+        Handler {
+            decoder: RequestDecoder::new(limits(settings.proto_max_bulk_len)),
+            shared,
+            stream,
+            entry,
+            rbuf: BytesMut::with_capacity(READ_CHUNK),
+            wbuf: BytesMut::with_capacity(READ_CHUNK),
+            session,
+            last_cmd: "",
+        }
+    }
+
+    /// Runs the connection to its end.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        if let Err(e) = self.serve(shutdown).await {
+            debug!(client = self.entry.id, error = %e, "connection ended with an error");
+        }
+        self.shared.clients.unregister(self.entry.id);
+    }
+
+    async fn serve(&mut self, shutdown: CancellationToken) -> std::io::Result<()> {
+        loop {
+            let close = self.process_buffer().await?;
+            self.flush().await?;
+            if close {
+                return Ok(());
+            }
+            let settings = self.shared.config.settings();
+            self.decoder.set_limits(limits(settings.proto_max_bulk_len));
+            if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
+                self.rbuf.reserve(READ_CHUNK);
+            }
+            let idle = match settings.timeout {
+                0 => Duration::MAX,
+                secs => Duration::from_secs(secs),
+            };
+            let read = tokio::select! {
+                r = self.stream.read_buf(&mut self.rbuf) => r?,
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(idle) => {
+                    debug!(client = self.entry.id, "closing idle client");
+                    return Ok(());
+                }
+            };
+            if read == 0 {
+                return Ok(());
+            }
+            if self.rbuf.len() as u64 > settings.client_query_buffer_limit {
+                tracing::warn!(client = self.entry.id, "closing client that reached max query buffer length");
+                return Ok(());
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.wbuf.is_empty() {
+            self.stream.write_all(&self.wbuf).await?;
+            self.wbuf.clear();
+        }
+        Ok(())
+    }
+
+    /// Executes every complete command in the read buffer. Returns true if the
+    /// connection must close once the replies are written.
+    async fn process_buffer(&mut self) -> std::io::Result<bool> {
+        let mut executed = false;
+        loop {
+            let argv = match self.decoder.decode(&mut self.rbuf, self.session.authenticated) {
+                Ok(Some(argv)) => argv,
+                Ok(None) => break,
+                Err(e) => {
+                    encode(&Reply::error(format!("ERR {e}")), self.session.proto, &mut self.wbuf);
+                    debug!(client = self.entry.id, error = %e, "protocol error");
+                    return Ok(true);
+                }
+            };
+            executed = true;
+            let reply = self.execute(argv);
+            self.emit(&reply);
+            if self.session.close_after_reply {
+                return Ok(true);
+            }
+            if self.wbuf.len() >= WRITE_FLUSH_AT {
+                self.flush().await?;
+            }
+        }
+        if executed {
+            self.publish();
+        }
+        Ok(false)
+    }
+
+    /// Writes a reply unless CLIENT REPLY says otherwise.
+    fn emit(&mut self, reply: &Reply) {
+        match self.session.reply_mode {
+            ReplyMode::On => encode(reply, self.session.proto, &mut self.wbuf),
+            ReplyMode::Off => {}
+            ReplyMode::Skip => self.session.reply_mode = ReplyMode::SkipNext,
+            ReplyMode::SkipNext => self.session.reply_mode = ReplyMode::On,
+        }
+    }
+
+    /// Executes one command and returns its reply.
+    fn execute(&mut self, argv: Vec<Bytes>) -> Reply {
+        self.shared.stats.commands.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Some(spec) = lookup(&argv[0]) else {
+            self.last_cmd = "unknown";
+            return unknown_command_error(&argv);
+        };
+        self.last_cmd = spec.name;
+        if let Err(e) = spec.check_arity(argv.len()) {
+            return e;
+        }
+        if !self.session.authenticated && !matches!(spec.name, "auth" | "hello" | "quit") {
+            return Reply::err("NOAUTH Authentication required.");
+        }
+        match spec.kind {
+            Kind::Read(_) => self.shared.store.read(self.session.db, &argv),
+            Kind::Write(_) => self.shared.store.write(self.session.db, argv),
+            Kind::Connection => {
+                // CLIENT LIST shows the command being run, like Redis.
+                self.publish();
+                let mut view = self.entry.view.lock().expect("client view lock");
+                view.last_cmd = full_name(spec.name, &argv);
+                drop(view);
+                self.session.execute(&self.shared, &self.entry, spec.name, &argv)
+            }
+        }
+    }
+
+    /// Publishes this connection's state for CLIENT LIST and INFO.
+    fn publish(&self) {
+        let mut view = self.entry.view.lock().expect("client view lock");
+        view.db = self.session.db;
+        view.resp = self.session.proto.version();
+        if !self.last_cmd.is_empty() && !matches!(self.last_cmd, "client" | "config" | "command") {
+            view.last_cmd.clear();
+            view.last_cmd.push_str(self.last_cmd);
+        }
+        view.last_active = Instant::now();
+        view.qbuf = self.rbuf.len();
+        view.name.clone_from(&self.session.name);
+        view.lib_name.clone_from(&self.session.lib_name);
+        view.lib_ver.clone_from(&self.session.lib_ver);
+        view.no_evict = self.session.no_evict;
+    }
+}
+
+/// `client|list` for container commands, the plain name otherwise.
+fn full_name(name: &str, argv: &[Bytes]) -> String {
+    match (name, argv.get(1)) {
+        ("client" | "config" | "command", Some(sub)) => {
+            format!("{name}|{}", String::from_utf8_lossy(sub).to_ascii_lowercase())
+        }
+        _ => name.to_string(),
+    }
+}
+
+fn limits(max_bulk_len: u64) -> Limits {
+    Limits { max_bulk_len: max_bulk_len.min(i64::MAX as u64) as i64, ..Limits::default() }
+}
+
+/// The protocol version a session starts with.
+pub const DEFAULT_PROTOCOL: Protocol = Protocol::Resp2;

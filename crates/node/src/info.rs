@@ -1,0 +1,153 @@
+//! The INFO command: Redis's section format (`# Section`, `field:value` lines)
+//! with the fields clients commonly read. Fields raftcache does not track are
+//! left out rather than reported as made-up values.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use raftcache_sm::Reply;
+
+use crate::server::Shared;
+use crate::store::now_ms;
+
+/// The Redis version raftcache reports: clients pick features by it, and its
+/// command set and behaviour follow Redis 7.0.
+pub const REDIS_VERSION: &str = "7.0.15";
+
+const SECTIONS: &[&str] =
+    &["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "keyspace"];
+
+/// INFO [section ...]
+pub fn info(shared: &Shared, argv: &[Bytes]) -> Reply {
+    let wanted: Vec<String> =
+        argv[1..].iter().map(|s| String::from_utf8_lossy(s).to_ascii_lowercase()).collect();
+    let all = wanted.is_empty() || wanted.iter().any(|w| matches!(w.as_str(), "all" | "everything" | "default"));
+    let mut out = String::new();
+    for section in SECTIONS {
+        if !all && !wanted.iter().any(|w| w == section) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str("\r\n");
+        }
+        render(shared, section, &mut out);
+    }
+    Reply::Verbatim(Bytes::from(out))
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: &[(&str, f64)] = &[("G", 1024.0 * 1024.0 * 1024.0), ("M", 1024.0 * 1024.0), ("K", 1024.0)];
+    for (unit, size) in UNITS {
+        if bytes as f64 >= *size {
+            return format!("{:.2}{unit}", bytes as f64 / size);
+        }
+    }
+    format!("{bytes}B")
+}
+
+/// Resident set size of this process, from /proc.
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .map_or(0, |pages| pages * 4096)
+}
+
+fn cpu_times() -> (f64, f64) {
+    // SAFETY: getrusage writes into the zeroed struct we pass and nothing else.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return (0.0, 0.0);
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (secs(usage.ru_stime), secs(usage.ru_utime))
+}
+
+fn render(shared: &Shared, section: &str, out: &mut String) {
+    let settings = shared.config.settings();
+    let uptime = shared.started.elapsed().as_secs();
+    macro_rules! field {
+        ($($arg:tt)*) => {{ let _ = write!(out, $($arg)*); out.push_str("\r\n"); }};
+    }
+    match section {
+        "server" => {
+            out.push_str("# Server\r\n");
+            field!("redis_version:{REDIS_VERSION}");
+            field!("raftcache_version:{}", env!("CARGO_PKG_VERSION"));
+            field!("redis_mode:standalone");
+            field!("os:{} {}", std::env::consts::OS, std::env::consts::ARCH);
+            field!("arch_bits:{}", usize::BITS);
+            field!("process_id:{}", std::process::id());
+            field!("run_id:{}", shared.run_id);
+            field!("tcp_port:{}", shared.config.args.port);
+            field!("server_time_usec:{}", now_ms() * 1000);
+            field!("uptime_in_seconds:{uptime}");
+            field!("uptime_in_days:{}", uptime / 86400);
+            field!("hz:10");
+            field!("executable:{}", std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default());
+            field!("config_file:");
+        }
+        "clients" => {
+            out.push_str("# Clients\r\n");
+            field!("connected_clients:{}", shared.clients.count());
+            field!("maxclients:{}", settings.maxclients);
+            field!("blocked_clients:0");
+            field!("tracking_clients:0");
+        }
+        "memory" => {
+            let rss = rss_bytes();
+            out.push_str("# Memory\r\n");
+            // The engine does not account its own allocations yet; the
+            // process's resident size is the honest upper bound.
+            field!("used_memory:{rss}");
+            field!("used_memory_human:{}", human(rss));
+            field!("used_memory_rss:{rss}");
+            field!("used_memory_rss_human:{}", human(rss));
+            field!("maxmemory:{}", settings.maxmemory);
+            field!("maxmemory_human:{}", human(settings.maxmemory));
+            field!("maxmemory_policy:{}", settings.maxmemory_policy);
+            field!("mem_allocator:libc");
+        }
+        "persistence" => {
+            out.push_str("# Persistence\r\n");
+            field!("loading:0");
+            field!("aof_enabled:0");
+            field!("rdb_bgsave_in_progress:0");
+        }
+        "stats" => {
+            out.push_str("# Stats\r\n");
+            field!("total_connections_received:{}", shared.clients.total_connections.load(Ordering::Relaxed));
+            field!("total_commands_processed:{}", shared.stats.commands.load(Ordering::Relaxed));
+            field!("rejected_connections:{}", shared.clients.rejected_connections.load(Ordering::Relaxed));
+            field!("expired_keys:{}", shared.stats.expired_keys.load(Ordering::Relaxed));
+        }
+        "replication" => {
+            out.push_str("# Replication\r\n");
+            field!("role:master");
+            field!("connected_slaves:0");
+        }
+        "cpu" => {
+            let (sys, user) = cpu_times();
+            out.push_str("# CPU\r\n");
+            field!("used_cpu_sys:{sys:.6}");
+            field!("used_cpu_user:{user:.6}");
+        }
+        "keyspace" => {
+            out.push_str("# Keyspace\r\n");
+            let now = now_ms();
+            shared.store.with_state(|state| {
+                let now = state.read_time(now);
+                for (i, db) in state.dbs().iter().enumerate() {
+                    let keys = db.visible_len(now);
+                    if keys == 0 {
+                        continue;
+                    }
+                    let (expires, avg_ttl) = db.ttl_stats(now);
+                    field!("db{i}:keys={keys},expires={expires},avg_ttl={avg_ttl}");
+                }
+            });
+        }
+        _ => {}
+    }
+}

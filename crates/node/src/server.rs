@@ -1,0 +1,148 @@
+//! The RESP listener: accepts clients, bounds how many there are, runs a
+//! handler per connection and the expiry reaper, and shuts down cleanly:
+//! stop accepting, let handlers finish their current batch, then return.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::clients::Clients;
+use crate::config::Config;
+use crate::connection::Handler;
+use crate::store::Store;
+
+/// Counters INFO stats reports.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub commands: AtomicU64,
+    pub expired_keys: AtomicU64,
+}
+
+/// What every connection shares.
+pub struct Shared {
+    pub config: Config,
+    pub store: Store,
+    pub clients: Clients,
+    pub stats: Stats,
+    pub run_id: String,
+    pub started: Instant,
+}
+
+impl Shared {
+    pub fn new(config: Config) -> Shared {
+        let run_id: String = (0..40).map(|_| format!("{:x}", rand::random::<u8>() % 16)).collect();
+        Shared {
+            config,
+            store: Store::new(),
+            clients: Clients::default(),
+            stats: Stats::default(),
+            run_id,
+            started: Instant::now(),
+        }
+    }
+}
+
+/// How often the reaper looks for expired keys (Redis's default `hz` is 10).
+const REAPER_PERIOD: Duration = Duration::from_millis(100);
+
+/// Binds the RESP listeners on `--bind` addresses and `--port`.
+pub async fn bind(config: &Config) -> anyhow::Result<Vec<TcpListener>> {
+    let mut listeners = Vec::new();
+    for host in config.args.bind.split_whitespace() {
+        let host = host.trim_start_matches('-');
+        let addr = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]:{}", config.args.port)
+        } else {
+            format!("{host}:{}", config.args.port)
+        };
+        let listener = TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
+        info!(%addr, "listening for Redis clients");
+        listeners.push(listener);
+    }
+    anyhow::ensure!(!listeners.is_empty(), "--bind lists no address");
+    Ok(listeners)
+}
+
+/// Serves clients on `listeners` until `shutdown` is cancelled.
+pub async fn run(shared: Arc<Shared>, listeners: Vec<TcpListener>, shutdown: CancellationToken) {
+    let tracker = TaskTracker::new();
+    tracker.spawn(reaper(shared.clone(), shutdown.clone()));
+    for listener in listeners {
+        tracker.spawn(accept_loop(shared.clone(), listener, shutdown.clone(), tracker.clone()));
+    }
+    shutdown.cancelled().await;
+    tracker.close();
+    tracker.wait().await;
+    info!("all connections closed");
+}
+
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let mut backoff = Duration::from_millis(1);
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.cancelled() => return,
+        };
+        let (stream, addr) = match accepted {
+            Ok(pair) => {
+                backoff = Duration::from_millis(1);
+                pair
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off, keep serving.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        if shared.clients.count() >= shared.config.settings().maxclients {
+            shared.clients.rejected_connections.fetch_add(1, Ordering::Relaxed);
+            tracker.spawn(reject(stream));
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let laddr = stream.local_addr().unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+        let entry = shared.clients.register(addr, laddr, stream.as_raw_fd());
+        let handler = Handler::new(shared.clone(), stream, entry);
+        tracker.spawn(handler.run(shutdown.clone()));
+    }
+}
+
+async fn reject(mut stream: TcpStream) {
+    let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
+}
+
+/// Removes expired keys in bounded batches (active expiry). Reads never see
+/// expired keys either way; this reclaims their memory.
+async fn reaper(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(REAPER_PERIOD);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        loop {
+            let removed = shared.store.purge_expired();
+            shared.stats.expired_keys.fetch_add(u64::from(removed), Ordering::Relaxed);
+            if removed < crate::store::PURGE_BATCH {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+}

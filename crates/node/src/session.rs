@@ -1,0 +1,374 @@
+//! Per-connection state and the commands that only touch it or the server:
+//! PING ECHO QUIT HELLO AUTH SELECT CLIENT COMMAND CONFIG INFO TIME RESET.
+
+use bytes::Bytes;
+use raftcache_resp::Protocol;
+use raftcache_sm::args::parse_i64;
+use raftcache_sm::reply::errors;
+use raftcache_sm::state::DATABASES;
+use raftcache_sm::Reply;
+
+use crate::clients::ClientEntry;
+use crate::command_docs;
+use crate::config_cmd::config;
+use crate::info::{info, REDIS_VERSION};
+use crate::server::Shared;
+use crate::subcommand::{subcommand, Sub};
+
+/// What CLIENT REPLY asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyMode {
+    On,
+    Off,
+    /// CLIENT REPLY SKIP was just run (it has no reply of its own).
+    Skip,
+    /// The reply of the command after CLIENT REPLY SKIP is dropped.
+    SkipNext,
+}
+
+/// A connection's state.
+#[derive(Debug)]
+pub struct Session {
+    pub id: u64,
+    pub db: usize,
+    pub proto: Protocol,
+    pub authenticated: bool,
+    pub name: Option<Bytes>,
+    pub lib_name: Option<Bytes>,
+    pub lib_ver: Option<Bytes>,
+    pub reply_mode: ReplyMode,
+    pub no_evict: bool,
+    pub no_touch: bool,
+    pub close_after_reply: bool,
+}
+
+const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+
+pub fn bulk(s: &str) -> Reply {
+    Reply::Bulk(Bytes::copy_from_slice(s.as_bytes()))
+}
+
+pub fn help(lines: &[&'static str]) -> Reply {
+    Reply::Array(lines.iter().map(|l| Reply::status(l)).collect())
+}
+
+/// Redis's rule for client names and library info: printable, no spaces.
+fn valid_name(name: &[u8]) -> bool {
+    name.iter().all(|&c| (b'!'..=b'~').contains(&c))
+}
+
+fn on_off(arg: &[u8]) -> Option<bool> {
+    if arg.eq_ignore_ascii_case(b"on") {
+        Some(true)
+    } else if arg.eq_ignore_ascii_case(b"off") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+const CLIENT_HELP: &[&str] = &[
+    "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "GETNAME",
+    "    Return the name of the current connection.",
+    "ID",
+    "    Return the ID of the current connection.",
+    "INFO",
+    "    Return information about the current client connection.",
+    "LIST [options ...]",
+    "    Return information about client connections. Options:",
+    "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+    "      Return clients of specified type.",
+    "    * ID <client-id> [<client-id> ...]",
+    "      Return clients of specified IDs only.",
+    "NO-EVICT (ON|OFF)",
+    "    Protect current client connection from eviction.",
+    "NO-TOUCH (ON|OFF)",
+    "    Will not touch LRU/LFU stats when this mode is on.",
+    "REPLY (ON|OFF|SKIP)",
+    "    Control the replies sent to the current connection.",
+    "SETNAME <name>",
+    "    Assign the name <name> to the current connection.",
+    "SETINFO <option> <value>",
+    "    Set client meta attr. Options are:",
+    "    * LIB-NAME: the client lib name.",
+    "    * LIB-VER: the client lib version.",
+    "HELP",
+    "    Print this help.",
+];
+
+impl Session {
+    pub fn new(id: u64, authenticated: bool) -> Session {
+        Session {
+            id,
+            db: 0,
+            proto: Protocol::Resp2,
+            authenticated,
+            name: None,
+            lib_name: None,
+            lib_ver: None,
+            reply_mode: ReplyMode::On,
+            no_evict: false,
+            no_touch: false,
+            close_after_reply: false,
+        }
+    }
+
+    /// Runs a connection-level command (its arity is already checked).
+    pub fn execute(&mut self, shared: &Shared, entry: &ClientEntry, name: &str, argv: &[Bytes]) -> Reply {
+        match name {
+            "ping" => match argv.len() {
+                1 => Reply::status("PONG"),
+                2 => Reply::Bulk(argv[1].clone()),
+                _ => raftcache_sm::command::arity_error("ping"),
+            },
+            "echo" => Reply::Bulk(argv[1].clone()),
+            "quit" => {
+                self.close_after_reply = true;
+                Reply::Ok
+            }
+            "hello" => self.hello(shared, argv),
+            "auth" => self.auth(shared, argv),
+            "select" => self.select(argv),
+            "client" => self.client(shared, entry, argv),
+            "command" => command_docs::command(argv),
+            "config" => config(shared, argv),
+            "info" => info(shared, argv),
+            "time" => {
+                let micros = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros() as i64);
+                Reply::Array(vec![Reply::bulk_int(micros / 1_000_000), Reply::bulk_int(micros % 1_000_000)])
+            }
+            "reset" => {
+                let open = shared.config.settings().requirepass.is_none();
+                *self = Session::new(self.id, open);
+                Reply::status("RESET")
+            }
+            other => Reply::error(format!("ERR command '{other}' is not served by the node")),
+        }
+    }
+
+    /// Checks a password for the default user, the only user there is.
+    fn check_password(shared: &Shared, user: &[u8], pass: &[u8]) -> bool {
+        user == b"default"
+            && shared.config.settings().requirepass.is_none_or(|p| p.as_bytes() == pass)
+    }
+
+    /// AUTH [username] password
+    fn auth(&mut self, shared: &Shared, argv: &[Bytes]) -> Reply {
+        if argv.len() > 3 {
+            return Reply::err(errors::SYNTAX);
+        }
+        let (user, pass) = if argv.len() == 2 {
+            if shared.config.settings().requirepass.is_none() {
+                return Reply::err(
+                    "ERR AUTH <password> called without any password configured for the default user. \
+                     Are you sure your configuration is correct?",
+                );
+            }
+            (&b"default"[..], &argv[1][..])
+        } else {
+            (&argv[1][..], &argv[2][..])
+        };
+        if Self::check_password(shared, user, pass) {
+            self.authenticated = true;
+            Reply::Ok
+        } else {
+            Reply::err(WRONGPASS)
+        }
+    }
+
+    /// HELLO [protover [AUTH username password] [SETNAME clientname]]
+    fn hello(&mut self, shared: &Shared, argv: &[Bytes]) -> Reply {
+        let mut version = None;
+        if argv.len() >= 2 {
+            let Some(v) = parse_i64(&argv[1]) else {
+                return Reply::err("ERR Protocol version is not an integer or out of range");
+            };
+            if !(2..=3).contains(&v) {
+                return Reply::err("NOPROTO unsupported protocol version");
+            }
+            version = Some(v);
+        }
+        let (mut credentials, mut setname) = (None, None);
+        let mut j = 2;
+        while j < argv.len() {
+            let more = argv.len() - 1 - j;
+            if argv[j].eq_ignore_ascii_case(b"auth") && more >= 2 {
+                credentials = Some((&argv[j + 1], &argv[j + 2]));
+                j += 2;
+            } else if argv[j].eq_ignore_ascii_case(b"setname") && more >= 1 {
+                setname = Some(&argv[j + 1]);
+                j += 1;
+            } else {
+                let opt = String::from_utf8_lossy(&argv[j]);
+                return Reply::error(format!("ERR Syntax error in HELLO option '{opt}'"));
+            }
+            j += 1;
+        }
+        if let Some((user, pass)) = credentials {
+            if !Self::check_password(shared, user, pass) {
+                return Reply::err(WRONGPASS);
+            }
+            self.authenticated = true;
+        }
+        if !self.authenticated {
+            return Reply::err(
+                "NOAUTH HELLO must be called with the client already authenticated, otherwise the \
+                 HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and \
+                 select the RESP protocol version at the same time",
+            );
+        }
+        if let Some(name) = setname {
+            if let Err(e) = self.set_name(name) {
+                return e;
+            }
+        }
+        if let Some(v) = version {
+            self.proto = if v == 3 { Protocol::Resp3 } else { Protocol::Resp2 };
+        }
+        Reply::Map(vec![
+            (bulk("server"), bulk("redis")),
+            (bulk("version"), bulk(REDIS_VERSION)),
+            (bulk("proto"), Reply::Int(self.proto.version())),
+            (bulk("id"), Reply::Int(self.id as i64)),
+            (bulk("mode"), bulk("standalone")),
+            (bulk("role"), bulk("master")),
+            (bulk("modules"), Reply::Array(vec![])),
+        ])
+    }
+
+    /// SELECT index
+    fn select(&mut self, argv: &[Bytes]) -> Reply {
+        match parse_i64(&argv[1]) {
+            Some(n) if (i64::from(i32::MIN)..=i64::from(i32::MAX)).contains(&n) => {
+                if n < 0 || n as usize >= DATABASES {
+                    Reply::err(errors::DB_INDEX)
+                } else {
+                    self.db = n as usize;
+                    Reply::Ok
+                }
+            }
+            _ => Reply::err(errors::NOT_INTEGER),
+        }
+    }
+
+    fn set_name(&mut self, name: &Bytes) -> Result<(), Reply> {
+        if !valid_name(name) {
+            return Err(Reply::err("ERR Client names cannot contain spaces, newlines or special characters."));
+        }
+        self.name = if name.is_empty() { None } else { Some(name.clone()) };
+        Ok(())
+    }
+
+    /// CLIENT subcommand …
+    fn client(&mut self, shared: &Shared, entry: &ClientEntry, argv: &[Bytes]) -> Reply {
+        let sub = match subcommand("client", argv) {
+            Ok(sub) => sub,
+            Err(e) => return e,
+        };
+        match sub {
+            Sub("id") => Reply::Int(self.id as i64),
+            Sub("setname") => self.set_name(&argv[2]).map_or_else(|e| e, |_| Reply::Ok),
+            Sub("getname") => self.name.clone().map_or(Reply::Nil, Reply::Bulk),
+            Sub("info") => Reply::Verbatim(Bytes::from(entry.describe() + "\n")),
+            Sub("list") => client_list(shared, argv),
+            Sub("setinfo") => self.set_info(&argv[2], &argv[3]),
+            Sub("no-evict") => match on_off(&argv[2]) {
+                Some(v) => {
+                    self.no_evict = v;
+                    Reply::Ok
+                }
+                None => Reply::err(errors::SYNTAX),
+            },
+            Sub("no-touch") => match on_off(&argv[2]) {
+                Some(v) => {
+                    self.no_touch = v;
+                    Reply::Ok
+                }
+                None => Reply::err(errors::SYNTAX),
+            },
+            Sub("reply") => self.client_reply(&argv[2]),
+            Sub("help") => help(CLIENT_HELP),
+            Sub(_) => Reply::err(errors::SYNTAX),
+        }
+    }
+
+    /// CLIENT SETINFO LIB-NAME|LIB-VER value
+    fn set_info(&mut self, attr: &[u8], value: &Bytes) -> Reply {
+        let is_name = attr.eq_ignore_ascii_case(b"lib-name");
+        if !is_name && !attr.eq_ignore_ascii_case(b"lib-ver") {
+            return Reply::error(format!("ERR Unrecognized option '{}'", String::from_utf8_lossy(attr)));
+        }
+        if !valid_name(value) {
+            let what = if is_name { "lib-name" } else { "lib-ver" };
+            return Reply::error(format!("ERR {what} cannot contain spaces, newlines or special characters."));
+        }
+        let value = if value.is_empty() { None } else { Some(value.clone()) };
+        if is_name {
+            self.lib_name = value;
+        } else {
+            self.lib_ver = value;
+        }
+        Reply::Ok
+    }
+
+    /// CLIENT REPLY ON|OFF|SKIP
+    fn client_reply(&mut self, mode: &[u8]) -> Reply {
+        if mode.eq_ignore_ascii_case(b"on") {
+            self.reply_mode = ReplyMode::On;
+            Reply::Ok
+        } else if mode.eq_ignore_ascii_case(b"off") {
+            self.reply_mode = ReplyMode::Off;
+            Reply::NoReply
+        } else if mode.eq_ignore_ascii_case(b"skip") {
+            if self.reply_mode != ReplyMode::Off {
+                self.reply_mode = ReplyMode::Skip;
+            }
+            Reply::NoReply
+        } else {
+            Reply::err(errors::SYNTAX)
+        }
+    }
+}
+
+/// CLIENT LIST [TYPE NORMAL|MASTER|REPLICA|PUBSUB] [ID id [id ...]]
+fn client_list(shared: &Shared, argv: &[Bytes]) -> Reply {
+    let mut ids: Option<Vec<u64>> = None;
+    let mut only_normal = true;
+    let mut i = 2;
+    while i < argv.len() {
+        if argv[i].eq_ignore_ascii_case(b"type") && i + 1 < argv.len() {
+            let t = String::from_utf8_lossy(&argv[i + 1]).to_ascii_lowercase();
+            only_normal = match t.as_str() {
+                "normal" => true,
+                "master" | "replica" | "slave" | "pubsub" => false,
+                _ => return Reply::error(format!("ERR Unknown client type '{t}'")),
+            };
+            i += 2;
+        } else if argv[i].eq_ignore_ascii_case(b"id") && i + 1 < argv.len() {
+            let mut list = Vec::new();
+            for arg in &argv[i + 1..] {
+                match parse_i64(arg) {
+                    Some(n) if n > 0 => list.push(n as u64),
+                    _ => return Reply::err("ERR Invalid client ID"),
+                }
+            }
+            ids = Some(list);
+            i = argv.len();
+        } else {
+            return Reply::err(errors::SYNTAX);
+        }
+    }
+    let mut out = String::new();
+    if only_normal {
+        for client in shared.clients.list() {
+            if ids.as_ref().is_none_or(|ids| ids.contains(&client.id)) {
+                out.push_str(&client.describe());
+                out.push('\n');
+            }
+        }
+    }
+    Reply::Verbatim(Bytes::from(out))
+}
