@@ -38,7 +38,9 @@ impl ClientEntry {
     /// The CLIENT LIST line of this client (without the trailing newline).
     pub fn describe(&self) -> String {
         let v = self.view.lock().expect("client view lock").clone();
-        let text = |b: &Option<Bytes>| b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+        let text = |b: &Option<Bytes>| {
+            b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default()
+        };
         let mut s = String::with_capacity(256);
         let _ = write!(
             s,

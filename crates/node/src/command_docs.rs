@@ -24,12 +24,16 @@ fn supported_sub(full: &[u8]) -> bool {
 pub fn frame_to_reply(frame: &Frame) -> Reply {
     match frame {
         Frame::Simple(s) => Reply::Status(String::from_utf8_lossy(s).into_owned().into()),
-        Frame::Error(s) | Frame::BlobError(s) => Reply::Error(String::from_utf8_lossy(s).into_owned().into()),
+        Frame::Error(s) | Frame::BlobError(s) => {
+            Reply::Error(String::from_utf8_lossy(s).into_owned().into())
+        }
         Frame::Integer(n) => Reply::Int(*n),
         Frame::Bulk(b) | Frame::BigNumber(b) => Reply::Bulk(b.clone()),
         Frame::NullBulk | Frame::Null => Reply::Nil,
         Frame::NullArray => Reply::NilArray,
-        Frame::Array(items) | Frame::Push(items) => Reply::Array(items.iter().map(frame_to_reply).collect()),
+        Frame::Array(items) | Frame::Push(items) => {
+            Reply::Array(items.iter().map(frame_to_reply).collect())
+        }
         Frame::Set(items) => Reply::Set(items.iter().map(frame_to_reply).collect()),
         Frame::Map(pairs) | Frame::Attribute(pairs) => {
             Reply::Map(pairs.iter().map(|(k, v)| (frame_to_reply(k), frame_to_reply(v))).collect())
@@ -163,7 +167,9 @@ pub fn command(argv: &[Bytes]) -> Reply {
             if argv.len() == 2 {
                 return Reply::Array(table.values().map(|m| m.info.clone()).collect());
             }
-            Reply::Array(names().map(|n| table.get(&n).map_or(Reply::Nil, |m| m.info.clone())).collect())
+            Reply::Array(
+                names().map(|n| table.get(&n).map_or(Reply::Nil, |m| m.info.clone())).collect(),
+            )
         }
         Sub("docs") => {
             let pairs: Vec<(Reply, Reply)> = if argv.len() == 2 {

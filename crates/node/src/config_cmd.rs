@@ -12,8 +12,8 @@ use raftcache_sm::glob;
 use raftcache_sm::reply::errors;
 use raftcache_sm::state::DATABASES;
 use raftcache_sm::value::{
-    HASH_MAX_LISTPACK_ENTRIES, HASH_MAX_LISTPACK_VALUE, SET_MAX_INTSET_ENTRIES, ZSET_MAX_LISTPACK_ENTRIES,
-    ZSET_MAX_LISTPACK_VALUE,
+    HASH_MAX_LISTPACK_ENTRIES, HASH_MAX_LISTPACK_VALUE, SET_MAX_INTSET_ENTRIES,
+    ZSET_MAX_LISTPACK_ENTRIES, ZSET_MAX_LISTPACK_VALUE,
 };
 use raftcache_sm::Reply;
 
@@ -170,7 +170,9 @@ pub fn config(shared: &Shared, argv: &[Bytes]) -> Reply {
             let settings = shared.config.settings();
             let pairs = PARAMS
                 .iter()
-                .filter(|p| argv[2..].iter().any(|pat| glob::matches_nocase(pat, p.name.as_bytes())))
+                .filter(|p| {
+                    argv[2..].iter().any(|pat| glob::matches_nocase(pat, p.name.as_bytes()))
+                })
                 .map(|p| (bulk(p.name), bulk(&(p.get)(shared, &settings))))
                 .collect();
             Reply::Map(pairs)
@@ -193,14 +195,16 @@ fn settings_mut(shared: &Shared) -> RwLockWriteGuard<'_, Settings> {
 
 /// CONFIG SET parameter value [parameter value ...]: all or nothing, like Redis.
 fn config_set(shared: &Shared, argv: &[Bytes]) -> Reply {
-    if argv.len() % 2 != 0 {
+    if !argv.len().is_multiple_of(2) {
         return Reply::err("ERR wrong number of arguments for 'config|set' command");
     }
     let mut updates: Vec<(String, Setter, String)> = Vec::new();
     for pair in argv[2..].chunks(2) {
         let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
         let Some(param) = PARAMS.iter().find(|p| p.name == name) else {
-            return Reply::error(format!("ERR Unknown option or number of arguments for CONFIG SET - '{name}'"));
+            return Reply::error(format!(
+                "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
+            ));
         };
         let Some(set) = param.set else {
             return Reply::error(format!(
@@ -213,7 +217,9 @@ fn config_set(shared: &Shared, argv: &[Bytes]) -> Reply {
     let mut next = settings.clone();
     for (name, set, value) in updates {
         if let Err(msg) = set(&mut next, &value) {
-            return Reply::error(format!("ERR CONFIG SET failed (possibly related to argument '{name}') - {msg}"));
+            return Reply::error(format!(
+                "ERR CONFIG SET failed (possibly related to argument '{name}') - {msg}"
+            ));
         }
     }
     *settings = next;

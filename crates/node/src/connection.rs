@@ -93,7 +93,10 @@ impl Handler {
                 return Ok(());
             }
             if self.rbuf.len() as u64 > settings.client_query_buffer_limit {
-                tracing::warn!(client = self.entry.id, "closing client that reached max query buffer length");
+                tracing::warn!(
+                    client = self.entry.id,
+                    "closing client that reached max query buffer length"
+                );
                 return Ok(());
             }
         }

@@ -22,7 +22,8 @@ const SECTIONS: &[&str] =
 pub fn info(shared: &Shared, argv: &[Bytes]) -> Reply {
     let wanted: Vec<String> =
         argv[1..].iter().map(|s| String::from_utf8_lossy(s).to_ascii_lowercase()).collect();
-    let all = wanted.is_empty() || wanted.iter().any(|w| matches!(w.as_str(), "all" | "everything" | "default"));
+    let all = wanted.is_empty()
+        || wanted.iter().any(|w| matches!(w.as_str(), "all" | "everything" | "default"));
     let mut out = String::new();
     for section in SECTIONS {
         if !all && !wanted.iter().any(|w| w == section) {
@@ -37,7 +38,8 @@ pub fn info(shared: &Shared, argv: &[Bytes]) -> Reply {
 }
 
 fn human(bytes: u64) -> String {
-    const UNITS: &[(&str, f64)] = &[("G", 1024.0 * 1024.0 * 1024.0), ("M", 1024.0 * 1024.0), ("K", 1024.0)];
+    const UNITS: &[(&str, f64)] =
+        &[("G", 1024.0 * 1024.0 * 1024.0), ("M", 1024.0 * 1024.0), ("K", 1024.0)];
     for (unit, size) in UNITS {
         if bytes as f64 >= *size {
             return format!("{:.2}{unit}", bytes as f64 / size);
@@ -85,7 +87,10 @@ fn render(shared: &Shared, section: &str, out: &mut String) {
             field!("uptime_in_seconds:{uptime}");
             field!("uptime_in_days:{}", uptime / 86400);
             field!("hz:10");
-            field!("executable:{}", std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default());
+            field!(
+                "executable:{}",
+                std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default()
+            );
             field!("config_file:");
         }
         "clients" => {
@@ -117,9 +122,15 @@ fn render(shared: &Shared, section: &str, out: &mut String) {
         }
         "stats" => {
             out.push_str("# Stats\r\n");
-            field!("total_connections_received:{}", shared.clients.total_connections.load(Ordering::Relaxed));
+            field!(
+                "total_connections_received:{}",
+                shared.clients.total_connections.load(Ordering::Relaxed)
+            );
             field!("total_commands_processed:{}", shared.stats.commands.load(Ordering::Relaxed));
-            field!("rejected_connections:{}", shared.clients.rejected_connections.load(Ordering::Relaxed));
+            field!(
+                "rejected_connections:{}",
+                shared.clients.rejected_connections.load(Ordering::Relaxed)
+            );
             field!("expired_keys:{}", shared.stats.expired_keys.load(Ordering::Relaxed));
         }
         "replication" => {

@@ -115,7 +115,13 @@ impl Session {
     }
 
     /// Runs a connection-level command (its arity is already checked).
-    pub fn execute(&mut self, shared: &Shared, entry: &ClientEntry, name: &str, argv: &[Bytes]) -> Reply {
+    pub fn execute(
+        &mut self,
+        shared: &Shared,
+        entry: &ClientEntry,
+        name: &str,
+        argv: &[Bytes],
+    ) -> Reply {
         match name {
             "ping" => match argv.len() {
                 1 => Reply::status("PONG"),
@@ -138,7 +144,10 @@ impl Session {
                 let micros = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_micros() as i64);
-                Reply::Array(vec![Reply::bulk_int(micros / 1_000_000), Reply::bulk_int(micros % 1_000_000)])
+                Reply::Array(vec![
+                    Reply::bulk_int(micros / 1_000_000),
+                    Reply::bulk_int(micros % 1_000_000),
+                ])
             }
             "reset" => {
                 let open = shared.config.settings().requirepass.is_none();
@@ -256,7 +265,9 @@ impl Session {
 
     fn set_name(&mut self, name: &Bytes) -> Result<(), Reply> {
         if !valid_name(name) {
-            return Err(Reply::err("ERR Client names cannot contain spaces, newlines or special characters."));
+            return Err(Reply::err(
+                "ERR Client names cannot contain spaces, newlines or special characters.",
+            ));
         }
         self.name = if name.is_empty() { None } else { Some(name.clone()) };
         Ok(())
@@ -299,11 +310,16 @@ impl Session {
     fn set_info(&mut self, attr: &[u8], value: &Bytes) -> Reply {
         let is_name = attr.eq_ignore_ascii_case(b"lib-name");
         if !is_name && !attr.eq_ignore_ascii_case(b"lib-ver") {
-            return Reply::error(format!("ERR Unrecognized option '{}'", String::from_utf8_lossy(attr)));
+            return Reply::error(format!(
+                "ERR Unrecognized option '{}'",
+                String::from_utf8_lossy(attr)
+            ));
         }
         if !valid_name(value) {
             let what = if is_name { "lib-name" } else { "lib-ver" };
-            return Reply::error(format!("ERR {what} cannot contain spaces, newlines or special characters."));
+            return Reply::error(format!(
+                "ERR {what} cannot contain spaces, newlines or special characters."
+            ));
         }
         let value = if value.is_empty() { None } else { Some(value.clone()) };
         if is_name {

@@ -43,7 +43,8 @@ pub struct Sub(pub &'static str);
 pub fn subcommand(parent: &str, argv: &[Bytes]) -> Result<Sub, Reply> {
     let Some(sub) = argv.get(1) else { return Err(arity_error(parent)) };
     let found = SUBCOMMANDS.iter().find(|(full, _)| {
-        full.split_once('|').is_some_and(|(p, s)| p == parent && sub.eq_ignore_ascii_case(s.as_bytes()))
+        full.split_once('|')
+            .is_some_and(|(p, s)| p == parent && sub.eq_ignore_ascii_case(s.as_bytes()))
     });
     let Some((full, arity)) = found else { return Err(unknown_subcommand_error(parent, sub)) };
     let argc = argv.len() as i32;

@@ -138,7 +138,9 @@ impl Frame {
         I: IntoIterator<Item = A>,
         A: AsRef<[u8]>,
     {
-        Frame::Array(args.into_iter().map(|a| Frame::Bulk(Bytes::copy_from_slice(a.as_ref()))).collect())
+        Frame::Array(
+            args.into_iter().map(|a| Frame::Bulk(Bytes::copy_from_slice(a.as_ref()))).collect(),
+        )
     }
 }
 
@@ -308,7 +310,10 @@ mod tests {
         assert_eq!(frame.to_bytes().as_ref(), input);
         assert_eq!(Frame::parse(b"$3\r\nab"), Err(FrameError::Incomplete));
         assert_eq!(Frame::parse(b"$-1\r\n").unwrap().0, Frame::NullBulk);
-        assert_eq!(Frame::parse(b"=8\r\ntxt:abcd\r\n").unwrap().0.to_bytes().as_ref(), b"=8\r\ntxt:abcd\r\n");
+        assert_eq!(
+            Frame::parse(b"=8\r\ntxt:abcd\r\n").unwrap().0.to_bytes().as_ref(),
+            b"=8\r\ntxt:abcd\r\n"
+        );
         assert!(matches!(Frame::parse(b"?\r\n"), Err(FrameError::Invalid(_))));
     }
 

@@ -107,7 +107,10 @@ mod tests {
     #[test]
     fn like_sdssplitargs() {
         assert_eq!(split("set a b"), Some(vec!["set".into(), "a".into(), "b".into()]));
-        assert_eq!(split("  set   \"a b\"  'c d' "), Some(vec!["set".into(), "a b".into(), "c d".into()]));
+        assert_eq!(
+            split("  set   \"a b\"  'c d' "),
+            Some(vec!["set".into(), "a b".into(), "c d".into()])
+        );
         assert_eq!(split("\"\\x41\\n\""), Some(vec!["A\n".into()]));
         assert_eq!(split("'it\\'s'"), Some(vec!["it's".into()]));
         assert_eq!(split("ab\"cd\""), Some(vec!["abcd".into()]));

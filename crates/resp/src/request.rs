@@ -311,7 +311,10 @@ mod tests {
     fn inline_commands() {
         let (cmds, err) = decode_all(b"SET a \"b c\"\r\n\r\nPING\n");
         assert_eq!(err, None);
-        assert_eq!(cmds.iter().map(|c| strs(c)).collect::<Vec<_>>(), [vec!["SET", "a", "b c"], vec!["PING"]]);
+        assert_eq!(
+            cmds.iter().map(|c| strs(c)).collect::<Vec<_>>(),
+            [vec!["SET", "a", "b c"], vec!["PING"]]
+        );
         assert_eq!(decode_all(b"SET a \"b\r\n").1, Some(ProtocolError::UnbalancedQuotes));
     }
 

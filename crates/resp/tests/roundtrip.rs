@@ -19,7 +19,8 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
         (-1e6f64..1e6).prop_map(|d| Frame::Double(Bytes::from(d.to_string()))),
         "[0-9]{1,40}".prop_map(|s| Frame::BigNumber(Bytes::from(s))),
         text.clone().prop_map(|t| Frame::Verbatim { format: Bytes::from_static(b"txt"), text: t }),
-        proptest::collection::vec(any::<u8>(), 0..32).prop_map(|v| Frame::BlobError(Bytes::from(v))),
+        proptest::collection::vec(any::<u8>(), 0..32)
+            .prop_map(|v| Frame::BlobError(Bytes::from(v))),
     ];
     leaf.prop_recursive(4, 64, 8, |inner| {
         prop_oneof![

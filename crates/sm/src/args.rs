@@ -105,7 +105,10 @@ pub fn cursor(s: &[u8]) -> Res<u64> {
     }
     let mut v: u64 = 0;
     for &c in digits {
-        v = v.checked_mul(10).and_then(|v| v.checked_add(u64::from(c - b'0'))).ok_or_else(invalid)?;
+        v = v
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(u64::from(c - b'0')))
+            .ok_or_else(invalid)?;
     }
     Ok(if negative { v.wrapping_neg() } else { v })
 }

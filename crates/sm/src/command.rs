@@ -60,7 +60,14 @@ impl Spec {
 
     /// A write command.
     pub const fn write(name: &'static str, arity: i32, keys: (i32, i32, i32), f: WriteFn) -> Spec {
-        Spec { name, arity, kind: Kind::Write(f), first_key: keys.0, last_key: keys.1, step: keys.2 }
+        Spec {
+            name,
+            arity,
+            kind: Kind::Write(f),
+            first_key: keys.0,
+            last_key: keys.1,
+            step: keys.2,
+        }
     }
 
     /// A command the node serves.

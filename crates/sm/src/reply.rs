@@ -130,5 +130,6 @@ pub mod errors {
     pub const NAN_OR_INF: &str = "ERR increment would produce NaN or Infinity";
     pub const MIN_MAX_NOT_FLOAT: &str = "ERR min or max is not a float";
     pub const MIN_MAX_NOT_STRING: &str = "ERR min or max not valid string range item";
-    pub const STRING_TOO_LONG: &str = "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
+    pub const STRING_TOO_LONG: &str =
+        "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
 }

@@ -60,9 +60,9 @@ impl Value {
         match self {
             Value::Str(_) => false,
             Value::List(l) => l.is_empty(),
-            Value::Hash(h) => h.len() == 0,
-            Value::Set(s) => s.len() == 0,
-            Value::ZSet(z) => z.len() == 0,
+            Value::Hash(h) => h.is_empty(),
+            Value::Set(s) => s.is_empty(),
+            Value::ZSet(z) => z.is_empty(),
         }
     }
 }

@@ -129,8 +129,18 @@ struct Step {
 }
 
 fn step() -> impl Strategy<Value = Step> {
-    (0..TEMPLATES.len(), proptest::collection::vec(any::<u8>(), 8), -50i64..400, prop::bool::weighted(0.05))
-        .prop_map(|(template, picks, time_delta, purge)| Step { template, picks, time_delta, purge })
+    (
+        0..TEMPLATES.len(),
+        proptest::collection::vec(any::<u8>(), 8),
+        -50i64..400,
+        prop::bool::weighted(0.05),
+    )
+        .prop_map(|(template, picks, time_delta, purge)| Step {
+            template,
+            picks,
+            time_delta,
+            purge,
+        })
 }
 
 /// Fills a template from `picks`, deterministically.
@@ -169,11 +179,15 @@ fn log_of(steps: &[Step]) -> Vec<(Stamp, Op)> {
         .enumerate()
         .map(|(i, s)| {
             time += s.time_delta; // may go backwards: the engine must cope
-            let stamp = Stamp { index: i as u64 + 1, time_ms: time, seed: 0x5eed ^ (i as u64 * 7919) };
+            let stamp =
+                Stamp { index: i as u64 + 1, time_ms: time, seed: 0x5eed ^ (i as u64 * 7919) };
             let op = if s.purge {
                 Op::PurgeExpired { limit: 3 }
             } else {
-                Op::Command { db: (s.picks[7] % 2) as u32, argv: render(TEMPLATES[s.template], &s.picks) }
+                Op::Command {
+                    db: (s.picks[7] % 2) as u32,
+                    argv: render(TEMPLATES[s.template], &s.picks),
+                }
             };
             (stamp, op)
         })
@@ -285,9 +299,14 @@ fn replicated_time_never_goes_backwards() {
     state.apply(&Stamp { index: 3, time_ms: 15_000, seed: 0 }, &Op::Noop);
     assert_eq!(state.clock_ms(), 20_000);
     let get = ["GET", "k"].iter().map(|s| Bytes::from(s.to_string())).collect::<Vec<_>>();
-    assert_eq!(state.query(0, &get, 0, 0), Reply::Nil, "a reader with a stale clock still sees it expired");
+    assert_eq!(
+        state.query(0, &get, 0, 0),
+        Reply::Nil,
+        "a reader with a stale clock still sees it expired"
+    );
     // And a SET … PX applied with an old stamp is relative to the replicated clock.
     state.apply(&Stamp { index: 4, time_ms: 1_000, seed: 0 }, &set("500"));
-    let pexpiretime = ["PEXPIRETIME", "k"].iter().map(|s| Bytes::from(s.to_string())).collect::<Vec<_>>();
+    let pexpiretime =
+        ["PEXPIRETIME", "k"].iter().map(|s| Bytes::from(s.to_string())).collect::<Vec<_>>();
     assert_eq!(state.query(0, &pexpiretime, 0, 0), Reply::Int(20_500));
 }

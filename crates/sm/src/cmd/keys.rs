@@ -278,7 +278,9 @@ fn parse_expire_flags(argv: &[Bytes]) -> Res<ExpireFlags> {
         }
     }
     if f.nx && (f.xx || f.gt || f.lt) {
-        return Err(Reply::err("ERR NX and XX, GT or LT options at the same time are not compatible"));
+        return Err(Reply::err(
+            "ERR NX and XX, GT or LT options at the same time are not compatible",
+        ));
     }
     if f.gt && f.lt {
         return Err(Reply::err("ERR GT and LT options at the same time are not compatible"));
@@ -291,7 +293,13 @@ pub fn invalid_expire(name: &str) -> Reply {
     Reply::error(format!("ERR invalid expire time in '{name}' command"))
 }
 
-fn expire_generic(x: &mut Exec, argv: &[Bytes], base: Option<i64>, seconds: bool, name: &str) -> Res<Reply> {
+fn expire_generic(
+    x: &mut Exec,
+    argv: &[Bytes],
+    base: Option<i64>,
+    seconds: bool,
+    name: &str,
+) -> Res<Reply> {
     let flags = parse_expire_flags(argv)?;
     let mut when = args::int(&argv[2])?;
     if seconds {

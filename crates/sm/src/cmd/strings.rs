@@ -56,7 +56,7 @@ enum Ttl {
     Relative,
     /// EXAT/PXAT: absolute.
     Absolute,
-    KeepTtl,
+    Keep,
     Persist,
 }
 
@@ -82,7 +82,7 @@ fn parse_string_opts(argv: &[Bytes], first: usize, is_set: bool) -> Res<StringOp
             b"NX" if is_set && !o.xx => o.nx = true,
             b"XX" if is_set && !o.nx => o.xx = true,
             b"GET" if is_set => o.get = true,
-            b"KEEPTTL" if is_set && (no_ttl || o.ttl == Ttl::KeepTtl) => o.ttl = Ttl::KeepTtl,
+            b"KEEPTTL" if is_set && (no_ttl || o.ttl == Ttl::Keep) => o.ttl = Ttl::Keep,
             b"PERSIST" if !is_set && (no_ttl || o.ttl == Ttl::Persist) => o.ttl = Ttl::Persist,
             b"EX" | b"PX" | b"EXAT" | b"PXAT" if has_next => {
                 // The same option may repeat (the last one wins); a different
@@ -146,7 +146,7 @@ fn set_generic(
         return Ok(old.map_or(abort, Reply::from));
     }
     let value = Value::Str(own(value));
-    if o.ttl == Ttl::KeepTtl {
+    if o.ttl == Ttl::Keep {
         db.set_keep_ttl(key, value, now);
     } else {
         db.set_object(key, Object { value, expire_at, raw: false });
@@ -243,7 +243,7 @@ fn mget(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
 
 /// MSET key value [key value ...]
 fn mset(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
-    if argv.len() % 2 == 0 {
+    if argv.len().is_multiple_of(2) {
         return Err(arity_error("mset"));
     }
     let db = x.db();
@@ -255,7 +255,7 @@ fn mset(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
 
 /// MSETNX key value [key value ...]
 fn msetnx(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
-    if argv.len() % 2 == 0 {
+    if argv.len().is_multiple_of(2) {
         return Err(arity_error("msetnx"));
     }
     let now = x.now;
