@@ -13,6 +13,14 @@ use crate::reply::{errors, Reply};
 /// The result of a handler step: `Err` carries the reply to send (an error).
 pub type Res<T> = Result<T, Reply>;
 
+/// The most elements SRANDMEMBER/HRANDFIELD build for a negative count
+/// (repeats allowed). Redis has no limit and can run out of memory building
+/// such a reply; a replica must never do that on input, so larger counts are
+/// refused with [`COUNT_TOO_LARGE`] (listed in tests/differential/DIFFERENCES.md).
+pub const MAX_RANDOM_REPLY: u64 = 10_000_000;
+/// The error for a count above [`MAX_RANDOM_REPLY`].
+pub const COUNT_TOO_LARGE: &str = "ERR count is too large for a single reply";
+
 /// Parses a signed 64-bit integer like Redis's `string2ll`.
 pub fn parse_i64(s: &[u8]) -> Option<i64> {
     if s.is_empty() || s.len() > 20 {

@@ -287,6 +287,9 @@ fn srandmember_count(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
     let size = set.len() as u64;
     // Repeats allowed: `count` independent picks.
     if !unique || count == 1 {
+        if count > args::MAX_RANDOM_REPLY {
+            return Err(Reply::err(args::COUNT_TOO_LARGE));
+        }
         let mut out = Vec::with_capacity(count.min(1024) as usize);
         for _ in 0..count {
             out.push(Reply::Bulk(random_member(set, rng)));
@@ -983,5 +986,28 @@ mod tests {
         let Reply::Array(parts) = h.run("SSCAN s 0 MATCH m1* COUNT 1000") else { panic!() };
         assert_eq!(parts[0], bulk("0"));
         assert_eq!(members(parts[1].clone()).len(), 11);
+    }
+}
+
+#[cfg(test)]
+mod reply_cap_tests {
+    use crate::testing::*;
+
+    #[test]
+    fn huge_negative_counts_are_refused_not_built() {
+        let mut h = Harness::new();
+        h.run("SADD s a b");
+        h.run("HSET h f v");
+        let too_big = err(crate::args::COUNT_TOO_LARGE);
+        assert_eq!(h.run("SRANDMEMBER s -10000001"), too_big);
+        assert_eq!(h.run("HRANDFIELD h -10000001"), too_big);
+        assert_eq!(h.run("HRANDFIELD h -10000001 WITHVALUES"), too_big);
+        // Within the cap, repeats are returned as usual.
+        match h.run("SRANDMEMBER s -5") {
+            crate::Reply::Array(items) => assert_eq!(items.len(), 5),
+            other => panic!("unexpected {other:?}"),
+        }
+        // A missing key is still an empty array, whatever the count.
+        assert_eq!(h.run("SRANDMEMBER nokey -99999999999"), crate::Reply::Array(vec![]));
     }
 }
