@@ -198,3 +198,48 @@ fn getkeys(cmd: &[Bytes]) -> Reply {
     }
     Reply::Array(keys.into_iter().map(|k| Reply::Bulk(k.clone())).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_has_redis_metadata_with_the_same_arity() {
+        for spec in command::all() {
+            let arity = captured_arity(spec.name)
+                .unwrap_or_else(|| panic!("no captured COMMAND INFO for {}", spec.name));
+            assert_eq!(arity, i64::from(spec.arity), "arity of {} differs from Redis 7.0", spec.name);
+        }
+        assert_eq!(table().len(), command::all().count());
+    }
+
+    #[test]
+    fn key_positions_match_redis() {
+        for spec in command::all() {
+            let Some(Meta { info: Reply::Array(fields), .. }) = table().get(spec.name) else { continue };
+            let pos: Vec<i64> = fields[3..6]
+                .iter()
+                .map(|f| match f {
+                    Reply::Int(n) => *n,
+                    _ => panic!("bad key position"),
+                })
+                .collect();
+            assert_eq!(
+                pos,
+                vec![i64::from(spec.first_key), i64::from(spec.last_key), i64::from(spec.step)],
+                "key positions of {}",
+                spec.name
+            );
+        }
+    }
+
+    #[test]
+    fn container_commands_list_only_implemented_subcommands() {
+        let Some(Meta { info: Reply::Array(fields), .. }) = table().get("client") else {
+            panic!("client metadata")
+        };
+        let Reply::Array(subs) = &fields[9] else { panic!("subcommands") };
+        assert!(!subs.is_empty());
+        assert!(subs.len() <= SUBCOMMANDS.iter().filter(|(n, _)| n.starts_with("client|")).count());
+    }
+}

@@ -33,7 +33,7 @@ pub const COMMANDS: &[Spec] = &[
     Spec::read("expiretime", 2, (1, 1, 1), expiretime),
     Spec::read("pexpiretime", 2, (1, 1, 1), pexpiretime),
     Spec::write("persist", 2, (1, 1, 1), persist),
-    Spec::read("object", -2, (2, 2, 1), object),
+    Spec::read("object", -2, (0, 0, 0), object),
 ];
 
 /// DEL key [key ...] (and UNLINK, which is the same here: nothing is freed
