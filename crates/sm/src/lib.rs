@@ -25,7 +25,8 @@
 //! ```
 //!
 //! # Layout
-//! - [`state`]: [`State`], [`Stamp`], [`Op`]; the apply/query contract.
+//! - [`state`]: [`State`], [`Proposal`], [`Stamp`], [`Op`]; the apply/query contract.
+//! - [`session`]: duplicate suppression for retried proposals.
 //! - [`command`]: the command table (names, arity, read/write, handlers).
 //! - `cmd/*`: the handlers, one file per command family.
 //! - [`db`]: one database: keyspace and expiry index.
@@ -44,6 +45,7 @@ pub mod float;
 pub mod glob;
 pub mod keymap;
 pub mod reply;
+pub mod session;
 pub mod snapshot;
 pub mod state;
 pub mod value;
@@ -53,5 +55,6 @@ pub(crate) mod testing;
 
 pub use command::{lookup, Kind, Spec};
 pub use reply::Reply;
+pub use session::Origin;
 pub use snapshot::SnapshotError;
-pub use state::{Op, Stamp, State};
+pub use state::{Op, Proposal, Stamp, State};

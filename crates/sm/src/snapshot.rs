@@ -5,6 +5,9 @@
 //! ```text
 //! header   "RCACHESN" (8 bytes), version u16 LE, reserved u16 LE (0)
 //! meta     clock_ms (zigzag varint), applied_index (varint)
+//! sessions count (varint), then per session in id order: id, ack_below
+//!          (varints), last_seen_ms (zigzag varint), cached reply count, then
+//!          per cached proposal: seq, reply count, replies (see `put_reply`)
 //! per non-empty database, in index order:
 //!          0xFE, db index (varint), key count (varint),
 //!          then each key in canonical (KeyMap) order:
@@ -23,10 +26,11 @@
 //!
 //! # Digest
 //!
-//! [`State::digest`] is BLAKE3 over the same canonical encoding of the
-//! databases (without the applied index and clock). The encoding is injective, so
-//! two engines have equal digests exactly when their keyspaces are equal (up to
-//! the collision resistance of BLAKE3).
+//! [`State::digest`] is BLAKE3 over the same canonical encoding of everything
+//! but the applied index: the replicated clock, the session table and every
+//! database. The encoding is injective, so two engines have equal digests
+//! exactly when their states are equal (up to the collision resistance of
+//! BLAKE3).
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -36,6 +40,8 @@ use thiserror::Error;
 
 use crate::db::{Db, Object};
 use crate::keymap::KeyMap;
+use crate::reply::Reply;
+use crate::session::{Session, Sessions};
 use crate::state::{State, DATABASES};
 use crate::value::{HashVal, SetVal, Value, ZSetVal};
 
@@ -213,6 +219,152 @@ fn type_tag(obj: &Object) -> u8 {
     }
 }
 
+/// Most nesting accepted in a cached reply.
+const MAX_REPLY_DEPTH: usize = 32;
+
+fn put_items<W: Write>(w: &mut W, tag: u8, items: &[Reply]) -> io::Result<()> {
+    w.write_all(&[tag])?;
+    put_varint(w, items.len() as u64)?;
+    items.iter().try_for_each(|i| put_reply(w, i))
+}
+
+fn put_pairs<W: Write>(w: &mut W, tag: u8, pairs: &[(Reply, Reply)]) -> io::Result<()> {
+    w.write_all(&[tag])?;
+    put_varint(w, pairs.len() as u64)?;
+    pairs.iter().try_for_each(|(k, v)| {
+        put_reply(w, k)?;
+        put_reply(w, v)
+    })
+}
+
+fn put_reply<W: Write>(w: &mut W, r: &Reply) -> io::Result<()> {
+    match r {
+        Reply::Ok => w.write_all(&[0]),
+        Reply::Status(s) => {
+            w.write_all(&[1])?;
+            put_bytes(w, s.as_bytes())
+        }
+        Reply::Error(s) => {
+            w.write_all(&[2])?;
+            put_bytes(w, s.as_bytes())
+        }
+        Reply::Int(n) => {
+            w.write_all(&[3])?;
+            put_signed(w, *n)
+        }
+        Reply::Bulk(b) => {
+            w.write_all(&[4])?;
+            put_bytes(w, b)
+        }
+        Reply::Nil => w.write_all(&[5]),
+        Reply::NilArray => w.write_all(&[6]),
+        Reply::Array(v) => put_items(w, 7, v),
+        Reply::Map(p) => put_pairs(w, 8, p),
+        Reply::Set(v) => put_items(w, 9, v),
+        Reply::Pairs(p) => put_pairs(w, 10, p),
+        Reply::Double(d) => {
+            w.write_all(&[11])?;
+            w.write_all(&d.to_bits().to_le_bytes())
+        }
+        Reply::Bool(b) => w.write_all(&[12, u8::from(*b)]),
+        Reply::Verbatim(b) => {
+            w.write_all(&[13])?;
+            put_bytes(w, b)
+        }
+        Reply::NoReply => w.write_all(&[14]),
+    }
+}
+
+fn get_text(r: &mut impl Read) -> Result<String, SnapshotError> {
+    String::from_utf8(get_bytes(r)?.to_vec())
+        .map_err(|_| SnapshotError::Corrupt("reply text not UTF-8"))
+}
+
+fn get_items<R: Read>(r: &mut R, depth: usize) -> Result<Vec<Reply>, SnapshotError> {
+    let n = get_len(r)?;
+    let mut v = Vec::with_capacity(n.min(PREALLOC_LIMIT));
+    for _ in 0..n {
+        v.push(get_reply(r, depth + 1)?);
+    }
+    Ok(v)
+}
+
+fn get_pairs<R: Read>(r: &mut R, depth: usize) -> Result<Vec<(Reply, Reply)>, SnapshotError> {
+    let n = get_len(r)?;
+    let mut v = Vec::with_capacity(n.min(PREALLOC_LIMIT));
+    for _ in 0..n {
+        v.push((get_reply(r, depth + 1)?, get_reply(r, depth + 1)?));
+    }
+    Ok(v)
+}
+
+fn get_reply<R: Read>(r: &mut R, depth: usize) -> Result<Reply, SnapshotError> {
+    if depth > MAX_REPLY_DEPTH {
+        return Err(SnapshotError::Corrupt("reply nested too deeply"));
+    }
+    Ok(match get_u8(r)? {
+        0 => Reply::Ok,
+        1 => Reply::Status(get_text(r)?.into()),
+        2 => Reply::Error(get_text(r)?.into()),
+        3 => Reply::Int(get_signed(r)?),
+        4 => Reply::Bulk(get_bytes(r)?),
+        5 => Reply::Nil,
+        6 => Reply::NilArray,
+        7 => Reply::Array(get_items(r, depth)?),
+        8 => Reply::Map(get_pairs(r, depth)?),
+        9 => Reply::Set(get_items(r, depth)?),
+        10 => Reply::Pairs(get_pairs(r, depth)?),
+        11 => {
+            let mut bits = [0u8; 8];
+            r.read_exact(&mut bits)?;
+            Reply::Double(f64::from_bits(u64::from_le_bytes(bits)))
+        }
+        12 => Reply::Bool(get_u8(r)? != 0),
+        13 => Reply::Verbatim(get_bytes(r)?),
+        14 => Reply::NoReply,
+        _ => return Err(SnapshotError::Corrupt("unknown reply tag")),
+    })
+}
+
+fn write_sessions(w: &mut impl Write, sessions: &Sessions) -> io::Result<()> {
+    put_varint(w, sessions.map.len() as u64)?;
+    for (id, s) in &sessions.map {
+        put_varint(w, *id)?;
+        put_varint(w, s.ack_below)?;
+        put_signed(w, s.last_seen_ms)?;
+        put_varint(w, s.replies.len() as u64)?;
+        for (seq, replies) in &s.replies {
+            put_varint(w, *seq)?;
+            put_varint(w, replies.len() as u64)?;
+            replies.iter().try_for_each(|r| put_reply(w, r))?;
+        }
+    }
+    Ok(())
+}
+
+fn read_sessions(r: &mut impl Read) -> Result<Sessions, SnapshotError> {
+    let mut sessions = Sessions::default();
+    for _ in 0..get_len(r)? {
+        let id = get_varint(r)?;
+        let ack_below = get_varint(r)?;
+        let last_seen_ms = get_signed(r)?;
+        let mut session = Session { replies: Default::default(), ack_below, last_seen_ms };
+        for _ in 0..get_len(r)? {
+            let seq = get_varint(r)?;
+            let n = get_len(r)?;
+            let mut replies = Vec::with_capacity(n.min(PREALLOC_LIMIT));
+            for _ in 0..n {
+                replies.push(get_reply(r, 0)?);
+            }
+            session.replies.insert(seq, replies);
+        }
+        if sessions.map.insert(id, session).is_some() {
+            return Err(SnapshotError::Corrupt("duplicate session"));
+        }
+    }
+    Ok(sessions)
+}
+
 fn write_dbs(w: &mut impl Write, dbs: &[Db]) -> io::Result<()> {
     for (index, db) in dbs.iter().enumerate() {
         if db.is_empty() {
@@ -351,6 +503,7 @@ impl State {
         counter.write_all(&0u16.to_le_bytes())?;
         put_signed(&mut counter, self.clock_ms)?;
         put_varint(&mut counter, self.applied_index)?;
+        write_sessions(&mut counter, &self.sessions)?;
         write_dbs(&mut counter, &self.dbs)?;
         let count = counter.count + 4;
         let crc = w.crc.clone().finalize();
@@ -384,6 +537,7 @@ impl State {
         }
         let clock_ms = get_signed(&mut r)?;
         let applied_index = get_varint(&mut r)?;
+        let sessions = read_sessions(&mut r)?;
         let dbs = read_dbs(&mut r)?;
         let computed = r.crc.clone().finalize();
         let mut stored = [0u8; 4];
@@ -395,14 +549,16 @@ impl State {
         if r.inner.read(&mut [0u8; 1])? != 0 {
             return Err(SnapshotError::Corrupt("trailing bytes after checksum"));
         }
-        Ok(State { dbs, clock_ms, applied_index })
+        Ok(State { dbs, clock_ms, applied_index, sessions })
     }
 
-    /// BLAKE3 of the canonical encoding of every database: equal on two engines
-    /// exactly when their keyspaces (keys, types, values, encodings, expiry
-    /// times) are equal.
+    /// BLAKE3 of the canonical encoding of the whole state but the applied
+    /// index (clock, sessions, every database: keys, types, values, encodings,
+    /// expiry times): equal on two engines exactly when their states are equal.
     pub fn digest(&self) -> [u8; 32] {
         let mut hasher = blake3::Hasher::new();
+        put_signed(&mut hasher, self.clock_ms).expect("hashing cannot fail");
+        write_sessions(&mut hasher, &self.sessions).expect("hashing cannot fail");
         write_dbs(&mut hasher, &self.dbs).expect("hashing cannot fail");
         *hasher.finalize().as_bytes()
     }

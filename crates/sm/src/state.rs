@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::command::{self, Kind};
 use crate::db::Db;
 use crate::reply::Reply;
+use crate::session::{Check, Origin, Sessions};
 
 /// Number of logical databases (SELECT 0..15), as Redis's default.
 pub const DATABASES: usize = 16;
@@ -49,6 +50,24 @@ pub enum Op {
     /// Does nothing but advance the applied index and the clock.
     Noop,
 }
+
+/// The payload of one log entry: what the leader proposed, with the time and
+/// randomness every replica will use to apply it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// The leader's wall-clock time when it proposed the entry (ms).
+    pub time_ms: i64,
+    /// Seed for anything random in the operations.
+    pub seed: u64,
+    /// The session and sequence number for duplicate suppression, if the
+    /// proposal may be retried.
+    pub origin: Option<Origin>,
+    /// The operations, applied in order as one unit; one reply each.
+    pub ops: Vec<Op>,
+}
+
+/// How often (in log entries) idle sessions are swept.
+const SESSION_SWEEP_EVERY: u64 = 1024;
 
 /// A small deterministic PRNG (SplitMix64) seeded from a log entry.
 #[derive(Clone, Debug)]
@@ -123,11 +142,17 @@ pub struct State {
     pub(crate) dbs: Vec<Db>,
     pub(crate) clock_ms: i64,
     pub(crate) applied_index: u64,
+    pub(crate) sessions: Sessions,
 }
 
 impl Default for State {
     fn default() -> Self {
-        State { dbs: vec![Db::default(); DATABASES], clock_ms: 0, applied_index: 0 }
+        State {
+            dbs: vec![Db::default(); DATABASES],
+            clock_ms: 0,
+            applied_index: 0,
+            sessions: Sessions::default(),
+        }
     }
 }
 
@@ -136,7 +161,44 @@ impl State {
         State::default()
     }
 
-    /// Applies one log entry and returns the client's reply. Pure: see the
+    /// Applies the proposal of the log entry at `index`: one reply per
+    /// operation. A duplicate of an applied proposal (same origin session and
+    /// sequence number) is not applied again and gets the first replies; a
+    /// stale one (its origin gave up on it) is not applied at all.
+    pub fn apply_proposal(&mut self, index: u64, p: &Proposal) -> Vec<Reply> {
+        self.clock_ms = self.clock_ms.max(p.time_ms);
+        self.applied_index = index;
+        if index % SESSION_SWEEP_EVERY == 0 {
+            self.sessions.expire_idle(self.clock_ms);
+        }
+        if let Some(origin) = &p.origin {
+            match self.sessions.check(origin, self.clock_ms) {
+                Check::Fresh => {}
+                Check::Duplicate(replies) => return replies,
+                Check::Stale => {
+                    let stale =
+                        Reply::err("ERR request expired before it was applied; it was not applied");
+                    return vec![stale; p.ops.len()];
+                }
+            }
+        }
+        let replies: Vec<Reply> = p
+            .ops
+            .iter()
+            .enumerate()
+            .map(|(i, op)| {
+                let stamp =
+                    Stamp { index, time_ms: p.time_ms, seed: p.seed.wrapping_add(i as u64) };
+                self.apply(&stamp, op)
+            })
+            .collect();
+        if let Some(origin) = &p.origin {
+            self.sessions.record(origin, &replies);
+        }
+        replies
+    }
+
+    /// Applies one operation and returns the client's reply. Pure: see the
     /// module docs. `stamp.index` becomes the applied index.
     pub fn apply(&mut self, stamp: &Stamp, op: &Op) -> Reply {
         self.clock_ms = self.clock_ms.max(stamp.time_ms);
@@ -222,6 +284,11 @@ impl State {
     /// The databases, for INFO keyspace and the like.
     pub fn dbs(&self) -> &[Db] {
         &self.dbs
+    }
+
+    /// The session table (duplicate suppression).
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
     }
 
     /// The earliest expiry time in any database, for the reaper.

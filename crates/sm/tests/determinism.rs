@@ -310,3 +310,105 @@ fn replicated_time_never_goes_backwards() {
         ["PEXPIRETIME", "k"].iter().map(|s| Bytes::from(s.to_string())).collect::<Vec<_>>();
     assert_eq!(state.query(0, &pexpiretime, 0, 0), Reply::Int(20_500));
 }
+
+/// Proposals built from steps: 1–3 operations each, from two origin sessions,
+/// with some proposals re-sent later (a retry after a failover).
+fn proposals_of(
+    steps: &[Step],
+    resend: &[usize],
+) -> Vec<(u64, raftcache_sm::Proposal, Option<usize>)> {
+    use raftcache_sm::{Origin, Proposal};
+    let log = log_of(steps);
+    let mut out: Vec<(u64, Proposal, Option<usize>)> = Vec::new();
+    let mut next_seq = [0u64; 2];
+    let mut chunks = log.chunks(3).enumerate().peekable();
+    let mut index = 0;
+    while let Some((i, chunk)) = chunks.next() {
+        index += 1;
+        let session = i % 2;
+        let seq = next_seq[session];
+        next_seq[session] += 1;
+        // Acknowledge everything older than two proposals ago.
+        let ack_below = seq.saturating_sub(2);
+        let proposal = Proposal {
+            time_ms: chunk[0].0.time_ms,
+            seed: chunk[0].0.seed,
+            origin: Some(Origin { session: session as u64 + 100, seq, ack_below }),
+            ops: chunk.iter().map(|(_, op)| op.clone()).collect(),
+        };
+        out.push((index, proposal, None));
+        if resend.contains(&i) {
+            // Re-send the previous proposal of this session, if any.
+            if let Some(pos) = out.iter().rposition(|(_, p, dup)| {
+                dup.is_none()
+                    && p.origin
+                        .is_some_and(|o| o.session == session as u64 + 100 && o.seq + 1 == seq)
+            }) {
+                index += 1;
+                let again = out[pos].1.clone();
+                out.push((index, again, Some(pos)));
+            }
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn retried_proposals_apply_once_and_replicas_agree(
+        steps in proptest::collection::vec(step(), 3..90),
+        resend in proptest::collection::vec(0usize..30, 0..8),
+        cut in 0usize..40,
+    ) {
+        let proposals = proposals_of(&steps, &resend);
+        let mut a = State::new();
+        let mut replies: Vec<Vec<Reply>> = Vec::new();
+        for (index, p, dup_of) in &proposals {
+            let r = a.apply_proposal(*index, p);
+            if let Some(original) = dup_of {
+                // A retry gets exactly the first replies and changes nothing.
+                prop_assert_eq!(&r, &replies[*original]);
+            }
+            replies.push(r);
+        }
+        // A replica restored from a snapshot taken midway agrees on everything.
+        let cut = cut % proposals.len();
+        let mut b = State::new();
+        for (index, p, _) in &proposals[..cut] {
+            b.apply_proposal(*index, p);
+        }
+        let mut b = State::read_snapshot(&b.snapshot_bytes()[..]).unwrap();
+        for (k, (index, p, _)) in proposals[cut..].iter().enumerate() {
+            prop_assert_eq!(&b.apply_proposal(*index, p), &replies[cut + k]);
+        }
+        prop_assert_eq!(a.digest(), b.digest());
+        prop_assert_eq!(a.snapshot_bytes(), b.snapshot_bytes());
+        // Only unacknowledged replies are kept.
+        prop_assert!(a.sessions().cached_replies() <= 2 * 3);
+    }
+}
+
+#[test]
+fn a_retried_incr_counts_once_and_a_stale_one_not_at_all() {
+    use raftcache_sm::{Origin, Proposal};
+    let incr = |seq, ack_below| Proposal {
+        time_ms: 1_000,
+        seed: 0,
+        origin: Some(Origin { session: 9, seq, ack_below }),
+        ops: vec![Op::Command {
+            db: 0,
+            argv: vec![Bytes::from_static(b"INCR"), Bytes::from_static(b"n")],
+        }],
+    };
+    let mut s = State::new();
+    assert_eq!(s.apply_proposal(1, &incr(0, 0)), vec![Reply::Int(1)]);
+    // The leader died before answering; the origin retries through the new one.
+    assert_eq!(s.apply_proposal(2, &incr(0, 0)), vec![Reply::Int(1)]);
+    assert_eq!(s.apply_proposal(3, &incr(1, 1)), vec![Reply::Int(2)]);
+    // A copy of seq 0 committed late, after the origin moved on: not applied.
+    assert!(s.apply_proposal(4, &incr(0, 1))[0].is_error());
+    let get = [Bytes::from_static(b"GET"), Bytes::from_static(b"n")];
+    assert_eq!(s.query(0, &get, 0, 0), Reply::Bulk(Bytes::from_static(b"2")));
+}
