@@ -208,7 +208,12 @@ mod tests {
         for spec in command::all() {
             let arity = captured_arity(spec.name)
                 .unwrap_or_else(|| panic!("no captured COMMAND INFO for {}", spec.name));
-            assert_eq!(arity, i64::from(spec.arity), "arity of {} differs from Redis 7.0", spec.name);
+            assert_eq!(
+                arity,
+                i64::from(spec.arity),
+                "arity of {} differs from Redis 7.0",
+                spec.name
+            );
         }
         assert_eq!(table().len(), command::all().count());
     }
@@ -216,7 +221,9 @@ mod tests {
     #[test]
     fn key_positions_match_redis() {
         for spec in command::all() {
-            let Some(Meta { info: Reply::Array(fields), .. }) = table().get(spec.name) else { continue };
+            let Some(Meta { info: Reply::Array(fields), .. }) = table().get(spec.name) else {
+                continue;
+            };
             let pos: Vec<i64> = fields[3..6]
                 .iter()
                 .map(|f| match f {

@@ -168,7 +168,7 @@ impl State {
     pub fn apply_proposal(&mut self, index: u64, p: &Proposal) -> Vec<Reply> {
         self.clock_ms = self.clock_ms.max(p.time_ms);
         self.applied_index = index;
-        if index % SESSION_SWEEP_EVERY == 0 {
+        if index.is_multiple_of(SESSION_SWEEP_EVERY) {
             self.sessions.expire_idle(self.clock_ms);
         }
         if let Some(origin) = &p.origin {
