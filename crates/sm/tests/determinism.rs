@@ -321,9 +321,8 @@ fn proposals_of(
     let log = log_of(steps);
     let mut out: Vec<(u64, Proposal, Option<usize>)> = Vec::new();
     let mut next_seq = [0u64; 2];
-    let mut chunks = log.chunks(3).enumerate().peekable();
     let mut index = 0;
-    while let Some((i, chunk)) = chunks.next() {
+    for (i, chunk) in log.chunks(3).enumerate() {
         index += 1;
         let session = i % 2;
         let seq = next_seq[session];
