@@ -1,0 +1,113 @@
+//! The in-memory Raft log, for nodes without a data directory.
+//!
+//! Nothing here survives a restart, so a node using it must never come back
+//! under the same Raft node id: it restarts as a new incarnation (see
+//! [`types`](crate::types)). `append` reports entries durable at once, which is
+//! true for as long as the process lives.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::ops::RangeBounds;
+use std::sync::{Arc, Mutex};
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::RaftLogReader;
+
+use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+
+#[derive(Debug, Default)]
+struct Inner {
+    log: BTreeMap<u64, Entry>,
+    last_purged: Option<LogId>,
+    committed: Option<LogId>,
+    vote: Option<Vote>,
+}
+
+/// An in-memory log store; clones share the same log.
+#[derive(Clone, Debug, Default)]
+pub struct MemLogStore {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl MemLogStore {
+    pub fn new() -> MemLogStore {
+        MemLogStore::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().expect("log lock")
+    }
+}
+
+impl RaftLogReader<TypeConfig> for MemLogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        Ok(self.lock().log.range(range).map(|(_, e)| e.clone()).collect())
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for MemLogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let inner = self.lock();
+        let last = inner.log.values().next_back().map(|e| e.log_id).or(inner.last_purged);
+        Ok(LogState { last_purged_log_id: inner.last_purged, last_log_id: last })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        self.lock().vote = Some(*vote);
+        Ok(())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        Ok(self.lock().vote)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        self.lock().committed = committed;
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.lock().committed)
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        {
+            let mut inner = self.lock();
+            for entry in entries {
+                inner.log.insert(entry.log_id.index, entry);
+            }
+        }
+        callback.log_io_completed(Ok(()));
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut inner = self.lock();
+        let _ = inner.log.split_off(&log_id.index);
+        Ok(())
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut inner = self.lock();
+        inner.last_purged = Some(log_id);
+        inner.log = inner.log.split_off(&(log_id.index + 1));
+        Ok(())
+    }
+}

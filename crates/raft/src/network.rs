@@ -1,0 +1,234 @@
+//! The client side of the peer transport: openraft's RPCs over gRPC.
+//!
+//! One HTTP/2 channel per peer address is created lazily and reused by every
+//! RPC to that peer (tonic multiplexes them). Each RPC has a deadline from
+//! openraft's [`RPCOption`]; a peer that is down or slow only delays the
+//! replication stream to that peer, because openraft drives each peer from its
+//! own task. Snapshots are streamed from their file in chunks of
+//! [`SNAPSHOT_CHUNK`] bytes.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::error::{
+    Fatal, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed, StreamingError,
+    Timeout, Unreachable,
+};
+use openraft::network::{Backoff, RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, Snapshot};
+use raftcache_proto::raft::raft_client::RaftClient;
+use raftcache_proto::raft::SnapshotChunk;
+use tokio::io::AsyncReadExt;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::codec::{decode, encode};
+use crate::types::{NodeId, TypeConfig, Vote};
+
+/// Size of one snapshot chunk on the wire.
+pub const SNAPSHOT_CHUNK: usize = 1 << 20;
+/// How long to wait for a TCP connection to a peer.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// HTTP/2 keep-alive pings detect a dead peer connection.
+const KEEPALIVE: Duration = Duration::from_secs(5);
+/// Largest gRPC message accepted (AppendEntries batches can be large).
+pub const MAX_MESSAGE: usize = 256 << 20;
+
+/// A lazily connected gRPC channel to `addr` (`host:port`).
+pub fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(KEEPALIVE)
+        .keep_alive_timeout(KEEPALIVE)
+        .keep_alive_while_idle(true)
+        .connect_lazy())
+}
+
+/// A peer client with raised message limits.
+pub fn client(channel: Channel) -> RaftClient<Channel> {
+    RaftClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE)
+}
+
+/// Creates connections to peers, sharing one channel per address.
+#[derive(Clone, Debug)]
+pub struct Network {
+    id: NodeId,
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl Network {
+    /// The network of node `id`.
+    pub fn new(id: NodeId) -> Network {
+        Network { id, channels: Arc::default() }
+    }
+
+    /// A client for `addr`, reusing its channel.
+    pub fn client_for(&self, addr: &str) -> Result<RaftClient<Channel>, tonic::transport::Error> {
+        let mut channels = self.channels.lock().expect("channels lock");
+        if let Some(ch) = channels.get(addr) {
+            return Ok(client(ch.clone()));
+        }
+        let ch = channel(addr)?;
+        channels.insert(addr.to_string(), ch.clone());
+        Ok(client(ch))
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Connection;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Connection {
+        let client = self.client_for(&node.addr).map_err(|e| e.to_string());
+        Connection { id: self.id, target, client }
+    }
+}
+
+/// The connection openraft uses for one peer.
+pub struct Connection {
+    id: NodeId,
+    target: NodeId,
+    /// An invalid peer address is reported on every RPC instead of panicking.
+    client: Result<RaftClient<Channel>, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Failure(String);
+
+impl Connection {
+    fn client(&self) -> Result<RaftClient<Channel>, Unreachable> {
+        self.client
+            .clone()
+            .map_err(|e| Unreachable::new(&Failure(format!("bad peer address: {e}"))))
+    }
+
+    fn timeout(&self, action: RPCTypes, timeout: Duration) -> Timeout<NodeId> {
+        Timeout { action, id: self.id, target: self.target, timeout }
+    }
+}
+
+/// Maps a gRPC failure: connection problems make the peer unreachable (openraft
+/// backs off), anything else is a network error (retried at once).
+fn status_error<E: std::error::Error>(status: tonic::Status) -> RPCError<NodeId, BasicNode, E> {
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
+            RPCError::Unreachable(Unreachable::new(&Failure(status.to_string())))
+        }
+        _ => RPCError::Network(NetworkError::new(&Failure(status.to_string()))),
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Connection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        let mut client = self.client()?;
+        let ttl = option.hard_ttl();
+        let mut request = tonic::Request::new(encode(&rpc));
+        request.set_timeout(ttl);
+        let reply = match tokio::time::timeout(ttl, client.append_entries(request)).await {
+            Err(_) => return Err(RPCError::Timeout(self.timeout(RPCTypes::AppendEntries, ttl))),
+            Ok(Err(status)) if status.code() == tonic::Code::DeadlineExceeded => {
+                return Err(RPCError::Timeout(self.timeout(RPCTypes::AppendEntries, ttl)))
+            }
+            Ok(reply) => reply.map_err(status_error)?.into_inner(),
+        };
+        let result: Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> =
+            decode(&reply).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        let mut client = self.client()?;
+        let ttl = option.hard_ttl();
+        let mut request = tonic::Request::new(encode(&rpc));
+        request.set_timeout(ttl);
+        let reply = match tokio::time::timeout(ttl, client.vote(request)).await {
+            Err(_) => return Err(RPCError::Timeout(self.timeout(RPCTypes::Vote, ttl))),
+            Ok(reply) => reply.map_err(status_error)?.into_inner(),
+        };
+        let result: Result<VoteResponse<NodeId>, RaftError<NodeId>> =
+            decode(&reply).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot<TypeConfig>,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
+        let mut client = self.client()?;
+        let path = snapshot.snapshot.path.clone();
+        let mut file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<SnapshotChunk>(4);
+        let first = SnapshotChunk {
+            vote: Some(encode(&vote)),
+            meta: Some(encode(&snapshot.meta)),
+            data: Vec::new(),
+        };
+        // The reader task stops when the stream is dropped (send fails).
+        tokio::spawn(async move {
+            if tx.send(first).await.is_err() {
+                return;
+            }
+            loop {
+                let mut buf = vec![0u8; SNAPSHOT_CHUNK];
+                match file.read(&mut buf).await {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        if tx
+                            .send(SnapshotChunk { vote: None, meta: None, data: buf })
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, path = %path.display(), "reading snapshot to send");
+                        return;
+                    }
+                }
+            }
+        });
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+        // A snapshot of any size must finish within the (generous) snapshot
+        // timeout; `cancel` fires when replication to this peer stops.
+        let ttl = option.hard_ttl().max(Duration::from_secs(600));
+        let call = client.install_snapshot(stream);
+        let reply = tokio::select! {
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+            r = tokio::time::timeout(ttl, call) => match r {
+                Err(_) => return Err(StreamingError::Timeout(self.timeout(RPCTypes::InstallSnapshot, ttl))),
+                Ok(Err(status)) => return Err(StreamingError::Unreachable(Unreachable::new(&Failure(status.to_string())))),
+                Ok(Ok(reply)) => reply.into_inner(),
+            },
+        };
+        let result: Result<SnapshotResponse<NodeId>, Fatal<NodeId>> =
+            decode(&reply).map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| StreamingError::RemoteError(RemoteError::new(self.target, e)))
+    }
+
+    fn backoff(&self) -> Backoff {
+        // Retry an unreachable peer quickly at first, then every second.
+        Backoff::new((1..).map(|n: u64| Duration::from_millis((100 * n).min(1000))))
+    }
+}

@@ -1,0 +1,249 @@
+//! The openraft state machine: the engine plus what Raft needs to know about
+//! it (the last applied log id and membership), and its snapshots as files.
+//!
+//! Applying is a loop over committed entries calling
+//! [`State::apply_proposal`], which is pure. The only failures here are I/O
+//! errors on snapshot files; they go back to openraft as storage errors and
+//! stop the node rather than becoming client replies.
+//!
+//! A snapshot is written while holding the engine's read lock (reads go on,
+//! applying waits), to a temporary file that is renamed into place, with its
+//! metadata in a sidecar file. The two most recent snapshots are kept, so one
+//! that is being streamed to a follower is not deleted under it.
+
+use std::fs;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
+use raftcache_sm::State;
+
+use crate::types::{
+    LogId, Response, SnapshotFile, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
+
+/// The engine with the Raft bookkeeping that must change atomically with it.
+#[derive(Debug, Default)]
+pub struct Machine {
+    pub state: State,
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership,
+}
+
+#[derive(Debug)]
+struct Inner {
+    machine: RwLock<Machine>,
+    dir: PathBuf,
+    /// The newest snapshot: its metadata and file.
+    current: Mutex<Option<(SnapshotMeta, PathBuf)>>,
+    /// Disambiguates snapshot ids built at the same log id.
+    seq: AtomicU64,
+}
+
+/// The state machine store; clones share the engine.
+#[derive(Clone, Debug)]
+pub struct StateMachineStore {
+    inner: Arc<Inner>,
+}
+
+fn io_err(e: impl std::error::Error + Send + Sync + 'static) -> StorageError {
+    StorageIOError::write_snapshot(None, &e).into()
+}
+
+impl StateMachineStore {
+    /// A store whose snapshots live in `dir` (created if missing). A snapshot
+    /// already there is loaded, so a restart begins from it.
+    pub fn open(dir: impl Into<PathBuf>) -> std::io::Result<StateMachineStore> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir)?;
+        let store = StateMachineStore {
+            inner: Arc::new(Inner {
+                machine: RwLock::new(Machine::default()),
+                dir,
+                current: Mutex::new(None),
+                seq: AtomicU64::new(0),
+            }),
+        };
+        Ok(store)
+    }
+
+    /// Shared read access to the engine (for serving reads).
+    pub fn read(&self) -> RwLockReadGuard<'_, Machine> {
+        self.inner.machine.read().expect("engine lock")
+    }
+
+    /// The directory snapshots are kept in.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// A fresh path for an incoming snapshot.
+    pub fn incoming_path(&self) -> PathBuf {
+        let n = self.inner.seq.fetch_add(1, Ordering::Relaxed);
+        self.inner.dir.join(format!("incoming-{}-{n}.tmp", std::process::id()))
+    }
+
+    fn snapshot_paths(&self, id: &str) -> (PathBuf, PathBuf) {
+        (
+            self.inner.dir.join(format!("snapshot-{id}.bin")),
+            self.inner.dir.join(format!("snapshot-{id}.meta")),
+        )
+    }
+
+    /// Makes `(meta, path)` the current snapshot and deletes all but the
+    /// previous one.
+    fn set_current(&self, meta: SnapshotMeta, path: PathBuf) -> std::io::Result<()> {
+        let (_, meta_path) = self.snapshot_paths(&meta.snapshot_id);
+        let mut f = BufWriter::new(fs::File::create(&meta_path)?);
+        f.write_all(&bincode::serialize(&meta).map_err(std::io::Error::other)?)?;
+        f.flush()?;
+        let mut current = self.inner.current.lock().expect("snapshot lock");
+        let previous = current.replace((meta, path));
+        drop(current);
+        let keep: Vec<String> = [previous.map(|(m, _)| m.snapshot_id), self.current_id()]
+            .into_iter()
+            .flatten()
+            .collect();
+        for entry in fs::read_dir(&self.inner.dir)?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(id) = name.strip_prefix("snapshot-") else { continue };
+            let id = id.trim_end_matches(".bin").trim_end_matches(".meta");
+            if !keep.iter().any(|k| k == id) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
+
+    fn current_id(&self) -> Option<String> {
+        self.inner
+            .current
+            .lock()
+            .expect("snapshot lock")
+            .as_ref()
+            .map(|(m, _)| m.snapshot_id.clone())
+    }
+
+    /// Writes a snapshot of the current state; returns its metadata and file.
+    fn build(&self) -> Result<(SnapshotMeta, PathBuf), StorageError> {
+        let machine = self.read();
+        let n = self.inner.seq.fetch_add(1, Ordering::Relaxed);
+        let id = match machine.last_applied {
+            Some(l) => format!("{}-{}-{}-{n}", l.leader_id.term, l.leader_id.node_id, l.index),
+            None => format!("0-0-0-{n}"),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: machine.last_applied,
+            last_membership: machine.membership.clone(),
+            snapshot_id: id.clone(),
+        };
+        let (path, _) = self.snapshot_paths(&id);
+        let tmp = path.with_extension("tmp");
+        let file = fs::File::create(&tmp).map_err(io_err)?;
+        let mut w = BufWriter::with_capacity(1 << 20, file);
+        machine.state.write_snapshot(&mut w).map_err(io_err)?;
+        drop(machine);
+        let file = w.into_inner().map_err(|e| io_err(e.into_error()))?;
+        file.sync_all().map_err(io_err)?;
+        fs::rename(&tmp, &path).map_err(io_err)?;
+        Ok((meta, path))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let this = self.clone();
+        let (meta, path) = tokio::task::spawn_blocking(move || this.build())
+            .await
+            .map_err(|e| io_err(std::io::Error::other(e)))??;
+        self.set_current(meta.clone(), path.clone()).map_err(io_err)?;
+        tracing::info!(snapshot = %meta.snapshot_id, "built snapshot");
+        Ok(Snapshot { meta, snapshot: Box::new(SnapshotFile { path }) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let machine = self.read();
+        Ok((machine.last_applied, machine.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    where
+        I: IntoIterator<Item = crate::types::Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut machine = self.inner.machine.write().expect("engine lock");
+        let mut responses = Vec::new();
+        for entry in entries {
+            machine.last_applied = Some(entry.log_id);
+            let response = match entry.payload {
+                EntryPayload::Blank => Response::default(),
+                EntryPayload::Normal(ref proposal) => {
+                    Response(machine.state.apply_proposal(entry.log_id.index, proposal))
+                }
+                EntryPayload::Membership(membership) => {
+                    machine.membership = StoredMembership::new(Some(entry.log_id), membership);
+                    Response::default()
+                }
+            };
+            responses.push(response);
+        }
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError> {
+        Ok(Box::new(SnapshotFile { path: self.incoming_path() }))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<SnapshotFile>,
+    ) -> Result<(), StorageError> {
+        let path = snapshot.path;
+        let read_path = path.clone();
+        // Verify (version, checksum) and decode before touching the engine:
+        // a snapshot that does not check out is never served.
+        let state = tokio::task::spawn_blocking(move || {
+            let file = fs::File::open(&read_path)?;
+            State::read_snapshot(BufReader::with_capacity(1 << 20, file))
+                .map_err(std::io::Error::other)
+        })
+        .await
+        .map_err(|e| io_err(std::io::Error::other(e)))?
+        .map_err(|e| {
+            StorageError::from(StorageIOError::read_snapshot(Some(meta.signature()), &e))
+        })?;
+        {
+            let mut machine = self.inner.machine.write().expect("engine lock");
+            machine.state = state;
+            machine.last_applied = meta.last_log_id;
+            machine.membership = meta.last_membership.clone();
+        }
+        let (final_path, _) = self.snapshot_paths(&meta.snapshot_id);
+        if path.parent() == Some(self.dir()) {
+            fs::rename(&path, &final_path).map_err(io_err)?;
+        } else if path != final_path {
+            // Not ours (a caller handed us another store's file): copy it.
+            fs::copy(&path, &final_path).map_err(io_err)?;
+        }
+        self.set_current(meta.clone(), final_path).map_err(io_err)?;
+        tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let current = self.inner.current.lock().expect("snapshot lock").clone();
+        Ok(current.map(|(meta, path)| Snapshot { meta, snapshot: Box::new(SnapshotFile { path }) }))
+    }
+}
