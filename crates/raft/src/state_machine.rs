@@ -128,7 +128,7 @@ impl StateMachineStore {
     }
 
     /// Writes a snapshot of the current state; returns its metadata and file.
-    fn build(&self) -> Result<(SnapshotMeta, PathBuf), StorageError> {
+    fn build(&self) -> std::io::Result<(SnapshotMeta, PathBuf)> {
         let machine = self.read();
         let n = self.inner.seq.fetch_add(1, Ordering::Relaxed);
         let id = match machine.last_applied {
@@ -142,13 +142,13 @@ impl StateMachineStore {
         };
         let (path, _) = self.snapshot_paths(&id);
         let tmp = path.with_extension("tmp");
-        let file = fs::File::create(&tmp).map_err(io_err)?;
+        let file = fs::File::create(&tmp)?;
         let mut w = BufWriter::with_capacity(1 << 20, file);
-        machine.state.write_snapshot(&mut w).map_err(io_err)?;
+        machine.state.write_snapshot(&mut w)?;
         drop(machine);
-        let file = w.into_inner().map_err(|e| io_err(e.into_error()))?;
-        file.sync_all().map_err(io_err)?;
-        fs::rename(&tmp, &path).map_err(io_err)?;
+        let file = w.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        fs::rename(&tmp, &path)?;
         Ok((meta, path))
     }
 }
@@ -158,7 +158,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         let this = self.clone();
         let (meta, path) = tokio::task::spawn_blocking(move || this.build())
             .await
-            .map_err(|e| io_err(std::io::Error::other(e)))??;
+            .map_err(|e| io_err(std::io::Error::other(e)))?
+            .map_err(io_err)?;
         self.set_current(meta.clone(), path.clone()).map_err(io_err)?;
         tracing::info!(snapshot = %meta.snapshot_id, "built snapshot");
         Ok(Snapshot { meta, snapshot: Box::new(SnapshotFile { path }) })
