@@ -18,6 +18,8 @@ impl StoreBuilder<TypeConfig, MemLogStore, StateMachineStore, tempfile::TempDir>
 }
 
 #[test]
-fn mem_log_and_state_machine_pass_the_openraft_suite() -> Result<(), StorageError> {
-    Suite::test_all(MemBuilder)
+fn mem_log_and_state_machine_pass_the_openraft_suite() {
+    if let Err(e) = Suite::test_all(MemBuilder) {
+        panic!("storage suite failed: {e}");
+    }
 }
