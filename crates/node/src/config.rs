@@ -42,9 +42,80 @@ pub struct Args {
     /// Log level: debug, verbose, notice or warning (or a tracing filter).
     #[arg(long, default_value = "notice")]
     pub loglevel: String,
+    /// This node's member id in the cluster.
+    #[arg(long, default_value_t = 1)]
+    pub id: u32,
+    /// The cluster's members and their Raft peer addresses:
+    /// `1=host:7380,2=host:7380,3=host:7380` (this node included). Empty: a
+    /// one-node cluster.
+    #[arg(long, default_value = "", value_parser = parse_peers)]
+    pub peers: Peers,
+    /// Port of the Raft peer gRPC service (node-to-node traffic); 0 picks a
+    /// free port (useful for a one-node cluster).
+    #[arg(long, default_value_t = 7380)]
+    pub raft_port: u16,
+    /// Port of the admin gRPC service (raftcachectl); 0 picks a free port.
+    #[arg(long, default_value_t = 7379)]
+    pub admin_port: u16,
+    /// Address peers and clients are told to use for this node's Raft and RESP
+    /// ports (default: the first --bind address).
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Directory for the Raft log, vote and snapshots. Without it the node
+    /// keeps everything in memory.
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// How long a command may wait for a leader (or for its outcome) before
+    /// failing, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    pub request_timeout: u64,
+    /// How reads are served: linearizable (read-index through the leader),
+    /// lease (leader lease, assumes bounded clock drift) or stale (local replica).
+    #[arg(long, default_value = "linearizable", value_parser = ["linearizable", "lease", "stale"])]
+    pub read_consistency: String,
+    /// What a follower does with commands that need the leader: proxy (forward
+    /// them and relay the reply) or redirect (answer -MOVED to the leader).
+    #[arg(long, default_value = "proxy", value_parser = ["proxy", "redirect"])]
+    pub follower_mode: String,
+    /// Raft heartbeat interval in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub heartbeat_ms: u64,
+    /// Raft election timeout (minimum; the maximum is twice this) in milliseconds.
+    #[arg(long, default_value_t = 600)]
+    pub election_timeout_ms: u64,
+    /// Take a snapshot (and compact the log) after this many applied entries.
+    #[arg(long, default_value_t = 20_000)]
+    pub snapshot_every: u64,
     /// Print the names of all commands and exit (used by scripts/).
     #[arg(long, hide = true)]
     pub list_commands: bool,
+}
+
+/// Cluster members: member id → Raft peer address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Peers(pub std::collections::BTreeMap<u32, String>);
+
+/// Parses `--peers 1=host:port,2=host:port`.
+pub fn parse_peers(s: &str) -> Result<Peers, String> {
+    let mut peers = std::collections::BTreeMap::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (id, addr) =
+            item.split_once('=').ok_or_else(|| format!("peer '{item}' is not id=host:port"))?;
+        let id: u32 = id.trim().parse().map_err(|_| format!("peer id '{id}' is not a number"))?;
+        let addr = addr.trim();
+        let (host, port) =
+            addr.rsplit_once(':').ok_or_else(|| format!("peer address '{addr}' has no port"))?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(format!("peer address '{addr}' is not host:port"));
+        }
+        if id == 0 {
+            return Err("member ids start at 1".into());
+        }
+        if peers.insert(id, addr.to_string()).is_some() {
+            return Err(format!("member {id} is listed twice"));
+        }
+    }
+    Ok(Peers(peers))
 }
 
 /// Parses a size the way redis-server does (`memtoull`): `100`, `1k` (1000),
@@ -119,6 +190,17 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peers_parse_and_reject_garbage() {
+        let p = parse_peers("1=a:7380, 2=b:7381,3=10.0.0.3:7380").unwrap();
+        assert_eq!(p.0.len(), 3);
+        assert_eq!(p.0[&2], "b:7381");
+        assert_eq!(parse_peers("").unwrap(), Peers::default());
+        for bad in ["1", "x=a:1", "1=a", "1=a:port", "1=a:1,1=b:2", "0=a:1", "1=:5"] {
+            assert!(parse_peers(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn memory_units_like_redis() {

@@ -6,11 +6,12 @@
 //! error is answered with Redis's `-ERR Protocol error: …` after the replies
 //! to the commands before it, and closes this connection only.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use raftcache_resp::{Limits, Protocol, RequestDecoder};
+use raftcache_resp::{Limits, RequestDecoder};
 use raftcache_sm::command::{lookup, unknown_command_error};
 use raftcache_sm::{Kind, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::clients::ClientEntry;
+use crate::cluster::Command;
 use crate::encode::encode;
 use crate::server::Shared;
 use crate::session::{ReplyMode, Session};
@@ -110,34 +112,96 @@ impl Handler {
         Ok(())
     }
 
-    /// Executes every complete command in the read buffer. Returns true if the
-    /// connection must close once the replies are written.
+    /// Executes every complete command in the read buffer. Consecutive writes
+    /// go to the cluster as one group (and so usually one log entry), as do
+    /// consecutive reads; anything else first waits for the group before it,
+    /// so every command observes the effects of the commands before it on this
+    /// connection. Returns true if the connection must close once the replies
+    /// are written.
     async fn process_buffer(&mut self) -> std::io::Result<bool> {
         let mut executed = false;
+        let mut group = Group::None;
         loop {
             let argv = match self.decoder.decode(&mut self.rbuf, self.session.authenticated) {
                 Ok(Some(argv)) => argv,
                 Ok(None) => break,
                 Err(e) => {
+                    self.flush_group(&mut group).await;
                     encode(&Reply::error(format!("ERR {e}")), self.session.proto, &mut self.wbuf);
                     debug!(client = self.entry.id, error = %e, "protocol error");
                     return Ok(true);
                 }
             };
             executed = true;
-            let reply = self.execute(argv);
-            self.emit(&reply);
+            self.shared.stats.commands.fetch_add(1, Ordering::Relaxed);
+            match self.classify(argv) {
+                Class::Reply(reply) => {
+                    self.flush_group(&mut group).await;
+                    self.emit(&reply);
+                }
+                Class::Connection(name, argv) => {
+                    self.flush_group(&mut group).await;
+                    // CLIENT LIST shows the command being run, like Redis.
+                    self.publish();
+                    self.entry.view.lock().expect("client view lock").last_cmd =
+                        full_name(name, &argv);
+                    let reply = self.session.execute(&self.shared, &self.entry, name, &argv);
+                    self.emit(&reply);
+                }
+                Class::Write(cmd) => {
+                    if !matches!(group, Group::Writes(_)) {
+                        self.flush_group(&mut group).await;
+                        group = Group::Writes(Vec::new());
+                    }
+                    group.push(cmd);
+                }
+                Class::Read(cmd) => {
+                    if !matches!(group, Group::Reads(_)) {
+                        self.flush_group(&mut group).await;
+                        group = Group::Reads(Vec::new());
+                    }
+                    group.push(cmd);
+                }
+            }
             if self.session.close_after_reply {
+                self.flush_group(&mut group).await;
                 return Ok(true);
             }
+            if group.len() >= MAX_GROUP {
+                self.flush_group(&mut group).await;
+            }
             if self.wbuf.len() >= WRITE_FLUSH_AT {
+                self.flush_group(&mut group).await;
                 self.flush().await?;
             }
         }
+        self.flush_group(&mut group).await;
         if executed {
             self.publish();
         }
         Ok(false)
+    }
+
+    /// Runs a pending group through the cluster and writes its replies.
+    async fn flush_group(&mut self, group: &mut Group) {
+        let (result, n) = match std::mem::replace(group, Group::None) {
+            Group::None => return,
+            Group::Writes(cmds) => {
+                let n = cmds.len();
+                (self.shared.cluster.write(cmds).await, n)
+            }
+            Group::Reads(cmds) => {
+                let n = cmds.len();
+                (self.shared.cluster.read(cmds).await, n)
+            }
+        };
+        match result {
+            Ok(replies) => replies.iter().for_each(|r| self.emit(r)),
+            Err(e) => {
+                let reply = e.reply();
+                (0..n).for_each(|_| self.emit(&reply));
+            }
+        }
     }
 
     /// Writes a reply unless CLIENT REPLY says otherwise.
@@ -150,31 +214,24 @@ impl Handler {
         }
     }
 
-    /// Executes one command and returns its reply.
-    fn execute(&mut self, argv: Vec<Bytes>) -> Reply {
-        self.shared.stats.commands.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    /// Decides where a command goes.
+    fn classify(&mut self, argv: Vec<Bytes>) -> Class {
         let Some(spec) = lookup(&argv[0]) else {
             self.last_cmd = "unknown";
-            return unknown_command_error(&argv);
+            return Class::Reply(unknown_command_error(&argv));
         };
         self.last_cmd = spec.name;
         if let Err(e) = spec.check_arity(argv.len()) {
-            return e;
+            return Class::Reply(e);
         }
         if !self.session.authenticated && !matches!(spec.name, "auth" | "hello" | "quit") {
-            return Reply::err("NOAUTH Authentication required.");
+            return Class::Reply(Reply::err("NOAUTH Authentication required."));
         }
+        let cmd = Command { db: self.session.db as u32, argv };
         match spec.kind {
-            Kind::Read(_) => self.shared.store.read(self.session.db, &argv),
-            Kind::Write(_) => self.shared.store.write(self.session.db, argv),
-            Kind::Connection => {
-                // CLIENT LIST shows the command being run, like Redis.
-                self.publish();
-                let mut view = self.entry.view.lock().expect("client view lock");
-                view.last_cmd = full_name(spec.name, &argv);
-                drop(view);
-                self.session.execute(&self.shared, &self.entry, spec.name, &argv)
-            }
+            Kind::Read(_) => Class::Read(cmd),
+            Kind::Write(_) => Class::Write(cmd),
+            Kind::Connection => Class::Connection(spec.name, cmd.argv),
         }
     }
 
@@ -210,5 +267,39 @@ fn limits(max_bulk_len: u64) -> Limits {
     Limits { max_bulk_len: max_bulk_len.min(i64::MAX as u64) as i64, ..Limits::default() }
 }
 
-/// The protocol version a session starts with.
-pub const DEFAULT_PROTOCOL: Protocol = Protocol::Resp2;
+/// Most commands in one group (and so, at most, in one log entry from one
+/// connection).
+const MAX_GROUP: usize = 1024;
+
+/// Where one command goes.
+enum Class {
+    /// Answered at once (unknown command, wrong arity, NOAUTH).
+    Reply(Reply),
+    /// Served by the node from connection state.
+    Connection(&'static str, Vec<Bytes>),
+    Read(Command),
+    Write(Command),
+}
+
+/// Consecutive commands of one kind waiting to run.
+enum Group {
+    None,
+    Reads(Vec<Command>),
+    Writes(Vec<Command>),
+}
+
+impl Group {
+    fn push(&mut self, cmd: Command) {
+        match self {
+            Group::Reads(v) | Group::Writes(v) => v.push(cmd),
+            Group::None => {}
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Group::Reads(v) | Group::Writes(v) => v.len(),
+            Group::None => 0,
+        }
+    }
+}

@@ -8,8 +8,8 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use raftcache_sm::Reply;
 
+use crate::clock::now_ms;
 use crate::server::Shared;
-use crate::store::now_ms;
 
 /// The Redis version raftcache reports: clients pick features by it, and its
 /// command set and behaviour follow Redis 7.0.
@@ -17,6 +17,7 @@ pub const REDIS_VERSION: &str = "7.0.15";
 
 const SECTIONS: &[&str] =
     &["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "keyspace"];
+// Note: "replication" carries the raft_* fields (role, term, leader, indices).
 
 /// INFO [section ...]
 pub fn info(shared: &Shared, argv: &[Bytes]) -> Reply {
@@ -78,6 +79,7 @@ fn render(shared: &Shared, section: &str, out: &mut String) {
             field!("redis_version:{REDIS_VERSION}");
             field!("raftcache_version:{}", env!("CARGO_PKG_VERSION"));
             field!("redis_mode:standalone");
+            field!("raft_node_id:{}", raftcache_raft::types::ShowId(shared.cluster.node_id));
             field!("os:{} {}", std::env::consts::OS, std::env::consts::ARCH);
             field!("arch_bits:{}", usize::BITS);
             field!("process_id:{}", std::process::id());
@@ -135,8 +137,12 @@ fn render(shared: &Shared, section: &str, out: &mut String) {
         }
         "replication" => {
             out.push_str("# Replication\r\n");
-            field!("role:master");
-            field!("connected_slaves:0");
+            for (k, v) in shared.cluster.info_fields() {
+                field!("{k}:{v}");
+            }
+            let p = &shared.cluster.proposer;
+            field!("raft_proposed_entries:{}", p.batches.load(Ordering::Relaxed));
+            field!("raft_proposed_commands:{}", p.ops.load(Ordering::Relaxed));
         }
         "cpu" => {
             let (sys, user) = cpu_times();
@@ -147,17 +153,17 @@ fn render(shared: &Shared, section: &str, out: &mut String) {
         "keyspace" => {
             out.push_str("# Keyspace\r\n");
             let now = now_ms();
-            shared.store.with_state(|state| {
-                let now = state.read_time(now);
-                for (i, db) in state.dbs().iter().enumerate() {
-                    let keys = db.visible_len(now);
-                    if keys == 0 {
-                        continue;
-                    }
-                    let (expires, avg_ttl) = db.ttl_stats(now);
-                    field!("db{i}:keys={keys},expires={expires},avg_ttl={avg_ttl}");
+            let machine = shared.cluster.sm.read();
+            let state = &machine.state;
+            let now = state.read_time(now);
+            for (i, db) in state.dbs().iter().enumerate() {
+                let keys = db.visible_len(now);
+                if keys == 0 {
+                    continue;
                 }
-            });
+                let (expires, avg_ttl) = db.ttl_stats(now);
+                field!("db{i}:keys={keys},expires={expires},avg_ttl={avg_ttl}");
+            }
         }
         _ => {}
     }

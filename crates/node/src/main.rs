@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use clap::Parser;
+use raftcache_node::cluster::bootstrap;
 use raftcache_node::config::{Args, Config};
 use raftcache_node::server::{self, Shared};
 use tokio_util::sync::CancellationToken;
@@ -16,7 +17,7 @@ fn filter(level: &str) -> EnvFilter {
     let directive = match level {
         "debug" => "debug",
         "verbose" => "info,raftcache_node=debug",
-        "notice" => "info",
+        "notice" => "info,openraft=warn",
         "warning" => "warn",
         "nothing" => "off",
         other => other,
@@ -38,9 +39,6 @@ fn main() -> anyhow::Result<()> {
     }));
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let config = Config::new(args);
-        let listeners = server::bind(&config).await?;
-        let shared = Arc::new(Shared::new(config));
         let shutdown = CancellationToken::new();
         let signals = shutdown.clone();
         tokio::spawn(async move {
@@ -48,7 +46,22 @@ fn main() -> anyhow::Result<()> {
             tracing::info!("shutting down");
             signals.cancel();
         });
+        let config = Config::new(args);
+        // Bind the client port first: a taken port should fail fast.
+        let listeners = server::bind(&config).await?;
+        let started = tokio::select! {
+            started = bootstrap::start(&config.args, shutdown.clone()) => started?,
+            _ = shutdown.cancelled() => return Ok(()),
+        };
+        let cluster = started.cluster.clone();
+        let shared = Arc::new(Shared::new(config, started.cluster));
         server::run(shared, listeners, shutdown).await;
+        if let Err(e) = cluster.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+        if let Some(dir) = started.temp_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         Ok(())
     })
 }

@@ -16,9 +16,10 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::clients::Clients;
+use crate::clock::{now_ms, PURGE_BATCH};
+use crate::cluster::{Cluster, Leader};
 use crate::config::Config;
 use crate::connection::Handler;
-use crate::store::Store;
 
 /// Counters INFO stats reports.
 #[derive(Debug, Default)]
@@ -30,7 +31,7 @@ pub struct Stats {
 /// What every connection shares.
 pub struct Shared {
     pub config: Config,
-    pub store: Store,
+    pub cluster: Arc<Cluster>,
     pub clients: Clients,
     pub stats: Stats,
     pub run_id: String,
@@ -38,11 +39,11 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(config: Config) -> Shared {
+    pub fn new(config: Config, cluster: Arc<Cluster>) -> Shared {
         let run_id: String = (0..40).map(|_| format!("{:x}", rand::random::<u8>() % 16)).collect();
         Shared {
             config,
-            store: Store::new(),
+            cluster,
             clients: Clients::default(),
             stats: Stats::default(),
             run_id,
@@ -127,8 +128,9 @@ async fn reject(mut stream: TcpStream) {
     let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
 }
 
-/// Removes expired keys in bounded batches (active expiry). Reads never see
-/// expired keys either way; this reclaims their memory.
+/// Removes expired keys in bounded batches (active expiry). Only the leader
+/// proposes purges, so every replica removes the same keys at the same log
+/// index. Reads never see expired keys either way; this reclaims memory.
 async fn reaper(shared: Arc<Shared>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(REAPER_PERIOD);
     loop {
@@ -136,13 +138,32 @@ async fn reaper(shared: Arc<Shared>, shutdown: CancellationToken) {
             _ = tick.tick() => {}
             _ = shutdown.cancelled() => return,
         }
+        let cluster = &shared.cluster;
         loop {
-            let removed = shared.store.purge_expired();
-            shared.stats.expired_keys.fetch_add(u64::from(removed), Ordering::Relaxed);
-            if removed < crate::store::PURGE_BATCH {
+            if cluster.leader() != Leader::Me {
                 break;
             }
-            tokio::task::yield_now().await;
+            let due = cluster.sm.read().state.next_expiry().is_some_and(|at| at <= now_ms());
+            if !due {
+                break;
+            }
+            let proposal = raftcache_sm::Proposal {
+                time_ms: now_ms(),
+                seed: rand::random(),
+                origin: None,
+                ops: vec![raftcache_sm::Op::PurgeExpired { limit: PURGE_BATCH }],
+            };
+            let removed = match cluster.raft.client_write(proposal).await {
+                Ok(response) => match response.data.0.first().cloned() {
+                    Some(raftcache_sm::Reply::Int(n)) => n as u64,
+                    _ => 0,
+                },
+                Err(_) => break,
+            };
+            shared.stats.expired_keys.fetch_add(removed, Ordering::Relaxed);
+            if removed < u64::from(PURGE_BATCH) {
+                break;
+            }
         }
     }
 }

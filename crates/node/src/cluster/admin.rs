@@ -1,0 +1,75 @@
+//! The admin service (`raftcache.admin.v1.Admin`): status and digest.
+
+use std::sync::Arc;
+
+use raftcache_proto::admin::admin_server::Admin;
+use raftcache_proto::admin::{DigestReply, DigestRequest, Member, StatusReply, StatusRequest};
+use raftcache_raft::openraft::ServerState;
+use raftcache_raft::types::member_of;
+use tonic::{Request, Response, Status};
+
+use super::Cluster;
+
+/// The admin service of one node.
+#[derive(Clone)]
+pub struct AdminService {
+    pub cluster: Arc<Cluster>,
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn status(
+        &self,
+        _request: Request<StatusRequest>,
+    ) -> Result<Response<StatusReply>, Status> {
+        let c = &self.cluster;
+        let m = c.metrics();
+        let role = match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        };
+        let membership = m.membership_config.membership();
+        let members = membership
+            .nodes()
+            .map(|(id, node)| Member {
+                member_id: member_of(*id),
+                raft_node_id: *id,
+                raft_addr: node.addr.clone(),
+                voter: membership.voter_ids().any(|v| v == *id),
+            })
+            .collect();
+        Ok(Response::new(StatusReply {
+            member_id: member_of(c.node_id),
+            raft_node_id: c.node_id,
+            role: role.into(),
+            term: m.current_term,
+            leader_raft_node_id: m.current_leader.unwrap_or(0),
+            last_log_index: m.last_log_index.unwrap_or(0),
+            applied_index: m.last_applied.map_or(0, |l| l.index),
+            members,
+            read_consistency: c.options.read_consistency.name().into(),
+        }))
+    }
+
+    async fn digest(
+        &self,
+        _request: Request<DigestRequest>,
+    ) -> Result<Response<DigestReply>, Status> {
+        Ok(Response::new(self.cluster.digest()))
+    }
+}
+
+impl Cluster {
+    /// The engine's digest with the index it was taken at, atomically.
+    pub fn digest(&self) -> DigestReply {
+        let machine = self.sm.read();
+        DigestReply {
+            applied_index: machine.last_applied.map_or(0, |l| l.index),
+            digest: machine.state.digest_hex(),
+            keys: machine.state.dbs().iter().map(|db| db.len() as u64).sum(),
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! The node's place in the Raft group: bootstrap, leadership, and the paths a
+//! client command takes.
+//!
+//! # Writes
+//! Connections hand groups of consecutive write commands to the
+//! [`proposer`]. It batches the groups waiting at that moment into one log
+//! entry (group commit), gives the batch the next sequence number of this
+//! node's session, and submits it: to the local Raft if this node leads, else
+//! forwarded to the leader. A batch whose outcome is unknown (the leader died,
+//! leadership changed) is retried with the same sequence number until it
+//! succeeds or `request-timeout` passes; the engine applies a given
+//! `(session, seq)` at most once, so a retry never runs a command twice.
+//!
+//! # Reads
+//! `linearizable` reads on the leader wait for one leadership confirmation
+//! (read index) shared by all reads that arrived before it started, then for
+//! the state machine to reach the read index, and read locally. Followers
+//! forward them to the leader. `lease` reads skip the confirmation while the
+//! leader heard from a quorum within the lease. `stale` reads are local.
+//!
+//! # Bootstrap and incarnations
+//! See [`bootstrap`].
+
+pub mod admin;
+pub mod bootstrap;
+pub mod peer;
+pub mod proposer;
+pub mod reads;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use raftcache_proto::raft::InfoRequest;
+use raftcache_raft::network::Network;
+use raftcache_raft::openraft::{RaftMetrics, ServerState};
+use raftcache_raft::state_machine::StateMachineStore;
+use raftcache_raft::types::{member_of, NodeId, Raft, ShowId};
+use raftcache_sm::{Op, Reply};
+
+use self::proposer::Proposer;
+use self::reads::ReadBarrier;
+
+/// How reads are served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadConsistency {
+    Linearizable,
+    Lease,
+    Stale,
+}
+
+impl ReadConsistency {
+    pub fn parse(s: &str) -> ReadConsistency {
+        match s {
+            "lease" => ReadConsistency::Lease,
+            "stale" => ReadConsistency::Stale,
+            _ => ReadConsistency::Linearizable,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ReadConsistency::Linearizable => "linearizable",
+            ReadConsistency::Lease => "lease",
+            ReadConsistency::Stale => "stale",
+        }
+    }
+}
+
+/// Settings of the cluster paths.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub request_timeout: Duration,
+    pub read_consistency: ReadConsistency,
+    /// Answer -MOVED instead of proxying to the leader.
+    pub redirect: bool,
+    /// How long after a quorum acknowledgement a leader may serve lease reads.
+    pub lease: Duration,
+}
+
+/// Why a command could not be served; each maps to one error reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterError {
+    /// No leader was known within request-timeout: nothing was applied.
+    NoLeader,
+    /// The command may or may not have been applied.
+    Uncertain,
+    /// Redirect mode: the leader's client address.
+    Moved(String),
+    /// The node is shutting down.
+    ShuttingDown,
+}
+
+impl ClusterError {
+    /// The error reply a client sees.
+    pub fn reply(&self) -> Reply {
+        match self {
+            ClusterError::NoLeader => {
+                Reply::err("CLUSTERDOWN no leader: the cluster has no elected leader (request-timeout expired)")
+            }
+            ClusterError::Uncertain => Reply::err(
+                "UNCERTAIN the outcome of this command is unknown: it may or may not have been applied \
+                 (leader lost before it answered, request-timeout expired)",
+            ),
+            ClusterError::Moved(addr) => Reply::error(format!("MOVED 0 {addr}")),
+            ClusterError::ShuttingDown => Reply::err("ERR the node is shutting down"),
+        }
+    }
+}
+
+/// One client command: its database and arguments.
+#[derive(Clone, Debug)]
+pub struct Command {
+    pub db: u32,
+    pub argv: Vec<Bytes>,
+}
+
+impl Command {
+    pub fn op(self) -> Op {
+        Op::Command { db: self.db, argv: self.argv }
+    }
+}
+
+/// Where the leader is, as this node sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Leader {
+    Me,
+    Other { id: NodeId, raft_addr: String },
+    Unknown,
+}
+
+/// This node's membership in the Raft group.
+pub struct Cluster {
+    pub raft: Raft,
+    pub sm: StateMachineStore,
+    pub network: Network,
+    pub node_id: NodeId,
+    /// Member id → Raft address, from --peers.
+    pub peers: BTreeMap<u32, String>,
+    pub resp_addr: String,
+    pub admin_addr: String,
+    pub options: Options,
+    pub proposer: Proposer,
+    pub reads: ReadBarrier,
+    /// Client (RESP) addresses of other nodes, learned through Info.
+    resp_addrs: Mutex<HashMap<NodeId, String>>,
+}
+
+impl Cluster {
+    /// Current metrics.
+    pub fn metrics(&self) -> RaftMetrics<NodeId, raftcache_raft::openraft::BasicNode> {
+        self.raft.metrics().borrow().clone()
+    }
+
+    /// The leader as this node knows it now.
+    pub fn leader(&self) -> Leader {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        match m.current_leader {
+            Some(id) if id == self.node_id && m.state == ServerState::Leader => Leader::Me,
+            Some(id) if id != self.node_id => {
+                match m.membership_config.membership().get_node(&id) {
+                    Some(node) => Leader::Other { id, raft_addr: node.addr.clone() },
+                    None => Leader::Unknown,
+                }
+            }
+            _ => Leader::Unknown,
+        }
+    }
+
+    /// Waits until a leader is known or `deadline` passes.
+    pub async fn wait_for_leader(&self, deadline: Instant) -> Result<Leader, ClusterError> {
+        let mut watch = self.raft.metrics();
+        loop {
+            let leader = self.leader();
+            if leader != Leader::Unknown {
+                return Ok(leader);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ClusterError::NoLeader);
+            }
+            match tokio::time::timeout(left.min(Duration::from_millis(50)), watch.changed()).await {
+                Ok(Err(_)) => return Err(ClusterError::ShuttingDown),
+                _ => continue,
+            }
+        }
+    }
+
+    /// The client address of node `id`, asking it if not yet known.
+    pub async fn resp_addr_of(&self, id: NodeId, raft_addr: &str) -> Option<String> {
+        if id == self.node_id {
+            return Some(self.resp_addr.clone());
+        }
+        if let Some(addr) = self.resp_addrs.lock().expect("addr cache").get(&id) {
+            return Some(addr.clone());
+        }
+        let mut client = self.network.client_for(raft_addr).ok()?;
+        let mut request = tonic::Request::new(InfoRequest {});
+        request.set_timeout(Duration::from_secs(1));
+        let info = client.info(request).await.ok()?.into_inner();
+        self.resp_addrs.lock().expect("addr cache").insert(id, info.resp_addr.clone());
+        Some(info.resp_addr)
+    }
+
+    /// In redirect mode, the MOVED error for a follower (after waiting for a
+    /// leader); `None` if this node leads or redirects are off.
+    pub async fn redirect(&self) -> Option<ClusterError> {
+        if !self.options.redirect {
+            return None;
+        }
+        let deadline = Instant::now() + self.options.request_timeout;
+        match self.wait_for_leader(deadline).await {
+            Ok(Leader::Me) => None,
+            Ok(Leader::Other { id, raft_addr }) => match self.resp_addr_of(id, &raft_addr).await {
+                Some(addr) => Some(ClusterError::Moved(addr)),
+                None => Some(ClusterError::NoLeader),
+            },
+            Ok(Leader::Unknown) => Some(ClusterError::NoLeader),
+            Err(e) => Some(e),
+        }
+    }
+
+    /// Serves a group of write commands: through the proposer (batched into
+    /// a log entry, proposed here or forwarded to the leader), or a MOVED
+    /// error on a follower in redirect mode.
+    pub async fn write(&self, cmds: Vec<Command>) -> Result<Vec<Reply>, ClusterError> {
+        if let Some(moved) = self.redirect().await {
+            return Err(moved);
+        }
+        self.proposer.write(cmds).await
+    }
+
+    /// The INFO replication section's fields.
+    pub fn info_fields(&self) -> Vec<(String, String)> {
+        let m = self.metrics();
+        let role = match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        };
+        let members: Vec<String> = m
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, node)| {
+                let voter = m
+                    .membership_config
+                    .membership()
+                    .get_joint_config()
+                    .iter()
+                    .any(|c| c.contains(id));
+                format!("{}@{}{}", ShowId(*id), node.addr, if voter { "" } else { "(learner)" })
+            })
+            .collect();
+        let leader = m.current_leader.map(|l| ShowId(l).to_string()).unwrap_or_default();
+        vec![
+            ("role".into(), if m.state == ServerState::Leader { "master" } else { "slave" }.into()),
+            ("raft_member_id".into(), member_of(self.node_id).to_string()),
+            ("raft_node_id".into(), ShowId(self.node_id).to_string()),
+            ("raft_role".into(), role.into()),
+            ("raft_term".into(), m.current_term.to_string()),
+            ("raft_leader_id".into(), leader),
+            ("raft_last_log_index".into(), m.last_log_index.unwrap_or(0).to_string()),
+            ("raft_applied_index".into(), m.last_applied.map_or(0, |l| l.index).to_string()),
+            ("raft_members".into(), members.join(",")),
+            ("read_consistency".into(), self.options.read_consistency.name().into()),
+            (
+                "follower_mode".into(),
+                if self.options.redirect { "redirect" } else { "proxy" }.into(),
+            ),
+        ]
+    }
+}

@@ -1,0 +1,171 @@
+//! The server side of the peer service (`raftcache.raft.v1.Raft`).
+//!
+//! It starts before the Raft instance exists, because bootstrapping asks peers
+//! who they are; until then the Raft RPCs answer UNAVAILABLE and Info reports
+//! the node as not initialized.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, OnceLock};
+
+use raftcache_proto::raft::forward_request::Kind;
+use raftcache_proto::raft::raft_server::Raft as RaftService;
+use raftcache_proto::raft::{
+    ForwardReply, ForwardRequest, InfoRequest, JoinReply, JoinRequest, NodeInfo, RaftPayload,
+    SnapshotChunk,
+};
+use raftcache_raft::codec::{decode, encode};
+use raftcache_raft::openraft::error::Fatal;
+use raftcache_raft::openraft::raft::{AppendEntriesRequest, SnapshotResponse, VoteRequest};
+use raftcache_raft::openraft::{BasicNode, Snapshot};
+use raftcache_raft::types::{
+    member_of, NodeId, ShowId, SnapshotFile, SnapshotMeta, TypeConfig, Vote,
+};
+use tokio::io::AsyncWriteExt;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::proposer::{encode_replies, serve_forwarded_write};
+use super::{Cluster, Leader};
+
+/// The peer service; `cluster` is filled in once Raft runs.
+#[derive(Clone)]
+pub struct PeerService {
+    pub cluster: Arc<OnceLock<Arc<Cluster>>>,
+    pub member_id: u32,
+    pub resp_addr: String,
+    pub admin_addr: String,
+}
+
+fn bad_payload(e: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(format!("malformed payload: {e}"))
+}
+
+impl PeerService {
+    fn cluster(&self) -> std::result::Result<&Arc<Cluster>, Status> {
+        self.cluster.get().ok_or_else(|| Status::unavailable("raft is starting"))
+    }
+}
+
+type RpcResult<T> = std::result::Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl RaftService for PeerService {
+    async fn append_entries(&self, request: Request<RaftPayload>) -> RpcResult<RaftPayload> {
+        let cluster = self.cluster()?;
+        let rpc: AppendEntriesRequest<TypeConfig> =
+            decode(request.get_ref()).map_err(bad_payload)?;
+        let result = cluster.raft.append_entries(rpc).await;
+        Ok(Response::new(encode(&result)))
+    }
+
+    async fn vote(&self, request: Request<RaftPayload>) -> RpcResult<RaftPayload> {
+        let cluster = self.cluster()?;
+        let rpc: VoteRequest<NodeId> = decode(request.get_ref()).map_err(bad_payload)?;
+        let result = cluster.raft.vote(rpc).await;
+        Ok(Response::new(encode(&result)))
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<Streaming<SnapshotChunk>>,
+    ) -> RpcResult<RaftPayload> {
+        let cluster = self.cluster()?.clone();
+        let mut stream = request.into_inner();
+        let first = stream
+            .next()
+            .await
+            .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
+        let vote: Vote =
+            decode(first.vote.as_ref().ok_or_else(|| Status::invalid_argument("no vote"))?)
+                .map_err(bad_payload)?;
+        let meta: SnapshotMeta =
+            decode(first.meta.as_ref().ok_or_else(|| Status::invalid_argument("no meta"))?)
+                .map_err(bad_payload)?;
+        let path = cluster.sm.incoming_path();
+        let mut file =
+            tokio::fs::File::create(&path).await.map_err(|e| Status::internal(e.to_string()))?;
+        let write = async {
+            file.write_all(&first.data).await?;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(std::io::Error::other)?;
+                file.write_all(&chunk.data).await?;
+            }
+            file.sync_all().await
+        };
+        if let Err(e) = write.await {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(Status::aborted(format!("receiving snapshot: {e}")));
+        }
+        tracing::info!(snapshot = %meta.snapshot_id, "received snapshot stream");
+        let snapshot = Snapshot { meta, snapshot: Box::new(SnapshotFile { path }) };
+        let result: std::result::Result<SnapshotResponse<NodeId>, Fatal<NodeId>> =
+            cluster.raft.install_full_snapshot(vote, snapshot).await;
+        Ok(Response::new(encode(&result)))
+    }
+
+    async fn forward(&self, request: Request<ForwardRequest>) -> RpcResult<ForwardReply> {
+        let cluster = self.cluster()?;
+        let request = request.into_inner();
+        let replies = match Kind::try_from(request.kind) {
+            Ok(Kind::Write) => serve_forwarded_write(cluster, &request).await?,
+            Ok(Kind::Read) => cluster.serve_forwarded_read(&request).await?,
+            _ => return Err(Status::invalid_argument("unknown forward kind")),
+        };
+        Ok(Response::new(ForwardReply { replies: Some(encode_replies(&replies)) }))
+    }
+
+    async fn info(&self, _request: Request<InfoRequest>) -> RpcResult<NodeInfo> {
+        let mut info = NodeInfo {
+            member_id: self.member_id,
+            raft_node_id: 0,
+            resp_addr: self.resp_addr.clone(),
+            admin_addr: self.admin_addr.clone(),
+            initialized: false,
+            leader_raft_node_id: 0,
+        };
+        if let Some(cluster) = self.cluster.get() {
+            let m = cluster.metrics();
+            info.raft_node_id = cluster.node_id;
+            info.initialized = m.membership_config.membership().nodes().next().is_some();
+            info.leader_raft_node_id = m.current_leader.unwrap_or(0);
+        }
+        Ok(Response::new(info))
+    }
+
+    async fn join(&self, request: Request<JoinRequest>) -> RpcResult<JoinReply> {
+        let cluster = self.cluster()?;
+        let JoinRequest { raft_node_id: new_id, raft_addr } = request.into_inner();
+        if cluster.leader() != Leader::Me {
+            return Err(Status::failed_precondition("not the leader"));
+        }
+        let member = member_of(new_id);
+        if !cluster.peers.contains_key(&member) {
+            return Err(Status::permission_denied(format!("member {member} is not in --peers")));
+        }
+        let already_voter =
+            cluster.metrics().membership_config.membership().voter_ids().any(|id| id == new_id);
+        if !already_voter {
+            tracing::info!(node = %ShowId(new_id), %raft_addr, "adding a new incarnation as a learner");
+            cluster
+                .raft
+                .add_learner(new_id, BasicNode::new(raft_addr), true)
+                .await
+                .map_err(|e| Status::aborted(format!("add learner: {e}")))?;
+            let voters: BTreeSet<NodeId> = cluster
+                .metrics()
+                .membership_config
+                .membership()
+                .voter_ids()
+                .filter(|id| member_of(*id) != member)
+                .chain(std::iter::once(new_id))
+                .collect();
+            tracing::info!(node = %ShowId(new_id), "promoting the new incarnation, removing the old one");
+            cluster
+                .raft
+                .change_membership(voters, false)
+                .await
+                .map_err(|e| Status::aborted(format!("change membership: {e}")))?;
+        }
+        Ok(Response::new(JoinReply {}))
+    }
+}

@@ -1,0 +1,319 @@
+//! The write path: group commit, sessions and retries.
+//!
+//! Connections send *groups* (a connection's consecutive writes, which must
+//! stay in order) through one channel. The proposer drains whatever groups
+//! are waiting into one batch, which becomes one log entry with one sequence
+//! number, and submits each batch in its own task, so many batches are in
+//! flight at once. Ordering holds because a connection never has more than one
+//! group in flight: it waits for a group's replies before it sends anything
+//! that must observe them.
+//!
+//! Every batch carries this node's session, its sequence number and the
+//! lowest sequence number still in flight (`ack_below`). A batch that may or
+//! may not have been applied is retried with the same sequence number, which
+//! the engine applies at most once.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use raftcache_proto::raft::forward_request::Kind;
+use raftcache_proto::raft::{Command as PbCommand, ForwardRequest};
+use raftcache_raft::codec::{decode, encode};
+use raftcache_raft::openraft::error::{ClientWriteError, RaftError};
+use raftcache_sm::{Op, Origin, Proposal, Reply};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Cluster, ClusterError, Command, Leader};
+use crate::clock::now_ms;
+
+/// Most operations in one log entry.
+pub const MAX_BATCH_OPS: usize = 4096;
+/// Capacity of the channel from connections (each holds one group).
+const QUEUE: usize = 4096;
+/// Pause between attempts while leadership settles.
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
+
+/// One connection's consecutive writes and where their replies go.
+pub struct Group {
+    pub cmds: Vec<Command>,
+    pub reply: oneshot::Sender<Result<Vec<Reply>, ClusterError>>,
+}
+
+#[derive(Debug, Default)]
+struct Seqs {
+    next: u64,
+    in_flight: BTreeSet<u64>,
+}
+
+/// The handle connections use to write.
+pub struct Proposer {
+    tx: mpsc::Sender<Group>,
+    /// This node's session id (unique per process).
+    pub session: u64,
+    seqs: Mutex<Seqs>,
+    /// Entries proposed, batches, for INFO.
+    pub batches: AtomicU64,
+    pub ops: AtomicU64,
+}
+
+impl Proposer {
+    pub fn new() -> (Proposer, mpsc::Receiver<Group>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let proposer = Proposer {
+            tx,
+            session: rand::random(),
+            seqs: Mutex::default(),
+            batches: AtomicU64::new(0),
+            ops: AtomicU64::new(0),
+        };
+        (proposer, rx)
+    }
+
+    /// Submits a group of writes and waits for their replies.
+    pub async fn write(&self, cmds: Vec<Command>) -> Result<Vec<Reply>, ClusterError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Group { cmds, reply: tx }).await.map_err(|_| ClusterError::ShuttingDown)?;
+        rx.await.map_err(|_| ClusterError::ShuttingDown)?
+    }
+
+    fn begin(&self) -> u64 {
+        let mut s = self.seqs.lock().expect("seq lock");
+        let seq = s.next;
+        s.next += 1;
+        s.in_flight.insert(seq);
+        seq
+    }
+
+    fn end(&self, seq: u64) {
+        self.seqs.lock().expect("seq lock").in_flight.remove(&seq);
+    }
+
+    /// The lowest sequence number still waiting for its outcome.
+    fn ack_below(&self) -> u64 {
+        let s = self.seqs.lock().expect("seq lock");
+        s.in_flight.first().copied().unwrap_or(s.next)
+    }
+}
+
+/// Batches groups and submits them; runs until the channel closes.
+pub async fn run(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Group>) {
+    while let Some(first) = rx.recv().await {
+        let mut ops_count = first.cmds.len();
+        let mut groups = vec![first];
+        while ops_count < MAX_BATCH_OPS {
+            match rx.try_recv() {
+                Ok(group) => {
+                    ops_count += group.cmds.len();
+                    groups.push(group);
+                }
+                Err(_) => break,
+            }
+        }
+        let seq = cluster.proposer.begin();
+        let cluster = cluster.clone();
+        tokio::spawn(async move {
+            let sizes: Vec<usize> = groups.iter().map(|g| g.cmds.len()).collect();
+            let mut senders = Vec::with_capacity(groups.len());
+            let mut ops = Vec::with_capacity(ops_count);
+            for group in groups {
+                senders.push(group.reply);
+                ops.extend(group.cmds.into_iter().map(Command::op));
+            }
+            cluster.proposer.batches.fetch_add(1, Ordering::Relaxed);
+            cluster.proposer.ops.fetch_add(ops.len() as u64, Ordering::Relaxed);
+            let result = submit(&cluster, seq, ops).await;
+            cluster.proposer.end(seq);
+            match result {
+                Ok(mut replies) => {
+                    for (sender, size) in senders.into_iter().zip(sizes).rev() {
+                        let rest = replies.split_off(replies.len() - size);
+                        let _ = sender.send(Ok(rest));
+                    }
+                }
+                Err(e) => {
+                    for sender in senders {
+                        let _ = sender.send(Err(e.clone()));
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// How one attempt at a batch ended.
+enum Attempt {
+    Done(Vec<Reply>),
+    /// Nothing was applied (the receiver refused it before proposing).
+    Refused,
+    /// It may have been applied.
+    Unknown,
+    Fatal(ClusterError),
+}
+
+/// Submits a batch until it is answered or request-timeout passes.
+async fn submit(cluster: &Cluster, seq: u64, ops: Vec<Op>) -> Result<Vec<Reply>, ClusterError> {
+    let deadline = Instant::now() + cluster.options.request_timeout;
+    let mut maybe_applied = false;
+    loop {
+        let leader = match cluster.wait_for_leader(deadline).await {
+            Ok(leader) => leader,
+            Err(ClusterError::NoLeader) if maybe_applied => return Err(ClusterError::Uncertain),
+            Err(e) => return Err(e),
+        };
+        let origin = Origin {
+            session: cluster.proposer.session,
+            seq,
+            ack_below: cluster.proposer.ack_below(),
+        };
+        let attempt = match leader {
+            Leader::Me => propose_local(cluster, origin, ops.clone(), deadline).await,
+            Leader::Other { raft_addr, .. } => {
+                forward_write(cluster, &raft_addr, origin, &ops, deadline).await
+            }
+            Leader::Unknown => Attempt::Refused,
+        };
+        match attempt {
+            Attempt::Done(replies) => return Ok(replies),
+            Attempt::Fatal(e) => return Err(e),
+            Attempt::Refused => {}
+            Attempt::Unknown => maybe_applied = true,
+        }
+        if Instant::now() >= deadline {
+            return Err(if maybe_applied {
+                ClusterError::Uncertain
+            } else {
+                ClusterError::NoLeader
+            });
+        }
+        tokio::time::sleep(RETRY_PAUSE).await;
+    }
+}
+
+/// Proposes on this node, which believes it leads.
+async fn propose_local(
+    cluster: &Cluster,
+    origin: Origin,
+    ops: Vec<Op>,
+    deadline: Instant,
+) -> Attempt {
+    let proposal = Proposal { time_ms: now_ms(), seed: rand::random(), origin: Some(origin), ops };
+    let left = deadline.saturating_duration_since(Instant::now());
+    match tokio::time::timeout(left, cluster.raft.client_write(proposal)).await {
+        Err(_) => Attempt::Unknown,
+        Ok(Ok(response)) => Attempt::Done(response.data.0),
+        // Not the leader when it arrived, or the entry was truncated from the
+        // log: either way it will never be applied.
+        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Attempt::Refused,
+        Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(_)))) => {
+            Attempt::Unknown
+        }
+        Ok(Err(RaftError::Fatal(_))) => Attempt::Fatal(ClusterError::ShuttingDown),
+    }
+}
+
+pub(crate) fn to_pb(ops: &[Op]) -> Vec<PbCommand> {
+    ops.iter()
+        .filter_map(|op| match op {
+            Op::Command { db, argv } => {
+                Some(PbCommand { db: *db, argv: argv.iter().map(|a| a.to_vec()).collect() })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Forwards a batch to the leader at `raft_addr`.
+async fn forward_write(
+    cluster: &Cluster,
+    raft_addr: &str,
+    origin: Origin,
+    ops: &[Op],
+    deadline: Instant,
+) -> Attempt {
+    let request = ForwardRequest {
+        kind: Kind::Write as i32,
+        session: origin.session,
+        seq: origin.seq,
+        ack_below: origin.ack_below,
+        commands: to_pb(ops),
+    };
+    match forward(cluster, raft_addr, request, deadline).await {
+        Ok(replies) => Attempt::Done(replies),
+        Err(ForwardError::Refused) => Attempt::Refused,
+        Err(ForwardError::Unknown) => Attempt::Unknown,
+    }
+}
+
+/// How a forwarded request failed.
+pub enum ForwardError {
+    /// The receiver did not act on it (not the leader, unreachable).
+    Refused,
+    /// It may have acted on it.
+    Unknown,
+}
+
+/// Sends a Forward RPC and decodes the replies.
+pub async fn forward(
+    cluster: &Cluster,
+    raft_addr: &str,
+    request: ForwardRequest,
+    deadline: Instant,
+) -> Result<Vec<Reply>, ForwardError> {
+    let Ok(mut client) = cluster.network.client_for(raft_addr) else {
+        return Err(ForwardError::Refused);
+    };
+    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    let mut rpc = tonic::Request::new(request);
+    rpc.set_timeout(left);
+    match tokio::time::timeout(left, client.forward(rpc)).await {
+        Err(_) => Err(ForwardError::Unknown),
+        Ok(Ok(reply)) => match reply.into_inner().replies.as_ref().map(decode::<Vec<Reply>>) {
+            Some(Ok(replies)) => Ok(replies),
+            _ => Err(ForwardError::Unknown),
+        },
+        Ok(Err(status)) => match status.code() {
+            // Refused before proposing, or the connection was never made.
+            tonic::Code::FailedPrecondition => Err(ForwardError::Refused),
+            tonic::Code::Unavailable if status.message().contains("connect") => {
+                Err(ForwardError::Refused)
+            }
+            _ => Err(ForwardError::Unknown),
+        },
+    }
+}
+
+/// The leader's side of a forwarded write: propose it under the origin's
+/// session. Returns the replies or a gRPC status saying whether anything
+/// may have happened.
+pub async fn serve_forwarded_write(
+    cluster: &Cluster,
+    request: &ForwardRequest,
+) -> Result<Vec<Reply>, tonic::Status> {
+    if cluster.leader() != Leader::Me {
+        return Err(tonic::Status::failed_precondition("not the leader"));
+    }
+    let origin =
+        Origin { session: request.session, seq: request.seq, ack_below: request.ack_below };
+    let ops = request
+        .commands
+        .iter()
+        .map(|c| Op::Command {
+            db: c.db,
+            argv: c.argv.iter().map(|a| bytes::Bytes::copy_from_slice(a)).collect(),
+        })
+        .collect();
+    let deadline = Instant::now() + cluster.options.request_timeout;
+    match propose_local(cluster, origin, ops, deadline).await {
+        Attempt::Done(replies) => Ok(replies),
+        Attempt::Refused => Err(tonic::Status::failed_precondition("not the leader")),
+        Attempt::Unknown => Err(tonic::Status::aborted("outcome unknown")),
+        Attempt::Fatal(_) => Err(tonic::Status::unavailable("shutting down")),
+    }
+}
+
+/// Encodes replies for a Forward reply.
+pub fn encode_replies(replies: &[Reply]) -> raftcache_proto::raft::RaftPayload {
+    encode(&replies)
+}

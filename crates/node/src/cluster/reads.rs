@@ -1,0 +1,159 @@
+//! The read path: read-index confirmation shared by concurrent reads, leases,
+//! stale reads, and forwarding reads to the leader.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use raftcache_proto::raft::forward_request::Kind;
+use raftcache_proto::raft::ForwardRequest;
+use raftcache_sm::{Op, Reply};
+use tokio::sync::{mpsc, oneshot};
+
+use super::proposer::{forward, to_pb, ForwardError};
+use super::{Cluster, ClusterError, Command, Leader, ReadConsistency};
+use crate::clock::now_ms;
+
+type Waiter = oneshot::Sender<bool>;
+
+/// Confirms leadership for reads. A round of confirmation (heartbeats to a
+/// quorum, then waiting for the state machine to reach the read index) serves
+/// every read that was waiting when the round started; reads arriving during a
+/// round wait for the next one, whose confirmation starts after they arrived,
+/// which is what linearizability needs.
+pub struct ReadBarrier {
+    tx: mpsc::Sender<Waiter>,
+}
+
+impl ReadBarrier {
+    pub fn new() -> (ReadBarrier, mpsc::Receiver<Waiter>) {
+        let (tx, rx) = mpsc::channel(4096);
+        (ReadBarrier { tx }, rx)
+    }
+
+    /// True once this node confirmed it leads and has applied everything
+    /// committed before the call.
+    pub async fn confirm(&self) -> bool {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(tx).await.is_err() {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+}
+
+/// Runs confirmation rounds until the channel closes.
+pub async fn run_barrier(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Waiter>) {
+    while let Some(first) = rx.recv().await {
+        let mut waiters = vec![first];
+        while let Ok(w) = rx.try_recv() {
+            waiters.push(w);
+        }
+        let ok = cluster.raft.ensure_linearizable().await.is_ok();
+        for w in waiters {
+            let _ = w.send(ok);
+        }
+    }
+}
+
+impl Cluster {
+    /// True if this leader may serve a read without a confirmation round: it
+    /// heard from a quorum within the lease, and has applied its whole log.
+    async fn lease_valid(&self) -> bool {
+        let m = self.metrics();
+        let fresh = m
+            .millis_since_quorum_ack
+            .is_some_and(|ms| Duration::from_millis(ms) < self.options.lease);
+        if !fresh {
+            return false;
+        }
+        let last = m.last_log_index.unwrap_or(0);
+        if m.last_applied.map_or(0, |l| l.index) >= last {
+            return true;
+        }
+        self.raft
+            .wait(Some(self.options.request_timeout))
+            .applied_index_at_least(Some(last), "lease read")
+            .await
+            .is_ok()
+    }
+
+    /// Runs read commands against the local engine.
+    pub fn read_local(&self, cmds: &[Command]) -> Vec<Reply> {
+        let machine = self.sm.read();
+        let now = now_ms();
+        cmds.iter()
+            .map(|c| machine.state.query(c.db as usize, &c.argv, now, rand::random()))
+            .collect()
+    }
+
+    /// Serves a group of read commands with the configured consistency.
+    pub async fn read(&self, cmds: Vec<Command>) -> Result<Vec<Reply>, ClusterError> {
+        if self.options.read_consistency == ReadConsistency::Stale {
+            return Ok(self.read_local(&cmds));
+        }
+        if let Some(moved) = self.redirect().await {
+            return Err(moved);
+        }
+        let deadline = Instant::now() + self.options.request_timeout;
+        loop {
+            match self.wait_for_leader(deadline).await? {
+                Leader::Me => {
+                    if self.confirm_leadership().await {
+                        return Ok(self.read_local(&cmds));
+                    }
+                }
+                Leader::Other { raft_addr, .. } => {
+                    let ops: Vec<Op> = cmds.iter().cloned().map(Command::op).collect();
+                    let request = ForwardRequest {
+                        kind: Kind::Read as i32,
+                        session: 0,
+                        seq: 0,
+                        ack_below: 0,
+                        commands: to_pb(&ops),
+                    };
+                    match forward(self, &raft_addr, request, deadline).await {
+                        Ok(replies) => return Ok(replies),
+                        Err(ForwardError::Refused | ForwardError::Unknown) => {}
+                    }
+                }
+                Leader::Unknown => {}
+            }
+            if Instant::now() >= deadline {
+                return Err(ClusterError::NoLeader);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Confirms leadership for a read: a lease if allowed and valid, else a
+    /// read-index round.
+    pub async fn confirm_leadership(&self) -> bool {
+        if self.options.read_consistency == ReadConsistency::Lease && self.lease_valid().await {
+            return true;
+        }
+        self.reads.confirm().await
+    }
+
+    /// The leader's side of forwarded reads.
+    pub async fn serve_forwarded_read(
+        &self,
+        request: &ForwardRequest,
+    ) -> Result<Vec<Reply>, tonic::Status> {
+        if self.leader() != Leader::Me {
+            return Err(tonic::Status::failed_precondition("not the leader"));
+        }
+        if !self.confirm_leadership().await {
+            return Err(tonic::Status::failed_precondition("leadership not confirmed"));
+        }
+        let cmds: Vec<Command> = request
+            .commands
+            .iter()
+            .map(|c| Command {
+                db: c.db,
+                argv: c.argv.iter().map(|a| Bytes::copy_from_slice(a)).collect(),
+            })
+            .collect();
+        Ok(self.read_local(&cmds))
+    }
+}
