@@ -45,9 +45,9 @@ def wait_ready(port, proc, timeout=20):
     sys.exit(f"server on port {port} did not answer PING in {timeout}s")
 
 
-def benchmark(port, requests, pipeline):
+def benchmark(port, requests, pipeline, tests=TESTS):
     out = subprocess.run(
-        ["redis-benchmark", "-p", str(port), "-t", TESTS, "-n", str(requests), "-c", "50",
+        ["redis-benchmark", "-p", str(port), "-t", tests, "-n", str(requests), "-c", "50",
          "-P", str(pipeline), "--csv"],
         check=True, capture_output=True, text=True,
     ).stdout

@@ -1,8 +1,44 @@
 #!/usr/bin/env bash
-# Runs raftcache locally for trying it out: builds the release binary and
-# starts a node with its RESP port on 6379 (override with PORT=...). Ctrl-C
-# stops it. (A three-node cluster replaces this once replication lands.)
+# Runs a three-node raftcache cluster on this machine for trying it out.
+#
+#   deploy/run-local.sh            # build, start nodes 1-3, Ctrl-C stops all three
+#
+# Node N listens for Redis clients on 6379+N-1 (6379, 6380, 6381), for peers
+# on 7380+10*(N-1) and for admin on 7379+10*(N-1). Any node serves any
+# client. Logs go to the terminal, prefixed with the node's name. Override the
+# base ports with RESP_BASE / PEER_BASE / ADMIN_BASE, add flags after `--`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+resp_base=${RESP_BASE:-6379}
+peer_base=${PEER_BASE:-7380}
+admin_base=${ADMIN_BASE:-7379}
+extra=("$@")
+
 cargo build --release -p raftcache-node
-exec target/release/raftcache --port "${PORT:-6379}" --bind 127.0.0.1 "$@"
+bin=target/release/raftcache
+
+peers=""
+for n in 1 2 3; do
+  peers+="${peers:+,}$n=127.0.0.1:$((peer_base + 10 * (n - 1)))"
+done
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+
+for n in 1 2 3; do
+  "$bin" --id "$n" --peers "$peers" --bind 127.0.0.1 \
+    --port $((resp_base + n - 1)) \
+    --raft-port $((peer_base + 10 * (n - 1))) \
+    --admin-port $((admin_base + 10 * (n - 1))) \
+    "${extra[@]}" > >(sed -u "s/^/[node$n] /") 2>&1 &
+  pids+=("$!")  # the node's own pid (the log prefixer runs in a substitution)
+done
+
+echo "raftcache: three nodes on 127.0.0.1 ports $resp_base-$((resp_base + 2)); try: redis-cli -p $resp_base set hello world"
+wait

@@ -86,6 +86,9 @@ pub struct Args {
     /// Take a snapshot (and compact the log) after this many applied entries.
     #[arg(long, default_value_t = 20_000)]
     pub snapshot_every: u64,
+    /// Worker threads for client, peer and Raft work (0: one per CPU).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
     /// Print the names of all commands and exit (used by scripts/).
     #[arg(long, hide = true)]
     pub list_commands: bool,

@@ -18,9 +18,10 @@ type Waiter = oneshot::Sender<bool>;
 
 /// Confirms leadership for reads. A round of confirmation (heartbeats to a
 /// quorum, then waiting for the state machine to reach the read index) serves
-/// every read that was waiting when the round started; reads arriving during a
-/// round wait for the next one, whose confirmation starts after they arrived,
-/// which is what linearizability needs.
+/// every read that was waiting when the round started; reads arriving later go
+/// to a later round, whose confirmation starts after they arrived, which is
+/// what linearizability needs. Up to [`CONCURRENT_ROUNDS`] rounds run at once,
+/// so a read never waits for a round it is not part of to finish.
 pub struct ReadBarrier {
     tx: mpsc::Sender<Waiter>,
 }
@@ -42,17 +43,27 @@ impl ReadBarrier {
     }
 }
 
+/// Most confirmation rounds in flight at once.
+pub const CONCURRENT_ROUNDS: usize = 1;
+
 /// Runs confirmation rounds until the channel closes.
 pub async fn run_barrier(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Waiter>) {
+    let rounds = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_ROUNDS));
     while let Some(first) = rx.recv().await {
+        let Ok(permit) = rounds.clone().acquire_owned().await else { return };
+        // Everyone who arrived while we waited for a permit joins this round.
         let mut waiters = vec![first];
         while let Ok(w) = rx.try_recv() {
             waiters.push(w);
         }
-        let ok = cluster.raft.ensure_linearizable().await.is_ok();
-        for w in waiters {
-            let _ = w.send(ok);
-        }
+        let cluster = cluster.clone();
+        tokio::spawn(async move {
+            let ok = cluster.raft.ensure_linearizable().await.is_ok();
+            for w in waiters {
+                let _ = w.send(ok);
+            }
+            drop(permit);
+        });
     }
 }
 

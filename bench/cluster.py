@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Three-node cluster throughput and latency against a single real redis-server,
+same machine, same run.
+
+Starts a three-node raftcache cluster (memory-only, release build) and one
+redis-server, then runs `redis-benchmark -t set,get,incr -c 50 -n N` at -P 1
+and -P 16 against: the cluster's leader, a follower (which forwards to the
+leader), and redis-server. Prints requests/second, p50/p99 latency and the
+ratio raftcache/redis for each.
+
+    bench/cluster.py [--requests 500000] [--bin target/release/raftcache]
+                     [--read-consistency linearizable|lease|stale]
+
+Targets (issue 3, 2-core machine shared by three nodes and the load
+generator): replicated SET >= 0.5 of redis at -P 1 and >= 0.2 at -P 16,
+linearizable GET >= 0.8, p99 < 5 ms at -P 1.
+"""
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from single_node import benchmark, free_port, wait_ready  # noqa: E402
+
+TESTS = "set,get,incr"
+
+
+def info(port, field):
+    out = subprocess.run(["redis-cli", "-p", str(port), "info", "replication"],
+                         capture_output=True, text=True, timeout=5).stdout
+    for line in out.splitlines():
+        if line.startswith(field + ":"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--requests", type=int, default=500_000)
+    ap.add_argument("--bin", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "raftcache"))
+    ap.add_argument("--read-consistency", default="linearizable")
+    args = ap.parse_args()
+
+    resp = [free_port() for _ in range(3)]
+    raft = [free_port() for _ in range(3)]
+    admin = [free_port() for _ in range(3)]
+    peers = ",".join(f"{i + 1}=127.0.0.1:{raft[i]}" for i in range(3))
+    procs = []
+    for i in range(3):
+        procs.append(subprocess.Popen([
+            args.bin, "--id", str(i + 1), "--peers", peers, "--bind", "127.0.0.1",
+            "--port", str(resp[i]), "--raft-port", str(raft[i]), "--admin-port", str(admin[i]),
+            "--read-consistency", args.read_consistency, "--loglevel", "warning"]))
+    redis_port = free_port()
+    procs.append(subprocess.Popen(["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no",
+                                   "--bind", "127.0.0.1", "--loglevel", "warning"]))
+    try:
+        for i in range(3):
+            wait_ready(resp[i], procs[i], timeout=60)
+        wait_ready(redis_port, procs[3])
+        deadline = time.time() + 30
+        leader = None
+        while time.time() < deadline and leader is None:
+            roles = [info(p, "raft_role") for p in resp]
+            if roles.count("leader") == 1:
+                leader = roles.index("leader")
+            else:
+                time.sleep(0.2)
+        if leader is None:
+            sys.exit("no leader elected")
+        follower = (leader + 1) % 3
+        targets = [("leader", resp[leader]), ("follower", resp[follower]), ("redis", redis_port)]
+        results = {}
+        for pipeline in (1, 16):
+            for name, port in targets:
+                results[(name, pipeline)] = benchmark(port, args.requests, pipeline, tests=TESTS)
+        print(f"\nredis-benchmark -t {TESTS} -n {args.requests} -c 50; three raftcache nodes "
+              f"(memory-only, read consistency {args.read_consistency}) and one redis-server "
+              f"on one {os.cpu_count()}-CPU machine\n")
+        print(f"{'test':<6}{'-P':>4}{'via':>10}{'rps':>12}{'redis rps':>12}{'ratio':>7}"
+              f"{'p50 ms':>9}{'p99 ms':>9}{'redis p50':>11}{'redis p99':>11}")
+        for pipeline in (1, 16):
+            redis = results[("redis", pipeline)]
+            for test in TESTS.split(","):
+                for via in ("leader", "follower"):
+                    r = results[(via, pipeline)][test]
+                    b = redis[test]
+                    print(f"{test:<6}{pipeline:>4}{via:>10}{r[0]:>12,.0f}{b[0]:>12,.0f}{r[0] / b[0]:>7.2f}"
+                          f"{r[1]:>9.3f}{r[2]:>9.3f}{b[1]:>11.3f}{b[2]:>11.3f}")
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+if __name__ == "__main__":
+    main()
