@@ -8,6 +8,7 @@
 //! # Layout
 //! - [`types`]: the type configuration, node ids (member + incarnation).
 //! - [`mem_log`]: the in-memory log store.
+//! - [`sled_log`]: the durable log store (sled) with fsync policies.
 //! - [`state_machine`]: the engine as a state machine, snapshots as files.
 //! - [`network`]: openraft's RPCs over gRPC (client side).
 //! - [`codec`]: the payload encoding shared with the server side.
@@ -15,6 +16,7 @@
 pub mod codec;
 pub mod mem_log;
 pub mod network;
+pub mod sled_log;
 pub mod state_machine;
 pub mod types;
 

@@ -23,3 +23,75 @@ fn mem_log_and_state_machine_pass_the_openraft_suite() {
         panic!("storage suite failed: {e}");
     }
 }
+
+struct SledBuilder(raftcache_raft::sled_log::Fsync);
+
+impl
+    StoreBuilder<
+        TypeConfig,
+        raftcache_raft::sled_log::SledLogStore,
+        StateMachineStore,
+        tempfile::TempDir,
+    > for SledBuilder
+{
+    async fn build(
+        &self,
+    ) -> Result<
+        (tempfile::TempDir, raftcache_raft::sled_log::SledLogStore, StateMachineStore),
+        StorageError,
+    > {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (log, _) =
+            raftcache_raft::sled_log::SledLogStore::open(dir.path().join("raft"), self.0)?;
+        let sm = StateMachineStore::open(dir.path().join("snapshots")).expect("open state machine");
+        Ok((dir, log, sm))
+    }
+}
+
+#[test]
+fn sled_log_passes_the_openraft_suite_under_every_fsync_policy() {
+    use raftcache_raft::sled_log::Fsync;
+    for policy in [Fsync::Always, Fsync::EverySec, Fsync::No] {
+        if let Err(e) = Suite::test_all(SledBuilder(policy)) {
+            panic!("storage suite failed under {policy:?}: {e}");
+        }
+    }
+}
+
+#[test]
+fn a_damaged_log_tail_is_cut_off_on_open() {
+    use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
+    use openraft::{CommittedLeaderId, EntryPayload, LogId};
+    use raftcache_raft::sled_log::{Fsync, SledLogStore};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("raft");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let (mut log, recovery) = SledLogStore::open(&path, Fsync::Always).unwrap();
+        assert_eq!(recovery.dropped, None);
+        let entries: Vec<_> = (1..=10)
+            .map(|i| raftcache_raft::types::Entry {
+                log_id: LogId::new(CommittedLeaderId::new(1, 0), i),
+                payload: EntryPayload::Blank,
+            })
+            .collect();
+        log.blocking_append(entries).await.unwrap();
+        assert_eq!(log.get_log_state().await.unwrap().last_log_id.map(|l| l.index), Some(10));
+    });
+    // Damage entry 7's bytes on disk, as a bit flip would, with the store closed.
+    {
+        let db = sled::open(&path).unwrap();
+        let tree = db.open_tree("log").unwrap();
+        let mut v = tree.get(7u64.to_be_bytes()).unwrap().unwrap().to_vec();
+        let last = v.len() - 1;
+        v[last] ^= 0xff;
+        tree.insert(7u64.to_be_bytes(), v).unwrap();
+        db.flush().unwrap();
+    }
+    let (mut log, recovery) = SledLogStore::open(&path, Fsync::Always).unwrap();
+    assert_eq!(recovery.dropped, Some((7, 4)), "entries 7..=10 are cut");
+    assert_eq!(recovery.entries, 6);
+    rt.block_on(async {
+        assert_eq!(log.get_log_state().await.unwrap().last_log_id.map(|l| l.index), Some(6));
+    });
+}

@@ -1,0 +1,355 @@
+//! The durable Raft log: vote, log entries and commit position in sled.
+//!
+//! Each entry is stored under its index (big-endian, so sled's order is log
+//! order) as `crc32 (4 bytes LE) || bincode(entry)`. Opening the store checks
+//! every entry's checksum and that indexes are contiguous; at the first bad or
+//! missing entry the rest of the log is cut off and the cut is logged, so a torn
+//! or damaged tail is dropped rather than served (the leader sends those
+//! entries again).
+//!
+//! # When data is durable
+//! [`Fsync`] follows Redis's `appendfsync`:
+//! - `Always`: `append` reports entries durable only after sled has written and
+//!   fsynced them, so a process crash or power loss loses no entry this node
+//!   acknowledged.
+//! - `EverySec`: sled flushes in the background every second; a crash can lose
+//!   the last second of this node's log.
+//! - `No`: sled flushes when its buffers fill and at clean shutdown.
+//!
+//! The vote is fsynced before `save_vote` returns under every policy: votes are
+//! rare, and a forgotten vote could elect two leaders in one term. A node whose
+//! log may have lost acknowledged entries (an unclean stop under `EverySec` or
+//! `No`) must not rejoin under its old identity; the node crate enforces that
+//! (see ARCHITECTURE.md).
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{ErrorSubject, ErrorVerb, RaftLogReader, StorageIOError};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+
+/// When appended entries are fsynced (Redis's `appendfsync`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fsync {
+    Always,
+    EverySec,
+    No,
+}
+
+impl Fsync {
+    pub fn parse(s: &str) -> Option<Fsync> {
+        match s {
+            "always" => Some(Fsync::Always),
+            "everysec" => Some(Fsync::EverySec),
+            "no" => Some(Fsync::No),
+            _ => None,
+        }
+    }
+}
+
+const KEY_VOTE: &[u8] = b"vote";
+const KEY_COMMITTED: &[u8] = b"committed";
+const KEY_PURGED: &[u8] = b"last_purged";
+
+/// A sled-backed log store; clones share the database.
+#[derive(Clone)]
+pub struct SledLogStore {
+    db: sled::Db,
+    log: sled::Tree,
+    meta: sled::Tree,
+    fsync: Fsync,
+}
+
+impl Debug for SledLogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledLogStore").field("fsync", &self.fsync).finish()
+    }
+}
+
+fn io(
+    subject: ErrorSubject<u64>,
+    verb: ErrorVerb,
+    e: impl std::error::Error + 'static,
+) -> StorageError {
+    StorageIOError::new(subject, verb, &e).into()
+}
+
+fn write_err(e: impl std::error::Error + 'static) -> StorageError {
+    io(ErrorSubject::Logs, ErrorVerb::Write, e)
+}
+
+fn read_err(e: impl std::error::Error + 'static) -> StorageError {
+    io(ErrorSubject::Logs, ErrorVerb::Read, e)
+}
+
+fn encode_entry(entry: &Entry) -> Vec<u8> {
+    let body = bincode::serialize(entry).expect("entries serialize");
+    let mut out = Vec::with_capacity(body.len() + 4);
+    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Corrupt(String);
+
+fn decode_entry(index: u64, raw: &[u8]) -> Result<Entry, Corrupt> {
+    if raw.len() < 4 {
+        return Err(Corrupt(format!("entry {index} is truncated")));
+    }
+    let (crc, body) = raw.split_at(4);
+    if u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) != crc32fast::hash(body) {
+        return Err(Corrupt(format!("entry {index} fails its checksum")));
+    }
+    let entry: Entry =
+        bincode::deserialize(body).map_err(|e| Corrupt(format!("entry {index}: {e}")))?;
+    if entry.log_id.index != index {
+        return Err(Corrupt(format!(
+            "entry stored at {index} claims index {}",
+            entry.log_id.index
+        )));
+    }
+    Ok(entry)
+}
+
+fn get_meta<T: DeserializeOwned>(tree: &sled::Tree, key: &[u8]) -> Result<Option<T>, StorageError> {
+    match tree.get(key).map_err(read_err)? {
+        None => Ok(None),
+        Some(v) => bincode::deserialize(&v).map(Some).map_err(read_err),
+    }
+}
+
+fn put_meta<T: Serialize>(tree: &sled::Tree, key: &[u8], value: &T) -> Result<(), StorageError> {
+    let bytes = bincode::serialize(value).map_err(write_err)?;
+    tree.insert(key, bytes).map_err(write_err)?;
+    Ok(())
+}
+
+/// What [`SledLogStore::open`] found and repaired.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// Entries checked.
+    pub entries: u64,
+    /// The first index cut off, and how many entries were cut.
+    pub dropped: Option<(u64, u64)>,
+}
+
+impl SledLogStore {
+    /// Opens (or creates) the log at `path`, verifying every entry and cutting
+    /// off a damaged tail.
+    pub fn open(
+        path: impl AsRef<Path>,
+        fsync: Fsync,
+    ) -> Result<(SledLogStore, Recovery), StorageError> {
+        let flush_every = match fsync {
+            Fsync::Always => None,
+            Fsync::EverySec => Some(1000),
+            Fsync::No => None,
+        };
+        let db = sled::Config::new()
+            .path(path.as_ref())
+            .flush_every_ms(flush_every)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(read_err)?;
+        let log = db.open_tree("log").map_err(read_err)?;
+        let meta = db.open_tree("meta").map_err(read_err)?;
+        let store = SledLogStore { db, log, meta, fsync };
+        let recovery = store.verify()?;
+        Ok((store, recovery))
+    }
+
+    /// Checks every entry; removes everything from the first bad one on.
+    fn verify(&self) -> Result<Recovery, StorageError> {
+        let mut recovery = Recovery::default();
+        let mut expected: Option<u64> = None;
+        let mut cut: Option<(u64, String)> = None;
+        for item in self.log.iter() {
+            let (key, value) = item.map_err(read_err)?;
+            let index = u64::from_be_bytes(
+                key.as_ref().try_into().map_err(|_| read_err(Corrupt("bad key".into())))?,
+            );
+            if let Some(e) = expected {
+                if index != e {
+                    cut = Some((e.min(index), format!("entries {e}..{index} are missing")));
+                    break;
+                }
+            }
+            if let Err(e) = decode_entry(index, &value) {
+                cut = Some((index, e.0));
+                break;
+            }
+            recovery.entries += 1;
+            expected = Some(index + 1);
+        }
+        if let Some((from, why)) = cut {
+            let doomed: Vec<sled::IVec> = self
+                .log
+                .range(from.to_be_bytes()..)
+                .keys()
+                .collect::<Result<_, _>>()
+                .map_err(read_err)?;
+            let n = doomed.len() as u64;
+            for key in doomed {
+                self.log.remove(key).map_err(write_err)?;
+            }
+            self.db.flush().map_err(write_err)?;
+            tracing::warn!(from, dropped = n, reason = %why, "cut a damaged tail off the Raft log; the leader will resend it");
+            recovery.dropped = Some((from, n));
+        }
+        Ok(recovery)
+    }
+
+    /// Flushes everything to disk (clean shutdown, snapshots).
+    pub fn flush(&self) -> Result<(), StorageError> {
+        self.db.flush().map_err(write_err)?;
+        Ok(())
+    }
+
+    /// The policy this store was opened with.
+    pub fn fsync(&self) -> Fsync {
+        self.fsync
+    }
+
+    /// True if the store holds any Raft state (vote or entries).
+    pub fn has_state(&self) -> Result<bool, StorageError> {
+        Ok(self.meta.get(KEY_VOTE).map_err(read_err)?.is_some() || !self.log.is_empty())
+    }
+
+    async fn sync_if_always(&self) -> Result<(), StorageError> {
+        if self.fsync == Fsync::Always {
+            self.db.flush_async().await.map_err(write_err)?;
+        }
+        Ok(())
+    }
+}
+
+fn bound_to_key(b: Bound<&u64>) -> Bound<[u8; 8]> {
+    match b {
+        Bound::Included(i) => Bound::Included(i.to_be_bytes()),
+        Bound::Excluded(i) => Bound::Excluded(i.to_be_bytes()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+impl RaftLogReader<TypeConfig> for SledLogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let range = (bound_to_key(range.start_bound()), bound_to_key(range.end_bound()));
+        let mut entries = Vec::new();
+        for item in self.log.range(range) {
+            let (key, value) = item.map_err(read_err)?;
+            let index = u64::from_be_bytes(
+                key.as_ref().try_into().map_err(|_| read_err(Corrupt("bad key".into())))?,
+            );
+            entries.push(decode_entry(index, &value).map_err(read_err)?);
+        }
+        Ok(entries)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for SledLogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged: Option<LogId> =
+            get_meta::<Option<LogId>>(&self.meta, KEY_PURGED)?.flatten();
+        let last = match self.log.last().map_err(read_err)? {
+            Some((key, value)) => {
+                let index = u64::from_be_bytes(
+                    key.as_ref().try_into().map_err(|_| read_err(Corrupt("bad key".into())))?,
+                );
+                Some(decode_entry(index, &value).map_err(read_err)?.log_id)
+            }
+            None => last_purged,
+        };
+        Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        put_meta(&self.meta, KEY_VOTE, vote)?;
+        // Always durable: a forgotten vote could elect two leaders in a term.
+        self.db.flush_async().await.map_err(|e| io(ErrorSubject::Vote, ErrorVerb::Write, e))?;
+        Ok(())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        get_meta(&self.meta, KEY_VOTE)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        put_meta(&self.meta, KEY_COMMITTED, &committed)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(get_meta::<Option<LogId>>(&self.meta, KEY_COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut batch = sled::Batch::default();
+        for entry in entries {
+            batch.insert(&entry.log_id.index.to_be_bytes(), encode_entry(&entry));
+        }
+        self.log.apply_batch(batch).map_err(write_err)?;
+        match self.fsync {
+            Fsync::Always => {
+                // Report durability only once sled has fsynced the batch.
+                let result = self.db.flush_async().await.map(|_| ()).map_err(std::io::Error::other);
+                callback.log_io_completed(result);
+            }
+            Fsync::EverySec | Fsync::No => callback.log_io_completed(Ok(())),
+        }
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let doomed: Vec<sled::IVec> = self
+            .log
+            .range(log_id.index.to_be_bytes()..)
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(read_err)?;
+        let mut batch = sled::Batch::default();
+        for key in doomed {
+            batch.remove(key);
+        }
+        self.log.apply_batch(batch).map_err(write_err)?;
+        self.sync_if_always().await
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        put_meta(&self.meta, KEY_PURGED, &Some(log_id))?;
+        let doomed: Vec<sled::IVec> = self
+            .log
+            .range(..=log_id.index.to_be_bytes())
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(read_err)?;
+        let mut batch = sled::Batch::default();
+        for key in doomed {
+            batch.remove(key);
+        }
+        self.log.apply_batch(batch).map_err(write_err)?;
+        self.sync_if_always().await
+    }
+}
