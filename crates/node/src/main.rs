@@ -63,10 +63,13 @@ fn main() -> anyhow::Result<()> {
             _ = shutdown.cancelled() => return Ok(()),
         };
         let cluster = started.cluster.clone();
-        let shared = Arc::new(Shared::new(config, started.cluster));
+        let shared = Arc::new(Shared::new(config, cluster.clone()));
         server::run(shared, listeners, shutdown).await;
         if let Err(e) = cluster.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
+        }
+        if let Some(data) = &started.data {
+            data.close_cleanly();
         }
         if let Some(dir) = started.temp_dir {
             let _ = std::fs::remove_dir_all(dir);

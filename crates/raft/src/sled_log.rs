@@ -206,6 +206,15 @@ impl SledLogStore {
         Ok(recovery)
     }
 
+    /// Forgets all Raft state (vote, log, commit position): for a node that
+    /// rejoins under a new identity because it cannot trust what it has.
+    pub fn wipe(&self) -> Result<(), StorageError> {
+        self.log.clear().map_err(write_err)?;
+        self.meta.clear().map_err(write_err)?;
+        self.db.flush().map_err(write_err)?;
+        Ok(())
+    }
+
     /// Flushes everything to disk (clean shutdown, snapshots).
     pub fn flush(&self) -> Result<(), StorageError> {
         self.db.flush().map_err(write_err)?;

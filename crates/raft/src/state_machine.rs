@@ -25,6 +25,17 @@ use crate::types::{
     LogId, Response, SnapshotFile, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 
+/// What [`StateMachineStore::open_and_load`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Loaded {
+    /// No snapshot: the engine starts empty.
+    Nothing,
+    /// The engine starts from the snapshot at this log index.
+    Snapshot { index: u64 },
+    /// The newest snapshot failed verification (the engine starts empty).
+    Corrupt { reason: String },
+}
+
 /// The engine with the Raft bookkeeping that must change atomically with it.
 #[derive(Debug, Default)]
 pub struct Machine {
@@ -70,6 +81,76 @@ impl StateMachineStore {
         Ok(store)
     }
 
+    /// Opens the store and loads the newest snapshot in `dir`, after checking
+    /// its version and checksum and that it matches its metadata. A snapshot
+    /// that does not check out is reported, never loaded.
+    pub fn open_and_load(dir: impl Into<PathBuf>) -> std::io::Result<(StateMachineStore, Loaded)> {
+        let store = StateMachineStore::open(dir)?;
+        let mut newest: Option<(SnapshotMeta, PathBuf)> = None;
+        for entry in fs::read_dir(&store.inner.dir)?.flatten() {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("meta") {
+                continue;
+            }
+            let meta: SnapshotMeta = match fs::read(&path).map(|b| bincode::deserialize(&b)) {
+                Ok(Ok(meta)) => meta,
+                _ => {
+                    tracing::warn!(path = %path.display(), "ignoring an unreadable snapshot metadata file");
+                    continue;
+                }
+            };
+            let index = meta.last_log_id.map_or(0, |l| l.index);
+            if newest.as_ref().is_none_or(|(m, _)| m.last_log_id.map_or(0, |l| l.index) < index) {
+                newest = Some((meta, path.with_extension("bin")));
+            }
+        }
+        let Some((meta, bin)) = newest else { return Ok((store, Loaded::Nothing)) };
+        let loaded = fs::File::open(&bin)
+            .map_err(|e| e.to_string())
+            .and_then(|f| {
+                State::read_snapshot(BufReader::with_capacity(1 << 20, f))
+                    .map_err(|e| e.to_string())
+            })
+            .and_then(|state| {
+                let expected = meta.last_log_id.map_or(0, |l| l.index);
+                if state.applied_index() == expected {
+                    Ok(state)
+                } else {
+                    Err(format!(
+                        "snapshot holds index {} but its metadata says {expected}",
+                        state.applied_index()
+                    ))
+                }
+            });
+        match loaded {
+            Ok(state) => {
+                let index = state.applied_index();
+                {
+                    let mut machine = store.inner.machine.write().expect("engine lock");
+                    machine.state = state;
+                    machine.last_applied = meta.last_log_id;
+                    machine.membership = meta.last_membership.clone();
+                }
+                *store.inner.current.lock().expect("snapshot lock") = Some((meta, bin));
+                Ok((store, Loaded::Snapshot { index }))
+            }
+            Err(reason) => {
+                tracing::error!(path = %bin.display(), %reason, "snapshot failed verification; not loading it");
+                Ok((store, Loaded::Corrupt { reason }))
+            }
+        }
+    }
+
+    /// Deletes every snapshot file (a node discarding state it cannot trust).
+    pub fn wipe(&self) -> std::io::Result<()> {
+        for entry in fs::read_dir(&self.inner.dir)?.flatten() {
+            fs::remove_file(entry.path())?;
+        }
+        *self.inner.current.lock().expect("snapshot lock") = None;
+        *self.inner.machine.write().expect("engine lock") = Machine::default();
+        Ok(())
+    }
+
     /// Shared read access to the engine (for serving reads).
     pub fn read(&self) -> RwLockReadGuard<'_, Machine> {
         self.inner.machine.read().expect("engine lock")
@@ -99,7 +180,9 @@ impl StateMachineStore {
         let (_, meta_path) = self.snapshot_paths(&meta.snapshot_id);
         let mut f = BufWriter::new(fs::File::create(&meta_path)?);
         f.write_all(&bincode::serialize(&meta).map_err(std::io::Error::other)?)?;
-        f.flush()?;
+        f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        // The renames and the new metadata file are durable once the directory is.
+        fs::File::open(&self.inner.dir)?.sync_all()?;
         let mut current = self.inner.current.lock().expect("snapshot lock");
         let previous = current.replace((meta, path));
         drop(current);

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! header   "RCACHESN" (8 bytes), version u16 LE, reserved u16 LE (0)
-//! meta     clock_ms (zigzag varint), applied_index (varint)
+//! meta     clock_ms (zigzag varint), applied_index (varint), cluster_id (varint)
 //! sessions count (varint), then per session in id order: id, ack_below
 //!          (varints), last_seen_ms (zigzag varint), cached reply count, then
 //!          per cached proposal: seq, reply count, replies (see `put_reply`)
@@ -503,6 +503,7 @@ impl State {
         counter.write_all(&0u16.to_le_bytes())?;
         put_signed(&mut counter, self.clock_ms)?;
         put_varint(&mut counter, self.applied_index)?;
+        put_varint(&mut counter, self.cluster_id)?;
         write_sessions(&mut counter, &self.sessions)?;
         write_dbs(&mut counter, &self.dbs)?;
         let count = counter.count + 4;
@@ -537,6 +538,7 @@ impl State {
         }
         let clock_ms = get_signed(&mut r)?;
         let applied_index = get_varint(&mut r)?;
+        let cluster_id = get_varint(&mut r)?;
         let sessions = read_sessions(&mut r)?;
         let dbs = read_dbs(&mut r)?;
         let computed = r.crc.clone().finalize();
@@ -549,7 +551,7 @@ impl State {
         if r.inner.read(&mut [0u8; 1])? != 0 {
             return Err(SnapshotError::Corrupt("trailing bytes after checksum"));
         }
-        Ok(State { dbs, clock_ms, applied_index, sessions })
+        Ok(State { dbs, clock_ms, applied_index, sessions, cluster_id })
     }
 
     /// BLAKE3 of the canonical encoding of the whole state but the applied
@@ -558,6 +560,7 @@ impl State {
     pub fn digest(&self) -> [u8; 32] {
         let mut hasher = blake3::Hasher::new();
         put_signed(&mut hasher, self.clock_ms).expect("hashing cannot fail");
+        put_varint(&mut hasher, self.cluster_id).expect("hashing cannot fail");
         write_sessions(&mut hasher, &self.sessions).expect("hashing cannot fail");
         write_dbs(&mut hasher, &self.dbs).expect("hashing cannot fail");
         *hasher.finalize().as_bytes()

@@ -49,6 +49,9 @@ pub enum Op {
     PurgeExpired { limit: u32 },
     /// Does nothing but advance the applied index and the clock.
     Noop,
+    /// Names the cluster, once: the first leader proposes a random id, and a
+    /// node refuses a data directory written for another cluster.
+    SetClusterId { id: u64 },
 }
 
 /// The payload of one log entry: what the leader proposed, with the time and
@@ -143,6 +146,8 @@ pub struct State {
     pub(crate) clock_ms: i64,
     pub(crate) applied_index: u64,
     pub(crate) sessions: Sessions,
+    /// The cluster's id (0 until the first leader sets it).
+    pub(crate) cluster_id: u64,
 }
 
 impl Default for State {
@@ -152,6 +157,7 @@ impl Default for State {
             clock_ms: 0,
             applied_index: 0,
             sessions: Sessions::default(),
+            cluster_id: 0,
         }
     }
 }
@@ -217,6 +223,14 @@ impl State {
                 Reply::Int(removed as i64)
             }
             Op::Noop => Reply::Ok,
+            Op::SetClusterId { id } => {
+                if self.cluster_id == 0 && *id != 0 {
+                    self.cluster_id = *id;
+                    Reply::Int(1)
+                } else {
+                    Reply::Int(0)
+                }
+            }
         }
     }
 
@@ -284,6 +298,11 @@ impl State {
     /// The databases, for INFO keyspace and the like.
     pub fn dbs(&self) -> &[Db] {
         &self.dbs
+    }
+
+    /// The cluster's id, 0 if not yet set.
+    pub fn cluster_id(&self) -> u64 {
+        self.cluster_id
     }
 
     /// The session table (duplicate suppression).

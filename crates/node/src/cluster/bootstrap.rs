@@ -16,10 +16,23 @@
 //! - Otherwise it waits and asks again.
 //!
 //! With no `--peers` (or only itself), the node is a one-node cluster.
+//!
+//! # With a data directory
+//! The directory holds the Raft log and vote (sled), snapshots, and an
+//! `identity` file (member id, incarnation, cluster id, and whether the last
+//! stop was clean). A node resumes under its persisted identity when it can
+//! trust its log: always under `appendfsync always`, and after a clean stop
+//! under the other policies. After an unclean stop under `everysec`/`no` its
+//! log may lack entries it acknowledged, so it discards its state and joins as
+//! a new incarnation, unless no leader exists anywhere (the whole cluster
+//! crashed), in which case it resumes and may lose the last second of writes,
+//! as documented. A snapshot that fails verification is never loaded: the
+//! node discards its state and fetches everything from the leader. A directory
+//! written by another member id or another cluster is refused.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -30,6 +43,8 @@ use raftcache_proto::raft::{InfoRequest, JoinRequest};
 use raftcache_raft::mem_log::MemLogStore;
 use raftcache_raft::network::{Network, MAX_MESSAGE};
 use raftcache_raft::openraft::{self, BasicNode, SnapshotPolicy};
+use raftcache_raft::sled_log::{Fsync, SledLogStore};
+use raftcache_raft::state_machine::Loaded;
 use raftcache_raft::state_machine::StateMachineStore;
 use raftcache_raft::types::{node_id, NodeId, Raft, ShowId};
 use tokio_util::sync::CancellationToken;
@@ -49,6 +64,93 @@ enum Start {
     Fresh,
     /// The cluster exists: join it as a new incarnation.
     Join,
+    /// Continue under the persisted identity with the persisted log.
+    Resume(u32),
+}
+
+/// What a data directory says about this node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    pub member_id: u32,
+    pub incarnation: u32,
+    pub cluster_id: u64,
+    pub clean_shutdown: bool,
+}
+
+impl Identity {
+    fn path(dir: &Path) -> PathBuf {
+        dir.join("identity")
+    }
+
+    /// Reads `dir/identity`, if there is one.
+    pub fn read(dir: &Path) -> anyhow::Result<Option<Identity>> {
+        let text = match std::fs::read_to_string(Identity::path(dir)) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).context("reading the identity file"),
+        };
+        let mut id = Identity::default();
+        for line in text.lines() {
+            let Some((k, v)) = line.split_once('=') else { continue };
+            match k.trim() {
+                "member_id" => id.member_id = v.trim().parse().context("identity member_id")?,
+                "incarnation" => {
+                    id.incarnation = v.trim().parse().context("identity incarnation")?
+                }
+                "cluster_id" => {
+                    id.cluster_id =
+                        u64::from_str_radix(v.trim(), 16).context("identity cluster_id")?
+                }
+                "clean_shutdown" => id.clean_shutdown = v.trim() == "true",
+                _ => {}
+            }
+        }
+        Ok(Some(id))
+    }
+
+    /// Writes `dir/identity` atomically and durably.
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        let tmp = dir.join("identity.tmp");
+        let text = format!(
+            "# raftcache node identity: do not edit\nmember_id={}\nincarnation={}\ncluster_id={:016x}\nclean_shutdown={}\n",
+            self.member_id, self.incarnation, self.cluster_id, self.clean_shutdown
+        );
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, text.as_bytes())?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, Identity::path(dir))?;
+        std::fs::File::open(dir)?.sync_all()
+    }
+}
+
+/// The Raft log store in use.
+enum Logs {
+    Mem(MemLogStore),
+    Sled(SledLogStore),
+}
+
+/// A node's data directory, kept open while it runs.
+pub struct DataDir {
+    pub dir: PathBuf,
+    pub log: SledLogStore,
+    pub identity: Mutex<Identity>,
+}
+
+impl DataDir {
+    /// Records a clean stop: the log is flushed, so the next start can trust it.
+    pub fn close_cleanly(&self) {
+        if let Err(e) = self.log.flush() {
+            warn!(error = %e, "flushing the Raft log at shutdown");
+            return;
+        }
+        let mut id = self.identity.lock().expect("identity lock");
+        id.clean_shutdown = true;
+        if let Err(e) = id.write(&self.dir) {
+            warn!(error = %e, "writing the identity file at shutdown");
+        }
+    }
 }
 
 /// The host other nodes and clients should use for this node.
@@ -77,40 +179,102 @@ fn bind_addr(args: &Args, port: u16) -> anyhow::Result<SocketAddr> {
     join_host_port(host, port).parse().with_context(|| format!("bad --bind address {host}"))
 }
 
-/// Asks every other member for its Info until the start mode is clear.
-async fn decide(network: &Network, me: u32, peers: &BTreeMap<u32, String>) -> Start {
-    let others: Vec<(u32, String)> =
-        peers.iter().filter(|(m, _)| **m != me).map(|(m, a)| (*m, a.clone())).collect();
-    if others.is_empty() {
-        return Start::Fresh;
+/// What the other members said.
+struct Survey {
+    /// Members that answered, this node included.
+    reachable: usize,
+    initialized: bool,
+    leader_known: bool,
+}
+
+/// Asks every other member for its Info. Fails if one belongs to another
+/// cluster than `cluster_id` (when both are known).
+async fn survey(
+    network: &Network,
+    me: u32,
+    peers: &BTreeMap<u32, String>,
+    cluster_id: u64,
+) -> anyhow::Result<Survey> {
+    let probes = peers.iter().filter(|(m, _)| **m != me).map(|(m, addr)| async move {
+        let mut client = network.client_for(addr).ok()?;
+        let mut request = tonic::Request::new(InfoRequest {});
+        request.set_timeout(Duration::from_millis(500));
+        client.info(request).await.ok().map(|r| (*m, r.into_inner()))
+    });
+    let mut survey = Survey { reachable: 1, initialized: false, leader_known: false };
+    for (member, info) in futures::future::join_all(probes).await.into_iter().flatten() {
+        if cluster_id != 0 && info.cluster_id != 0 && info.cluster_id != cluster_id {
+            anyhow::bail!(
+                "the data directory belongs to cluster {cluster_id:016x}, but member {member} is in cluster {:016x}; \
+                 refusing to start (use an empty --data-dir to join this cluster)",
+                info.cluster_id
+            );
+        }
+        survey.reachable += 1;
+        survey.initialized |= info.initialized;
+        survey.leader_known |= info.initialized && info.leader_raft_node_id != 0;
+    }
+    Ok(survey)
+}
+
+/// For a node without usable state: first start of the cluster, or join it.
+async fn decide(
+    network: &Network,
+    me: u32,
+    peers: &BTreeMap<u32, String>,
+    cluster_id: u64,
+) -> anyhow::Result<Start> {
+    if peers.len() <= 1 {
+        return Ok(Start::Fresh);
     }
     let mut last_log = Instant::now();
     loop {
-        let mut reachable = 1; // this node
-        let mut initialized = false;
-        let probes = others.iter().map(|(_, addr)| async move {
-            let mut client = network.client_for(addr).ok()?;
-            let mut request = tonic::Request::new(InfoRequest {});
-            request.set_timeout(Duration::from_millis(500));
-            client.info(request).await.ok().map(|r| r.into_inner())
-        });
-        for info in futures::future::join_all(probes).await.into_iter().flatten() {
-            reachable += 1;
-            initialized |= info.initialized;
+        let s = survey(network, me, peers, cluster_id).await?;
+        if s.initialized {
+            return Ok(Start::Join);
         }
-        if initialized {
-            return Start::Join;
-        }
-        if reachable * 2 > peers.len() {
-            return Start::Fresh;
+        if s.reachable * 2 > peers.len() {
+            return Ok(Start::Fresh);
         }
         if last_log.elapsed() > Duration::from_secs(5) {
             info!(
-                reachable,
+                reachable = s.reachable,
                 members = peers.len(),
                 "waiting for a majority of members to be reachable"
             );
             last_log = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// For a node whose persisted state cannot be trusted as is (an unclean stop
+/// under everysec/no, or a snapshot that failed verification).
+async fn decide_untrusted(
+    network: &Network,
+    me: u32,
+    peers: &BTreeMap<u32, String>,
+    identity: &Identity,
+    may_resume: bool,
+    grace: Duration,
+) -> anyhow::Result<Start> {
+    let started = Instant::now();
+    loop {
+        if peers.len() <= 1 {
+            // A one-node cluster has nobody to ask: resume if possible, else
+            // start over (the state it had is lost either way).
+            return Ok(if may_resume { Start::Resume(identity.incarnation) } else { Start::Fresh });
+        }
+        let s = survey(network, me, peers, identity.cluster_id).await?;
+        if s.leader_known {
+            return Ok(Start::Join);
+        }
+        if may_resume && s.reachable * 2 > peers.len() && started.elapsed() >= grace {
+            warn!(
+                "no leader anywhere after an unclean stop: resuming with this node's log, which may lack \
+                 its last acknowledged writes (appendfsync is not always)"
+            );
+            return Ok(Start::Resume(identity.incarnation));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -154,6 +318,47 @@ pub struct Started {
     pub cluster: Arc<Cluster>,
     /// A snapshot directory to delete at exit (memory-only nodes).
     pub temp_dir: Option<PathBuf>,
+    /// The data directory, for a clean close at shutdown.
+    pub data: Option<Arc<DataDir>>,
+}
+
+/// Gives the cluster an id once (the leader proposes it), and records it in
+/// the data directory's identity file when known.
+async fn name_the_cluster(
+    cluster: Arc<Cluster>,
+    data: Option<Arc<DataDir>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let id = cluster.sm.read().state.cluster_id();
+        if id == 0 {
+            if cluster.leader() == super::Leader::Me {
+                let proposal = raftcache_sm::Proposal {
+                    time_ms: crate::clock::now_ms(),
+                    seed: 0,
+                    origin: None,
+                    ops: vec![raftcache_sm::Op::SetClusterId { id: rand::random::<u64>().max(1) }],
+                };
+                let _ = cluster.raft.client_write(proposal).await;
+            }
+            continue;
+        }
+        if let Some(data) = &data {
+            let mut identity = data.identity.lock().expect("identity lock");
+            if identity.cluster_id != id {
+                identity.cluster_id = id;
+                if let Err(e) = identity.write(&data.dir) {
+                    warn!(error = %e, "recording the cluster id");
+                    continue;
+                }
+            }
+        }
+        return;
+    }
 }
 
 /// Starts the peer and admin services and the Raft instance, and brings the
@@ -215,16 +420,8 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
     });
 
     let bootstrap_network = Network::new(0);
-    let mode = decide(&bootstrap_network, args.id, &peers).await;
-    let incarnation = match mode {
-        Start::Fresh => 0,
-        Start::Join => rand::random::<u32>().max(1),
-    };
-    let me = node_id(args.id, incarnation);
-    info!(node = %ShowId(me), ?mode, "starting Raft");
-
-    let (sm_dir, temp_dir) = match &args.data_dir {
-        Some(dir) => (dir.join("snapshots"), None),
+    let grace = Duration::from_millis(args.election_timeout_ms * 6);
+    let (mode, logs, sm, temp_dir, data) = match &args.data_dir {
         None => {
             let dir = std::env::temp_dir().join(format!(
                 "raftcache-{}-{}-{:08x}",
@@ -232,11 +429,86 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
                 std::process::id(),
                 rand::random::<u32>()
             ));
-            (dir.clone(), Some(dir))
+            let sm = StateMachineStore::open(&dir)
+                .with_context(|| format!("opening {}", dir.display()))?;
+            let mode = decide(&bootstrap_network, args.id, &peers, 0).await?;
+            (mode, Logs::Mem(MemLogStore::new()), sm, Some(dir), None)
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let identity = Identity::read(dir)?;
+            if let Some(id) = &identity {
+                if id.member_id != args.id {
+                    anyhow::bail!(
+                        "the data directory {} belongs to member {}, not --id {}; refusing to start",
+                        dir.display(),
+                        id.member_id,
+                        args.id
+                    );
+                }
+            }
+            let fsync = Fsync::parse(&args.appendfsync).context("--appendfsync")?;
+            let (log, recovery) = SledLogStore::open(dir.join("raft"), fsync)
+                .map_err(|e| anyhow::anyhow!("opening the Raft log: {e}"))?;
+            if let Some((from, n)) = recovery.dropped {
+                warn!(from, dropped = n, "the Raft log had a damaged tail, now cut off");
+            }
+            let (sm, loaded) = StateMachineStore::open_and_load(dir.join("snapshots"))
+                .with_context(|| format!("opening {}", dir.join("snapshots").display()))?;
+            let has_state = log.has_state().map_err(|e| anyhow::anyhow!("{e}"))?
+                || matches!(loaded, Loaded::Snapshot { .. });
+            let corrupt = matches!(loaded, Loaded::Corrupt { .. });
+            info!(?loaded, entries = recovery.entries, "opened the data directory");
+            let mode = match identity.as_ref() {
+                Some(id)
+                    if has_state && !corrupt && (fsync == Fsync::Always || id.clean_shutdown) =>
+                {
+                    Start::Resume(id.incarnation)
+                }
+                Some(id) if has_state => {
+                    decide_untrusted(&bootstrap_network, args.id, &peers, id, !corrupt, grace)
+                        .await?
+                }
+                _ => {
+                    decide(
+                        &bootstrap_network,
+                        args.id,
+                        &peers,
+                        identity.as_ref().map_or(0, |i| i.cluster_id),
+                    )
+                    .await?
+                }
+            };
+            if matches!(mode, Start::Join | Start::Fresh) && (has_state || corrupt) {
+                warn!(
+                    "discarding this node's persisted Raft state; it rejoins as a new incarnation"
+                );
+                log.wipe().map_err(|e| anyhow::anyhow!("{e}"))?;
+                sm.wipe().context("wiping snapshots")?;
+            }
+            let data = DataDir {
+                dir: dir.clone(),
+                log: log.clone(),
+                identity: Mutex::new(identity.unwrap_or_default()),
+            };
+            (mode, Logs::Sled(log), sm, None, Some(data))
         }
     };
-    let sm = StateMachineStore::open(&sm_dir)
-        .with_context(|| format!("opening {}", sm_dir.display()))?;
+    let incarnation = match mode {
+        Start::Fresh => 0,
+        Start::Join => rand::random::<u32>().max(1),
+        Start::Resume(incarnation) => incarnation,
+    };
+    let me = node_id(args.id, incarnation);
+    info!(node = %ShowId(me), ?mode, "starting Raft");
+    if let Some(data) = &data {
+        let mut id = data.identity.lock().expect("identity lock");
+        id.member_id = args.id;
+        id.incarnation = incarnation;
+        id.clean_shutdown = false;
+        id.write(&data.dir).context("writing the identity file")?;
+    }
+
     let network = Network::new(me);
     let config = openraft::Config {
         cluster_name: "raftcache".into(),
@@ -250,9 +522,12 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
     }
     .validate()
     .context("raft config")?;
-    let raft = Raft::new(me, Arc::new(config), network.clone(), MemLogStore::new(), sm.clone())
-        .await
-        .context("starting raft")?;
+    let config = Arc::new(config);
+    let raft = match logs {
+        Logs::Mem(log) => Raft::new(me, config, network.clone(), log, sm.clone()).await,
+        Logs::Sled(log) => Raft::new(me, config, network.clone(), log, sm.clone()).await,
+    }
+    .context("starting raft")?;
 
     let (proposer, proposals) = Proposer::new();
     let (reads, read_waiters) = ReadBarrier::new();
@@ -315,6 +590,9 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
         Start::Join => {
             tokio::spawn(join(cluster.clone(), my_listed_addr, shutdown.clone()));
         }
+        Start::Resume(_) => info!("resumed from the data directory"),
     }
-    Ok(Started { cluster, temp_dir })
+    let data = data.map(Arc::new);
+    tokio::spawn(name_the_cluster(cluster.clone(), data.clone(), shutdown.clone()));
+    Ok(Started { cluster, temp_dir, data })
 }

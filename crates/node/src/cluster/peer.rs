@@ -122,12 +122,14 @@ impl RaftService for PeerService {
             admin_addr: self.admin_addr.clone(),
             initialized: false,
             leader_raft_node_id: 0,
+            cluster_id: 0,
         };
         if let Some(cluster) = self.cluster.get() {
             let m = cluster.metrics();
             info.raft_node_id = cluster.node_id;
             info.initialized = m.membership_config.membership().nodes().next().is_some();
             info.leader_raft_node_id = m.current_leader.unwrap_or(0);
+            info.cluster_id = cluster.sm.read().state.cluster_id();
         }
         Ok(Response::new(info))
     }
