@@ -7,7 +7,7 @@ node serves COMMAND from it (listing only the subcommands it implements), so COM
 are Redis's own. Regenerate after adding commands:
 
     redis-server --port 16390 --save "" --daemonize yes
-    scripts/capture-command-data.py 16390 > crates/node/data/commands.resp
+    scripts/capture-command-data.py 16390 > /tmp/commands.resp && cp /tmp/commands.resp crates/node/data/
     redis-cli -p 16390 shutdown nosave
 
 The list of names comes from the engine's command table (printed by

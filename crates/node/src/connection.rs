@@ -145,7 +145,15 @@ impl Handler {
                     self.publish();
                     self.entry.view.lock().expect("client view lock").last_cmd =
                         full_name(name, &argv);
-                    let reply = self.session.execute(&self.shared, &self.entry, name, &argv);
+                    let reply = if name == "save" {
+                        // SAVE blocks this connection until the snapshot is on disk.
+                        match self.shared.cluster.save(Duration::from_secs(600)).await {
+                            Some(_) => Reply::Ok,
+                            None => Reply::err("ERR snapshot failed or timed out"),
+                        }
+                    } else {
+                        self.session.execute(&self.shared, &self.entry, name, &argv)
+                    };
                     self.emit(&reply);
                 }
                 Class::Write(cmd) => {

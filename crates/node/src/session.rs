@@ -149,6 +149,15 @@ impl Session {
                     Reply::bulk_int(micros % 1_000_000),
                 ])
             }
+            "bgsave" => {
+                if argv.len() > 2 || (argv.len() == 2 && !argv[1].eq_ignore_ascii_case(b"schedule"))
+                {
+                    return Reply::err(errors::SYNTAX);
+                }
+                let cluster = shared.cluster.clone();
+                tokio::spawn(async move { cluster.bgsave().await });
+                Reply::status("Background saving started")
+            }
             "reset" => {
                 let open = shared.config.settings().requirepass.is_none();
                 *self = Session::new(self.id, open);

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use raftcache_proto::admin::admin_server::Admin;
-use raftcache_proto::admin::{DigestReply, DigestRequest, Member, StatusReply, StatusRequest};
+use raftcache_proto::admin::{
+    DigestReply, DigestRequest, Member, SnapshotReply, SnapshotRequest, StatusReply, StatusRequest,
+};
 use raftcache_raft::openraft::ServerState;
 use raftcache_raft::types::member_of;
 use tonic::{Request, Response, Status};
@@ -60,9 +62,40 @@ impl Admin for AdminService {
     ) -> Result<Response<DigestReply>, Status> {
         Ok(Response::new(self.cluster.digest()))
     }
+
+    async fn snapshot(
+        &self,
+        _request: Request<SnapshotRequest>,
+    ) -> Result<Response<SnapshotReply>, Status> {
+        match self.cluster.save(std::time::Duration::from_secs(600)).await {
+            Some(index) => Ok(Response::new(SnapshotReply { index })),
+            None => Err(Status::deadline_exceeded("the snapshot did not finish in time")),
+        }
+    }
 }
 
 impl Cluster {
+    /// Asks Raft to snapshot now (BGSAVE).
+    pub async fn bgsave(&self) -> bool {
+        self.raft.trigger().snapshot().await.is_ok()
+    }
+
+    /// Snapshots now and waits until the snapshot covers everything applied
+    /// when it was asked for (SAVE); returns its index.
+    pub async fn save(&self, timeout: std::time::Duration) -> Option<u64> {
+        let target = self.metrics().last_applied.map_or(0, |l| l.index);
+        if !self.bgsave().await {
+            return None;
+        }
+        let waited = self
+            .raft
+            .wait(Some(timeout))
+            .metrics(|m| m.snapshot.is_some_and(|s| s.index >= target), "snapshot")
+            .await
+            .ok()?;
+        waited.snapshot.map(|s| s.index)
+    }
+
     /// The engine's digest with the index it was taken at, atomically.
     pub fn digest(&self) -> DigestReply {
         let machine = self.sm.read();

@@ -17,4 +17,6 @@ pub const COMMANDS: &[Spec] = &[
     Spec::connection("info", -1),
     Spec::connection("time", 1),
     Spec::connection("reset", 1),
+    Spec::connection("save", 1),
+    Spec::connection("bgsave", -1),
 ];
