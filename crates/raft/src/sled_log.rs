@@ -299,6 +299,9 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        // Cheap to keep current: one small insert, never fsynced on its own.
+        // It only lets a restarted node re-apply committed entries before it
+        // hears from a leader; safety does not depend on it.
         put_meta(&self.meta, KEY_COMMITTED, &committed)
     }
 
