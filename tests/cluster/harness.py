@@ -18,6 +18,7 @@ to let the cluster "settle".
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
@@ -180,6 +181,26 @@ class Digest:
     keys: int
 
 
+# --- processes started by this harness, ended at exit if still running ---------
+
+_started: List["Node"] = []
+
+
+def _kill_leftovers() -> None:
+    """Last resort (e.g. the test run was interrupted): SIGKILL, by pid, every
+    node process this harness started that still runs."""
+    for node in _started:
+        if node.proc is not None and node.proc.poll() is None:
+            try:
+                os.kill(node.proc.pid, signal.SIGCONT)
+                os.kill(node.proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+atexit.register(_kill_leftovers)
+
+
 # --- one node -----------------------------------------------------------------
 
 
@@ -237,11 +258,15 @@ class Node:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.cluster.workdir,
-                env=dict(os.environ, NO_COLOR="1"),
+                # Memory-only nodes keep snapshots in a temp dir, which a
+                # SIGKILLed node cannot remove: keep those in the workdir.
+                env=dict(os.environ, NO_COLOR="1", TMPDIR=self.cluster.workdir),
                 start_new_session=True,  # own process group: no terminal signals
             )
         self.paused = False
         self.killed = False
+        if self not in _started:
+            _started.append(self)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
