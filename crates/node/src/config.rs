@@ -78,10 +78,12 @@ pub struct Args {
     #[arg(long, default_value = "proxy", value_parser = ["proxy", "redirect"])]
     pub follower_mode: String,
     /// Raft heartbeat interval in milliseconds.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 50)]
     pub heartbeat_ms: u64,
-    /// Raft election timeout (minimum; the maximum is twice this) in milliseconds.
-    #[arg(long, default_value_t = 600)]
+    /// Raft election timeout (minimum; the maximum is twice this) in
+    /// milliseconds. openraft starts an election between max and max+min after
+    /// the leader went silent, so the default fails over in about 1-2 s.
+    #[arg(long, default_value_t = 300)]
     pub election_timeout_ms: u64,
     /// Take a snapshot (and compact the log) after this many applied entries.
     #[arg(long, default_value_t = 20_000)]

@@ -17,7 +17,12 @@ pub enum CodecError {
 /// Serializes `value` as a format-1 payload.
 pub fn encode<T: Serialize>(value: &T) -> RaftPayload {
     let data = bincode::serialize(value).expect("openraft and engine types always serialize");
-    RaftPayload { format: PAYLOAD_FORMAT_BINCODE, data }
+    RaftPayload { format: PAYLOAD_FORMAT_BINCODE, data, target: 0 }
+}
+
+/// Serializes a Raft message addressed to node `target`.
+pub fn encode_to<T: Serialize>(value: &T, target: u64) -> RaftPayload {
+    RaftPayload { target, ..encode(value) }
 }
 
 /// Deserializes a payload.

@@ -26,7 +26,7 @@ use raftcache_proto::raft::SnapshotChunk;
 use tokio::io::AsyncReadExt;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::codec::{decode, encode};
+use crate::codec::{decode, encode, encode_to};
 use crate::types::{NodeId, TypeConfig, Vote};
 
 /// Size of one snapshot chunk on the wire.
@@ -118,7 +118,10 @@ impl Connection {
 /// backs off), anything else is a network error (retried at once).
 fn status_error<E: std::error::Error>(status: tonic::Status) -> RPCError<NodeId, BasicNode, E> {
     match status.code() {
-        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
+        tonic::Code::Unavailable
+        | tonic::Code::Unknown
+        | tonic::Code::Cancelled
+        | tonic::Code::NotFound => {
             RPCError::Unreachable(Unreachable::new(&Failure(status.to_string())))
         }
         _ => RPCError::Network(NetworkError::new(&Failure(status.to_string()))),
@@ -133,7 +136,7 @@ impl RaftNetwork<TypeConfig> for Connection {
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         let mut client = self.client()?;
         let ttl = option.hard_ttl();
-        let mut request = tonic::Request::new(encode(&rpc));
+        let mut request = tonic::Request::new(encode_to(&rpc, self.target));
         request.set_timeout(ttl);
         let reply = match tokio::time::timeout(ttl, client.append_entries(request)).await {
             Err(_) => return Err(RPCError::Timeout(self.timeout(RPCTypes::AppendEntries, ttl))),
@@ -154,7 +157,7 @@ impl RaftNetwork<TypeConfig> for Connection {
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         let mut client = self.client()?;
         let ttl = option.hard_ttl();
-        let mut request = tonic::Request::new(encode(&rpc));
+        let mut request = tonic::Request::new(encode_to(&rpc, self.target));
         request.set_timeout(ttl);
         let reply = match tokio::time::timeout(ttl, client.vote(request)).await {
             Err(_) => return Err(RPCError::Timeout(self.timeout(RPCTypes::Vote, ttl))),
@@ -179,7 +182,7 @@ impl RaftNetwork<TypeConfig> for Connection {
             .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
         let (tx, rx) = tokio::sync::mpsc::channel::<SnapshotChunk>(4);
         let first = SnapshotChunk {
-            vote: Some(encode(&vote)),
+            vote: Some(encode_to(&vote, self.target)),
             meta: Some(encode(&snapshot.meta)),
             data: Vec::new(),
         };

@@ -33,6 +33,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -179,12 +180,34 @@ fn bind_addr(args: &Args, port: u16) -> anyhow::Result<SocketAddr> {
     join_host_port(host, port).parse().with_context(|| format!("bad --bind address {host}"))
 }
 
+/// Removes snapshot directories that memory-only nodes killed with -9 left in
+/// the temp directory (`raftcache-<member>-<pid>-<rand>` whose pid is gone).
+fn remove_stale_temp_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let parts: Vec<&str> = name.split('-').collect();
+        let [prefix, member, pid, tag] = parts[..] else { continue };
+        let well_formed = prefix == "raftcache"
+            && member.parse::<u32>().is_ok()
+            && tag.len() == 8
+            && u32::from_str_radix(tag, 16).is_ok();
+        let Ok(pid) = pid.parse::<u32>() else { continue };
+        if well_formed && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// What the other members said.
 struct Survey {
     /// Members that answered, this node included.
     reachable: usize,
     initialized: bool,
     leader_known: bool,
+    /// Reachable members that are pristine and have not yet decided to start
+    /// fresh.
+    undecided: usize,
 }
 
 /// Asks every other member for its Info. Fails if one belongs to another
@@ -201,7 +224,7 @@ async fn survey(
         request.set_timeout(Duration::from_millis(500));
         client.info(request).await.ok().map(|r| (*m, r.into_inner()))
     });
-    let mut survey = Survey { reachable: 1, initialized: false, leader_known: false };
+    let mut survey = Survey { reachable: 1, initialized: false, leader_known: false, undecided: 0 };
     for (member, info) in futures::future::join_all(probes).await.into_iter().flatten() {
         if cluster_id != 0 && info.cluster_id != 0 && info.cluster_id != cluster_id {
             anyhow::bail!(
@@ -213,28 +236,50 @@ async fn survey(
         survey.reachable += 1;
         survey.initialized |= info.initialized;
         survey.leader_known |= info.initialized && info.leader_raft_node_id != 0;
+        if !info.initialized && !info.fresh_intent {
+            survey.undecided += 1;
+        }
     }
     Ok(survey)
 }
 
+/// How long a node that decided to start fresh waits for reachable pristine
+/// peers to decide too before initializing anyway.
+const INTENT_WAIT: Duration = Duration::from_secs(3);
+
 /// For a node without usable state: first start of the cluster, or join it.
+///
+/// A pristine node that sees an initialized cluster joins it as a new
+/// incarnation. Otherwise, once a majority is reachable it announces that it
+/// will start fresh (incarnation 0) and waits until every reachable pristine
+/// peer has announced the same, then initializes. A node that has announced
+/// never joins instead: it is committed to incarnation 0, and an initialized
+/// peer can only have initialized with it in the membership.
 async fn decide(
     network: &Network,
     me: u32,
     peers: &BTreeMap<u32, String>,
     cluster_id: u64,
+    intent: &AtomicBool,
 ) -> anyhow::Result<Start> {
     if peers.len() <= 1 {
         return Ok(Start::Fresh);
     }
     let mut last_log = Instant::now();
+    let mut intent_since: Option<Instant> = None;
     loop {
         let s = survey(network, me, peers, cluster_id).await?;
-        if s.initialized {
-            return Ok(Start::Join);
-        }
-        if s.reachable * 2 > peers.len() {
-            return Ok(Start::Fresh);
+        match intent_since {
+            None if s.initialized => return Ok(Start::Join),
+            None if s.reachable * 2 > peers.len() => {
+                intent.store(true, Ordering::Relaxed);
+                intent_since = Some(Instant::now());
+                continue;
+            }
+            Some(since) if s.undecided == 0 || since.elapsed() >= INTENT_WAIT => {
+                return Ok(Start::Fresh);
+            }
+            _ => {}
         }
         if last_log.elapsed() > Duration::from_secs(5) {
             info!(
@@ -244,7 +289,7 @@ async fn decide(
             );
             last_log = Instant::now();
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -389,8 +434,10 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
 
     // The peer service answers Info before Raft exists.
     let slot: Arc<OnceLock<Arc<Cluster>>> = Arc::default();
+    let fresh_intent: Arc<AtomicBool> = Arc::default();
     let peer_service = PeerService {
         cluster: slot.clone(),
+        fresh_intent: fresh_intent.clone(),
         member_id: args.id,
         resp_addr: resp_addr.clone(),
         admin_addr: admin_addr.clone(),
@@ -423,6 +470,7 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
     let grace = Duration::from_millis(args.election_timeout_ms * 6);
     let (mode, logs, sm, temp_dir, data) = match &args.data_dir {
         None => {
+            remove_stale_temp_dirs();
             let dir = std::env::temp_dir().join(format!(
                 "raftcache-{}-{}-{:08x}",
                 args.id,
@@ -431,7 +479,7 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
             ));
             let sm = StateMachineStore::open(&dir)
                 .with_context(|| format!("opening {}", dir.display()))?;
-            let mode = decide(&bootstrap_network, args.id, &peers, 0).await?;
+            let mode = decide(&bootstrap_network, args.id, &peers, 0, &fresh_intent).await?;
             (mode, Logs::Mem(MemLogStore::new()), sm, Some(dir), None)
         }
         Some(dir) => {
@@ -475,6 +523,7 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
                         args.id,
                         &peers,
                         identity.as_ref().map_or(0, |i| i.cluster_id),
+                        &fresh_intent,
                     )
                     .await?
                 }

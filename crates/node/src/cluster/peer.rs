@@ -31,6 +31,8 @@ use super::{Cluster, Leader};
 #[derive(Clone)]
 pub struct PeerService {
     pub cluster: Arc<OnceLock<Arc<Cluster>>>,
+    /// Set while this pristine node waits to initialize with the others.
+    pub fresh_intent: Arc<std::sync::atomic::AtomicBool>,
     pub member_id: u32,
     pub resp_addr: String,
     pub admin_addr: String,
@@ -44,6 +46,22 @@ impl PeerService {
     fn cluster(&self) -> std::result::Result<&Arc<Cluster>, Status> {
         self.cluster.get().ok_or_else(|| Status::unavailable("raft is starting"))
     }
+
+    /// The cluster, if this message is addressed to this node's Raft id. A
+    /// message for another id (an earlier incarnation that lived at this
+    /// address) is refused: answering it would speak for a node whose votes
+    /// and log are gone.
+    fn addressed(&self, target: u64) -> std::result::Result<&Arc<Cluster>, Status> {
+        let cluster = self.cluster()?;
+        if target != cluster.node_id {
+            return Err(Status::not_found(format!(
+                "this is node {}, not {}",
+                ShowId(cluster.node_id),
+                ShowId(target)
+            )));
+        }
+        Ok(cluster)
+    }
 }
 
 type RpcResult<T> = std::result::Result<Response<T>, Status>;
@@ -51,7 +69,7 @@ type RpcResult<T> = std::result::Result<Response<T>, Status>;
 #[tonic::async_trait]
 impl RaftService for PeerService {
     async fn append_entries(&self, request: Request<RaftPayload>) -> RpcResult<RaftPayload> {
-        let cluster = self.cluster()?;
+        let cluster = self.addressed(request.get_ref().target)?;
         let rpc: AppendEntriesRequest<TypeConfig> =
             decode(request.get_ref()).map_err(bad_payload)?;
         let result = cluster.raft.append_entries(rpc).await;
@@ -59,7 +77,7 @@ impl RaftService for PeerService {
     }
 
     async fn vote(&self, request: Request<RaftPayload>) -> RpcResult<RaftPayload> {
-        let cluster = self.cluster()?;
+        let cluster = self.addressed(request.get_ref().target)?;
         let rpc: VoteRequest<NodeId> = decode(request.get_ref()).map_err(bad_payload)?;
         let result = cluster.raft.vote(rpc).await;
         Ok(Response::new(encode(&result)))
@@ -69,12 +87,13 @@ impl RaftService for PeerService {
         &self,
         request: Request<Streaming<SnapshotChunk>>,
     ) -> RpcResult<RaftPayload> {
-        let cluster = self.cluster()?.clone();
         let mut stream = request.into_inner();
         let first = stream
             .next()
             .await
             .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
+        let target = first.vote.as_ref().map_or(0, |v| v.target);
+        let cluster = self.addressed(target)?.clone();
         let vote: Vote =
             decode(first.vote.as_ref().ok_or_else(|| Status::invalid_argument("no vote"))?)
                 .map_err(bad_payload)?;
@@ -123,6 +142,7 @@ impl RaftService for PeerService {
             initialized: false,
             leader_raft_node_id: 0,
             cluster_id: 0,
+            fresh_intent: self.fresh_intent.load(std::sync::atomic::Ordering::Relaxed),
         };
         if let Some(cluster) = self.cluster.get() {
             let m = cluster.metrics();

@@ -1,7 +1,7 @@
 //! The read path: read-index confirmation shared by concurrent reads, leases,
 //! stale reads, and forwarding reads to the leader.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -24,12 +24,34 @@ type Waiter = oneshot::Sender<bool>;
 /// so a read never waits for a round it is not part of to finish.
 pub struct ReadBarrier {
     tx: mpsc::Sender<Waiter>,
+    /// The leader lease: the term it was confirmed in and when it ends. It
+    /// starts when a confirmation round *was sent* (measured before sending),
+    /// so a pause between the round and a read can only shorten it.
+    lease: Mutex<Option<(u64, Instant)>>,
 }
 
 impl ReadBarrier {
     pub fn new() -> (ReadBarrier, mpsc::Receiver<Waiter>) {
         let (tx, rx) = mpsc::channel(4096);
-        (ReadBarrier { tx }, rx)
+        (ReadBarrier { tx, lease: Mutex::new(None) }, rx)
+    }
+
+    /// Records a confirmation of leadership in `term` whose round started at
+    /// `sent`.
+    fn renew(&self, term: u64, sent: Instant, lease: Duration) {
+        let mut l = self.lease.lock().expect("lease lock");
+        let until = sent + lease;
+        if l.is_none_or(|(t, u)| t != term || u < until) {
+            *l = Some((term, until));
+        }
+    }
+
+    /// True if a lease confirmed in `term` is still running.
+    fn lease_holds(&self, term: u64) -> bool {
+        self.lease
+            .lock()
+            .expect("lease lock")
+            .is_some_and(|(t, until)| t == term && Instant::now() < until)
     }
 
     /// True once this node confirmed it leads and has applied everything
@@ -58,7 +80,12 @@ pub async fn run_barrier(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Waiter>) 
         }
         let cluster = cluster.clone();
         tokio::spawn(async move {
+            let sent = Instant::now();
+            let term = cluster.metrics().current_term;
             let ok = cluster.raft.ensure_linearizable().await.is_ok();
+            if ok {
+                cluster.reads.renew(term, sent, cluster.options.lease);
+            }
             for w in waiters {
                 let _ = w.send(ok);
             }
@@ -68,14 +95,15 @@ pub async fn run_barrier(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Waiter>) 
 }
 
 impl Cluster {
-    /// True if this leader may serve a read without a confirmation round: it
-    /// heard from a quorum within the lease, and has applied its whole log.
+    /// True if this leader may serve a read without a confirmation round: a
+    /// round sent less than a lease ago, in the current term, confirmed its
+    /// leadership, and it has applied its whole log. Followers do not elect a
+    /// new leader until an election timeout after they last heard from this
+    /// one, and the lease is half the shortest election timeout, so the lease
+    /// holds as long as clocks run at roughly the same rate.
     async fn lease_valid(&self) -> bool {
         let m = self.metrics();
-        let fresh = m
-            .millis_since_quorum_ack
-            .is_some_and(|ms| Duration::from_millis(ms) < self.options.lease);
-        if !fresh {
+        if !self.reads.lease_holds(m.current_term) {
             return false;
         }
         let last = m.last_log_index.unwrap_or(0);
