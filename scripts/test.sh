@@ -23,7 +23,9 @@ fi
 redis-server --version
 
 step "python packages"
-python3 -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
+for req in tests/python/requirements.txt tests/cluster/requirements.txt tests/durability/requirements.txt; do
+  if [ -f "$req" ]; then python3 -m pip install -q --disable-pip-version-check -r "$req"; fi
+done
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -43,7 +45,13 @@ else
   cargo test --workspace --no-fail-fast
 fi
 
-step "python tests: real clients and the differential corpus against redis-server"
+step "python tests: real clients, the differential corpus against redis-server"
 python3 -m pytest -q tests/python tests/differential
+
+step "cluster tests: real node processes, kill -9, SIGSTOP, restarts"
+python3 -m pytest -q tests/cluster
+
+step "durability tests: data directories, crashes, damaged files"
+python3 -m pytest -q tests/durability
 
 step "all tests passed"
