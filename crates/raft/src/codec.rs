@@ -17,12 +17,13 @@ pub enum CodecError {
 /// Serializes `value` as a format-1 payload.
 pub fn encode<T: Serialize>(value: &T) -> RaftPayload {
     let data = bincode::serialize(value).expect("openraft and engine types always serialize");
-    RaftPayload { format: PAYLOAD_FORMAT_BINCODE, data, target: 0 }
+    RaftPayload { format: PAYLOAD_FORMAT_BINCODE, data, target: 0, cluster_id: 0 }
 }
 
-/// Serializes a Raft message addressed to node `target`.
-pub fn encode_to<T: Serialize>(value: &T, target: u64) -> RaftPayload {
-    RaftPayload { target, ..encode(value) }
+/// Serializes a Raft message addressed to node `target` of cluster
+/// `cluster_id`.
+pub fn encode_to<T: Serialize>(value: &T, target: u64, cluster_id: u64) -> RaftPayload {
+    RaftPayload { target, cluster_id, ..encode(value) }
 }
 
 /// Deserializes a payload.

@@ -61,12 +61,24 @@ pub fn client(channel: Channel) -> RaftClient<Channel> {
 pub struct Network {
     id: NodeId,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// This node's cluster id (0 until known), sent with every Raft message.
+    cluster_id: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Network {
     /// The network of node `id`.
     pub fn new(id: NodeId) -> Network {
-        Network { id, channels: Arc::default() }
+        Network { id, channels: Arc::default(), cluster_id: Arc::default() }
+    }
+
+    /// Sets the cluster id sent with every Raft message.
+    pub fn set_cluster_id(&self, id: u64) {
+        self.cluster_id.store(id, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The cluster id this node sends (0 until known).
+    pub fn cluster_id(&self) -> u64 {
+        self.cluster_id.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A client for `addr`, reusing its channel.
@@ -86,7 +98,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Connection {
         let client = self.client_for(&node.addr).map_err(|e| e.to_string());
-        Connection { id: self.id, target, client }
+        Connection { id: self.id, target, client, cluster_id: self.cluster_id.clone() }
     }
 }
 
@@ -96,6 +108,7 @@ pub struct Connection {
     target: NodeId,
     /// An invalid peer address is reported on every RPC instead of panicking.
     client: Result<RaftClient<Channel>, String>,
+    cluster_id: Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +120,10 @@ impl Connection {
         self.client
             .clone()
             .map_err(|e| Unreachable::new(&Failure(format!("bad peer address: {e}"))))
+    }
+
+    fn cluster(&self) -> u64 {
+        self.cluster_id.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn timeout(&self, action: RPCTypes, timeout: Duration) -> Timeout<NodeId> {
@@ -136,7 +153,7 @@ impl RaftNetwork<TypeConfig> for Connection {
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         let mut client = self.client()?;
         let ttl = option.hard_ttl();
-        let mut request = tonic::Request::new(encode_to(&rpc, self.target));
+        let mut request = tonic::Request::new(encode_to(&rpc, self.target, self.cluster()));
         request.set_timeout(ttl);
         let reply = match tokio::time::timeout(ttl, client.append_entries(request)).await {
             Err(_) => return Err(RPCError::Timeout(self.timeout(RPCTypes::AppendEntries, ttl))),
@@ -157,7 +174,7 @@ impl RaftNetwork<TypeConfig> for Connection {
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         let mut client = self.client()?;
         let ttl = option.hard_ttl();
-        let mut request = tonic::Request::new(encode_to(&rpc, self.target));
+        let mut request = tonic::Request::new(encode_to(&rpc, self.target, self.cluster()));
         request.set_timeout(ttl);
         let reply = match tokio::time::timeout(ttl, client.vote(request)).await {
             Err(_) => return Err(RPCError::Timeout(self.timeout(RPCTypes::Vote, ttl))),
@@ -182,7 +199,7 @@ impl RaftNetwork<TypeConfig> for Connection {
             .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
         let (tx, rx) = tokio::sync::mpsc::channel::<SnapshotChunk>(4);
         let first = SnapshotChunk {
-            vote: Some(encode_to(&vote, self.target)),
+            vote: Some(encode_to(&vote, self.target, self.cluster())),
             meta: Some(encode(&snapshot.meta)),
             data: Vec::new(),
         };

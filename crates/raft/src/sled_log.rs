@@ -21,6 +21,14 @@
 //! log may have lost acknowledged entries (an unclean stop under `EverySec` or
 //! `No`) must not rejoin under its old identity; the node crate enforces that
 //! (see ARCHITECTURE.md).
+//!
+//! # The watermark
+//! sled recovers from a damaged file by dropping what it cannot read, without
+//! saying so. To notice, the store keeps a *watermark*: the last index it has
+//! reported durable, in a small file beside sled's (`watermark`), rewritten
+//! after every append and truncation. A process crash cannot lose that write
+//! (it is in the OS page cache); a log that opens shorter than its watermark
+//! has lost entries this node acknowledged, and [`Recovery::lost`] says so.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -63,6 +71,7 @@ pub struct SledLogStore {
     log: sled::Tree,
     meta: sled::Tree,
     fsync: Fsync,
+    watermark: std::sync::Arc<std::sync::Mutex<std::fs::File>>,
 }
 
 impl Debug for SledLogStore {
@@ -138,6 +147,9 @@ pub struct Recovery {
     pub entries: u64,
     /// The first index cut off, and how many entries were cut.
     pub dropped: Option<(u64, u64)>,
+    /// The log ends before the watermark: `(last index found, watermark)`.
+    /// This node acknowledged entries it no longer has.
+    pub lost: Option<(u64, u64)>,
 }
 
 impl SledLogStore {
@@ -160,9 +172,55 @@ impl SledLogStore {
             .map_err(read_err)?;
         let log = db.open_tree("log").map_err(read_err)?;
         let meta = db.open_tree("meta").map_err(read_err)?;
-        let store = SledLogStore { db, log, meta, fsync };
-        let recovery = store.verify()?;
+        let watermark_path = path.as_ref().join("watermark");
+        let recorded = std::fs::read(&watermark_path)
+            .ok()
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map(u64::from_le_bytes);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&watermark_path)
+            .map_err(write_err)?;
+        let watermark = std::sync::Arc::new(std::sync::Mutex::new(file));
+        let store = SledLogStore { db, log, meta, fsync, watermark };
+        let mut recovery = store.verify()?;
+        let last = store.last_index()?;
+        if let Some(w) = recorded {
+            if last < w {
+                tracing::warn!(
+                    last,
+                    watermark = w,
+                    "the Raft log ends before the last index this node acknowledged: entries were lost"
+                );
+                recovery.lost = Some((last, w));
+            }
+        }
+        // A detected loss keeps its watermark until the state is wiped, so a
+        // crash before then cannot hide it.
+        if recovery.lost.is_none() {
+            store.set_watermark(last)?;
+        }
         Ok((store, recovery))
+    }
+
+    /// The last index in the log (or the last purged one), 0 if none.
+    fn last_index(&self) -> Result<u64, StorageError> {
+        if let Some((key, _)) = self.log.last().map_err(read_err)? {
+            let bytes: [u8; 8] =
+                key.as_ref().try_into().map_err(|_| read_err(Corrupt("bad key".into())))?;
+            return Ok(u64::from_be_bytes(bytes));
+        }
+        let purged: Option<LogId> = get_meta::<Option<LogId>>(&self.meta, KEY_PURGED)?.flatten();
+        Ok(purged.map_or(0, |l| l.index))
+    }
+
+    /// Records `index` as the last durable index (see the module docs).
+    fn set_watermark(&self, index: u64) -> Result<(), StorageError> {
+        use std::os::unix::fs::FileExt;
+        let file = self.watermark.lock().expect("watermark lock");
+        file.write_all_at(&index.to_le_bytes(), 0).map_err(write_err)
     }
 
     /// Checks every entry; removes everything from the first bad one on.
@@ -212,7 +270,7 @@ impl SledLogStore {
         self.log.clear().map_err(write_err)?;
         self.meta.clear().map_err(write_err)?;
         self.db.flush().map_err(write_err)?;
-        Ok(())
+        self.set_watermark(0)
     }
 
     /// Flushes everything to disk (clean shutdown, snapshots).
@@ -319,18 +377,23 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
         I::IntoIter: Send,
     {
         let mut batch = sled::Batch::default();
+        let mut last = None;
         for entry in entries {
             batch.insert(&entry.log_id.index.to_be_bytes(), encode_entry(&entry));
+            last = Some(entry.log_id.index);
         }
         self.log.apply_batch(batch).map_err(write_err)?;
-        match self.fsync {
-            Fsync::Always => {
-                // Report durability only once sled has fsynced the batch.
-                let result = self.db.flush_async().await.map(|_| ()).map_err(std::io::Error::other);
-                callback.log_io_completed(result);
+        let result = match self.fsync {
+            // Report durability only once sled has fsynced the batch.
+            Fsync::Always => self.db.flush_async().await.map(|_| ()).map_err(std::io::Error::other),
+            Fsync::EverySec | Fsync::No => Ok(()),
+        };
+        if result.is_ok() {
+            if let Some(last) = last {
+                self.set_watermark(last)?;
             }
-            Fsync::EverySec | Fsync::No => callback.log_io_completed(Ok(())),
         }
+        callback.log_io_completed(result);
         Ok(())
     }
 
@@ -346,7 +409,8 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
             batch.remove(key);
         }
         self.log.apply_batch(batch).map_err(write_err)?;
-        self.sync_if_always().await
+        self.sync_if_always().await?;
+        self.set_watermark(log_id.index.saturating_sub(1))
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {

@@ -95,3 +95,41 @@ fn a_damaged_log_tail_is_cut_off_on_open() {
         assert_eq!(log.get_log_state().await.unwrap().last_log_id.map(|l| l.index), Some(6));
     });
 }
+
+#[test]
+fn a_log_that_lost_acknowledged_entries_says_so() {
+    use openraft::storage::RaftLogStorageExt;
+    use openraft::{CommittedLeaderId, EntryPayload, LogId};
+    use raftcache_raft::sled_log::{Fsync, SledLogStore};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("raft");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let (mut log, _) = SledLogStore::open(&path, Fsync::Always).unwrap();
+        let entries: Vec<_> = (1..=5)
+            .map(|i| raftcache_raft::types::Entry {
+                log_id: LogId::new(CommittedLeaderId::new(1, 0), i),
+                payload: EntryPayload::Blank,
+            })
+            .collect();
+        log.blocking_append(entries).await.unwrap();
+    });
+    // Entries 4 and 5 vanish, as when sled drops a damaged segment silently.
+    {
+        let db = sled::open(&path).unwrap();
+        let tree = db.open_tree("log").unwrap();
+        tree.remove(4u64.to_be_bytes()).unwrap();
+        tree.remove(5u64.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let (log, recovery) = SledLogStore::open(&path, Fsync::Always).unwrap();
+    assert_eq!(recovery.lost, Some((3, 5)), "the log ends at 3 but 5 was acknowledged");
+    drop(log);
+    // Still reported until the state is wiped: a crash cannot hide the loss.
+    let (log, recovery) = SledLogStore::open(&path, Fsync::Always).unwrap();
+    assert_eq!(recovery.lost, Some((3, 5)));
+    log.wipe().unwrap();
+    drop(log);
+    let (_log, recovery) = SledLogStore::open(&path, Fsync::Always).unwrap();
+    assert_eq!(recovery.lost, None);
+}

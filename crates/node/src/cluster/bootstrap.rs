@@ -76,6 +76,9 @@ pub struct Identity {
     pub incarnation: u32,
     pub cluster_id: u64,
     pub clean_shutdown: bool,
+    /// The `--appendfsync` policy the log was last written under: what
+    /// decides whether it can be trusted after an unclean stop.
+    pub fsync: String,
 }
 
 impl Identity {
@@ -103,6 +106,7 @@ impl Identity {
                         u64::from_str_radix(v.trim(), 16).context("identity cluster_id")?
                 }
                 "clean_shutdown" => id.clean_shutdown = v.trim() == "true",
+                "fsync" => id.fsync = v.trim().to_string(),
                 _ => {}
             }
         }
@@ -113,8 +117,8 @@ impl Identity {
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
         let tmp = dir.join("identity.tmp");
         let text = format!(
-            "# raftcache node identity: do not edit\nmember_id={}\nincarnation={}\ncluster_id={:016x}\nclean_shutdown={}\n",
-            self.member_id, self.incarnation, self.cluster_id, self.clean_shutdown
+            "# raftcache node identity: do not edit\nmember_id={}\nincarnation={}\ncluster_id={:016x}\nclean_shutdown={}\nfsync={}\n",
+            self.member_id, self.incarnation, self.cluster_id, self.clean_shutdown, self.fsync
         );
         {
             let mut f = std::fs::File::create(&tmp)?;
@@ -392,6 +396,7 @@ async fn name_the_cluster(
             }
             continue;
         }
+        cluster.network.set_cluster_id(id);
         if let Some(data) = &data {
             let mut identity = data.identity.lock().expect("identity lock");
             if identity.cluster_id != id {
@@ -507,10 +512,17 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
                 || matches!(loaded, Loaded::Snapshot { .. });
             let corrupt = matches!(loaded, Loaded::Corrupt { .. });
             info!(?loaded, entries = recovery.entries, "opened the data directory");
+            // The log can be trusted if it was written under `always` (what
+            // the last process used, not this one) or the last stop was clean,
+            // and it has not lost entries it acknowledged.
+            let lost = recovery.lost.is_some();
+            let trusted = |id: &Identity| (id.fsync == "always" || id.clean_shutdown) && !lost;
+            let known_cluster =
+                identity.as_ref().map_or(0, |i| i.cluster_id).max(sm.read().state.cluster_id());
             let mode = match identity.as_ref() {
-                Some(id)
-                    if has_state && !corrupt && (fsync == Fsync::Always || id.clean_shutdown) =>
-                {
+                Some(id) if has_state && !corrupt && trusted(id) => {
+                    // Refuse at once if a reachable member is in another cluster.
+                    survey(&bootstrap_network, args.id, &peers, known_cluster).await?;
                     Start::Resume(id.incarnation)
                 }
                 Some(id) if has_state => {
@@ -535,11 +547,16 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
                 log.wipe().map_err(|e| anyhow::anyhow!("{e}"))?;
                 sm.wipe().context("wiping snapshots")?;
             }
-            let data = DataDir {
-                dir: dir.clone(),
-                log: log.clone(),
-                identity: Mutex::new(identity.unwrap_or_default()),
-            };
+            if matches!(mode, Start::Resume(_)) && known_cluster != 0 {
+                bootstrap_network.set_cluster_id(known_cluster);
+            }
+            let mut identity = identity.unwrap_or_default();
+            identity.fsync = args.appendfsync.clone();
+            if identity.cluster_id == 0 && matches!(mode, Start::Resume(_)) {
+                identity.cluster_id = known_cluster;
+            }
+            let data =
+                DataDir { dir: dir.clone(), log: log.clone(), identity: Mutex::new(identity) };
             (mode, Logs::Sled(log), sm, None, Some(data))
         }
     };
@@ -559,6 +576,7 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
     }
 
     let network = Network::new(me);
+    network.set_cluster_id(bootstrap_network.cluster_id());
     let config = openraft::Config {
         cluster_name: "raftcache".into(),
         heartbeat_interval: args.heartbeat_ms,

@@ -51,8 +51,18 @@ impl PeerService {
     /// message for another id (an earlier incarnation that lived at this
     /// address) is refused: answering it would speak for a node whose votes
     /// and log are gone.
-    fn addressed(&self, target: u64) -> std::result::Result<&Arc<Cluster>, Status> {
+    fn addressed(
+        &self,
+        target: u64,
+        cluster_id: u64,
+    ) -> std::result::Result<&Arc<Cluster>, Status> {
         let cluster = self.cluster()?;
+        let mine = cluster.network.cluster_id();
+        if cluster_id != 0 && mine != 0 && cluster_id != mine {
+            return Err(Status::not_found(format!(
+                "this node is in cluster {mine:016x}, not {cluster_id:016x}"
+            )));
+        }
         if target != cluster.node_id {
             return Err(Status::not_found(format!(
                 "this is node {}, not {}",
@@ -69,7 +79,7 @@ type RpcResult<T> = std::result::Result<Response<T>, Status>;
 #[tonic::async_trait]
 impl RaftService for PeerService {
     async fn append_entries(&self, request: Request<RaftPayload>) -> RpcResult<RaftPayload> {
-        let cluster = self.addressed(request.get_ref().target)?;
+        let cluster = self.addressed(request.get_ref().target, request.get_ref().cluster_id)?;
         let rpc: AppendEntriesRequest<TypeConfig> =
             decode(request.get_ref()).map_err(bad_payload)?;
         let result = cluster.raft.append_entries(rpc).await;
@@ -77,7 +87,7 @@ impl RaftService for PeerService {
     }
 
     async fn vote(&self, request: Request<RaftPayload>) -> RpcResult<RaftPayload> {
-        let cluster = self.addressed(request.get_ref().target)?;
+        let cluster = self.addressed(request.get_ref().target, request.get_ref().cluster_id)?;
         let rpc: VoteRequest<NodeId> = decode(request.get_ref()).map_err(bad_payload)?;
         let result = cluster.raft.vote(rpc).await;
         Ok(Response::new(encode(&result)))
@@ -92,8 +102,8 @@ impl RaftService for PeerService {
             .next()
             .await
             .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
-        let target = first.vote.as_ref().map_or(0, |v| v.target);
-        let cluster = self.addressed(target)?.clone();
+        let (target, cluster_id) = first.vote.as_ref().map_or((0, 0), |v| (v.target, v.cluster_id));
+        let cluster = self.addressed(target, cluster_id)?.clone();
         let vote: Vote =
             decode(first.vote.as_ref().ok_or_else(|| Status::invalid_argument("no vote"))?)
                 .map_err(bad_payload)?;
