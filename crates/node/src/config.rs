@@ -77,8 +77,10 @@ pub struct Args {
     /// them and relay the reply) or redirect (answer -MOVED to the leader).
     #[arg(long, default_value = "proxy", value_parser = ["proxy", "redirect"])]
     pub follower_mode: String,
-    /// Raft heartbeat interval in milliseconds.
-    #[arg(long, default_value_t = 50)]
+    /// Raft heartbeat interval in milliseconds. openraft also gives each
+    /// AppendEntries this long to complete, so it bounds the size of a log
+    /// entry that can replicate (about 50 MB per 100 ms on loopback).
+    #[arg(long, default_value_t = 100)]
     pub heartbeat_ms: u64,
     /// Raft election timeout (minimum; the maximum is twice this) in
     /// milliseconds. openraft starts an election between max and max+min after

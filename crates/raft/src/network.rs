@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::error::{
-    Fatal, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed, StreamingError,
-    Timeout, Unreachable,
+    Fatal, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, ReplicationClosed,
+    StreamingError, Timeout, Unreachable,
 };
 use openraft::network::{Backoff, RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -37,6 +37,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const KEEPALIVE: Duration = Duration::from_secs(5);
 /// Largest gRPC message accepted (AppendEntries batches can be large).
 pub const MAX_MESSAGE: usize = 256 << 20;
+/// Largest AppendEntries payload sent with more than one entry. openraft 0.9
+/// gives an AppendEntries one heartbeat interval to complete, so a follower
+/// far behind must be caught up in batches that fit; a larger batch is
+/// answered with `PayloadTooLarge` and openraft retries with fewer entries.
+pub const MAX_APPEND_BYTES: usize = 1 << 20;
 
 /// A lazily connected gRPC channel to `addr` (`host:port`).
 pub fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
@@ -153,7 +158,15 @@ impl RaftNetwork<TypeConfig> for Connection {
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         let mut client = self.client()?;
         let ttl = option.hard_ttl();
-        let mut request = tonic::Request::new(encode_to(&rpc, self.target, self.cluster()));
+        let entries = rpc.entries.len() as u64;
+        let payload = encode_to(&rpc, self.target, self.cluster());
+        if entries > 1 && payload.data.len() > MAX_APPEND_BYTES {
+            // Ask openraft for a batch that fits: proportionally fewer entries.
+            let hint = (entries * MAX_APPEND_BYTES as u64 / payload.data.len() as u64)
+                .clamp(1, entries - 1);
+            return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(hint)));
+        }
+        let mut request = tonic::Request::new(payload);
         request.set_timeout(ttl);
         let reply = match tokio::time::timeout(ttl, client.append_entries(request)).await {
             Err(_) => return Err(RPCError::Timeout(self.timeout(RPCTypes::AppendEntries, ttl))),

@@ -351,7 +351,7 @@ async fn join(cluster: Arc<Cluster>, my_raft_addr: String, shutdown: Cancellatio
                 raft_node_id: me,
                 raft_addr: my_raft_addr.clone(),
             });
-            request.set_timeout(Duration::from_secs(120));
+            request.set_timeout(Duration::from_secs(600));
             match client.join(request).await {
                 Ok(_) => break,
                 Err(status) if status.code() == tonic::Code::FailedPrecondition => continue,

@@ -27,6 +27,9 @@ use tonic::{Request, Response, Status, Streaming};
 use super::proposer::{encode_replies, serve_forwarded_write};
 use super::{Cluster, Leader};
 
+/// How many entries behind the leader a learner may be when it is promoted.
+const CAUGHT_UP_SLACK: u64 = 100;
+
 /// The peer service; `cluster` is filled in once Raft runs.
 #[derive(Clone)]
 pub struct PeerService {
@@ -183,6 +186,25 @@ impl RaftService for PeerService {
                 .add_learner(new_id, BasicNode::new(raft_addr), true)
                 .await
                 .map_err(|e| Status::aborted(format!("add learner: {e}")))?;
+            // Promote only once it has caught up: a voter that is far behind
+            // would make every write wait for it if another node failed.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+            loop {
+                let m = cluster.metrics();
+                let last = m.last_log_index.unwrap_or(0);
+                let matched = m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(&new_id).cloned().flatten())
+                    .map_or(0, |l| l.index);
+                if matched + CAUGHT_UP_SLACK >= last {
+                    break;
+                }
+                if std::time::Instant::now() >= deadline || m.replication.is_none() {
+                    return Err(Status::aborted("the new incarnation did not catch up"));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
             let voters: BTreeSet<NodeId> = cluster
                 .metrics()
                 .membership_config
