@@ -35,7 +35,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "build"
 cargo build --workspace --all-targets
-export RAFTCACHE_BIN="$PWD/target/debug/raftcache"
+export RAFTCACHE_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/raftcache"
 
 step "rust tests"
 if cargo nextest --version >/dev/null 2>&1; then
