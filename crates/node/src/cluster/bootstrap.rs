@@ -255,8 +255,9 @@ const INTENT_WAIT: Duration = Duration::from_secs(3);
 ///
 /// A pristine node that sees an initialized cluster joins it as a new
 /// incarnation. Otherwise, once a majority is reachable it announces that it
-/// will start fresh (incarnation 0) and waits until every reachable pristine
-/// peer has announced the same, then initializes. A node that has announced
+/// will start fresh (incarnation 0) and initializes when every member is
+/// reachable and has announced the same, or after [`INTENT_WAIT`] (members that
+/// are still down then join later as new incarnations). A node that has announced
 /// never joins instead: it is committed to incarnation 0, and an initialized
 /// peer can only have initialized with it in the membership.
 async fn decide(
@@ -280,7 +281,12 @@ async fn decide(
                 intent_since = Some(Instant::now());
                 continue;
             }
-            Some(since) if s.undecided == 0 || since.elapsed() >= INTENT_WAIT => {
+            // Everyone is here and has decided, or we waited long enough
+            // for the others (a member that is down joins later).
+            Some(since)
+                if (s.undecided == 0 && s.reachable == peers.len())
+                    || since.elapsed() >= INTENT_WAIT =>
+            {
                 return Ok(Start::Fresh);
             }
             _ => {}
