@@ -16,7 +16,7 @@ It prints the dataset size, the snapshot file size and, per process, RSS
 before and the peak during each phase. Bounded means: the peak above the
 steady state is a small constant (buffers), not a second copy of the data.
 
-    bench/snapshot_memory.py [--gb 1.2] [--bin target/release/raftcache]
+    bench/snapshot_memory.py [--gb 1.2] [--appendfsync everysec] [--bin target/release/raftcache]
 """
 import argparse
 import os
@@ -65,6 +65,38 @@ class Sampler:
         return self.peak
 
 
+class WriteProbe:
+    """SETs in a loop on one connection in a thread; records the slowest reply
+    and any error reply (a write stalled by the snapshot shows here)."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.slowest, self.count, self.errors, self.stop = 0.0, 0, [], False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        i = 0
+        while not self.stop:
+            i += 1
+            k = b"probe:%d" % i
+            t = time.time()
+            self.sock.sendall(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$1\r\nx\r\n" % (len(k), k))
+            data = b""
+            while not data.endswith(b"\r\n"):
+                data += self.sock.recv(4096)
+            self.slowest = max(self.slowest, time.time() - t)
+            self.count += 1
+            if not data.startswith(b"+OK"):
+                self.errors.append(data.decode(errors="replace").strip())
+
+    def done(self):
+        self.stop = True
+        self.thread.join()
+        self.sock.close()
+        return self
+
+
 def load(port, n):
     """n keys of VALUE bytes each, MSET batches of BATCH, 16 in flight."""
     value = b"v" * VALUE
@@ -103,11 +135,12 @@ def local_keys(port):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gb", type=float, default=1.2)
+    ap.add_argument("--appendfsync", default="everysec", help="always, everysec, no or memory (no data dir)")
     ap.add_argument("--bin", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "raftcache"))
     args = ap.parse_args()
     keys = int(args.gb * (1 << 30) / VALUE)
     root = tempfile.mkdtemp(prefix="raftcache-snapmem-")
-    c = Cluster(args.bin, "everysec", root, extra=["--snapshot-every", "1000000000"])
+    c = Cluster(args.bin, args.appendfsync, root, extra=["--snapshot-every", "1000000000"])
     try:
         c.start_all()
         leader = c.leader()
@@ -121,16 +154,20 @@ def main():
         follower_loaded = rss_mb(c.procs[follower].pid)
 
         s = Sampler(lpid)
+        probe = WriteProbe(c.resp[leader])
+        time.sleep(0.5)
         t = time.time()
         assert cli(c.resp[leader], "save") == "OK"
         build_s = time.time() - t
+        time.sleep(0.5)
+        probe.done()
         leader_build_peak = s.done()
         snap_dir = os.path.join(root, f"n{leader + 1}")
         snap_bytes = max((os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(snap_dir)
                           for f in fs if "snap" in f), default=0)
 
         c.stop(follower)
-        shutil.rmtree(os.path.join(root, f"n{follower + 1}"))
+        shutil.rmtree(os.path.join(root, f"n{follower + 1}"), ignore_errors=True)  # memory: nothing to wipe
         leader_before_send = rss_mb(lpid)
         s = Sampler(lpid)
         t = time.time()
@@ -152,10 +189,12 @@ def main():
         leader_send_peak = s.done()
         follower_keys = local_keys(c.resp[follower])
         print(f"\n{keys:,} keys x {VALUE} B values = {keys * VALUE / (1 << 30):.2f} GiB of values, "
-              f"three nodes, appendfsync everysec")
+              f"three nodes, appendfsync {args.appendfsync}")
         print(f"  load through the leader                 {load_s:8.1f} s")
         print(f"  snapshot file                           {snap_bytes / (1 << 20):8.0f} MiB")
         print(f"  SAVE on the leader                      {build_s:8.2f} s")
+        print(f"  slowest SET while SAVE ran              {probe.slowest * 1000:8.1f} ms  "
+              f"({probe.count:,} SETs, {len(probe.errors)} errors{': ' + probe.errors[0] if probe.errors else ''})")
         print(f"  wiped follower caught up                {install_s:8.2f} s  ({follower_keys:,} keys)")
         print("\n  RSS, MiB                                  steady     peak   peak - steady")
         print(f"  leader while building the snapshot      {leader_loaded:8.0f} {leader_build_peak:8.0f} "
@@ -165,8 +204,8 @@ def main():
         print(f"  wiped follower receiving and loading    {follower_after:8.0f} {follower_peak:8.0f} "
               f"{follower_peak - follower_after:8.0f}   (steady = after install; a loaded "
               f"follower held {follower_loaded:.0f})")
-        if follower_keys != keys:
-            sys.exit(f"the follower holds {follower_keys} keys, expected {keys}")
+        if follower_keys != keys + probe.count:
+            sys.exit(f"the follower holds {follower_keys} keys, expected {keys + probe.count}")
     finally:
         c.stop_all()
         shutil.rmtree(root, ignore_errors=True)

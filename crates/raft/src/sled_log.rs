@@ -29,10 +29,20 @@
 //! after every append and truncation. A process crash cannot lose that write
 //! (it is in the OS page cache); a log that opens shorter than its watermark
 //! has lost entries this node acknowledged, and [`Recovery::lost`] says so.
+//!
+//! # Purging
+//! Compaction behind a snapshot records the purge point at once and removes
+//! the entries in the background, oldest first, in small batches: removing
+//! thousands of entries from sled takes seconds, and openraft waits for
+//! `purge` before it appends or replicates again. Entries at or below the
+//! purge point are never read; any left by a crash are removed when the store
+//! opens, before the log is verified.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, RaftLogReader, StorageIOError};
@@ -72,7 +82,14 @@ pub struct SledLogStore {
     meta: sled::Tree,
     fsync: Fsync,
     watermark: std::sync::Arc<std::sync::Mutex<std::fs::File>>,
+    /// The purge point plus one (0: nothing purged).
+    purged: Arc<AtomicU64>,
+    /// Held while purged entries are removed, so removal is oldest first.
+    purging: Arc<std::sync::Mutex<()>>,
 }
+
+/// Entries removed per sled batch when purging.
+const PURGE_BATCH: usize = 256;
 
 impl Debug for SledLogStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -184,7 +201,25 @@ impl SledLogStore {
             .open(&watermark_path)
             .map_err(write_err)?;
         let watermark = std::sync::Arc::new(std::sync::Mutex::new(file));
-        let store = SledLogStore { db, log, meta, fsync, watermark };
+        let purged: Option<LogId> = get_meta::<Option<LogId>>(&meta, KEY_PURGED)?.flatten();
+        let store = SledLogStore {
+            db,
+            log,
+            meta,
+            fsync,
+            watermark,
+            purged: Arc::new(AtomicU64::new(purged.map_or(0, |l| l.index + 1))),
+            purging: Arc::default(),
+        };
+        // Entries a purge had not yet removed when the process stopped: they
+        // may be followed by a gap (a snapshot installed past them), which
+        // verification would take for damage.
+        if let Some(p) = purged {
+            let removed = store.remove_through(p.index).map_err(write_err)?;
+            if removed > 0 {
+                tracing::info!(removed, through = p.index, "finished an interrupted log purge");
+            }
+        }
         let mut recovery = store.verify()?;
         let last = store.last_index()?;
         if let Some(w) = recorded {
@@ -221,6 +256,35 @@ impl SledLogStore {
         use std::os::unix::fs::FileExt;
         let file = self.watermark.lock().expect("watermark lock");
         file.write_all_at(&index.to_le_bytes(), 0).map_err(write_err)
+    }
+
+    /// The purge point, if any.
+    fn purged_index(&self) -> Option<u64> {
+        self.purged.load(Ordering::Acquire).checked_sub(1)
+    }
+
+    /// Removes every entry at or below `index`, oldest first, a batch at a
+    /// time. Returns how many were removed.
+    fn remove_through(&self, index: u64) -> Result<u64, sled::Error> {
+        let _oldest_first = self.purging.lock().expect("purge lock");
+        let mut removed = 0;
+        loop {
+            let doomed: Vec<sled::IVec> = self
+                .log
+                .range(..=index.to_be_bytes())
+                .keys()
+                .take(PURGE_BATCH)
+                .collect::<Result<_, _>>()?;
+            if doomed.is_empty() {
+                return Ok(removed);
+            }
+            removed += doomed.len() as u64;
+            let mut batch = sled::Batch::default();
+            for key in doomed {
+                batch.remove(key);
+            }
+            self.log.apply_batch(batch)?;
+        }
     }
 
     /// Checks every entry; removes everything from the first bad one on.
@@ -311,12 +375,16 @@ impl RaftLogReader<TypeConfig> for SledLogStore {
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
         let range = (bound_to_key(range.start_bound()), bound_to_key(range.end_bound()));
+        let purged = self.purged_index();
         let mut entries = Vec::new();
         for item in self.log.range(range) {
             let (key, value) = item.map_err(read_err)?;
             let index = u64::from_be_bytes(
                 key.as_ref().try_into().map_err(|_| read_err(Corrupt("bad key".into())))?,
             );
+            if purged.is_some_and(|p| index <= p) {
+                continue; // purged, removal still in progress
+            }
             entries.push(decode_entry(index, &value).map_err(read_err)?);
         }
         Ok(entries)
@@ -334,7 +402,11 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
                 let index = u64::from_be_bytes(
                     key.as_ref().try_into().map_err(|_| read_err(Corrupt("bad key".into())))?,
                 );
-                Some(decode_entry(index, &value).map_err(read_err)?.log_id)
+                if last_purged.is_some_and(|p| index <= p.index) {
+                    last_purged // only purged entries left, being removed
+                } else {
+                    Some(decode_entry(index, &value).map_err(read_err)?.log_id)
+                }
             }
             None => last_purged,
         };
@@ -413,19 +485,20 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
         self.set_watermark(log_id.index.saturating_sub(1))
     }
 
+    /// Records the purge point durably, then removes the entries in the
+    /// background (see the module docs). The point is flushed first so that a
+    /// crash can never keep a removal but lose the point (the log would then
+    /// have a hole openraft expects to read).
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         put_meta(&self.meta, KEY_PURGED, &Some(log_id))?;
-        let doomed: Vec<sled::IVec> = self
-            .log
-            .range(..=log_id.index.to_be_bytes())
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(read_err)?;
-        let mut batch = sled::Batch::default();
-        for key in doomed {
-            batch.remove(key);
-        }
-        self.log.apply_batch(batch).map_err(write_err)?;
-        self.sync_if_always().await
+        self.db.flush_async().await.map_err(write_err)?;
+        self.purged.fetch_max(log_id.index + 1, Ordering::AcqRel);
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = this.remove_through(log_id.index) {
+                tracing::warn!(error = %e, through = log_id.index, "removing purged log entries");
+            }
+        });
+        Ok(())
     }
 }

@@ -133,3 +133,63 @@ fn a_log_that_lost_acknowledged_entries_says_so() {
     let (_log, recovery) = SledLogStore::open(&path, Fsync::Always).unwrap();
     assert_eq!(recovery.lost, None);
 }
+
+#[test]
+fn entries_an_interrupted_purge_left_behind_are_removed_before_verification() {
+    use openraft::storage::{RaftLogReader, RaftLogStorage, RaftLogStorageExt};
+    use openraft::{CommittedLeaderId, EntryPayload, LogId};
+    use raftcache_raft::sled_log::{Fsync, SledLogStore};
+    let entry = |i| raftcache_raft::types::Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 0), i),
+        payload: EntryPayload::Blank,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("raft");
+    {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let (mut log, _) = SledLogStore::open(&path, Fsync::Always).unwrap();
+            log.blocking_append((1..=10).map(entry)).await.unwrap();
+            // A snapshot installed past the log: purge beyond it, then the
+            // entries after the snapshot arrive.
+            log.purge(LogId::new(CommittedLeaderId::new(1, 0), 20)).await.unwrap();
+            log.blocking_append((21..=23).map(entry)).await.unwrap();
+            let state = log.get_log_state().await.unwrap();
+            assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(20));
+            assert_eq!(state.last_log_id.map(|l| l.index), Some(23));
+            let read: Vec<u64> = log
+                .try_get_log_entries(0..100)
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| e.log_id.index)
+                .collect();
+            assert_eq!(read, vec![21, 22, 23], "purged entries are never read");
+        });
+        // Dropping the runtime waits for the background removal to finish.
+    }
+    // As if the process stopped before the removal: entries below the purge
+    // point, followed by a gap. Their bytes are not even valid entries.
+    {
+        let db = sled::open(&path).unwrap();
+        let tree = db.open_tree("log").unwrap();
+        assert!(tree.get(5u64.to_be_bytes()).unwrap().is_none(), "the purge removed entry 5");
+        for i in 3u64..=10 {
+            tree.insert(i.to_be_bytes(), b"left behind".to_vec()).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let (mut log, recovery) = SledLogStore::open(&path, Fsync::Always).unwrap();
+    assert_eq!(recovery.dropped, None, "leftovers are not mistaken for a damaged log");
+    assert_eq!(recovery.lost, None);
+    assert_eq!(recovery.entries, 3);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let state = log.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(20));
+        assert_eq!(state.last_log_id.map(|l| l.index), Some(23));
+        let read: Vec<u64> =
+            log.try_get_log_entries(0..100).await.unwrap().iter().map(|e| e.log_id.index).collect();
+        assert_eq!(read, vec![21, 22, 23]);
+    });
+}
