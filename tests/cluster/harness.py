@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional
 
+import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -242,8 +243,17 @@ class Node:
             "--raft-port", str(self.raft_port),
             "--admin-port", str(self.admin_port),
             "--bind", "127.0.0.1",
-            *self.cluster.args,
+            *self.node_args(),
         ]  # fmt: skip
+
+    def node_args(self) -> List[str]:
+        """The flags after the addresses: the cluster's (subclasses add)."""
+        return list(self.cluster.args)
+
+    def describe(self) -> str:
+        """Where to find this node, for a failed test's report."""
+        return (f"{self.log_path}; resp {self.resp_port}, raft {self.raft_port}, "
+                f"admin {self.admin_port}")
 
     def spawn(self) -> None:
         assert not self.alive(), f"node {self.member} is already running"
@@ -666,6 +676,66 @@ class Cluster:
 
 def remove_workdir(cluster: Cluster) -> None:
     shutil.rmtree(cluster.workdir, ignore_errors=True)
+
+
+# --- pytest plumbing shared by the cluster and durability suites -------------------
+
+
+def attach_logs(item, report) -> None:
+    """For a failed test: attaches every node log of the clusters it made to
+    the report, and marks the logs to be kept on disk."""
+    if not report.failed:
+        return
+    for cluster in getattr(item, "_raftcache_clusters", []):
+        item._raftcache_keep_logs = True
+        for m, text in cluster.logs().items():
+            report.sections.append((f"node {m} log ({cluster.node(m).describe()})", text or "<empty>"))
+
+
+def managed_clusters(request, build: Callable[..., Cluster]):
+    """The body of a cluster factory fixture (``yield from`` it).
+
+    Yields ``make(*args, start=True, **kwargs)``, which builds a cluster with
+    ``build(*args, **kwargs)`` and starts it. At teardown every cluster is
+    stopped (SIGCONT to paused nodes, then SIGTERM, SIGKILL after 10 s, by
+    pid); the test fails if a node exited without the harness ending it or
+    if a node log reports a panic. Work directories are removed unless the
+    test failed.
+    """
+    clusters: List[Cluster] = []
+    request.node._raftcache_clusters = clusters
+
+    def make(*args, start: bool = True, **kwargs) -> Cluster:
+        cluster = build(*args, **kwargs)
+        clusters.append(cluster)
+        if start:
+            cluster.start()
+        return cluster
+
+    yield make
+
+    problems = []
+    for cluster in clusters:
+        died = cluster.unexpected_exits()
+        cluster.stop()
+        for node in died:
+            problems.append(
+                f"node {node.member} (pid {node.pid}) exited by itself with code "
+                f"{node.proc.returncode}"
+            )
+        problems += cluster.panics()
+    failed = getattr(request.node, "_raftcache_keep_logs", False) or problems
+    for cluster in clusters:
+        if failed:
+            print(f"\nnode logs (and data directories) kept in {cluster.workdir}")
+        else:
+            remove_workdir(cluster)
+    if problems:
+        if getattr(request.node, "_raftcache_keep_logs", False):
+            # The test already failed (its report has the logs): no second failure.
+            print("\n" + "\n".join(problems))
+        else:
+            pytest.fail("\n".join(problems), pytrace=False)
 
 
 # --- a write load that records every outcome ------------------------------------

@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Callable, List
+from typing import Callable
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from dharness import DurableCluster, HarnessError, raftcache_bin  # noqa: E402
+from harness import attach_logs, managed_clusters  # noqa: E402  (on the path via dharness)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _require_binary():
+    """Fails (never skips) every test when RAFTCACHE_BIN is unusable."""
     try:
         raftcache_bin()
     except HarnessError as e:
@@ -35,55 +37,12 @@ def _require_binary():
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
-    report = outcome.get_result()
-    if report.failed:
-        for cluster in getattr(item, "_raftcache_clusters", []):
-            item._raftcache_keep_logs = True
-            for m, text in cluster.logs().items():
-                node = cluster.node(m)
-                report.sections.append(
-                    (
-                        f"node {m} log ({node.log_path}; data {node.data_dir}; resp "
-                        f"{node.resp_port}, raft {node.raft_port}, admin {node.admin_port})",
-                        text or "<empty>",
-                    )
-                )
+    attach_logs(item, outcome.get_result())
 
 
 @pytest.fixture
 def make_dcluster(request) -> Callable[..., DurableCluster]:
-    clusters: List[DurableCluster] = []
-    request.node._raftcache_clusters = clusters
-
-    def make(n: int = 3, args=(), data: bool = True, start: bool = True) -> DurableCluster:
-        cluster = DurableCluster(n, args, data=data)
-        clusters.append(cluster)
-        if start:
-            cluster.start()
-        return cluster
-
-    yield make
-
-    problems = []
-    for cluster in clusters:
-        died = cluster.unexpected_exits()
-        cluster.stop()
-        for node in died:
-            problems.append(
-                f"node {node.member} (pid {node.pid}) exited by itself with code "
-                f"{node.proc.returncode}"
-            )
-        problems += cluster.panics()
-    failed = getattr(request.node, "_raftcache_keep_logs", False) or problems
-    for cluster in clusters:
-        if failed:
-            print(f"\nnode logs and data kept in {cluster.workdir}")
-        else:
-            import shutil
-
-            shutil.rmtree(cluster.workdir, ignore_errors=True)
-    if problems:
-        if getattr(request.node, "_raftcache_keep_logs", False):
-            print("\n" + "\n".join(problems))
-        else:
-            pytest.fail("\n".join(problems), pytrace=False)
+    """Factory: make_dcluster(n=3, args=(...), data=True, start=True) -> DurableCluster."""
+    yield from managed_clusters(
+        request, lambda n=3, args=(), data=True: DurableCluster(n, args, data=data)
+    )

@@ -70,20 +70,14 @@ class DurableNode(Node):
         self.args: Optional[List[str]] = None
         self.extra_args: List[str] = []
 
-    def argv(self) -> List[str]:
-        argv = [
-            self.cluster.bin,
-            "--id", str(self.member),
-            "--peers", self.cluster.peers_flag(),
-            "--port", str(self.resp_port),
-            "--raft-port", str(self.raft_port),
-            "--admin-port", str(self.admin_port),
-            "--bind", "127.0.0.1",
-            *(self.cluster.args if self.args is None else self.args),
-        ]  # fmt: skip  (as harness.Node.argv)
+    def node_args(self) -> List[str]:
+        args = list(self.cluster.args if self.args is None else self.args)
         if self.data_dir is not None:
-            argv += ["--data-dir", self.data_dir]
-        return argv + list(self.extra_args)
+            args += ["--data-dir", self.data_dir]
+        return args + list(self.extra_args)
+
+    def describe(self) -> str:
+        return f"{super().describe()}; data {self.data_dir}"
 
     # -- life cycle --
 

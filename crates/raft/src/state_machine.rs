@@ -12,7 +12,7 @@
 //! that is being streamed to a follower is not deleted under it.
 
 use std::fs;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
@@ -107,10 +107,7 @@ impl StateMachineStore {
         let Some((meta, bin)) = newest else { return Ok((store, Loaded::Nothing)) };
         let loaded = fs::File::open(&bin)
             .map_err(|e| e.to_string())
-            .and_then(|f| {
-                State::read_snapshot(BufReader::with_capacity(1 << 20, f))
-                    .map_err(|e| e.to_string())
-            })
+            .and_then(|f| State::read_snapshot(f).map_err(|e| e.to_string()))
             .and_then(|state| {
                 let expected = meta.last_log_id.map_or(0, |l| l.index);
                 if state.applied_index() == expected {
@@ -234,13 +231,11 @@ impl StateMachineStore {
         let locked = started.elapsed();
         let (path, _) = self.snapshot_paths(&id);
         let tmp = path.with_extension("tmp");
-        let file = fs::File::create(&tmp)?;
-        let mut w = BufWriter::with_capacity(1 << 20, file);
-        state.write_snapshot(&mut w)?;
+        let mut file = fs::File::create(&tmp)?;
+        state.write_snapshot(&mut file)?;
         drop(state);
-        tracing::info!(?locked, total = ?started.elapsed(), snapshot = %id, "snapshot written");
-        let file = w.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
+        tracing::info!(?locked, total = ?started.elapsed(), snapshot = %id, "built snapshot");
         fs::rename(&tmp, &path)?;
         Ok((meta, path))
     }
@@ -254,7 +249,6 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             .map_err(|e| io_err(std::io::Error::other(e)))?
             .map_err(io_err)?;
         self.set_current(meta.clone(), path.clone()).map_err(io_err)?;
-        tracing::info!(snapshot = %meta.snapshot_id, "built snapshot");
         Ok(Snapshot { meta, snapshot: Box::new(SnapshotFile { path }) })
     }
 }
@@ -310,8 +304,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // a snapshot that does not check out is never served.
         let state = tokio::task::spawn_blocking(move || {
             let file = fs::File::open(&read_path)?;
-            State::read_snapshot(BufReader::with_capacity(1 << 20, file))
-                .map_err(std::io::Error::other)
+            State::read_snapshot(file).map_err(std::io::Error::other)
         })
         .await
         .map_err(|e| io_err(std::io::Error::other(e)))?

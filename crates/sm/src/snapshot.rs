@@ -493,10 +493,17 @@ fn read_dbs(r: &mut impl Read) -> Result<Vec<Db>, SnapshotError> {
     }
 }
 
+/// Buffer size for snapshot files.
+const IO_BUFFER: usize = 256 << 10;
+
 impl State {
-    /// Writes a snapshot of the whole state to `w`. Returns the bytes written.
+    /// Writes a snapshot of the whole state to `w` (buffered here: pass the
+    /// file itself). Returns the bytes written.
     pub fn write_snapshot(&self, w: impl Write) -> io::Result<u64> {
-        let mut w = CrcWriter { inner: io::BufWriter::new(w), crc: crc32fast::Hasher::new() };
+        let mut w = CrcWriter {
+            inner: io::BufWriter::with_capacity(IO_BUFFER, w),
+            crc: crc32fast::Hasher::new(),
+        };
         let mut counter = CountingWriter { inner: &mut w, count: 0 };
         counter.write_all(MAGIC)?;
         counter.write_all(&VERSION.to_le_bytes())?;
@@ -522,9 +529,12 @@ impl State {
 
     /// Reads a snapshot written by [`State::write_snapshot`], verifying its
     /// version and checksum. Nothing is returned unless the whole snapshot
-    /// checks out.
+    /// checks out. Reads are buffered here: pass the file itself.
     pub fn read_snapshot(r: impl Read) -> Result<State, SnapshotError> {
-        let mut r = CrcReader { inner: io::BufReader::new(r), crc: crc32fast::Hasher::new() };
+        let mut r = CrcReader {
+            inner: io::BufReader::with_capacity(IO_BUFFER, r),
+            crc: crc32fast::Hasher::new(),
+        };
         let mut magic = [0u8; 8];
         r.read_exact(&mut magic)?;
         if &magic != MAGIC {

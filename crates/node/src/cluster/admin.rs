@@ -6,11 +6,10 @@ use raftcache_proto::admin::admin_server::Admin;
 use raftcache_proto::admin::{
     DigestReply, DigestRequest, Member, SnapshotReply, SnapshotRequest, StatusReply, StatusRequest,
 };
-use raftcache_raft::openraft::ServerState;
 use raftcache_raft::types::member_of;
 use tonic::{Request, Response, Status};
 
-use super::Cluster;
+use super::{role_name, Cluster};
 
 /// The admin service of one node.
 #[derive(Clone)]
@@ -26,13 +25,7 @@ impl Admin for AdminService {
     ) -> Result<Response<StatusReply>, Status> {
         let c = &self.cluster;
         let m = c.metrics();
-        let role = match m.state {
-            ServerState::Leader => "leader",
-            ServerState::Follower => "follower",
-            ServerState::Candidate => "candidate",
-            ServerState::Learner => "learner",
-            ServerState::Shutdown => "shutdown",
-        };
+        let role = role_name(m.state);
         let membership = m.membership_config.membership();
         let members = membership
             .nodes()

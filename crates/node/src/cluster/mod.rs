@@ -235,13 +235,7 @@ impl Cluster {
     /// The INFO replication section's fields.
     pub fn info_fields(&self) -> Vec<(String, String)> {
         let m = self.metrics();
-        let role = match m.state {
-            ServerState::Leader => "leader",
-            ServerState::Follower => "follower",
-            ServerState::Candidate => "candidate",
-            ServerState::Learner => "learner",
-            ServerState::Shutdown => "shutdown",
-        };
+        let role = role_name(m.state);
         let members: Vec<String> = m
             .membership_config
             .membership()
@@ -273,5 +267,16 @@ impl Cluster {
                 if self.options.redirect { "redirect" } else { "proxy" }.into(),
             ),
         ]
+    }
+}
+
+/// The name INFO and the admin API give a Raft role.
+pub fn role_name(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "shutdown",
     }
 }
