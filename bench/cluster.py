@@ -10,6 +10,7 @@ ratio raftcache/redis for each.
 
     bench/cluster.py [--requests 500000] [--bin target/release/raftcache]
                      [--read-consistency linearizable|lease|stale]
+                     [--tests set,get,incr] [--pipelines 1,16]
 
 Targets (issue 3, 2-core machine shared by three nodes and the load
 generator): replicated SET >= 0.5 of redis at -P 1 and >= 0.2 at -P 16,
@@ -42,7 +43,11 @@ def main():
     ap.add_argument("--requests", type=int, default=500_000)
     ap.add_argument("--bin", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "raftcache"))
     ap.add_argument("--read-consistency", default="linearizable")
+    ap.add_argument("--tests", default=TESTS, help="redis-benchmark tests (default: %(default)s)")
+    ap.add_argument("--pipelines", default="1,16", help="-P values (default: %(default)s)")
     args = ap.parse_args()
+    tests = args.tests
+    pipelines = [int(p) for p in args.pipelines.split(",")]
 
     resp = [free_port() for _ in range(3)]
     raft = [free_port() for _ in range(3)]
@@ -74,17 +79,17 @@ def main():
         follower = (leader + 1) % 3
         targets = [("leader", resp[leader]), ("follower", resp[follower]), ("redis", redis_port)]
         results = {}
-        for pipeline in (1, 16):
+        for pipeline in pipelines:
             for name, port in targets:
-                results[(name, pipeline)] = benchmark(port, args.requests, pipeline, tests=TESTS)
-        print(f"\nredis-benchmark -t {TESTS} -n {args.requests} -c 50; three raftcache nodes "
+                results[(name, pipeline)] = benchmark(port, args.requests, pipeline, tests=tests)
+        print(f"\nredis-benchmark -t {tests} -n {args.requests} -c 50; three raftcache nodes "
               f"(memory-only, read consistency {args.read_consistency}) and one redis-server "
               f"on one {os.cpu_count()}-CPU machine\n")
         print(f"{'test':<6}{'-P':>4}{'via':>10}{'rps':>12}{'redis rps':>12}{'ratio':>7}"
               f"{'p50 ms':>9}{'p99 ms':>9}{'redis p50':>11}{'redis p99':>11}")
-        for pipeline in (1, 16):
+        for pipeline in pipelines:
             redis = results[("redis", pipeline)]
-            for test in TESTS.split(","):
+            for test in tests.split(","):
                 for via in ("leader", "follower"):
                     r = results[(via, pipeline)][test]
                     b = redis[test]

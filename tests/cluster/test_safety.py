@@ -317,3 +317,37 @@ def test_quickly_restarted_follower_does_not_crash_the_leader(make_cluster):
         assert not cluster.panics(), cluster.panics()
     cluster.wait_stable(timeout=30)
     cluster.assert_digests_equal()
+
+
+@pytest.mark.parametrize("consistency", ["linearizable", "lease"])
+def test_resumed_follower_serves_no_stale_read(make_cluster, consistency):
+    """Followers serve linearizable (and lease) reads from their own replica
+    after the leader hands them a read index. A follower is paused while the
+    leader acknowledges a new value of `k`; GETs sent to the follower while it
+    was paused are read when it resumes, when its replica still holds the old
+    value: every one must return the new value."""
+    cluster = make_cluster(3, args=["--read-consistency", consistency])
+    leader = cluster.wait_stable(timeout=30)
+    follower = next(m for m in cluster.nodes if m != leader)
+    lc = cluster.client(leader)
+    assert lc.set("k", "old") is True
+    socks = []
+    for _ in range(16):
+        s = socket.create_connection(("127.0.0.1", cluster.node(follower).resp_port), timeout=30)
+        _resp_get(s, "k")
+        assert _resp_read(s) == b"$3\r\nold\r\n"
+        socks.append(s)
+    cluster.sigstop(follower)
+    try:
+        assert lc.set("k", "new") is True  # acknowledged by the leader and the third node
+        for s in socks:
+            _resp_get(s, "k")
+    finally:
+        cluster.sigcont(follower)
+    replies = [_resp_read(s) for s in socks]
+    for s in socks:
+        s.close()
+    print(f"\nGETs on the resumed follower: {sorted(set(replies))}")
+    assert replies == [b"$3\r\nnew\r\n"] * len(socks)
+    lc.close()
+    cluster.assert_digests_equal()

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::RaftLogReader;
 
-use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote, VoteCell};
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -27,11 +27,17 @@ struct Inner {
 #[derive(Clone, Debug, Default)]
 pub struct MemLogStore {
     inner: Arc<Mutex<Inner>>,
+    saved_vote: VoteCell,
 }
 
 impl MemLogStore {
     pub fn new() -> MemLogStore {
         MemLogStore::default()
+    }
+
+    /// The vote this store last saved.
+    pub fn vote_cell(&self) -> VoteCell {
+        self.saved_vote.clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -63,6 +69,7 @@ impl RaftLogStorage<TypeConfig> for MemLogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         self.lock().vote = Some(*vote);
+        self.saved_vote.set(*vote);
         Ok(())
     }
 

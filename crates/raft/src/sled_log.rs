@@ -49,7 +49,7 @@ use openraft::{ErrorSubject, ErrorVerb, RaftLogReader, StorageIOError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote, VoteCell};
 
 /// When appended entries are fsynced (Redis's `appendfsync`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +86,8 @@ pub struct SledLogStore {
     purged: Arc<AtomicU64>,
     /// Held while purged entries are removed, so removal is oldest first.
     purging: Arc<std::sync::Mutex<()>>,
+    /// The vote last made durable.
+    saved_vote: VoteCell,
 }
 
 /// Entries removed per sled batch when purging.
@@ -210,7 +212,11 @@ impl SledLogStore {
             watermark,
             purged: Arc::new(AtomicU64::new(purged.map_or(0, |l| l.index + 1))),
             purging: Arc::default(),
+            saved_vote: VoteCell::default(),
         };
+        if let Some(vote) = get_meta::<Vote>(&store.meta, KEY_VOTE)? {
+            store.saved_vote.set(vote);
+        }
         // Entries a purge had not yet removed when the process stopped: they
         // may be followed by a gap (a snapshot installed past them), which
         // verification would take for damage.
@@ -238,6 +244,11 @@ impl SledLogStore {
             store.set_watermark(last)?;
         }
         Ok((store, recovery))
+    }
+
+    /// The vote this store last made durable.
+    pub fn vote_cell(&self) -> VoteCell {
+        self.saved_vote.clone()
     }
 
     /// The last index in the log (or the last purged one), 0 if none.
@@ -421,6 +432,7 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
         put_meta(&self.meta, KEY_VOTE, vote)?;
         // Always durable: a forgotten vote could elect two leaders in a term.
         self.db.flush_async().await.map_err(|e| io(ErrorSubject::Vote, ErrorVerb::Write, e))?;
+        self.saved_vote.set(*vote);
         Ok(())
     }
 

@@ -78,6 +78,26 @@ pub type Entry = openraft::Entry<TypeConfig>;
 /// A vote.
 pub type Vote = openraft::Vote<NodeId>;
 
+/// The vote a log store last made durable, readable without going through
+/// openraft. A node that answers a leadership confirmation (read index) checks
+/// it: a node whose durable vote is still for leader `L` in term `T` has not
+/// voted for anyone in a later term, so no later leader can have been elected
+/// with its help. Clones share the cell.
+#[derive(Clone, Debug, Default)]
+pub struct VoteCell(std::sync::Arc<std::sync::Mutex<Option<Vote>>>);
+
+impl VoteCell {
+    /// The last durable vote.
+    pub fn get(&self) -> Option<Vote> {
+        *self.0.lock().expect("vote cell")
+    }
+
+    /// Records a vote once it is durable.
+    pub(crate) fn set(&self, vote: Vote) {
+        *self.0.lock().expect("vote cell") = Some(vote);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

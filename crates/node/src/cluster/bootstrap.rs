@@ -53,6 +53,7 @@ use tracing::{info, warn};
 
 use super::admin::AdminService;
 use super::peer::PeerService;
+use super::confirm::Confirmer;
 use super::proposer::{self, Proposer};
 use super::reads::{self, ReadBarrier};
 use super::{Cluster, Options, ReadConsistency};
@@ -596,6 +597,10 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
     .validate()
     .context("raft config")?;
     let config = Arc::new(config);
+    let vote = match &logs {
+        Logs::Mem(log) => log.vote_cell(),
+        Logs::Sled(log) => log.vote_cell(),
+    };
     let raft = match logs {
         Logs::Mem(log) => Raft::new(me, config, network.clone(), log, sm.clone()).await,
         Logs::Sled(log) => Raft::new(me, config, network.clone(), log, sm.clone()).await,
@@ -604,6 +609,7 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
 
     let (proposer, proposals) = Proposer::new();
     let (reads, read_waiters) = ReadBarrier::new();
+    let confirmer = Confirmer::new(network.clone());
     let cluster = Arc::new(Cluster {
         raft,
         sm,
@@ -620,6 +626,8 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
         },
         proposer,
         reads,
+        confirmer,
+        vote,
         resp_addrs: Mutex::default(),
     });
     let _ = slot.set(cluster.clone());

@@ -23,6 +23,7 @@
 
 pub mod admin;
 pub mod bootstrap;
+pub mod confirm;
 pub mod peer;
 pub mod proposer;
 pub mod reads;
@@ -36,9 +37,10 @@ use raftcache_proto::raft::InfoRequest;
 use raftcache_raft::network::Network;
 use raftcache_raft::openraft::{RaftMetrics, ServerState};
 use raftcache_raft::state_machine::StateMachineStore;
-use raftcache_raft::types::{member_of, NodeId, Raft, ShowId};
+use raftcache_raft::types::{member_of, NodeId, Raft, ShowId, VoteCell};
 use raftcache_sm::{Op, Reply};
 
+use self::confirm::Confirmer;
 use self::proposer::Proposer;
 use self::reads::ReadBarrier;
 
@@ -143,6 +145,10 @@ pub struct Cluster {
     pub options: Options,
     pub proposer: Proposer,
     pub reads: ReadBarrier,
+    /// Read-index rounds to the voters.
+    pub confirmer: Confirmer,
+    /// This node's durable vote (see [`confirm`]).
+    pub vote: VoteCell,
     /// Client (RESP) addresses of other nodes, learned through Info.
     resp_addrs: Mutex<HashMap<NodeId, String>>,
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use raftcache_proto::raft::forward_request::Kind;
 use raftcache_proto::raft::raft_server::Raft as RaftService;
 use raftcache_proto::raft::{
-    ForwardReply, ForwardRequest, InfoRequest, JoinReply, JoinRequest, NodeInfo, RaftPayload,
+    ConfirmReply, ConfirmRequest, ForwardReply, ForwardRequest, InfoRequest, JoinReply, JoinRequest, NodeInfo, RaftPayload, ReadIndexReply, ReadIndexRequest,
     SnapshotChunk,
 };
 use raftcache_raft::codec::{decode, encode};
@@ -135,15 +135,36 @@ impl RaftService for PeerService {
         Ok(Response::new(encode(&result)))
     }
 
+    type ConfirmLeaderStream =
+        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<ConfirmReply, Status>> + Send>>;
+
+    async fn confirm_leader(
+        &self,
+        request: Request<Streaming<ConfirmRequest>>,
+    ) -> RpcResult<Self::ConfirmLeaderStream> {
+        let cluster = self.cluster()?.clone();
+        let replies = request
+            .into_inner()
+            .map(move |r| r.map(|r| super::confirm::answer(&cluster, &cluster.vote, &r)));
+        Ok(Response::new(Box::pin(replies)))
+    }
+
     async fn forward(&self, request: Request<ForwardRequest>) -> RpcResult<ForwardReply> {
         let cluster = self.cluster()?;
         let request = request.into_inner();
         let replies = match Kind::try_from(request.kind) {
             Ok(Kind::Write) => serve_forwarded_write(cluster, &request).await?,
-            Ok(Kind::Read) => cluster.serve_forwarded_read(&request).await?,
             _ => return Err(Status::invalid_argument("unknown forward kind")),
         };
         Ok(Response::new(ForwardReply { replies: Some(encode_replies(&replies)) }))
+    }
+
+    async fn read_index(
+        &self,
+        _request: Request<ReadIndexRequest>,
+    ) -> RpcResult<ReadIndexReply> {
+        let index = self.cluster()?.serve_read_index().await?;
+        Ok(Response::new(ReadIndexReply { index }))
     }
 
     async fn info(&self, _request: Request<InfoRequest>) -> RpcResult<NodeInfo> {

@@ -1,27 +1,32 @@
 //! The read path: read-index confirmation shared by concurrent reads, leases,
-//! stale reads, and forwarding reads to the leader.
+//! stale reads, and follower reads.
+//!
+//! Linearizable reads on any node wait for one *round*, shared by every read
+//! that was waiting when the round started. On the leader a round is a
+//! leadership confirmation ([`super::confirm`]) followed by applying up to the
+//! read index. On a follower it is one `ReadIndex` request to the leader (which
+//! runs its own round for it) followed by applying up to the index the leader
+//! returned; the reads are then served from the follower's own state machine,
+//! so neither the commands nor their replies cross the network.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use raftcache_proto::raft::forward_request::Kind;
-use raftcache_proto::raft::ForwardRequest;
-use raftcache_sm::{Op, Reply};
+use raftcache_proto::raft::ReadIndexRequest;
+use raftcache_sm::Reply;
 use tokio::sync::{mpsc, oneshot};
 
-use super::proposer::{forward, to_pb, ForwardError};
 use super::{Cluster, ClusterError, Command, Leader, ReadConsistency};
 use crate::clock::now_ms;
 
 type Waiter = oneshot::Sender<bool>;
 
-/// Confirms leadership for reads. A round of confirmation (heartbeats to a
-/// quorum, then waiting for the state machine to reach the read index) serves
-/// every read that was waiting when the round started; reads arriving later go
-/// to a later round, whose confirmation starts after they arrived, which is
-/// what linearizability needs. Up to [`CONCURRENT_ROUNDS`] rounds run at once,
-/// so a read never waits for a round it is not part of to finish.
+/// Batches reads into rounds. A round (a leadership confirmation or a read
+/// index from the leader, then waiting for the state machine to reach the read
+/// index) serves every read that was waiting when the round started; reads
+/// arriving later go to a later round, whose confirmation starts after they
+/// arrived, which is what linearizability needs. Up to [`CONCURRENT_ROUNDS`]
+/// rounds run at once.
 pub struct ReadBarrier {
     tx: mpsc::Sender<Waiter>,
     /// The leader lease: the term it was confirmed in and when it ends. It
@@ -54,8 +59,8 @@ impl ReadBarrier {
             .is_some_and(|(t, until)| t == term && Instant::now() < until)
     }
 
-    /// True once this node confirmed it leads and has applied everything
-    /// committed before the call.
+    /// True once this node has applied everything committed before the call
+    /// (confirmed by the leader, which may be this node).
     pub async fn confirm(&self) -> bool {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(tx).await.is_err() {
@@ -80,12 +85,19 @@ pub async fn run_barrier(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Waiter>) 
         }
         let cluster = cluster.clone();
         tokio::spawn(async move {
-            let sent = Instant::now();
-            let term = cluster.metrics().current_term;
-            let ok = cluster.raft.ensure_linearizable().await.is_ok();
-            if ok {
-                cluster.reads.renew(term, sent, cluster.options.lease);
-            }
+            let ok = match cluster.leader() {
+                Leader::Me => {
+                    let sent = Instant::now();
+                    let term = cluster.raft.metrics().borrow().current_term;
+                    let ok = cluster.confirmer.round(&cluster, &cluster.vote).await;
+                    if ok {
+                        cluster.reads.renew(term, sent, cluster.options.lease);
+                    }
+                    ok
+                }
+                Leader::Other { raft_addr, .. } => cluster.read_index_from(&raft_addr).await,
+                Leader::Unknown => false,
+            };
             for w in waiters {
                 let _ = w.send(ok);
             }
@@ -156,18 +168,9 @@ impl Cluster {
                         return Ok(self.read_local(&cmds));
                     }
                 }
-                Leader::Other { raft_addr, .. } => {
-                    let ops: Vec<Op> = cmds.iter().cloned().map(Command::op).collect();
-                    let request = ForwardRequest {
-                        kind: Kind::Read as i32,
-                        session: 0,
-                        seq: 0,
-                        ack_below: 0,
-                        commands: to_pb(&ops),
-                    };
-                    match forward(self, &raft_addr, request, deadline).await {
-                        Ok(replies) => return Ok(replies),
-                        Err(ForwardError::Refused | ForwardError::Unknown) => {}
+                Leader::Other { .. } => {
+                    if self.reads.confirm().await {
+                        return Ok(self.read_local(&cmds));
                     }
                 }
                 Leader::Unknown => {}
@@ -193,25 +196,36 @@ impl Cluster {
         self.reads.confirm().await
     }
 
-    /// The leader's side of forwarded reads.
-    pub async fn serve_forwarded_read(
-        &self,
-        request: &ForwardRequest,
-    ) -> Result<Vec<Reply>, tonic::Status> {
+    /// A follower's round: asks the leader at `raft_addr` for a read index,
+    /// then waits to apply it.
+    async fn read_index_from(&self, raft_addr: &str) -> bool {
+        let Ok(mut client) = self.network.client_for(raft_addr) else { return false };
+        let timeout = self.options.request_timeout;
+        let mut request = tonic::Request::new(ReadIndexRequest {});
+        request.set_timeout(timeout);
+        let index = match tokio::time::timeout(timeout, client.read_index(request)).await {
+            Ok(Ok(reply)) => reply.into_inner().index,
+            _ => return false,
+        };
+        if self.sm.read().last_applied.map_or(0, |l| l.index) >= index {
+            return true;
+        }
+        self.raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index), "follower read index")
+            .await
+            .is_ok()
+    }
+
+    /// The leader's side of a follower's `ReadIndex`: confirms leadership
+    /// (after the request arrived) and returns an index applied since.
+    pub async fn serve_read_index(&self) -> Result<u64, tonic::Status> {
         if self.leader() != Leader::Me {
             return Err(tonic::Status::failed_precondition("not the leader"));
         }
         if !self.confirm_leadership().await {
             return Err(tonic::Status::failed_precondition("leadership not confirmed"));
         }
-        let cmds: Vec<Command> = request
-            .commands
-            .iter()
-            .map(|c| Command {
-                db: c.db,
-                argv: c.argv.iter().map(|a| Bytes::copy_from_slice(a)).collect(),
-            })
-            .collect();
-        Ok(self.read_local(&cmds))
+        Ok(self.sm.read().last_applied.map_or(0, |l| l.index))
     }
 }
