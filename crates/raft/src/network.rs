@@ -1,7 +1,8 @@
 //! The client side of the peer transport: openraft's RPCs over gRPC.
 //!
 //! One HTTP/2 channel per peer address is created lazily and reused by every
-//! RPC to that peer (tonic multiplexes them). Each RPC has a deadline from
+//! RPC to that peer (tonic multiplexes them). AppendEntries travel on one
+//! long-lived stream per replication target. Each RPC has a deadline from
 //! openraft's [`RPCOption`]; a peer that is down or slow only delays the
 //! replication stream to that peer, because openraft drives each peer from its
 //! own task. Snapshots are streamed from their file in chunks of
@@ -22,7 +23,7 @@ use openraft::raft::{
 };
 use openraft::{BasicNode, Snapshot};
 use raftcache_proto::raft::raft_client::RaftClient;
-use raftcache_proto::raft::SnapshotChunk;
+use raftcache_proto::raft::{RaftPayload, SnapshotChunk};
 use tokio::io::AsyncReadExt;
 use tonic::transport::{Channel, Endpoint};
 
@@ -103,8 +104,47 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Connection {
         let client = self.client_for(&node.addr).map_err(|e| e.to_string());
-        Connection { id: self.id, target, client, cluster_id: self.cluster_id.clone() }
+        Connection {
+            id: self.id,
+            target,
+            client,
+            cluster_id: self.cluster_id.clone(),
+            append_stream: Mutex::new(None),
+        }
     }
+}
+
+/// An open AppendEntries stream: where requests go, where answers come from.
+struct AppendStream {
+    requests: tokio::sync::mpsc::Sender<RaftPayload>,
+    replies: tonic::Streaming<RaftPayload>,
+}
+
+/// Sends one AppendEntries on `stream` (opening one if there is none) and
+/// waits for its answer.
+async fn exchange(
+    mut client: RaftClient<Channel>,
+    stream: Option<AppendStream>,
+    payload: RaftPayload,
+) -> Result<(RaftPayload, AppendStream), tonic::Status> {
+    let closed = || tonic::Status::unavailable("AppendEntries stream closed");
+    let mut stream = match stream {
+        Some(stream) => {
+            stream.requests.send(payload).await.map_err(|_| closed())?;
+            stream
+        }
+        None => {
+            let (requests, rx) = tokio::sync::mpsc::channel(1);
+            requests.send(payload).await.map_err(|_| closed())?;
+            let replies = client
+                .append_entries(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await?
+                .into_inner();
+            AppendStream { requests, replies }
+        }
+    };
+    let reply = stream.replies.message().await?.ok_or_else(closed)?;
+    Ok((reply, stream))
 }
 
 /// The connection openraft uses for one peer.
@@ -114,6 +154,9 @@ pub struct Connection {
     /// An invalid peer address is reported on every RPC instead of panicking.
     client: Result<RaftClient<Channel>, String>,
     cluster_id: Arc<std::sync::atomic::AtomicU64>,
+    /// The AppendEntries stream to the target, opened on first use (in a
+    /// mutex only to make the connection `Sync`; reached through `get_mut`).
+    append_stream: Mutex<Option<AppendStream>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -156,7 +199,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        let mut client = self.client()?;
+        let client = self.client()?;
         let ttl = option.hard_ttl();
         let entries = rpc.entries.len() as u64;
         let payload = encode_to(&rpc, self.target, self.cluster());
@@ -166,14 +209,17 @@ impl RaftNetwork<TypeConfig> for Connection {
                 .clamp(1, entries - 1);
             return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(hint)));
         }
-        let mut request = tonic::Request::new(payload);
-        request.set_timeout(ttl);
-        let reply = match tokio::time::timeout(ttl, client.append_entries(request)).await {
+        // The stream is taken while in use: if the exchange fails or times
+        // out (a late answer would be taken for the next request's), it is
+        // dropped and the next request opens a new one.
+        let stream = self.append_stream.get_mut().expect("stream slot").take();
+        let reply = match tokio::time::timeout(ttl, exchange(client, stream, payload)).await {
             Err(_) => return Err(RPCError::Timeout(self.timeout(RPCTypes::AppendEntries, ttl))),
-            Ok(Err(status)) if status.code() == tonic::Code::DeadlineExceeded => {
-                return Err(RPCError::Timeout(self.timeout(RPCTypes::AppendEntries, ttl)))
+            Ok(Err(status)) => return Err(status_error(status)),
+            Ok(Ok((reply, stream))) => {
+                *self.append_stream.get_mut().expect("stream slot") = Some(stream);
+                reply
             }
-            Ok(reply) => reply.map_err(status_error)?.into_inner(),
         };
         let result: Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> =
             decode(&reply).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;

@@ -52,8 +52,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::admin::AdminService;
-use super::peer::PeerService;
 use super::confirm::Confirmer;
+use super::peer::PeerService;
 use super::proposer::{self, Proposer};
 use super::reads::{self, ReadBarrier};
 use super::{Cluster, Options, ReadConsistency};
@@ -240,7 +240,11 @@ async fn survey(
         }
         survey.reachable += 1;
         survey.initialized |= info.initialized;
-        survey.leader_known |= info.initialized && info.leader_raft_node_id != 0;
+        // Only a member that says it leads counts: after a restart, a node's
+        // committed vote still names the leader it had, which may be gone.
+        survey.leader_known |= info.initialized
+            && info.leader_raft_node_id != 0
+            && info.leader_raft_node_id == info.raft_node_id;
         if !info.initialized && !info.fresh_intent {
             survey.undecided += 1;
         }
@@ -627,6 +631,7 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
         proposer,
         reads,
         confirmer,
+        forwarder: Default::default(),
         vote,
         resp_addrs: Mutex::default(),
     });

@@ -24,6 +24,7 @@
 pub mod admin;
 pub mod bootstrap;
 pub mod confirm;
+pub mod forward;
 pub mod peer;
 pub mod proposer;
 pub mod reads;
@@ -145,6 +146,8 @@ pub struct Cluster {
     pub options: Options,
     pub proposer: Proposer,
     pub reads: ReadBarrier,
+    /// Streams to the leader for forwarded writes.
+    pub forwarder: forward::Forwarder,
     /// Read-index rounds to the voters.
     pub confirmer: Confirmer,
     /// This node's durable vote (see [`confirm`]).

@@ -7,11 +7,10 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
 
-use raftcache_proto::raft::forward_request::Kind;
 use raftcache_proto::raft::raft_server::Raft as RaftService;
 use raftcache_proto::raft::{
-    ConfirmReply, ConfirmRequest, ForwardReply, ForwardRequest, InfoRequest, JoinReply, JoinRequest, NodeInfo, RaftPayload, ReadIndexReply, ReadIndexRequest,
-    SnapshotChunk,
+    ConfirmReply, ConfirmRequest, ForwardReply, ForwardRequest, InfoRequest, JoinReply,
+    JoinRequest, NodeInfo, RaftPayload, ReadIndexReply, ReadIndexRequest, SnapshotChunk,
 };
 use raftcache_raft::codec::{decode, encode};
 use raftcache_raft::openraft::error::Fatal;
@@ -24,7 +23,6 @@ use tokio::io::AsyncWriteExt;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::proposer::{encode_replies, serve_forwarded_write};
 use super::{Cluster, Leader};
 
 /// How many entries behind the leader a learner may be when it is promoted.
@@ -77,16 +75,34 @@ impl PeerService {
     }
 }
 
+impl PeerService {
+    /// Answers one AppendEntries (an error status ends the stream).
+    async fn append_one(&self, payload: &RaftPayload) -> std::result::Result<RaftPayload, Status> {
+        let cluster = self.addressed(payload.target, payload.cluster_id)?;
+        let rpc: AppendEntriesRequest<TypeConfig> = decode(payload).map_err(bad_payload)?;
+        Ok(encode(&cluster.raft.append_entries(rpc).await))
+    }
+}
+
 type RpcResult<T> = std::result::Result<Response<T>, Status>;
 
 #[tonic::async_trait]
 impl RaftService for PeerService {
-    async fn append_entries(&self, request: Request<RaftPayload>) -> RpcResult<RaftPayload> {
-        let cluster = self.addressed(request.get_ref().target, request.get_ref().cluster_id)?;
-        let rpc: AppendEntriesRequest<TypeConfig> =
-            decode(request.get_ref()).map_err(bad_payload)?;
-        let result = cluster.raft.append_entries(rpc).await;
-        Ok(Response::new(encode(&result)))
+    type AppendEntriesStream =
+        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<RaftPayload, Status>> + Send>>;
+
+    async fn append_entries(
+        &self,
+        request: Request<Streaming<RaftPayload>>,
+    ) -> RpcResult<Self::AppendEntriesStream> {
+        let service = self.clone();
+        // One at a time, in order: the leader sends the next request only
+        // after this answer.
+        let replies = request.into_inner().then(move |payload| {
+            let service = service.clone();
+            async move { service.append_one(&payload?).await }
+        });
+        Ok(Response::new(Box::pin(replies)))
     }
 
     async fn vote(&self, request: Request<RaftPayload>) -> RpcResult<RaftPayload> {
@@ -149,20 +165,17 @@ impl RaftService for PeerService {
         Ok(Response::new(Box::pin(replies)))
     }
 
-    async fn forward(&self, request: Request<ForwardRequest>) -> RpcResult<ForwardReply> {
-        let cluster = self.cluster()?;
-        let request = request.into_inner();
-        let replies = match Kind::try_from(request.kind) {
-            Ok(Kind::Write) => serve_forwarded_write(cluster, &request).await?,
-            _ => return Err(Status::invalid_argument("unknown forward kind")),
-        };
-        Ok(Response::new(ForwardReply { replies: Some(encode_replies(&replies)) }))
+    type ForwardStream = tokio_stream::wrappers::ReceiverStream<Result<ForwardReply, Status>>;
+
+    async fn forward(
+        &self,
+        request: Request<Streaming<ForwardRequest>>,
+    ) -> RpcResult<Self::ForwardStream> {
+        let cluster = self.cluster()?.clone();
+        Ok(Response::new(super::forward::serve(cluster, request.into_inner())))
     }
 
-    async fn read_index(
-        &self,
-        _request: Request<ReadIndexRequest>,
-    ) -> RpcResult<ReadIndexReply> {
+    async fn read_index(&self, _request: Request<ReadIndexRequest>) -> RpcResult<ReadIndexReply> {
         let index = self.cluster()?.serve_read_index().await?;
         Ok(Response::new(ReadIndexReply { index }))
     }
@@ -182,7 +195,11 @@ impl RaftService for PeerService {
             let m = cluster.metrics();
             info.raft_node_id = cluster.node_id;
             info.initialized = m.membership_config.membership().nodes().next().is_some();
-            info.leader_raft_node_id = m.current_leader.unwrap_or(0);
+            info.leader_raft_node_id = match cluster.leader() {
+                Leader::Me => cluster.node_id,
+                Leader::Other { id, .. } => id,
+                Leader::Unknown => 0,
+            };
             info.cluster_id = cluster.sm.read().state.cluster_id();
         }
         Ok(Response::new(info))

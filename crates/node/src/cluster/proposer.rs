@@ -18,13 +18,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use raftcache_proto::raft::forward_request::Kind;
-use raftcache_proto::raft::{Command as PbCommand, ForwardRequest};
-use raftcache_raft::codec::{decode, encode};
 use raftcache_raft::openraft::error::{ClientWriteError, RaftError};
 use raftcache_sm::{Op, Origin, Proposal, Reply};
 use tokio::sync::{mpsc, oneshot};
 
+use super::forward::ForwardError;
 use super::{Cluster, ClusterError, Command, Leader};
 use crate::clock::now_ms;
 
@@ -143,7 +141,7 @@ pub async fn run(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Group>) {
 }
 
 /// How one attempt at a batch ended.
-enum Attempt {
+pub(super) enum Attempt {
     Done(Vec<Reply>),
     /// Nothing was applied (the receiver refused it before proposing).
     Refused,
@@ -192,7 +190,7 @@ async fn submit(cluster: &Cluster, seq: u64, ops: Vec<Op>) -> Result<Vec<Reply>,
 }
 
 /// Proposes on this node, which believes it leads.
-async fn propose_local(
+pub(super) async fn propose_local(
     cluster: &Cluster,
     origin: Origin,
     ops: Vec<Op>,
@@ -213,17 +211,6 @@ async fn propose_local(
     }
 }
 
-pub(crate) fn to_pb(ops: &[Op]) -> Vec<PbCommand> {
-    ops.iter()
-        .filter_map(|op| match op {
-            Op::Command { db, argv } => {
-                Some(PbCommand { db: *db, argv: argv.iter().map(|a| a.to_vec()).collect() })
-            }
-            _ => None,
-        })
-        .collect()
-}
-
 /// Forwards a batch to the leader at `raft_addr`.
 async fn forward_write(
     cluster: &Cluster,
@@ -232,88 +219,9 @@ async fn forward_write(
     ops: &[Op],
     deadline: Instant,
 ) -> Attempt {
-    let request = ForwardRequest {
-        kind: Kind::Write as i32,
-        session: origin.session,
-        seq: origin.seq,
-        ack_below: origin.ack_below,
-        commands: to_pb(ops),
-    };
-    match forward(cluster, raft_addr, request, deadline).await {
+    match cluster.forwarder.write(cluster, raft_addr, origin, ops, deadline).await {
         Ok(replies) => Attempt::Done(replies),
         Err(ForwardError::Refused) => Attempt::Refused,
         Err(ForwardError::Unknown) => Attempt::Unknown,
     }
-}
-
-/// How a forwarded request failed.
-pub enum ForwardError {
-    /// The receiver did not act on it (not the leader, unreachable).
-    Refused,
-    /// It may have acted on it.
-    Unknown,
-}
-
-/// Sends a Forward RPC and decodes the replies.
-pub async fn forward(
-    cluster: &Cluster,
-    raft_addr: &str,
-    request: ForwardRequest,
-    deadline: Instant,
-) -> Result<Vec<Reply>, ForwardError> {
-    let Ok(mut client) = cluster.network.client_for(raft_addr) else {
-        return Err(ForwardError::Refused);
-    };
-    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-    let mut rpc = tonic::Request::new(request);
-    rpc.set_timeout(left);
-    match tokio::time::timeout(left, client.forward(rpc)).await {
-        Err(_) => Err(ForwardError::Unknown),
-        Ok(Ok(reply)) => match reply.into_inner().replies.as_ref().map(decode::<Vec<Reply>>) {
-            Some(Ok(replies)) => Ok(replies),
-            _ => Err(ForwardError::Unknown),
-        },
-        Ok(Err(status)) => match status.code() {
-            // Refused before proposing, or the connection was never made.
-            tonic::Code::FailedPrecondition => Err(ForwardError::Refused),
-            tonic::Code::Unavailable if status.message().contains("connect") => {
-                Err(ForwardError::Refused)
-            }
-            _ => Err(ForwardError::Unknown),
-        },
-    }
-}
-
-/// The leader's side of a forwarded write: propose it under the origin's
-/// session. Returns the replies or a gRPC status saying whether anything
-/// may have happened.
-pub async fn serve_forwarded_write(
-    cluster: &Cluster,
-    request: &ForwardRequest,
-) -> Result<Vec<Reply>, tonic::Status> {
-    if cluster.leader() != Leader::Me {
-        return Err(tonic::Status::failed_precondition("not the leader"));
-    }
-    let origin =
-        Origin { session: request.session, seq: request.seq, ack_below: request.ack_below };
-    let ops = request
-        .commands
-        .iter()
-        .map(|c| Op::Command {
-            db: c.db,
-            argv: c.argv.iter().map(|a| bytes::Bytes::copy_from_slice(a)).collect(),
-        })
-        .collect();
-    let deadline = Instant::now() + cluster.options.request_timeout;
-    match propose_local(cluster, origin, ops, deadline).await {
-        Attempt::Done(replies) => Ok(replies),
-        Attempt::Refused => Err(tonic::Status::failed_precondition("not the leader")),
-        Attempt::Unknown => Err(tonic::Status::aborted("outcome unknown")),
-        Attempt::Fatal(_) => Err(tonic::Status::unavailable("shutting down")),
-    }
-}
-
-/// Encodes replies for a Forward reply.
-pub fn encode_replies(replies: &[Reply]) -> raftcache_proto::raft::RaftPayload {
-    encode(&replies)
 }

@@ -1,0 +1,205 @@
+//! Forwarding writes from a follower to the leader, on one long-lived gRPC
+//! stream per leader address.
+//!
+//! Each forwarded batch gets an id on the stream; a reader task hands each
+//! answer to the batch waiting for it, so many batches are in flight at once
+//! and answers may come back in any order. A batch that could not be put on a
+//! stream was never sent (the caller may retry it anywhere); a batch whose
+//! answer never came may or may not have been applied (the caller retries it
+//! under the same session and sequence number, which the engine applies at
+//! most once).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use raftcache_proto::raft::forward_reply::Error as ReplyError;
+use raftcache_proto::raft::forward_request::Kind;
+use raftcache_proto::raft::{ForwardReply, ForwardRequest};
+use raftcache_raft::codec::{decode, encode};
+use raftcache_sm::{Op, Origin, Reply};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+
+use super::proposer::{propose_local, Attempt};
+use super::{Cluster, Leader};
+
+/// Requests queued on one stream before senders wait.
+const QUEUE: usize = 1024;
+/// How long opening a stream may take.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(1);
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<ForwardReply>>>>;
+
+/// One open stream to a leader.
+struct Link {
+    requests: mpsc::Sender<ForwardRequest>,
+    pending: Pending,
+    next_id: AtomicU64,
+    /// Cleared when the stream ends; the next forward opens a new one.
+    open: Arc<AtomicBool>,
+}
+
+/// The follower's streams, by leader address.
+#[derive(Default)]
+pub struct Forwarder {
+    links: tokio::sync::Mutex<HashMap<String, Arc<Link>>>,
+}
+
+/// How a forwarded request failed.
+pub enum ForwardError {
+    /// The receiver did not act on it (not the leader, never sent).
+    Refused,
+    /// It may have acted on it.
+    Unknown,
+}
+
+impl Forwarder {
+    /// The open stream to `raft_addr`, opening one if needed.
+    async fn link(&self, cluster: &Cluster, raft_addr: &str) -> Option<Arc<Link>> {
+        let mut links = self.links.lock().await;
+        if let Some(link) = links.get(raft_addr) {
+            if link.open.load(Ordering::Acquire) {
+                return Some(link.clone());
+            }
+        }
+        links.remove(raft_addr);
+        let mut client = cluster.network.client_for(raft_addr).ok()?;
+        let (requests, rx) = mpsc::channel(QUEUE);
+        let call = client.forward(ReceiverStream::new(rx));
+        let mut replies = match tokio::time::timeout(OPEN_TIMEOUT, call).await {
+            Ok(Ok(response)) => response.into_inner(),
+            _ => return None,
+        };
+        let link = Arc::new(Link {
+            requests,
+            pending: Pending::default(),
+            next_id: AtomicU64::new(1),
+            open: Arc::new(AtomicBool::new(true)),
+        });
+        let (pending, open) = (link.pending.clone(), link.open.clone());
+        tokio::spawn(async move {
+            while let Ok(Some(reply)) = replies.message().await {
+                if let Some(waiter) = pending.lock().expect("pending lock").remove(&reply.id) {
+                    let _ = waiter.send(reply);
+                }
+            }
+            open.store(false, Ordering::Release);
+            // Waiters still here never get an answer: dropping their senders
+            // tells them the outcome is unknown.
+            pending.lock().expect("pending lock").clear();
+        });
+        links.insert(raft_addr.to_string(), link.clone());
+        Some(link)
+    }
+
+    /// Forwards a batch of writes to the leader at `raft_addr` and waits for
+    /// its replies until `deadline`.
+    pub async fn write(
+        &self,
+        cluster: &Cluster,
+        raft_addr: &str,
+        origin: Origin,
+        ops: &[Op],
+        deadline: Instant,
+    ) -> Result<Vec<Reply>, ForwardError> {
+        let Some(link) = self.link(cluster, raft_addr).await else {
+            return Err(ForwardError::Refused);
+        };
+        let id = link.next_id.fetch_add(1, Ordering::Relaxed);
+        let request = ForwardRequest {
+            kind: Kind::Write as i32,
+            session: origin.session,
+            seq: origin.seq,
+            ack_below: origin.ack_below,
+            commands: to_pb(ops),
+            id,
+        };
+        let (tx, rx) = oneshot::channel();
+        link.pending.lock().expect("pending lock").insert(id, tx);
+        if !link.open.load(Ordering::Acquire) || link.requests.send(request).await.is_err() {
+            // Never handed to the stream.
+            link.pending.lock().expect("pending lock").remove(&id);
+            return Err(ForwardError::Refused);
+        }
+        let reply = match tokio::time::timeout_at(deadline.into(), rx).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) => return Err(ForwardError::Unknown),
+            Err(_) => {
+                link.pending.lock().expect("pending lock").remove(&id);
+                return Err(ForwardError::Unknown);
+            }
+        };
+        match ReplyError::try_from(reply.error) {
+            Ok(ReplyError::None) => reply
+                .replies
+                .as_ref()
+                .and_then(|r| decode::<Vec<Reply>>(r).ok())
+                .ok_or(ForwardError::Unknown),
+            Ok(ReplyError::NotLeader) => Err(ForwardError::Refused),
+            _ => Err(ForwardError::Unknown),
+        }
+    }
+}
+
+fn to_pb(ops: &[Op]) -> Vec<raftcache_proto::raft::Command> {
+    ops.iter()
+        .filter_map(|op| match op {
+            Op::Command { db, argv } => Some(raftcache_proto::raft::Command {
+                db: *db,
+                argv: argv.iter().map(|a| a.to_vec()).collect(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The leader's side of a follower's stream: each request is proposed in its
+/// own task as soon as it arrives and answered when it is done.
+pub fn serve(
+    cluster: Arc<Cluster>,
+    mut requests: tonic::Streaming<ForwardRequest>,
+) -> ReceiverStream<Result<ForwardReply, tonic::Status>> {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    tokio::spawn(async move {
+        while let Some(Ok(request)) = requests.next().await {
+            let (cluster, tx) = (cluster.clone(), tx.clone());
+            tokio::spawn(async move {
+                let reply = serve_one(&cluster, request).await;
+                let _ = tx.send(Ok(reply)).await;
+            });
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+/// Proposes one forwarded batch under the origin's session.
+async fn serve_one(cluster: &Cluster, request: ForwardRequest) -> ForwardReply {
+    let answer =
+        |error: ReplyError, replies| ForwardReply { replies, id: request.id, error: error as i32 };
+    if Kind::try_from(request.kind) != Ok(Kind::Write) {
+        return answer(ReplyError::NotLeader, None);
+    }
+    if cluster.leader() != Leader::Me {
+        return answer(ReplyError::NotLeader, None);
+    }
+    let origin =
+        Origin { session: request.session, seq: request.seq, ack_below: request.ack_below };
+    let ops = request
+        .commands
+        .iter()
+        .map(|c| Op::Command {
+            db: c.db,
+            argv: c.argv.iter().map(|a| bytes::Bytes::copy_from_slice(a)).collect(),
+        })
+        .collect();
+    let deadline = Instant::now() + cluster.options.request_timeout;
+    match propose_local(cluster, origin, ops, deadline).await {
+        Attempt::Done(replies) => answer(ReplyError::None, Some(encode(&replies))),
+        Attempt::Refused => answer(ReplyError::NotLeader, None),
+        Attempt::Unknown => answer(ReplyError::Unknown, None),
+        Attempt::Fatal(_) => answer(ReplyError::Unavailable, None),
+    }
+}
