@@ -10,7 +10,11 @@ ratio raftcache/redis for each.
 
     bench/cluster.py [--requests 500000] [--bin target/release/raftcache]
                      [--read-consistency linearizable|lease|stale]
-                     [--tests set,get,incr] [--pipelines 1,16]
+                     [--tests set,get,incr] [--pipelines 1,16] [--threads 1]
+
+Each node runs with --threads 1 by default: three nodes share two cores here,
+and one worker thread per node avoids cross-thread wake-ups (pass --threads 0
+for the server's default, one per CPU).
 
 Targets (issue 3, 2-core machine shared by three nodes and the load
 generator): replicated SET >= 0.5 of redis at -P 1 and >= 0.2 at -P 16,
@@ -45,6 +49,7 @@ def main():
     ap.add_argument("--read-consistency", default="linearizable")
     ap.add_argument("--tests", default=TESTS, help="redis-benchmark tests (default: %(default)s)")
     ap.add_argument("--pipelines", default="1,16", help="-P values (default: %(default)s)")
+    ap.add_argument("--threads", default="1", help="worker threads per node (default: %(default)s)")
     args = ap.parse_args()
     tests = args.tests
     pipelines = [int(p) for p in args.pipelines.split(",")]
@@ -58,7 +63,8 @@ def main():
         procs.append(subprocess.Popen([
             args.bin, "--id", str(i + 1), "--peers", peers, "--bind", "127.0.0.1",
             "--port", str(resp[i]), "--raft-port", str(raft[i]), "--admin-port", str(admin[i]),
-            "--read-consistency", args.read_consistency, "--loglevel", "warning"]))
+            "--read-consistency", args.read_consistency, "--threads", args.threads,
+            "--loglevel", "warning"]))
     redis_port = free_port()
     procs.append(subprocess.Popen(["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no",
                                    "--bind", "127.0.0.1", "--loglevel", "warning"]))
@@ -83,7 +89,8 @@ def main():
             for name, port in targets:
                 results[(name, pipeline)] = benchmark(port, args.requests, pipeline, tests=tests)
         print(f"\nredis-benchmark -t {tests} -n {args.requests} -c 50; three raftcache nodes "
-              f"(memory-only, read consistency {args.read_consistency}) and one redis-server "
+              f"(memory-only, read consistency {args.read_consistency}, --threads {args.threads}) "
+              f"and one redis-server "
               f"on one {os.cpu_count()}-CPU machine\n")
         print(f"{'test':<6}{'-P':>4}{'via':>10}{'rps':>12}{'redis rps':>12}{'ratio':>7}"
               f"{'p50 ms':>9}{'p99 ms':>9}{'redis p50':>11}{'redis p99':>11}")

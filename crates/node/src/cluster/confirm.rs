@@ -116,33 +116,14 @@ impl Confirmer {
     /// One confirmation round; true if this node still leads and has applied
     /// everything committed before the call.
     pub async fn round(&self, cluster: &Cluster, vote: &VoteCell) -> bool {
-        let (ask, configs, voters, read_index) = {
-            let metrics = cluster.raft.metrics();
-            let m = metrics.borrow();
-            let leader_id = m.vote.leader_id();
-            if m.state != ServerState::Leader
-                || leader_id.node_id != cluster.node_id
-                || !m.vote.is_committed()
-            {
-                return false;
-            }
-            let membership = m.membership_config.membership();
-            let configs: Vec<BTreeSet<NodeId>> = membership.get_joint_config().clone();
-            let voters: Vec<(NodeId, String)> = membership
-                .voter_ids()
-                .filter(|id| *id != cluster.node_id)
-                .filter_map(|id| membership.get_node(&id).map(|n| (id, n.addr.clone())))
-                .collect();
-            let ask = Ask {
-                round: self.next_round.fetch_add(1, Ordering::Relaxed) + 1,
-                term: leader_id.term,
-                leader: cluster.node_id,
-            };
-            (ask, configs, voters, m.last_log_index.unwrap_or(0))
+        let Some(Lead { term, configs, voters, read_index }) = leading(cluster) else {
+            return false;
         };
-        // Everything acknowledged has been applied here: the applied index
-        // covers it even if the metrics lag.
-        let read_index = read_index.max(cluster.sm.read().last_applied.map_or(0, |l| l.index));
+        let ask = Ask {
+            round: self.next_round.fetch_add(1, Ordering::Relaxed) + 1,
+            term,
+            leader: cluster.node_id,
+        };
 
         let mut answers = self.answers.subscribe();
         // Ask just enough voters for a majority, the most recently responsive
@@ -167,7 +148,7 @@ impl Confirmer {
                 .map(|(id, _)| *id)
                 .chain(std::iter::once(cluster.node_id))
                 .collect();
-            if configs.iter().all(|c| c.intersection(&yes).count() * 2 > c.len()) {
+            if majority(&configs, &yes) {
                 break;
             }
             match tokio::time::timeout_at(hedge.unwrap_or(deadline), answers.changed()).await {
@@ -180,10 +161,7 @@ impl Confirmer {
             }
         }
         // This node's own vote, checked after the answers.
-        let mine = vote.get();
-        if mine.is_none_or(|v| {
-            v.leader_id().term != ask.term || v.leader_id().node_id != cluster.node_id
-        }) {
+        if !still_leads(cluster, vote, ask.term) {
             return false;
         }
         if cluster.sm.read().last_applied.map_or(0, |l| l.index) >= read_index {
@@ -196,6 +174,82 @@ impl Confirmer {
             .await
             .is_ok()
     }
+}
+
+/// What a leader knows when a round begins.
+struct Lead {
+    term: u64,
+    /// The membership's configurations (two while it changes).
+    configs: Vec<BTreeSet<NodeId>>,
+    /// The other voters and their addresses.
+    voters: Vec<(NodeId, String)>,
+    /// Everything acknowledged so far is at or below this index.
+    read_index: u64,
+}
+
+/// The leader's term, membership and read index, if this node leads.
+fn leading(cluster: &Cluster) -> Option<Lead> {
+    let lead = {
+        let metrics = cluster.raft.metrics();
+        let m = metrics.borrow();
+        let leader_id = m.vote.leader_id();
+        if m.state != ServerState::Leader
+            || leader_id.node_id != cluster.node_id
+            || !m.vote.is_committed()
+        {
+            return None;
+        }
+        let membership = m.membership_config.membership();
+        Lead {
+            term: leader_id.term,
+            configs: membership.get_joint_config().clone(),
+            voters: membership
+                .voter_ids()
+                .filter(|id| *id != cluster.node_id)
+                .filter_map(|id| membership.get_node(&id).map(|n| (id, n.addr.clone())))
+                .collect(),
+            read_index: m.last_log_index.unwrap_or(0),
+        }
+    };
+    // Everything acknowledged has been applied here: the applied index covers
+    // it even if the metrics lag.
+    let applied = cluster.sm.read().last_applied.map_or(0, |l| l.index);
+    Some(Lead { read_index: lead.read_index.max(applied), ..lead })
+}
+
+/// True if `yes` holds a majority of every configuration.
+fn majority(configs: &[BTreeSet<NodeId>], yes: &BTreeSet<NodeId>) -> bool {
+    configs.iter().all(|c| c.intersection(yes).count() * 2 > c.len())
+}
+
+/// True if this node's durable vote is for itself in `term`.
+fn still_leads(cluster: &Cluster, vote: &VoteCell, term: u64) -> bool {
+    vote.get()
+        .is_some_and(|v| v.leader_id().term == term && v.leader_id().node_id == cluster.node_id)
+}
+
+/// A read index for a follower's `ReadIndex` without a round, when the
+/// follower's own vote completes a majority. The follower sends the durable
+/// vote it had after the reads arrived; if it is for this leader in this term,
+/// the follower had not voted in a later term then, which is the answer a
+/// round would get from it. With three nodes, the follower and the leader are
+/// a majority, so follower reads cost one request and no round.
+pub fn vouched_read_index(
+    cluster: &Cluster,
+    vote: &VoteCell,
+    from: NodeId,
+    term: u64,
+    leader: NodeId,
+) -> Option<u64> {
+    let lead = leading(cluster)?;
+    if term != lead.term || leader != cluster.node_id {
+        return None;
+    }
+    let yes: BTreeSet<NodeId> = [cluster.node_id, from].into();
+    if !majority(&lead.configs, &yes) || !still_leads(cluster, vote, term) {
+        return None;
+    }
+    Some(lead.read_index)
 }
 
 /// Keeps a stream to one voter open while rounds are wanted and records its

@@ -175,8 +175,8 @@ impl RaftService for PeerService {
         Ok(Response::new(super::forward::serve(cluster, request.into_inner())))
     }
 
-    async fn read_index(&self, _request: Request<ReadIndexRequest>) -> RpcResult<ReadIndexReply> {
-        let index = self.cluster()?.serve_read_index().await?;
+    async fn read_index(&self, request: Request<ReadIndexRequest>) -> RpcResult<ReadIndexReply> {
+        let index = self.cluster()?.serve_read_index(request.get_ref()).await?;
         Ok(Response::new(ReadIndexReply { index }))
     }
 

@@ -201,7 +201,12 @@ impl Cluster {
     async fn read_index_from(&self, raft_addr: &str) -> bool {
         let Ok(mut client) = self.network.client_for(raft_addr) else { return false };
         let timeout = self.options.request_timeout;
-        let mut request = tonic::Request::new(ReadIndexRequest {});
+        // Read after the reads arrived: it vouches for the leader (see
+        // confirm::vouched_read_index).
+        let (term, leader) =
+            self.vote.get().map_or((0, 0), |v| (v.leader_id().term, v.leader_id().node_id));
+        let mut request =
+            tonic::Request::new(ReadIndexRequest { from: self.node_id, term, leader });
         request.set_timeout(timeout);
         let index = match tokio::time::timeout(timeout, client.read_index(request)).await {
             Ok(Ok(reply)) => reply.into_inner().index,
@@ -218,10 +223,21 @@ impl Cluster {
     }
 
     /// The leader's side of a follower's `ReadIndex`: confirms leadership
-    /// (after the request arrived) and returns an index applied since.
-    pub async fn serve_read_index(&self) -> Result<u64, tonic::Status> {
+    /// after the request arrived (the follower's vote, if it completes a
+    /// majority, else a round) and returns an index covering every write
+    /// acknowledged before.
+    pub async fn serve_read_index(&self, request: &ReadIndexRequest) -> Result<u64, tonic::Status> {
         if self.leader() != Leader::Me {
             return Err(tonic::Status::failed_precondition("not the leader"));
+        }
+        if let Some(index) = super::confirm::vouched_read_index(
+            self,
+            &self.vote,
+            request.from,
+            request.term,
+            request.leader,
+        ) {
+            return Ok(index);
         }
         if !self.confirm_leadership().await {
             return Err(tonic::Status::failed_precondition("leadership not confirmed"));
