@@ -107,6 +107,15 @@ impl Confirmer {
         link.accepted.clone()
     }
 
+    /// Drops the links to nodes that are no longer voters (a replaced
+    /// incarnation): their tasks end when their link is dropped.
+    fn forget_all_but(&self, voters: &[(NodeId, String)]) {
+        let mut links = self.links.lock().expect("links lock");
+        if links.len() > voters.len() {
+            links.retain(|id, _| voters.iter().any(|(v, _)| v == id));
+        }
+    }
+
     /// The last round `target` said yes to (0 if none).
     fn accepted(&self, target: NodeId) -> u64 {
         let links = self.links.lock().expect("links lock");
@@ -125,6 +134,7 @@ impl Confirmer {
             leader: cluster.node_id,
         };
 
+        self.forget_all_but(&voters);
         let mut answers = self.answers.subscribe();
         // Ask just enough voters for a majority, the most recently responsive
         // first; the others only if they have not all answered by HEDGE. With

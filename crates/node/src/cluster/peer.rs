@@ -175,9 +175,23 @@ impl RaftService for PeerService {
         Ok(Response::new(super::forward::serve(cluster, request.into_inner())))
     }
 
-    async fn read_index(&self, request: Request<ReadIndexRequest>) -> RpcResult<ReadIndexReply> {
-        let index = self.cluster()?.serve_read_index(request.get_ref()).await?;
-        Ok(Response::new(ReadIndexReply { index }))
+    type ReadIndexStream =
+        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<ReadIndexReply, Status>> + Send>>;
+
+    async fn read_index(
+        &self,
+        request: Request<Streaming<ReadIndexRequest>>,
+    ) -> RpcResult<Self::ReadIndexStream> {
+        let cluster = self.cluster()?.clone();
+        // One at a time, in order (an error ends the stream).
+        let replies = request.into_inner().then(move |request| {
+            let cluster = cluster.clone();
+            async move {
+                let index = cluster.serve_read_index(&request?).await?;
+                Ok(ReadIndexReply { index })
+            }
+        });
+        Ok(Response::new(Box::pin(replies)))
     }
 
     async fn info(&self, _request: Request<InfoRequest>) -> RpcResult<NodeInfo> {

@@ -12,7 +12,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use raftcache_proto::raft::ReadIndexRequest;
+use raftcache_proto::raft::{ReadIndexReply, ReadIndexRequest};
 use raftcache_sm::Reply;
 use tokio::sync::{mpsc, oneshot};
 
@@ -29,6 +29,8 @@ type Waiter = oneshot::Sender<bool>;
 /// rounds run at once.
 pub struct ReadBarrier {
     tx: mpsc::Sender<Waiter>,
+    /// A follower's ReadIndex stream to the leader.
+    index_stream: tokio::sync::Mutex<Option<IndexStream>>,
     /// The leader lease: the term it was confirmed in and when it ends. It
     /// starts when a confirmation round *was sent* (measured before sending),
     /// so a pause between the round and a read can only shorten it.
@@ -38,7 +40,7 @@ pub struct ReadBarrier {
 impl ReadBarrier {
     pub fn new() -> (ReadBarrier, mpsc::Receiver<Waiter>) {
         let (tx, rx) = mpsc::channel(4096);
-        (ReadBarrier { tx, lease: Mutex::new(None) }, rx)
+        (ReadBarrier { tx, index_stream: Default::default(), lease: Mutex::new(None) }, rx)
     }
 
     /// Records a confirmation of leadership in `term` whose round started at
@@ -68,6 +70,13 @@ impl ReadBarrier {
         }
         rx.await.unwrap_or(false)
     }
+}
+
+/// An open ReadIndex stream to a leader.
+struct IndexStream {
+    addr: String,
+    requests: mpsc::Sender<ReadIndexRequest>,
+    replies: tonic::Streaming<ReadIndexReply>,
 }
 
 /// Most confirmation rounds in flight at once.
@@ -199,19 +208,27 @@ impl Cluster {
     /// A follower's round: asks the leader at `raft_addr` for a read index,
     /// then waits to apply it.
     async fn read_index_from(&self, raft_addr: &str) -> bool {
-        let Ok(mut client) = self.network.client_for(raft_addr) else { return false };
         let timeout = self.options.request_timeout;
         // Read after the reads arrived: it vouches for the leader (see
         // confirm::vouched_read_index).
         let (term, leader) =
             self.vote.get().map_or((0, 0), |v| (v.leader_id().term, v.leader_id().node_id));
-        let mut request =
-            tonic::Request::new(ReadIndexRequest { from: self.node_id, term, leader });
-        request.set_timeout(timeout);
-        let index = match tokio::time::timeout(timeout, client.read_index(request)).await {
-            Ok(Ok(reply)) => reply.into_inner().index,
-            _ => return false,
-        };
+        let request = ReadIndexRequest { from: self.node_id, term, leader };
+        // Rounds on a follower run one at a time, so the stream is never
+        // contended; it is dropped after any failure and reopened.
+        let mut slot = self.reads.index_stream.lock().await;
+        let stream = slot.take().filter(|s| s.addr == raft_addr);
+        let index =
+            match tokio::time::timeout(timeout, self.exchange_index(stream, raft_addr, request))
+                .await
+            {
+                Ok(Some((index, stream))) => {
+                    *slot = Some(stream);
+                    index
+                }
+                _ => return false,
+            };
+        drop(slot);
         if self.sm.read().last_applied.map_or(0, |l| l.index) >= index {
             return true;
         }
@@ -220,6 +237,35 @@ impl Cluster {
             .applied_index_at_least(Some(index), "follower read index")
             .await
             .is_ok()
+    }
+
+    /// Sends one ReadIndex request on `stream` (opening one to `raft_addr` if
+    /// there is none) and waits for the answer.
+    async fn exchange_index(
+        &self,
+        stream: Option<IndexStream>,
+        raft_addr: &str,
+        request: ReadIndexRequest,
+    ) -> Option<(u64, IndexStream)> {
+        let mut stream = match stream {
+            Some(stream) => {
+                stream.requests.send(request).await.ok()?;
+                stream
+            }
+            None => {
+                let mut client = self.network.client_for(raft_addr).ok()?;
+                let (requests, rx) = mpsc::channel(1);
+                requests.send(request).await.ok()?;
+                let replies = client
+                    .read_index(tokio_stream::wrappers::ReceiverStream::new(rx))
+                    .await
+                    .ok()?
+                    .into_inner();
+                IndexStream { addr: raft_addr.to_string(), requests, replies }
+            }
+        };
+        let index = stream.replies.message().await.ok()??.index;
+        Some((index, stream))
     }
 
     /// The leader's side of a follower's `ReadIndex`: confirms leadership
