@@ -9,6 +9,7 @@
 //! returned; the reads are then served from the follower's own state machine,
 //! so neither the commands nor their replies cross the network.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,9 @@ type Waiter = oneshot::Sender<bool>;
 /// rounds run at once.
 pub struct ReadBarrier {
     tx: mpsc::Sender<Waiter>,
+    /// Rounds run and read groups served by them, for INFO.
+    pub rounds: AtomicU64,
+    pub waiters: AtomicU64,
     /// A follower's ReadIndex stream to the leader.
     index_stream: tokio::sync::Mutex<Option<IndexStream>>,
     /// The leader lease: the term it was confirmed in and when it ends. It
@@ -40,7 +44,16 @@ pub struct ReadBarrier {
 impl ReadBarrier {
     pub fn new() -> (ReadBarrier, mpsc::Receiver<Waiter>) {
         let (tx, rx) = mpsc::channel(4096);
-        (ReadBarrier { tx, index_stream: Default::default(), lease: Mutex::new(None) }, rx)
+        (
+            ReadBarrier {
+                tx,
+                rounds: AtomicU64::new(0),
+                waiters: AtomicU64::new(0),
+                index_stream: Default::default(),
+                lease: Mutex::new(None),
+            },
+            rx,
+        )
     }
 
     /// Records a confirmation of leadership in `term` whose round started at
@@ -92,6 +105,8 @@ pub async fn run_barrier(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Waiter>) 
         while let Ok(w) = rx.try_recv() {
             waiters.push(w);
         }
+        cluster.reads.rounds.fetch_add(1, Ordering::Relaxed);
+        cluster.reads.waiters.fetch_add(waiters.len() as u64, Ordering::Relaxed);
         let cluster = cluster.clone();
         tokio::spawn(async move {
             let ok = match cluster.leader() {
