@@ -333,3 +333,29 @@ pub fn answer(cluster: &Cluster, vote: &VoteCell, request: &ConfirmRequest) -> C
         });
     ConfirmReply { round: request.round, accepted }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(ids: &[NodeId]) -> BTreeSet<NodeId> {
+        ids.iter().copied().collect()
+    }
+
+    #[test]
+    fn a_majority_is_needed_in_every_configuration() {
+        let one = [set(&[1, 2, 3])];
+        assert!(majority(&one, &set(&[1, 2])));
+        assert!(!majority(&one, &set(&[1])));
+        assert!(!majority(&one, &set(&[1, 4, 5])), "non-members do not count");
+        // A joint configuration while membership changes from {1,2,3} to {3,4,5}.
+        let joint = [set(&[1, 2, 3]), set(&[3, 4, 5])];
+        assert!(!majority(&joint, &set(&[1, 2, 3])));
+        assert!(!majority(&joint, &set(&[3, 4, 5])));
+        assert!(majority(&joint, &set(&[1, 3, 4])));
+        // Five voters: the leader and one vouching follower are not enough.
+        let five = [set(&[1, 2, 3, 4, 5])];
+        assert!(!majority(&five, &set(&[1, 2])));
+        assert!(majority(&five, &set(&[1, 2, 3])));
+    }
+}
