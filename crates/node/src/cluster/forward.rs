@@ -119,8 +119,14 @@ impl Forwarder {
         };
         let (tx, rx) = oneshot::channel();
         link.pending.lock().expect("pending lock").insert(id, tx);
-        if !link.open.load(Ordering::Acquire) || link.requests.send(request).await.is_err() {
-            // Never handed to the stream.
+        let queued = link.open.load(Ordering::Acquire)
+            && matches!(
+                tokio::time::timeout_at(deadline.into(), link.requests.send(request)).await,
+                Ok(Ok(()))
+            );
+        if !queued {
+            // Never handed to the stream (closed, or full until the deadline:
+            // the leader is not reading).
             link.pending.lock().expect("pending lock").remove(&id);
             return Err(ForwardError::Refused);
         }
