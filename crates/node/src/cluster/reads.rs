@@ -4,9 +4,10 @@
 //! Linearizable reads on any node wait for one *round*, shared by every read
 //! that was waiting when the round started. On the leader a round is a
 //! leadership confirmation ([`super::confirm`]) followed by applying up to the
-//! read index. On a follower it is one `ReadIndex` request to the leader (which
-//! runs its own round for it) followed by applying up to the index the leader
-//! returned; the reads are then served from the follower's own state machine,
+//! read index. On a follower it is one `ReadIndex` request to the leader (the
+//! follower's vote is its confirmation; the leader runs a round of its own only
+//! if that and its own vote are not a majority) followed by applying up to the
+//! index the leader returned; the reads are then served from the follower's own state machine,
 //! so neither the commands nor their replies cross the network.
 
 use std::sync::atomic::{AtomicU64, Ordering};
