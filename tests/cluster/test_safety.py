@@ -189,6 +189,25 @@ def _resp_get(sock, key: str) -> bytes:
     sock.sendall(b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(k), k))
 
 
+def _connections_reading(cluster: Cluster, m: int, key: str, expected: bytes, n: int = 16):
+    """Opens n raw connections to node m; on each, GET key must answer expected."""
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", cluster.node(m).resp_port), timeout=30)
+        _resp_get(s, key)
+        assert _resp_read(s) == expected
+        socks.append(s)
+    return socks
+
+
+def _read_and_close(socks) -> list:
+    """Reads one reply from each connection, then closes them."""
+    replies = [_resp_read(s) for s in socks]
+    for s in socks:
+        s.close()
+    return replies
+
+
 def _resp_read(sock) -> bytes:
     """Reads one RESP2 reply (simple string, error, integer or bulk string)."""
     data = b""
@@ -227,13 +246,7 @@ def test_old_leader_resumed_after_pause_serves_no_stale_read(make_cluster, consi
         lc = cluster.client(leader)
         assert lc.set("k", f"old-{t}") is True
         lc.close()
-        socks = []
-        for _ in range(16):
-            s = socket.create_connection(("127.0.0.1", cluster.node(leader).resp_port),
-                                         timeout=30)
-            _resp_get(s, "k")
-            assert _resp_read(s) == f"$5\r\nold-{t}\r\n".encode()
-            socks.append(s)
+        socks = _connections_reading(cluster, leader, "k", f"$5\r\nold-{t}\r\n".encode())
         cluster.sigstop(leader)
         try:
             def new_leader():
@@ -249,9 +262,7 @@ def test_old_leader_resumed_after_pause_serves_no_stale_read(make_cluster, consi
                 _resp_get(s, "k")
         finally:
             cluster.sigcont(leader)
-        replies = [_resp_read(s) for s in socks]
-        for s in socks:
-            s.close()
+        replies = _read_and_close(socks)
         old = [r for r in replies if f"old-{t}".encode() in r]
         print(f"\ntry {t}: old leader {leader}, new leader {n}: "
               f"{len(old)} of {len(replies)} GETs returned the old value")
@@ -331,12 +342,7 @@ def test_resumed_follower_serves_no_stale_read(make_cluster, consistency):
     follower = next(m for m in cluster.nodes if m != leader)
     lc = cluster.client(leader)
     assert lc.set("k", "old") is True
-    socks = []
-    for _ in range(16):
-        s = socket.create_connection(("127.0.0.1", cluster.node(follower).resp_port), timeout=30)
-        _resp_get(s, "k")
-        assert _resp_read(s) == b"$3\r\nold\r\n"
-        socks.append(s)
+    socks = _connections_reading(cluster, follower, "k", b"$3\r\nold\r\n")
     cluster.sigstop(follower)
     try:
         assert lc.set("k", "new") is True  # acknowledged by the leader and the third node
@@ -344,9 +350,7 @@ def test_resumed_follower_serves_no_stale_read(make_cluster, consistency):
             _resp_get(s, "k")
     finally:
         cluster.sigcont(follower)
-    replies = [_resp_read(s) for s in socks]
-    for s in socks:
-        s.close()
+    replies = _read_and_close(socks)
     print(f"\nGETs on the resumed follower: {sorted(set(replies))}")
     assert replies == [b"$3\r\nnew\r\n"] * len(socks)
     lc.close()

@@ -114,37 +114,44 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     }
 }
 
-/// An open AppendEntries stream: where requests go, where answers come from.
-struct AppendStream {
-    requests: tokio::sync::mpsc::Sender<RaftPayload>,
-    replies: tonic::Streaming<RaftPayload>,
+/// A long-lived gRPC stream used one request at a time: the answer to a
+/// request is the next message back. Its user keeps it between requests and
+/// drops it after any failure or timeout (a late answer would be taken for the
+/// next request's), so the next call opens a new one.
+pub struct Exchange<Req, Resp> {
+    requests: tokio::sync::mpsc::Sender<Req>,
+    replies: tonic::Streaming<Resp>,
 }
 
-/// Sends one AppendEntries on `stream` (opening one if there is none) and
-/// waits for its answer.
-async fn exchange(
-    mut client: RaftClient<Channel>,
-    stream: Option<AppendStream>,
-    payload: RaftPayload,
-) -> Result<(RaftPayload, AppendStream), tonic::Status> {
-    let closed = || tonic::Status::unavailable("AppendEntries stream closed");
-    let mut stream = match stream {
-        Some(stream) => {
-            stream.requests.send(payload).await.map_err(|_| closed())?;
-            stream
-        }
-        None => {
-            let (requests, rx) = tokio::sync::mpsc::channel(1);
-            requests.send(payload).await.map_err(|_| closed())?;
-            let replies = client
-                .append_entries(tokio_stream::wrappers::ReceiverStream::new(rx))
-                .await?
-                .into_inner();
-            AppendStream { requests, replies }
-        }
-    };
-    let reply = stream.replies.message().await?.ok_or_else(closed)?;
-    Ok((reply, stream))
+impl<Req, Resp> Exchange<Req, Resp> {
+    /// Sends `request` on `stream`, or on a new stream that `open` starts if
+    /// there is none, and waits for the answer.
+    pub async fn call<F, Fut>(
+        stream: Option<Self>,
+        request: Req,
+        open: F,
+    ) -> Result<(Resp, Self), tonic::Status>
+    where
+        F: FnOnce(tokio_stream::wrappers::ReceiverStream<Req>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<tonic::Streaming<Resp>>, tonic::Status>>,
+    {
+        let closed = || tonic::Status::unavailable("stream closed");
+        let mut stream = match stream {
+            Some(stream) => {
+                stream.requests.send(request).await.map_err(|_| closed())?;
+                stream
+            }
+            None => {
+                let (requests, rx) = tokio::sync::mpsc::channel(1);
+                requests.send(request).await.map_err(|_| closed())?;
+                let replies =
+                    open(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();
+                Exchange { requests, replies }
+            }
+        };
+        let reply = stream.replies.message().await?.ok_or_else(closed)?;
+        Ok((reply, stream))
+    }
 }
 
 /// The connection openraft uses for one peer.
@@ -156,7 +163,7 @@ pub struct Connection {
     cluster_id: Arc<std::sync::atomic::AtomicU64>,
     /// The AppendEntries stream to the target, opened on first use (in a
     /// mutex only to make the connection `Sync`; reached through `get_mut`).
-    append_stream: Mutex<Option<AppendStream>>,
+    append_stream: Mutex<Option<Exchange<RaftPayload, RaftPayload>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -213,7 +220,10 @@ impl RaftNetwork<TypeConfig> for Connection {
         // out (a late answer would be taken for the next request's), it is
         // dropped and the next request opens a new one.
         let stream = self.append_stream.get_mut().expect("stream slot").take();
-        let reply = match tokio::time::timeout(ttl, exchange(client, stream, payload)).await {
+        let mut client = client;
+        let call =
+            Exchange::call(stream, payload, |rx| async move { client.append_entries(rx).await });
+        let reply = match tokio::time::timeout(ttl, call).await {
             Err(_) => return Err(RPCError::Timeout(self.timeout(RPCTypes::AppendEntries, ttl))),
             Ok(Err(status)) => return Err(status_error(status)),
             Ok(Ok((reply, stream))) => {

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use raftcache_proto::raft::{ReadIndexReply, ReadIndexRequest};
+use raftcache_raft::network::Exchange;
 use raftcache_sm::Reply;
 use tokio::sync::{mpsc, oneshot};
 
@@ -89,8 +90,7 @@ impl ReadBarrier {
 /// An open ReadIndex stream to a leader.
 struct IndexStream {
     addr: String,
-    requests: mpsc::Sender<ReadIndexRequest>,
-    replies: tonic::Streaming<ReadIndexReply>,
+    exchange: Exchange<ReadIndexRequest, ReadIndexReply>,
 }
 
 /// Most confirmation rounds in flight at once.
@@ -233,17 +233,21 @@ impl Cluster {
         // Rounds on a follower run one at a time, so the stream is never
         // contended; it is dropped after any failure and reopened.
         let mut slot = self.reads.index_stream.lock().await;
-        let stream = slot.take().filter(|s| s.addr == raft_addr);
-        let index =
-            match tokio::time::timeout(timeout, self.exchange_index(stream, raft_addr, request))
-                .await
-            {
-                Ok(Some((index, stream))) => {
-                    *slot = Some(stream);
-                    index
-                }
-                _ => return false,
-            };
+        let stream = slot.take().filter(|s| s.addr == raft_addr).map(|s| s.exchange);
+        let network = self.network.clone();
+        let addr = raft_addr.to_string();
+        let call = Exchange::call(stream, request, |rx| async move {
+            let mut client =
+                network.client_for(&addr).map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+            client.read_index(rx).await
+        });
+        let index = match tokio::time::timeout(timeout, call).await {
+            Ok(Ok((reply, exchange))) => {
+                *slot = Some(IndexStream { addr: raft_addr.to_string(), exchange });
+                reply.index
+            }
+            _ => return false,
+        };
         drop(slot);
         if self.sm.read().last_applied.map_or(0, |l| l.index) >= index {
             return true;
@@ -253,35 +257,6 @@ impl Cluster {
             .applied_index_at_least(Some(index), "follower read index")
             .await
             .is_ok()
-    }
-
-    /// Sends one ReadIndex request on `stream` (opening one to `raft_addr` if
-    /// there is none) and waits for the answer.
-    async fn exchange_index(
-        &self,
-        stream: Option<IndexStream>,
-        raft_addr: &str,
-        request: ReadIndexRequest,
-    ) -> Option<(u64, IndexStream)> {
-        let mut stream = match stream {
-            Some(stream) => {
-                stream.requests.send(request).await.ok()?;
-                stream
-            }
-            None => {
-                let mut client = self.network.client_for(raft_addr).ok()?;
-                let (requests, rx) = mpsc::channel(1);
-                requests.send(request).await.ok()?;
-                let replies = client
-                    .read_index(tokio_stream::wrappers::ReceiverStream::new(rx))
-                    .await
-                    .ok()?
-                    .into_inner();
-                IndexStream { addr: raft_addr.to_string(), requests, replies }
-            }
-        };
-        let index = stream.replies.message().await.ok()??.index;
-        Some((index, stream))
     }
 
     /// The leader's side of a follower's `ReadIndex`: confirms leadership
