@@ -108,12 +108,14 @@ class DurableNode(Node):
         return Path(self.data_dir) / "snapshots"
 
     def snapshots(self) -> List[Tuple[int, Path]]:
-        """(log index, path) of every `snapshot-<id>.bin`, oldest first. The id
-        is `<term>-<leader node id>-<index>-<seq>`."""
+        """(log index, path) of every complete `snapshot-<id>.bin`, oldest
+        first. The id is `<term>-<leader node id>-<index>-<seq>`. A snapshot is
+        complete once its `.meta` file is written (after the `.bin`); a node
+        stopped in between ignores the lone `.bin`, so it is not listed."""
         out = []
         for p in self.snapshot_dir().glob("snapshot-*.bin"):
             m = re.fullmatch(r"snapshot-(\d+)-(\d+)-(\d+)-(\d+)\.bin", p.name)
-            if m:
+            if m and p.with_suffix(".meta").exists():
                 out.append((int(m.group(3)), int(m.group(4)), p))
         return [(i, p) for i, _, p in sorted(out)]
 
