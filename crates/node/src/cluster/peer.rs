@@ -84,12 +84,14 @@ impl PeerService {
     }
 }
 
+/// The answers of a streaming RPC.
+type ReplyStream<T> = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
+
 type RpcResult<T> = std::result::Result<Response<T>, Status>;
 
 #[tonic::async_trait]
 impl RaftService for PeerService {
-    type AppendEntriesStream =
-        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<RaftPayload, Status>> + Send>>;
+    type AppendEntriesStream = ReplyStream<RaftPayload>;
 
     async fn append_entries(
         &self,
@@ -151,8 +153,7 @@ impl RaftService for PeerService {
         Ok(Response::new(encode(&result)))
     }
 
-    type ConfirmLeaderStream =
-        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<ConfirmReply, Status>> + Send>>;
+    type ConfirmLeaderStream = ReplyStream<ConfirmReply>;
 
     async fn confirm_leader(
         &self,
@@ -175,8 +176,7 @@ impl RaftService for PeerService {
         Ok(Response::new(super::forward::serve(cluster, request.into_inner())))
     }
 
-    type ReadIndexStream =
-        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<ReadIndexReply, Status>> + Send>>;
+    type ReadIndexStream = ReplyStream<ReadIndexReply>;
 
     async fn read_index(
         &self,
