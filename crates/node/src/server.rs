@@ -151,7 +151,9 @@ async fn reaper(shared: Arc<Shared>, shutdown: CancellationToken) {
                 time_ms: now_ms(),
                 seed: rand::random(),
                 origin: None,
-                ops: vec![raftcache_sm::Op::PurgeExpired { limit: PURGE_BATCH }],
+                ops: std::sync::Arc::new(vec![raftcache_sm::Op::PurgeExpired {
+                    limit: PURGE_BATCH,
+                }]),
             };
             let removed = match cluster.raft.client_write(proposal).await {
                 Ok(response) => match response.data.0.first().cloned() {

@@ -19,6 +19,8 @@
 //! [`State::query`] serves reads with `&self`: a read can never change state,
 //! whatever the command, because the type system gives it no way to.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -65,8 +67,10 @@ pub struct Proposal {
     /// The session and sequence number for duplicate suppression, if the
     /// proposal may be retried.
     pub origin: Option<Origin>,
-    /// The operations, applied in order as one unit; one reply each.
-    pub ops: Vec<Op>,
+    /// The operations, applied in order as one unit; one reply each. Shared:
+    /// the log, replication and apply each hold the entry, and cloning it
+    /// must not copy every argument vector (serialized as a plain sequence).
+    pub ops: Arc<Vec<Op>>,
 }
 
 /// How often (in log entries) idle sessions are swept.

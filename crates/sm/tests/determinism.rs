@@ -9,6 +9,8 @@
 //!   never after, through every read command, and is physically removed by a
 //!   purge at or after that time.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use proptest::prelude::*;
 use raftcache_sm::{lookup, Kind, Op, Reply, Stamp, State};
@@ -333,7 +335,7 @@ fn proposals_of(
             time_ms: chunk[0].0.time_ms,
             seed: chunk[0].0.seed,
             origin: Some(Origin { session: session as u64 + 100, seq, ack_below }),
-            ops: chunk.iter().map(|(_, op)| op.clone()).collect(),
+            ops: Arc::new(chunk.iter().map(|(_, op)| op.clone()).collect()),
         };
         out.push((index, proposal, None));
         if resend.contains(&i) {
@@ -396,10 +398,10 @@ fn a_retried_incr_counts_once_and_a_stale_one_not_at_all() {
         time_ms: 1_000,
         seed: 0,
         origin: Some(Origin { session: 9, seq, ack_below }),
-        ops: vec![Op::Command {
+        ops: Arc::new(vec![Op::Command {
             db: 0,
             argv: vec![Bytes::from_static(b"INCR"), Bytes::from_static(b"n")],
-        }],
+        }]),
     };
     let mut s = State::new();
     assert_eq!(s.apply_proposal(1, &incr(0, 0)), vec![Reply::Int(1)]);

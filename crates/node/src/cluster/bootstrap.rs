@@ -401,7 +401,9 @@ async fn name_the_cluster(
                     time_ms: crate::clock::now_ms(),
                     seed: 0,
                     origin: None,
-                    ops: vec![raftcache_sm::Op::SetClusterId { id: rand::random::<u64>().max(1) }],
+                    ops: Arc::new(vec![raftcache_sm::Op::SetClusterId {
+                        id: rand::random::<u64>().max(1),
+                    }]),
                 };
                 let _ = cluster.raft.client_write(proposal).await;
             }

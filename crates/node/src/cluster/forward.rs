@@ -193,7 +193,7 @@ async fn serve_one(cluster: &Cluster, request: ForwardRequest) -> ForwardReply {
     }
     let origin =
         Origin { session: request.session, seq: request.seq, ack_below: request.ack_below };
-    let ops = request
+    let ops: Vec<Op> = request
         .commands
         .iter()
         .map(|c| Op::Command {
@@ -202,7 +202,7 @@ async fn serve_one(cluster: &Cluster, request: ForwardRequest) -> ForwardReply {
         })
         .collect();
     let deadline = Instant::now() + cluster.options.request_timeout;
-    match propose_local(cluster, origin, ops, deadline).await {
+    match propose_local(cluster, origin, Arc::new(ops), deadline).await {
         Attempt::Done(replies) => answer(ReplyError::None, Some(encode(&replies))),
         Attempt::Refused => answer(ReplyError::NotLeader, None),
         Attempt::Unknown => answer(ReplyError::Unknown, None),

@@ -140,7 +140,7 @@ pub async fn run(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Group>) {
             }
             cluster.proposer.batches.fetch_add(1, Ordering::Relaxed);
             cluster.proposer.ops.fetch_add(ops.len() as u64, Ordering::Relaxed);
-            let result = submit(&cluster, seq, ops).await;
+            let result = submit(&cluster, seq, Arc::new(ops)).await;
             cluster.proposer.end(seq);
             match result {
                 Ok(mut replies) => {
@@ -170,7 +170,11 @@ pub(super) enum Attempt {
 }
 
 /// Submits a batch until it is answered or request-timeout passes.
-async fn submit(cluster: &Cluster, seq: u64, ops: Vec<Op>) -> Result<Vec<Reply>, ClusterError> {
+async fn submit(
+    cluster: &Cluster,
+    seq: u64,
+    ops: Arc<Vec<Op>>,
+) -> Result<Vec<Reply>, ClusterError> {
     let deadline = Instant::now() + cluster.options.request_timeout;
     let mut maybe_applied = false;
     loop {
@@ -212,7 +216,7 @@ async fn submit(cluster: &Cluster, seq: u64, ops: Vec<Op>) -> Result<Vec<Reply>,
 pub(super) async fn propose_local(
     cluster: &Cluster,
     origin: Origin,
-    ops: Vec<Op>,
+    ops: Arc<Vec<Op>>,
     deadline: Instant,
 ) -> Attempt {
     let proposal = Proposal { time_ms: now_ms(), seed: rand::random(), origin: Some(origin), ops };
