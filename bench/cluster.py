@@ -11,10 +11,15 @@ ratio raftcache/redis for each.
     bench/cluster.py [--requests 500000] [--bin target/release/raftcache]
                      [--read-consistency linearizable|lease|stale]
                      [--tests set,get,incr] [--pipelines 1,16] [--threads 1]
+                     [--rounds 1]
 
 Each node runs with --threads 1 by default: three nodes share two cores here,
 and one worker thread per node avoids cross-thread wake-ups (pass --threads 0
 for the server's default, one per CPU).
+
+With --rounds N every measurement is repeated N times (redis and both cluster
+paths back to back in each round) and the table shows medians and the range of
+the per-round ratios: on a shared 2-core machine one run can be off by 0.2.
 
 Targets (issue 3, 2-core machine shared by three nodes and the load
 generator): replicated SET >= 0.5 of redis at -P 1 and >= 0.2 at -P 16,
@@ -26,6 +31,7 @@ import signal
 import subprocess
 import sys
 import time
+from statistics import median
 
 sys.path.insert(0, os.path.dirname(__file__))
 from single_node import benchmark, free_port, wait_ready  # noqa: E402
@@ -50,6 +56,8 @@ def main():
     ap.add_argument("--tests", default=TESTS, help="redis-benchmark tests (default: %(default)s)")
     ap.add_argument("--pipelines", default="1,16", help="-P values (default: %(default)s)")
     ap.add_argument("--threads", default="1", help="worker threads per node (default: %(default)s)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="repeat every measurement this many times and report medians (default: %(default)s)")
     args = ap.parse_args()
     tests = args.tests
     pipelines = [int(p) for p in args.pipelines.split(",")]
@@ -84,24 +92,37 @@ def main():
             sys.exit("no leader elected")
         follower = (leader + 1) % 3
         targets = [("leader", resp[leader]), ("follower", resp[follower]), ("redis", redis_port)]
-        results = {}
-        for pipeline in pipelines:
-            for name, port in targets:
-                results[(name, pipeline)] = benchmark(port, args.requests, pipeline, tests=tests)
+        # runs[(via, pipeline)] is one result dict per round. Each round runs
+        # redis and both cluster paths back to back (in a rotating order), so
+        # a ratio compares figures taken moments apart; the table shows the
+        # median over rounds and, with several rounds, the range of ratios.
+        runs = {}
+        for rnd in range(args.rounds):
+            for pipeline in pipelines:
+                order = targets[rnd % 3:] + targets[:rnd % 3]
+                for name, port in order:
+                    runs.setdefault((name, pipeline), []).append(
+                        benchmark(port, args.requests, pipeline, tests=tests))
         print(f"\nredis-benchmark -t {tests} -n {args.requests} -c 50; three raftcache nodes "
               f"(memory-only, read consistency {args.read_consistency}, --threads {args.threads}) "
               f"and one redis-server "
-              f"on one {os.cpu_count()}-CPU machine\n")
+              f"on one {os.cpu_count()}-CPU machine; median of {args.rounds} round(s)\n")
         print(f"{'test':<6}{'-P':>4}{'via':>10}{'rps':>12}{'redis rps':>12}{'ratio':>7}"
-              f"{'p50 ms':>9}{'p99 ms':>9}{'redis p50':>11}{'redis p99':>11}")
+              f"{'p50 ms':>9}{'p99 ms':>9}{'redis p50':>11}{'redis p99':>11}"
+              + (f"{'ratio range':>14}" if args.rounds > 1 else ""))
         for pipeline in pipelines:
-            redis = results[("redis", pipeline)]
+            redis = runs[("redis", pipeline)]
             for test in tests.split(","):
+                b = [median(r[test][i] for r in redis) for i in range(3)]
                 for via in ("leader", "follower"):
-                    r = results[(via, pipeline)][test]
-                    b = redis[test]
-                    print(f"{test:<6}{pipeline:>4}{via:>10}{r[0]:>12,.0f}{b[0]:>12,.0f}{r[0] / b[0]:>7.2f}"
-                          f"{r[1]:>9.3f}{r[2]:>9.3f}{b[1]:>11.3f}{b[2]:>11.3f}")
+                    ours = runs[(via, pipeline)]
+                    r = [median(o[test][i] for o in ours) for i in range(3)]
+                    ratios = [o[test][0] / x[test][0] for o, x in zip(ours, redis)]
+                    line = (f"{test:<6}{pipeline:>4}{via:>10}{r[0]:>12,.0f}{b[0]:>12,.0f}"
+                            f"{median(ratios):>7.2f}{r[1]:>9.3f}{r[2]:>9.3f}{b[1]:>11.3f}{b[2]:>11.3f}")
+                    if args.rounds > 1:
+                        line += f"{min(ratios):>8.2f}-{max(ratios):.2f}"
+                    print(line)
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
