@@ -54,4 +54,7 @@ python3 -m pytest -q tests/cluster
 step "durability tests: data directories, crashes, damaged files"
 python3 -m pytest -q tests/durability
 
+step "fuzzing: request decoder, frame parser, engine (30 s each; longer: scripts/fuzz.sh 600)"
+scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
+
 step "all tests passed"
