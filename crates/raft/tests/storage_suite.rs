@@ -5,6 +5,36 @@ use raftcache_raft::mem_log::MemLogStore;
 use raftcache_raft::state_machine::StateMachineStore;
 use raftcache_raft::types::{StorageError, TypeConfig};
 
+/// Opens a store that this process has just closed. sled releases its file
+/// lock from a background thread shortly after the last handle is dropped,
+/// so an immediate reopen can find the lock still held ("could not acquire
+/// lock"); a restarted node is a new process and never sees this.
+fn reopen<T>(mut open: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match open() {
+            Ok(store) => return store,
+            Err(e)
+                if e.contains("could not acquire lock") && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Err(e) => panic!("reopening the store: {e}"),
+        }
+    }
+}
+
+fn reopen_log(
+    path: &std::path::Path,
+) -> (raftcache_raft::sled_log::SledLogStore, raftcache_raft::sled_log::Recovery) {
+    use raftcache_raft::sled_log::{Fsync, SledLogStore};
+    reopen(|| SledLogStore::open(path, Fsync::Always).map_err(|e| format!("{e:?}")))
+}
+
+fn reopen_sled(path: &std::path::Path) -> sled::Db {
+    reopen(|| sled::open(path).map_err(|e| format!("{e:?}")))
+}
+
 struct MemBuilder;
 
 impl StoreBuilder<TypeConfig, MemLogStore, StateMachineStore, tempfile::TempDir> for MemBuilder {
@@ -80,7 +110,7 @@ fn a_damaged_log_tail_is_cut_off_on_open() {
     });
     // Damage entry 7's bytes on disk, as a bit flip would, with the store closed.
     {
-        let db = sled::open(&path).unwrap();
+        let db = reopen_sled(&path);
         let tree = db.open_tree("log").unwrap();
         let mut v = tree.get(7u64.to_be_bytes()).unwrap().unwrap().to_vec();
         let last = v.len() - 1;
@@ -88,7 +118,7 @@ fn a_damaged_log_tail_is_cut_off_on_open() {
         tree.insert(7u64.to_be_bytes(), v).unwrap();
         db.flush().unwrap();
     }
-    let (mut log, recovery) = SledLogStore::open(&path, Fsync::Always).unwrap();
+    let (mut log, recovery) = reopen_log(&path);
     assert_eq!(recovery.dropped, Some((7, 4)), "entries 7..=10 are cut");
     assert_eq!(recovery.entries, 6);
     rt.block_on(async {
@@ -116,21 +146,21 @@ fn a_log_that_lost_acknowledged_entries_says_so() {
     });
     // Entries 4 and 5 vanish, as when sled drops a damaged segment silently.
     {
-        let db = sled::open(&path).unwrap();
+        let db = reopen_sled(&path);
         let tree = db.open_tree("log").unwrap();
         tree.remove(4u64.to_be_bytes()).unwrap();
         tree.remove(5u64.to_be_bytes()).unwrap();
         db.flush().unwrap();
     }
-    let (log, recovery) = SledLogStore::open(&path, Fsync::Always).unwrap();
+    let (log, recovery) = reopen_log(&path);
     assert_eq!(recovery.lost, Some((3, 5)), "the log ends at 3 but 5 was acknowledged");
     drop(log);
     // Still reported until the state is wiped: a crash cannot hide the loss.
-    let (log, recovery) = SledLogStore::open(&path, Fsync::Always).unwrap();
+    let (log, recovery) = reopen_log(&path);
     assert_eq!(recovery.lost, Some((3, 5)));
     log.wipe().unwrap();
     drop(log);
-    let (_log, recovery) = SledLogStore::open(&path, Fsync::Always).unwrap();
+    let (_log, recovery) = reopen_log(&path);
     assert_eq!(recovery.lost, None);
 }
 
@@ -171,7 +201,7 @@ fn entries_an_interrupted_purge_left_behind_are_removed_before_verification() {
     // As if the process stopped before the removal: entries below the purge
     // point, followed by a gap. Their bytes are not even valid entries.
     {
-        let db = sled::open(&path).unwrap();
+        let db = reopen_sled(&path);
         let tree = db.open_tree("log").unwrap();
         assert!(tree.get(5u64.to_be_bytes()).unwrap().is_none(), "the purge removed entry 5");
         for i in 3u64..=10 {
@@ -179,7 +209,7 @@ fn entries_an_interrupted_purge_left_behind_are_removed_before_verification() {
         }
         db.flush().unwrap();
     }
-    let (mut log, recovery) = SledLogStore::open(&path, Fsync::Always).unwrap();
+    let (mut log, recovery) = reopen_log(&path);
     assert_eq!(recovery.dropped, None, "leftovers are not mistaken for a damaged log");
     assert_eq!(recovery.lost, None);
     assert_eq!(recovery.entries, 3);
