@@ -206,7 +206,6 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        let client = self.client()?;
         let ttl = option.hard_ttl();
         let entries = rpc.entries.len() as u64;
         let payload = encode_to(&rpc, self.target, self.cluster());
@@ -219,10 +218,15 @@ impl RaftNetwork<TypeConfig> for Connection {
         // The stream is taken while in use: if the exchange fails or times
         // out (a late answer would be taken for the next request's), it is
         // dropped and the next request opens a new one.
+        // The client is cloned only to open a stream, not per request.
         let stream = self.append_stream.get_mut().expect("stream slot").take();
-        let mut client = client;
-        let call =
-            Exchange::call(stream, payload, |rx| async move { client.append_entries(rx).await });
+        let client = &self.client;
+        let call = Exchange::call(stream, payload, |rx| async move {
+            let mut client = client
+                .clone()
+                .map_err(|e| tonic::Status::unavailable(format!("bad peer address: {e}")))?;
+            client.append_entries(rx).await
+        });
         let reply = match tokio::time::timeout(ttl, call).await {
             Err(_) => return Err(RPCError::Timeout(self.timeout(RPCTypes::AppendEntries, ttl))),
             Ok(Err(status)) => return Err(status_error(status)),
