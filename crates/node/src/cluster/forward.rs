@@ -153,10 +153,9 @@ impl Forwarder {
 fn to_pb(ops: &[Op]) -> Vec<raftcache_proto::raft::Command> {
     ops.iter()
         .filter_map(|op| match op {
-            Op::Command { db, argv } => Some(raftcache_proto::raft::Command {
-                db: *db,
-                argv: argv.iter().map(|a| a.to_vec()).collect(),
-            }),
+            Op::Command { db, argv } => {
+                Some(raftcache_proto::raft::Command { db: *db, argv: argv.clone() })
+            }
             _ => None,
         })
         .collect()
@@ -193,14 +192,8 @@ async fn serve_one(cluster: &Cluster, request: ForwardRequest) -> ForwardReply {
     }
     let origin =
         Origin { session: request.session, seq: request.seq, ack_below: request.ack_below };
-    let ops: Vec<Op> = request
-        .commands
-        .iter()
-        .map(|c| Op::Command {
-            db: c.db,
-            argv: c.argv.iter().map(|a| bytes::Bytes::copy_from_slice(a)).collect(),
-        })
-        .collect();
+    let ops: Vec<Op> =
+        request.commands.into_iter().map(|c| Op::Command { db: c.db, argv: c.argv }).collect();
     let deadline = Instant::now() + cluster.options.request_timeout;
     match propose_local(cluster, origin, Arc::new(ops), deadline).await {
         Attempt::Done(replies) => answer(ReplyError::None, Some(encode(&replies))),
