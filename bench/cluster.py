@@ -11,7 +11,7 @@ ratio raftcache/redis for each.
     bench/cluster.py [--requests 500000] [--bin target/release/raftcache]
                      [--read-consistency linearizable|lease|stale]
                      [--tests set,get,incr] [--pipelines 1,16] [--threads 1]
-                     [--rounds 1]
+                     [--rounds 1] [--warmup 100000]
 
 Each node runs with --threads 1 by default: three nodes share two cores here,
 and one worker thread per node avoids cross-thread wake-ups (pass --threads 0
@@ -58,6 +58,9 @@ def main():
     ap.add_argument("--threads", default="1", help="worker threads per node (default: %(default)s)")
     ap.add_argument("--rounds", type=int, default=1,
                     help="repeat every measurement this many times and report medians (default: %(default)s)")
+    ap.add_argument("--warmup", type=int, default=100_000,
+                    help="requests per test and -P sent to every target before measuring, "
+                         "not counted (default: %(default)s; 0 for none)")
     args = ap.parse_args()
     tests = args.tests
     pipelines = [int(p) for p in args.pipelines.split(",")]
@@ -72,7 +75,7 @@ def main():
             args.bin, "--id", str(i + 1), "--peers", peers, "--bind", "127.0.0.1",
             "--port", str(resp[i]), "--raft-port", str(raft[i]), "--admin-port", str(admin[i]),
             "--read-consistency", args.read_consistency, "--threads", args.threads,
-            "--loglevel", "warning"]))
+            "--loglevel", "warning"], stdout=sys.stderr))
     redis_port = free_port()
     procs.append(subprocess.Popen(["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no",
                                    "--bind", "127.0.0.1", "--loglevel", "warning"]))
@@ -96,6 +99,12 @@ def main():
         # redis and both cluster paths back to back (in a rotating order), so
         # a ratio compares figures taken moments apart; the table shows the
         # median over rounds and, with several rounds, the range of ratios.
+        # A warm-up pass (not counted) for every target alike: the first
+        # requests to a fresh process pay for page faults and allocator growth.
+        if args.warmup:
+            for pipeline in pipelines:
+                for _, port in targets:
+                    benchmark(port, args.warmup, pipeline, tests=tests)
         runs = {}
         for rnd in range(args.rounds):
             for pipeline in pipelines:
