@@ -141,6 +141,31 @@ def test_nodes_started_together_all_start_at_incarnation_zero(make_cluster):
     )
 
 
+def test_nodes_started_together_elect_without_a_split_vote(make_cluster):
+    """Three nodes started together elect their first leader in term 1 and log
+    no error doing it.
+
+    openraft starts an election the moment a node initializes. When every node
+    initialized at once, all three stood as candidates in term 1, split the
+    vote, and the first leader came an election timeout later, in term 2; vote
+    requests that reached a node whose Raft did not exist yet failed with
+    "raft is starting", which openraft logs as an error. Now the nodes
+    initialize half an election timeout apart in --peers order, and a Raft RPC
+    waits for the receiving node's Raft to start.
+    """
+    cluster = make_cluster(3)
+    leader = cluster.leader(timeout=30)
+    terms = {m: cluster.info(m).get("raft_term") for m in cluster.nodes}
+    errors = {
+        m: [line for line in cluster.node(m).log().splitlines() if " ERROR " in line]
+        for m in cluster.nodes
+    }
+    assert all(not lines for lines in errors.values()), f"errors logged at start: {errors}"
+    assert terms == {m: "1" for m in cluster.nodes}, (
+        f"node {leader} leads, but the terms are {terms} (a split first election)"
+    )
+
+
 def test_write_during_isolation_is_not_acknowledged_later(make_cluster):
     """A write that got CLUSTERDOWN/UNCERTAIN on an isolated leader is never
     acknowledged afterwards, and the same connection serves again once the

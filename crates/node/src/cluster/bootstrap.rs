@@ -13,6 +13,8 @@
 //!   initialized, this is the cluster's first start: every node initializes
 //!   with the same membership (all members at incarnation 0). openraft accepts
 //!   identical initialization on several nodes, like etcd's initial-cluster.
+//!   The nodes initialize one after another (half an election timeout apart,
+//!   in `--peers` order), so that the first one's election is not split.
 //! - Otherwise it waits and asks again.
 //!
 //! With no `--peers` (or only itself), the node is a one-node cluster.
@@ -304,7 +306,11 @@ async fn decide(
             );
             last_log = Instant::now();
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Once committed to a fresh start, look often: the nodes then start
+        // their Raft within a few milliseconds of each other, and a vote or
+        // AppendEntries from the first one finds the others running.
+        let pause = if intent_since.is_some() { 20 } else { 100 };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
     }
 }
 
@@ -453,9 +459,13 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
     // The peer service answers Info before Raft exists.
     let slot: Arc<OnceLock<Arc<Cluster>>> = Arc::default();
     let fresh_intent: Arc<AtomicBool> = Arc::default();
+    let started: Arc<tokio::sync::Notify> = Arc::default();
     let peer_service = PeerService {
         cluster: slot.clone(),
         fresh_intent: fresh_intent.clone(),
+        started: started.clone(),
+        vote_wait: Duration::from_millis(args.election_timeout_ms / 2),
+        append_wait: Duration::from_millis(args.heartbeat_ms / 2),
         member_id: args.id,
         resp_addr: resp_addr.clone(),
         admin_addr: admin_addr.clone(),
@@ -638,6 +648,7 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
         resp_addrs: Mutex::default(),
     });
     let _ = slot.set(cluster.clone());
+    started.notify_waiters();
     tokio::spawn(proposer::run(cluster.clone(), proposals));
     tokio::spawn(reads::run_barrier(cluster.clone(), read_waiters));
 
@@ -670,10 +681,30 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
                 .iter()
                 .map(|(m, addr)| (node_id(*m, 0), BasicNode::new(addr.clone())))
                 .collect();
-            match cluster.raft.initialize(members).await {
-                Ok(()) => info!("initialized the cluster"),
-                Err(e) => info!(reason = %e, "not initializing (already initialized)"),
-            }
+            // openraft starts an election as soon as a node initializes;
+            // nodes started together would all stand in term 1 and split the
+            // vote, and the first leader would wait an election timeout
+            // longer. The n-th member (in --peers order) initializes n half
+            // election timeouts later, so the first one normally wins at once
+            // and the others, already following it, find the cluster
+            // initialized.
+            let rank = peers.keys().position(|m| *m == args.id).unwrap_or(0) as u64;
+            let stagger = Duration::from_millis(rank * args.election_timeout_ms / 2);
+            let cluster = cluster.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(stagger).await;
+                // Already voted or following (openraft would refuse, and log
+                // the refusal as an error).
+                let m = cluster.metrics();
+                if m.vote.leader_id().term > 0 || m.last_log_index.is_some() {
+                    info!("not initializing: the cluster formed meanwhile");
+                    return;
+                }
+                match cluster.raft.initialize(members).await {
+                    Ok(()) => info!("initialized the cluster"),
+                    Err(e) => info!(reason = %e, "not initializing (already initialized)"),
+                }
+            });
         }
         Start::Join => {
             tokio::spawn(join(cluster.clone(), my_listed_addr, shutdown.clone()));

@@ -1,8 +1,12 @@
 //! The server side of the peer service (`raftcache.raft.v1.Raft`).
 //!
 //! It starts before the Raft instance exists, because bootstrapping asks peers
-//! who they are; until then the Raft RPCs answer UNAVAILABLE and Info reports
-//! the node as not initialized.
+//! who they are; until then Info reports the node as not initialized and the
+//! Raft RPCs answer UNAVAILABLE. Nodes started together create their Raft
+//! instances a few milliseconds apart and the first one asks the others for
+//! votes at once, so a Raft RPC that arrives before this node's Raft exists
+//! waits for it a while (half the time its sender gives it) instead of failing
+//! (which openraft would log as an error on the asking node).
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
@@ -34,6 +38,13 @@ pub struct PeerService {
     pub cluster: Arc<OnceLock<Arc<Cluster>>>,
     /// Set while this pristine node waits to initialize with the others.
     pub fresh_intent: Arc<std::sync::atomic::AtomicBool>,
+    /// Notified once `cluster` is filled in.
+    pub started: Arc<tokio::sync::Notify>,
+    /// How long a vote request waits for this node's Raft to start: half the
+    /// election timeout, which is the sender's timeout for it.
+    pub vote_wait: std::time::Duration,
+    /// The same for AppendEntries and snapshots: half a heartbeat.
+    pub append_wait: std::time::Duration,
     pub member_id: u32,
     pub resp_addr: String,
     pub admin_addr: String,
@@ -48,16 +59,34 @@ impl PeerService {
         self.cluster.get().ok_or_else(|| Status::unavailable("raft is starting"))
     }
 
+    /// The cluster, waiting up to `wait` for it.
+    async fn cluster_soon(
+        &self,
+        wait: std::time::Duration,
+    ) -> std::result::Result<&Arc<Cluster>, Status> {
+        if self.cluster.get().is_none() {
+            let started = self.started.notified();
+            tokio::pin!(started);
+            // Registered before the second look, so a start in between is seen.
+            started.as_mut().enable();
+            if self.cluster.get().is_none() {
+                let _ = tokio::time::timeout(wait, started).await;
+            }
+        }
+        self.cluster()
+    }
+
     /// The cluster, if this message is addressed to this node's Raft id. A
     /// message for another id (an earlier incarnation that lived at this
     /// address) is refused: answering it would speak for a node whose votes
     /// and log are gone.
-    fn addressed(
+    async fn addressed(
         &self,
         target: u64,
         cluster_id: u64,
+        wait: std::time::Duration,
     ) -> std::result::Result<&Arc<Cluster>, Status> {
-        let cluster = self.cluster()?;
+        let cluster = self.cluster_soon(wait).await?;
         let mine = cluster.network.cluster_id();
         if cluster_id != 0 && mine != 0 && cluster_id != mine {
             return Err(Status::not_found(format!(
@@ -78,7 +107,7 @@ impl PeerService {
 impl PeerService {
     /// Answers one AppendEntries (an error status ends the stream).
     async fn append_one(&self, payload: &RaftPayload) -> std::result::Result<RaftPayload, Status> {
-        let cluster = self.addressed(payload.target, payload.cluster_id)?;
+        let cluster = self.addressed(payload.target, payload.cluster_id, self.append_wait).await?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(payload).map_err(bad_payload)?;
         Ok(encode(&cluster.raft.append_entries(rpc).await))
     }
@@ -108,7 +137,9 @@ impl RaftService for PeerService {
     }
 
     async fn vote(&self, request: Request<RaftPayload>) -> RpcResult<RaftPayload> {
-        let cluster = self.addressed(request.get_ref().target, request.get_ref().cluster_id)?;
+        let cluster = self
+            .addressed(request.get_ref().target, request.get_ref().cluster_id, self.vote_wait)
+            .await?;
         let rpc: VoteRequest<NodeId> = decode(request.get_ref()).map_err(bad_payload)?;
         let result = cluster.raft.vote(rpc).await;
         Ok(Response::new(encode(&result)))
@@ -124,7 +155,7 @@ impl RaftService for PeerService {
             .await
             .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
         let (target, cluster_id) = first.vote.as_ref().map_or((0, 0), |v| (v.target, v.cluster_id));
-        let cluster = self.addressed(target, cluster_id)?.clone();
+        let cluster = self.addressed(target, cluster_id, self.append_wait).await?.clone();
         let vote: Vote =
             decode(first.vote.as_ref().ok_or_else(|| Status::invalid_argument("no vote"))?)
                 .map_err(bad_payload)?;
