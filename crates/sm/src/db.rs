@@ -184,6 +184,16 @@ impl Db {
     /// Stores a whole object (value and expiry), replacing the old one.
     pub fn set_object(&mut self, key: &[u8], obj: Object) {
         let new_expiry = obj.expire_at;
+        // The common case, no TTL before or after: replace in place with one
+        // lookup (the expiry index is untouched).
+        if new_expiry.is_none() {
+            if let Some(slot) = self.keys.get_mut(key) {
+                if slot.expire_at.is_none() {
+                    *slot = obj;
+                    return;
+                }
+            }
+        }
         match self.keys.get_key_value(key) {
             Some((stored, old)) => {
                 let stored = stored.clone();

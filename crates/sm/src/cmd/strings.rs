@@ -141,9 +141,11 @@ fn set_generic(
     let db = x.db();
     db.expire_if_needed(key, now);
     let old = if o.get { Some(db.get_str(key, now)?.cloned()) } else { None };
-    let found = db.contains(key, now);
-    if (o.nx && found) || (o.xx && !found) {
-        return Ok(old.map_or(abort, Reply::from));
+    if o.nx || o.xx {
+        let found = db.contains(key, now);
+        if (o.nx && found) || (o.xx && !found) {
+            return Ok(old.map_or(abort, Reply::from));
+        }
     }
     let value = Value::Str(own(value));
     if o.ttl == Ttl::Keep {
