@@ -78,7 +78,7 @@ def main():
             "--loglevel", "warning"], stdout=sys.stderr))
     redis_port = free_port()
     procs.append(subprocess.Popen(["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no",
-                                   "--bind", "127.0.0.1", "--loglevel", "warning"]))
+                                   "--bind", "127.0.0.1", "--loglevel", "warning"], stdout=sys.stderr))
     try:
         for i in range(3):
             wait_ready(resp[i], procs[i], timeout=60)
