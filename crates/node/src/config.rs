@@ -87,7 +87,8 @@ pub struct Args {
     /// the leader went silent, so the default fails over in about 1-2 s.
     #[arg(long, default_value_t = 300)]
     pub election_timeout_ms: u64,
-    /// Take a snapshot (and compact the log) after this many applied entries.
+    /// Take a snapshot (and compact the log) after at least this many applied
+    /// entries, once the commands since the last snapshot add up to its size.
     #[arg(long, default_value_t = 20_000)]
     pub snapshot_every: u64,
     /// Worker threads for client, peer and Raft work (0: one per CPU).

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
-use raftcache_sm::State;
+use raftcache_sm::{Op, Proposal, State};
 
 use crate::types::{
     LogId, Response, SnapshotFile, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
@@ -52,6 +52,11 @@ struct Inner {
     current: Mutex<Option<(SnapshotMeta, PathBuf)>>,
     /// Disambiguates snapshot ids built at the same log id.
     seq: AtomicU64,
+    /// Size of the commands applied since the state in the newest snapshot
+    /// (argument bytes plus 8 per argument), for the snapshot policy.
+    applied_bytes: AtomicU64,
+    /// Size of the newest snapshot file.
+    snapshot_bytes: AtomicU64,
 }
 
 /// The state machine store; clones share the engine.
@@ -76,6 +81,8 @@ impl StateMachineStore {
                 dir,
                 current: Mutex::new(None),
                 seq: AtomicU64::new(0),
+                applied_bytes: AtomicU64::new(0),
+                snapshot_bytes: AtomicU64::new(0),
             }),
         };
         Ok(store)
@@ -128,6 +135,8 @@ impl StateMachineStore {
                     machine.last_applied = meta.last_log_id;
                     machine.membership = meta.last_membership.clone();
                 }
+                let size = fs::metadata(&bin).map_or(0, |m| m.len());
+                store.inner.snapshot_bytes.store(size, Ordering::Relaxed);
                 *store.inner.current.lock().expect("snapshot lock") = Some((meta, bin));
                 Ok((store, Loaded::Snapshot { index }))
             }
@@ -136,6 +145,15 @@ impl StateMachineStore {
                 Ok((store, Loaded::Corrupt { reason }))
             }
         }
+    }
+
+    /// The size of the commands applied since the newest snapshot's state and
+    /// the size of that snapshot, in bytes (for the snapshot policy).
+    pub fn compaction_sizes(&self) -> (u64, u64) {
+        (
+            self.inner.applied_bytes.load(Ordering::Relaxed),
+            self.inner.snapshot_bytes.load(Ordering::Relaxed),
+        )
     }
 
     /// Deletes every snapshot file (a node discarding state it cannot trust).
@@ -174,6 +192,8 @@ impl StateMachineStore {
     /// Makes `(meta, path)` the current snapshot and deletes all but the
     /// previous one.
     fn set_current(&self, meta: SnapshotMeta, path: PathBuf) -> std::io::Result<()> {
+        let size = fs::metadata(&path)?.len();
+        self.inner.snapshot_bytes.store(size, Ordering::Relaxed);
         let (_, meta_path) = self.snapshot_paths(&meta.snapshot_id);
         let mut f = BufWriter::new(fs::File::create(&meta_path)?);
         f.write_all(&bincode::serialize(&meta).map_err(std::io::Error::other)?)?;
@@ -227,6 +247,9 @@ impl StateMachineStore {
             snapshot_id: id.clone(),
         };
         let state = machine.state.clone();
+        // Apply waits for the read lock to go: nothing is applied between the
+        // clone and this reset.
+        self.inner.applied_bytes.store(0, Ordering::Relaxed);
         drop(machine);
         let locked = started.elapsed();
         let (path, _) = self.snapshot_paths(&id);
@@ -273,6 +296,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let response = match entry.payload {
                 EntryPayload::Blank => Response::default(),
                 EntryPayload::Normal(ref proposal) => {
+                    self.inner.applied_bytes.fetch_add(proposal_bytes(proposal), Ordering::Relaxed);
                     Response(machine.state.apply_proposal(entry.log_id.index, proposal))
                 }
                 EntryPayload::Membership(membership) => {
@@ -316,6 +340,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             machine.state = state;
             machine.last_applied = meta.last_log_id;
             machine.membership = meta.last_membership.clone();
+            self.inner.applied_bytes.store(0, Ordering::Relaxed);
         }
         let (final_path, _) = self.snapshot_paths(&meta.snapshot_id);
         if path.parent() == Some(self.dir()) {
@@ -333,4 +358,17 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let current = self.inner.current.lock().expect("snapshot lock").clone();
         Ok(current.map(|(meta, path)| Snapshot { meta, snapshot: Box::new(SnapshotFile { path }) }))
     }
+}
+
+/// What a proposal adds to the log, roughly: its arguments' bytes and 8 bytes
+/// per argument (other operations count 16).
+fn proposal_bytes(proposal: &Proposal) -> u64 {
+    proposal
+        .ops
+        .iter()
+        .map(|op| match op {
+            Op::Command { argv, .. } => argv.iter().map(|a| a.len() as u64 + 8).sum(),
+            _ => 16,
+        })
+        .sum()
 }

@@ -606,7 +606,8 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
         election_timeout_min: args.election_timeout_ms,
         election_timeout_max: args.election_timeout_ms * 2,
         max_payload_entries: 1000,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(args.snapshot_every),
+        // Snapshots are triggered by `compaction::run`.
+        snapshot_policy: SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: 1000,
         ..Default::default()
     }
@@ -713,5 +714,6 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
     }
     let data = data.map(Arc::new);
     tokio::spawn(name_the_cluster(cluster.clone(), data.clone(), shutdown.clone()));
+    tokio::spawn(super::compaction::run(cluster.clone(), args.snapshot_every, shutdown.clone()));
     Ok(Started { cluster, temp_dir, data })
 }

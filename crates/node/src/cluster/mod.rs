@@ -23,6 +23,7 @@
 
 pub mod admin;
 pub mod bootstrap;
+pub mod compaction;
 pub mod confirm;
 pub mod forward;
 pub mod peer;
