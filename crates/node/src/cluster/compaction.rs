@@ -1,10 +1,10 @@
 //! When to take a snapshot (after which openraft compacts the log behind it).
 //!
 //! openraft's own policy snapshots every N entries however large the state
-//! is, so the cost of snapshots grows with the dataset: with ~630k keys under
-//! a SET load, writing a snapshot every 20,000 entries took a quarter of a
-//! node's CPU. Like Redis's `auto-aof-rewrite-percentage 100`, a snapshot is
-//! taken once both
+//! is, so the cost of snapshots grows with the dataset: with a million keys
+//! under SET -P 1 (small entries), rewriting the dataset every 20,000 entries
+//! raised a single node's CPU per SET from 17.5–22 µs to 26 µs. Like Redis's
+//! `auto-aof-rewrite-percentage 100`, a snapshot is taken once both
 //! - `--snapshot-every` entries were applied since the last one, and
 //! - the commands applied since the last one add up to at least its size,
 //!
