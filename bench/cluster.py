@@ -14,8 +14,8 @@ ratio raftcache/redis for each.
                      [--rounds 1] [--warmup 100000]
 
 Each node runs with --threads 1 by default: three nodes share two cores here,
-and one worker thread per node avoids cross-thread wake-ups (pass --threads 0
-for the server's default, one per CPU).
+and a node on one thread (a current-thread runtime) has no cross-thread
+wake-ups (pass --threads 0 for the server's default, one per CPU).
 
 With --rounds N every measurement is repeated N times (redis and both cluster
 paths back to back in each round) and the table shows medians and the range of

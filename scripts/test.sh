@@ -51,6 +51,9 @@ python3 -m pytest -q tests/python tests/differential
 step "cluster tests: real node processes, kill -9, SIGSTOP, restarts"
 python3 -m pytest -q tests/cluster
 
+step "cluster tests with --threads 1 (one thread per node, as bench/cluster.py runs them)"
+RAFTCACHE_NODE_ARGS="--threads 1" python3 -m pytest -q tests/cluster
+
 step "durability tests: data directories, crashes, damaged files"
 python3 -m pytest -q tests/durability
 

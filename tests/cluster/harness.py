@@ -414,7 +414,9 @@ class Cluster:
 
     def __init__(self, n: int = 3, args: Iterable[str] = (), workdir: Optional[str] = None):
         self.bin = raftcache_bin()
-        self.args = list(args)
+        # RAFTCACHE_NODE_ARGS: flags every node gets before the test's own
+        # (scripts/test.sh runs the suite again with "--threads 1").
+        self.args = os.environ.get("RAFTCACHE_NODE_ARGS", "").split() + list(args)
         self.workdir = workdir or tempfile.mkdtemp(prefix="raftcache-cluster-")
         ports = free_ports(3 * n)
         self.nodes: Dict[int, Node] = {

@@ -91,7 +91,8 @@ pub struct Args {
     /// entries, once the commands since the last snapshot add up to its size.
     #[arg(long, default_value_t = 20_000)]
     pub snapshot_every: u64,
-    /// Worker threads for client, peer and Raft work (0: one per CPU).
+    /// Worker threads for client, peer and Raft work (0: one per CPU; 1: the
+    /// main thread alone, on a current-thread runtime).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// Print the names of all commands and exit (used by scripts/).
