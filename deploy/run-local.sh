@@ -7,12 +7,16 @@
 # on 7380+10*(N-1) and for admin on 7379+10*(N-1). Any node serves any
 # client. Logs go to the terminal, prefixed with the node's name. Override the
 # base ports with RESP_BASE / PEER_BASE / ADMIN_BASE, add flags after `--`.
+# Each node runs on one thread (THREADS=1, `--threads 1`): the three share this
+# machine's CPUs, and one thread per node measured faster than a thread pool
+# each (bench/cluster.py); THREADS=0 gives each node one thread per CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 resp_base=${RESP_BASE:-6379}
 peer_base=${PEER_BASE:-7380}
 admin_base=${ADMIN_BASE:-7379}
+threads=${THREADS:-1}
 extra=("$@")
 
 cargo build --release -p raftcache-node
@@ -36,6 +40,7 @@ for n in 1 2 3; do
     --port $((resp_base + n - 1)) \
     --raft-port $((peer_base + 10 * (n - 1))) \
     --admin-port $((admin_base + 10 * (n - 1))) \
+    --threads "$threads" \
     "${extra[@]}" > >(sed -u "s/^/[node$n] /") 2>&1 &
   pids+=("$!")  # the node's own pid (the log prefixer runs in a substitution)
 done

@@ -57,6 +57,9 @@ RAFTCACHE_NODE_ARGS="--threads 1" python3 -m pytest -q tests/cluster
 step "durability tests: data directories, crashes, damaged files"
 python3 -m pytest -q tests/durability
 
+step "durability tests with --threads 1 (sled on a node's only thread)"
+RAFTCACHE_NODE_ARGS="--threads 1" python3 -m pytest -q tests/durability
+
 step "fuzzing: request decoder, frame parser, engine (30 s each; longer: scripts/fuzz.sh 600)"
 scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
 
