@@ -34,8 +34,9 @@ int raftcache_parse_double(const char *s, size_t len, double *out) {
     return 1;
 }
 
-/* Redis's string2ld: 1 on success. Note the embedded-NUL quirk is kept: like
- * Redis, "1\0x" parses as 1 because strtold stops at the NUL. */
+/* Redis 7.0's string2ld: 1 on success. The whole text must parse: a value
+ * with an embedded NUL ("1\0002") is not a number, as redis-server 7.0.15
+ * answers (strtold alone would stop at the NUL and read 1). */
 static int string2ld(const char *s, size_t slen, long double *dp) {
     char buf[MAX_LONG_DOUBLE_CHARS];
     long double value;
@@ -46,6 +47,7 @@ static int string2ld(const char *s, size_t slen, long double *dp) {
     errno = 0;
     value = strtold(buf, &eptr);
     if (isspace((unsigned char)buf[0]) || eptr[0] != '\0' ||
+        (size_t)(eptr - buf) != slen ||
         ((errno == ERANGE) && (value == HUGE_VAL || value == -HUGE_VAL || value == 0)) ||
         errno == EINVAL || isnan(value))
         return 0;

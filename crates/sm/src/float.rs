@@ -225,4 +225,14 @@ mod tests {
         assert_eq!(classify_long_double(b"1.5"), LongDouble::Finite);
         assert_eq!(classify_long_double(b"nan"), LongDouble::Invalid);
     }
+
+    #[test]
+    fn an_embedded_nul_is_not_a_number() {
+        // redis-server 7.0.15: INCRBYFLOAT on "1\x002" is "value is not a
+        // valid float" and leaves the value alone.
+        assert_eq!(long_double_add(b"1\x002", b"1"), Err(AddError::CurrentNotFloat));
+        assert_eq!(long_double_add(b"1", b"1\x00"), Err(AddError::IncrementNotFloat));
+        assert_eq!(classify_long_double(b"1\x00"), LongDouble::Invalid);
+        assert_eq!(parse_f64(b"1\x00"), None);
+    }
 }
