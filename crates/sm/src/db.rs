@@ -6,8 +6,17 @@
 //! writes: lazily, when a write touches the key, and actively by the purge
 //! command, which the leader proposes so that every replica removes the same keys
 //! at the same log index.
+//!
+//! # Change marks (WATCH)
+//!
+//! Every object carries `version`, the log index of the last command that
+//! changed it (Redis's `signalModifiedKey`, called by the handlers through
+//! [`Exec::modified`](crate::state::Exec::modified)). A key that no longer
+//! exists leaves a [`Tombstones`] entry: the index at which it last changed
+//! while absent keys are watched. Both are replicated state, in the snapshot
+//! and the digest; see [`Db::changed_since`] for the check EXEC makes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 
@@ -25,11 +34,14 @@ pub struct Object {
     /// A string Redis would report as "raw" whatever its length (after APPEND
     /// or SETRANGE modified it in place).
     pub raw: bool,
+    /// The log index of the last command that changed this key (0: before
+    /// change marks existed, or never signalled). See the module docs.
+    pub version: u64,
 }
 
 impl Object {
     pub fn new(value: Value) -> Object {
-        Object { value, expire_at: None, raw: false }
+        Object { value, expire_at: None, raw: false, version: 0 }
     }
 
     /// True if this object is expired at `now`.
@@ -45,6 +57,69 @@ pub struct Db {
     keys: KeyMap<Object>,
     /// `(expire_at, key)` for every key with a TTL.
     expires: BTreeSet<(i64, Bytes)>,
+    /// When keys that no longer exist last changed (WATCH on missing keys).
+    pub(crate) gone: Tombstones,
+}
+
+/// Most tombstones one database keeps. Past it the oldest go, and a WATCH of
+/// a missing key older than the newest one dropped is assumed changed (a
+/// spurious abort, never a missed one).
+pub const MAX_TOMBSTONES: usize = 65_536;
+
+/// When keys that no longer exist last changed: the index of their deletion,
+/// or, for a key removed because it expired, the index of its last change
+/// before that (an expiry is a change only to those who saw the key alive,
+/// which EXEC knows from its WATCH). Bounded by [`MAX_TOMBSTONES`]; `horizon`
+/// is the newest index forgotten.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Tombstones {
+    pub(crate) latest: BTreeMap<Bytes, u64>,
+    /// Insertion order, for dropping the oldest (may hold superseded entries).
+    pub(crate) order: VecDeque<(u64, Bytes)>,
+    pub(crate) horizon: u64,
+}
+
+impl Tombstones {
+    /// Records that `key` changed at `index` and no longer exists.
+    pub fn record(&mut self, key: Bytes, index: u64) {
+        if index <= self.horizon {
+            return;
+        }
+        let slot = self.latest.entry(key.clone()).or_insert(0);
+        if *slot >= index {
+            return;
+        }
+        *slot = index;
+        self.order.push_back((index, key));
+        while self.order.len() > MAX_TOMBSTONES {
+            let (at, key) = self.order.pop_front().expect("not empty");
+            if self.latest.get(&key) == Some(&at) {
+                self.latest.remove(&key);
+            }
+            self.horizon = self.horizon.max(at);
+        }
+    }
+
+    /// True if an absent `key` may have existed after index `mark`.
+    pub fn changed_since(&self, key: &[u8], mark: u64) -> bool {
+        mark < self.horizon || self.latest.get(key).is_some_and(|&at| at > mark)
+    }
+
+    /// Forgets everything: every missing key counts as changed for marks
+    /// before `index`.
+    fn forget_until(&mut self, index: u64) {
+        self.latest.clear();
+        self.order.clear();
+        self.horizon = self.horizon.max(index);
+    }
+
+    pub fn len(&self) -> usize {
+        self.latest.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.latest.is_empty()
+    }
 }
 
 /// Generates the typed lookups (`get_hash`, `hash_mut`, `hash_or_create` …).
@@ -150,10 +225,20 @@ impl Db {
     /// Returns true if it removed something.
     pub fn expire_if_needed(&mut self, key: &[u8], now: i64) -> bool {
         if self.keys.get(key).is_some_and(|o| o.is_expired(now)) {
-            self.remove(key);
+            self.remove_expired(key);
             true
         } else {
             false
+        }
+    }
+
+    /// Removes an expired key, leaving a tombstone with its last change.
+    fn remove_expired(&mut self, key: &[u8]) {
+        if let Some((stored, obj)) = self.keys.remove(key) {
+            if let Some(at) = obj.expire_at {
+                self.expires.remove(&(at, stored.clone()));
+            }
+            self.gone.record(stored, obj.version);
         }
     }
 
@@ -178,7 +263,7 @@ impl Db {
     /// Stores `value`, keeping the current TTL of a visible key.
     pub fn set_keep_ttl(&mut self, key: &[u8], value: Value, now: i64) {
         let expire_at = self.object(key, now).and_then(|o| o.expire_at);
-        self.set_object(key, Object { value, expire_at, raw: false });
+        self.set_object(key, Object { value, expire_at, raw: false, version: 0 });
     }
 
     /// Stores a whole object (value and expiry), replacing the old one.
@@ -287,6 +372,9 @@ impl Db {
                     let (_, key) = self.expires.pop_first().expect("checked first");
                     let obj = self.keys.remove(&key);
                     debug_assert!(obj.is_some(), "expiry index out of sync");
+                    if let Some((stored, obj)) = obj {
+                        self.gone.record(stored, obj.version);
+                    }
                     removed += 1;
                 }
                 _ => break,
@@ -295,10 +383,67 @@ impl Db {
         removed
     }
 
-    /// Removes every key.
-    pub fn clear(&mut self) {
-        self.keys.clear();
+    /// Removes every key (FLUSHDB at log index `index`): each key that
+    /// existed changed at `index` (a flush of more keys than tombstones can
+    /// hold forgets them all instead, see [`Tombstones`]).
+    pub fn flush(&mut self, index: u64) {
+        let keys = std::mem::take(&mut self.keys);
         self.expires.clear();
+        if keys.len() > MAX_TOMBSTONES {
+            self.gone.forget_until(index);
+        } else {
+            for (key, _) in keys.iter() {
+                self.gone.record(key.clone(), index);
+            }
+        }
+    }
+
+    /// Exchanges the keyspaces of two databases (SWAPDB at `index`). The
+    /// tombstones stay with their database number, which is what a WATCH
+    /// refers to; every key of both changed at `index`.
+    pub fn swap_keyspaces(a: &mut Db, b: &mut Db, index: u64) {
+        std::mem::swap(&mut a.keys, &mut b.keys);
+        std::mem::swap(&mut a.expires, &mut b.expires);
+        // After the swap, `b` holds what was in `a` and the other way round.
+        let gone_from = |was: &Db, now: &Db| -> Vec<Bytes> {
+            was.keys.keys().filter(|k| !now.keys.contains_key(k)).cloned().collect()
+        };
+        let gone_a = gone_from(b, a);
+        let gone_b = gone_from(a, b);
+        for (db, gone) in [(a, gone_a), (b, gone_b)] {
+            if gone.len() > MAX_TOMBSTONES {
+                db.gone.forget_until(index);
+            } else {
+                gone.into_iter().for_each(|k| db.gone.record(k, index));
+            }
+            db.keys.values_mut().for_each(|o| o.version = index);
+        }
+    }
+
+    /// Redis's `signalModifiedKey` at log index `index`: stamps the key's
+    /// version, or leaves a tombstone if the command removed it.
+    pub fn touch(&mut self, key: &[u8], index: u64) {
+        match self.keys.get_key_value(key) {
+            Some(_) => {
+                if let Some(obj) = self.keys.get_mut(key) {
+                    obj.version = index;
+                }
+            }
+            None => self.gone.record(Bytes::copy_from_slice(key), index),
+        }
+    }
+
+    /// True if `key` changed after log index `mark`, as EXEC checks a WATCH:
+    /// `seen` says whether the key was visible when the mark was taken, `now`
+    /// is the time EXEC runs at. A key that was visible and has since expired
+    /// counts as changed (Redis 7.0 does the same); one that was already
+    /// expired and has since been purged does not.
+    pub fn changed_since(&self, key: &[u8], mark: u64, seen: bool, now: i64) -> bool {
+        match self.keys.get(key) {
+            Some(obj) if !obj.is_expired(now) => obj.version > mark || !seen,
+            Some(obj) => seen || obj.version > mark,
+            None => seen || self.gone.changed_since(key, mark),
+        }
     }
 
     /// All keys and objects in canonical order, expired ones included.
@@ -313,6 +458,7 @@ impl Db {
 
     /// Inserts an object during snapshot restore (no checks).
     pub(crate) fn restore_insert(&mut self, key: Bytes, obj: Object) {
+        debug_assert!(!self.keys.contains_key(&key));
         if let Some(at) = obj.expire_at {
             self.expires.insert((at, key.clone()));
         }

@@ -29,7 +29,8 @@
 //! - [`session`]: duplicate suppression for retried proposals.
 //! - [`command`]: the command table (names, arity, read/write, handlers).
 //! - `cmd/*`: the handlers, one file per command family.
-//! - [`db`]: one database: keyspace and expiry index.
+//! - [`db`]: one database: keyspace, expiry index, change marks for WATCH.
+//! - [`event`]: what apply reports besides replies (keyspace notifications …).
 //! - [`value`]: value types and their Redis encodings.
 //! - [`keymap`]: the insertion-order-independent map behind keyspace and SCAN.
 //! - [`snapshot`]: the versioned, checksummed snapshot format and the digest.
@@ -41,6 +42,7 @@ pub mod args;
 pub mod cmd;
 pub mod command;
 pub mod db;
+pub mod event;
 pub mod float;
 pub mod glob;
 pub mod keymap;
@@ -54,7 +56,8 @@ pub mod value;
 pub(crate) mod testing;
 
 pub use command::{lookup, Kind, Spec};
+pub use event::Event;
 pub use reply::Reply;
 pub use session::Origin;
 pub use snapshot::SnapshotError;
-pub use state::{Op, Proposal, Stamp, State};
+pub use state::{Call, Op, Proposal, Stamp, State, Watch};

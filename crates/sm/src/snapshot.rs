@@ -1,6 +1,6 @@
 //! The snapshot format and the state digest.
 //!
-//! # Format (version 1)
+//! # Format (version 2)
 //!
 //! ```text
 //! header   "RCACHESN" (8 bytes), version u16 LE, reserved u16 LE (0)
@@ -8,14 +8,20 @@
 //! sessions count (varint), then per session in id order: id, ack_below
 //!          (varints), last_seen_ms (zigzag varint), cached reply count, then
 //!          per cached proposal: seq, reply count, replies (see `put_reply`)
-//! per non-empty database, in index order:
+//! per database with keys or tombstones, in index order:
 //!          0xFE, db index (varint), key count (varint),
 //!          then each key in canonical (KeyMap) order:
 //!            tag u8 (type in the low 4 bits, 0x80 = has expiry, 0x40 = raw string)
-//!            [expire_at (zigzag varint)]  key (bytes)  value (see `write_value`)
+//!            [expire_at (zigzag varint)]  key (bytes)  version (varint)
+//!            value (see `write_value`)
+//!          tombstones: horizon (varint), count (varint), then in the order
+//!            they were recorded: index (varint), key (bytes)
 //! end      0xFF
 //! trailer  CRC-32 (IEEE) of everything above, u32 LE
 //! ```
+//!
+//! Version 1 (still read) is the same without key versions and tombstones:
+//! a state restored from it has every version 0 and no tombstones.
 //!
 //! `bytes` is a varint length followed by the bytes. Every collection is written
 //! in the order the engine iterates it, which is a pure function of the state
@@ -38,7 +44,7 @@ use std::io::{self, Read, Write};
 use bytes::Bytes;
 use thiserror::Error;
 
-use crate::db::{Db, Object};
+use crate::db::{Db, Object, Tombstones, MAX_TOMBSTONES};
 use crate::keymap::KeyMap;
 use crate::reply::Reply;
 use crate::session::{Session, Sessions};
@@ -47,7 +53,9 @@ use crate::value::{HashVal, SetVal, Value, ZSetVal};
 
 const MAGIC: &[u8; 8] = b"RCACHESN";
 /// The snapshot format version this build writes.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
+/// The oldest snapshot format version this build reads.
+pub const OLDEST_READABLE: u16 = 1;
 
 const TAG_DB: u8 = 0xFE;
 const TAG_END: u8 = 0xFF;
@@ -72,7 +80,9 @@ pub enum SnapshotError {
     Io(#[from] io::Error),
     #[error("not a raftcache snapshot (bad magic)")]
     BadMagic,
-    #[error("unsupported snapshot version {0} (this build reads version {VERSION})")]
+    #[error(
+        "unsupported snapshot version {0} (this build reads versions {OLDEST_READABLE} to {VERSION})"
+    )]
     UnsupportedVersion(u16),
     #[error("snapshot checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
     Checksum { stored: u32, computed: u32 },
@@ -367,7 +377,7 @@ fn read_sessions(r: &mut impl Read) -> Result<Sessions, SnapshotError> {
 
 fn write_dbs(w: &mut impl Write, dbs: &[Db]) -> io::Result<()> {
     for (index, db) in dbs.iter().enumerate() {
-        if db.is_empty() {
+        if db.is_empty() && db.gone == Tombstones::default() {
             continue;
         }
         w.write_all(&[TAG_DB])?;
@@ -386,10 +396,32 @@ fn write_dbs(w: &mut impl Write, dbs: &[Db]) -> io::Result<()> {
                 put_signed(w, at)?;
             }
             put_bytes(w, key)?;
+            put_varint(w, obj.version)?;
             write_value(w, obj)?;
+        }
+        put_varint(w, db.gone.horizon)?;
+        put_varint(w, db.gone.order.len() as u64)?;
+        for (at, key) in &db.gone.order {
+            put_varint(w, *at)?;
+            put_bytes(w, key)?;
         }
     }
     w.write_all(&[TAG_END])
+}
+
+fn read_tombstones(r: &mut impl Read) -> Result<Tombstones, SnapshotError> {
+    let mut t = Tombstones { horizon: get_varint(r)?, ..Tombstones::default() };
+    for _ in 0..get_len(r)? {
+        let at = get_varint(r)?;
+        let key = get_bytes(r)?;
+        let latest = t.latest.entry(key.clone()).or_insert(0);
+        *latest = (*latest).max(at);
+        t.order.push_back((at, key));
+    }
+    if t.order.len() > MAX_TOMBSTONES {
+        return Err(SnapshotError::Corrupt("too many tombstones"));
+    }
+    Ok(t)
 }
 
 fn read_value(r: &mut impl Read, tag: u8) -> Result<Value, SnapshotError> {
@@ -459,7 +491,7 @@ fn read_value(r: &mut impl Read, tag: u8) -> Result<Value, SnapshotError> {
     })
 }
 
-fn read_dbs(r: &mut impl Read) -> Result<Vec<Db>, SnapshotError> {
+fn read_dbs(r: &mut impl Read, version: u16) -> Result<Vec<Db>, SnapshotError> {
     let mut dbs = vec![Db::default(); DATABASES];
     let mut last: Option<usize> = None;
     loop {
@@ -477,15 +509,19 @@ fn read_dbs(r: &mut impl Read) -> Result<Vec<Db>, SnapshotError> {
                     let expire_at =
                         if tag & FLAG_EXPIRY != 0 { Some(get_signed(r)?) } else { None };
                     let key = get_bytes(r)?;
+                    let version = if version >= 2 { get_varint(r)? } else { 0 };
                     let value = read_value(r, tag & 0x0f)?;
                     if value.is_empty_collection() {
                         return Err(SnapshotError::Corrupt("empty collection"));
                     }
-                    let obj = Object { value, expire_at, raw: tag & FLAG_RAW != 0 };
+                    if dbs[index].keymap().contains_key(&key) {
+                        return Err(SnapshotError::Corrupt("duplicate keys"));
+                    }
+                    let obj = Object { value, expire_at, raw: tag & FLAG_RAW != 0, version };
                     dbs[index].restore_insert(key, obj);
                 }
-                if dbs[index].len() != count {
-                    return Err(SnapshotError::Corrupt("duplicate keys"));
+                if version >= 2 {
+                    dbs[index].gone = read_tombstones(r)?;
                 }
             }
             _ => return Err(SnapshotError::Corrupt("unknown section tag")),
@@ -543,14 +579,14 @@ impl State {
         let mut v = [0u8; 4];
         r.read_exact(&mut v)?;
         let version = u16::from_le_bytes([v[0], v[1]]);
-        if version != VERSION {
+        if !(OLDEST_READABLE..=VERSION).contains(&version) {
             return Err(SnapshotError::UnsupportedVersion(version));
         }
         let clock_ms = get_signed(&mut r)?;
         let applied_index = get_varint(&mut r)?;
         let cluster_id = get_varint(&mut r)?;
         let sessions = read_sessions(&mut r)?;
-        let dbs = read_dbs(&mut r)?;
+        let dbs = read_dbs(&mut r, version)?;
         let computed = r.crc.clone().finalize();
         let mut stored = [0u8; 4];
         r.inner.read_exact(&mut stored)?;
@@ -561,7 +597,7 @@ impl State {
         if r.inner.read(&mut [0u8; 1])? != 0 {
             return Err(SnapshotError::Corrupt("trailing bytes after checksum"));
         }
-        Ok(State { dbs, clock_ms, applied_index, sessions, cluster_id })
+        Ok(State { dbs, clock_ms, applied_index, sessions, cluster_id, ..State::default() })
     }
 
     /// BLAKE3 of the canonical encoding of the whole state but the applied

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::{self, Kind};
 use crate::db::Db;
+use crate::event::{Class, Event, Notify, Outbox};
 use crate::reply::Reply;
 use crate::session::{Check, Origin, Sessions};
 
@@ -54,6 +55,29 @@ pub enum Op {
     /// Names the cluster, once: the first leader proposes a random id, and a
     /// node refuses a data directory written for another cluster.
     SetClusterId { id: u64 },
+    /// A transaction (MULTI … EXEC): the queued commands, applied together in
+    /// this one entry unless a watched key changed after its mark, in which
+    /// case none is and the reply is a null array. The reply is EXEC's array.
+    Exec { watches: Vec<Watch>, calls: Vec<Call> },
+}
+
+/// One queued command of a transaction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Call {
+    pub db: u32,
+    pub argv: Vec<Bytes>,
+}
+
+/// A WATCHed key: the log index a node had applied when it read the key
+/// (`mark`), and whether the key was visible then. EXEC aborts if the key
+/// changed after the mark (see [`Db::changed_since`]). A mark from a node that
+/// lags only makes a change more likely to count, never less.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watch {
+    pub db: u32,
+    pub key: Bytes,
+    pub mark: u64,
+    pub seen: bool,
 }
 
 /// The payload of one log entry: what the leader proposed, with the time and
@@ -103,6 +127,9 @@ impl Rng {
 /// What a write handler sees: mutable databases and the entry's stamp.
 pub struct Exec<'a> {
     pub dbs: &'a mut [Db],
+    /// Where [`Exec::notify`] records events, and which it records.
+    pub events: &'a mut Vec<Event>,
+    pub notify: Notify,
     /// The client's selected database.
     pub db: usize,
     /// The entry's effective time (monotonic).
@@ -118,6 +145,40 @@ impl Exec<'_> {
     #[inline]
     pub fn db(&mut self) -> &mut Db {
         &mut self.dbs[self.db]
+    }
+
+    /// Redis's `signalModifiedKey`: the command changed `key` in the selected
+    /// database (WATCH sees it; the key's version becomes this entry's index,
+    /// or a tombstone records it if the key is gone). Call it wherever Redis
+    /// 7.0 calls `signalModifiedKey`, after the change.
+    #[inline]
+    pub fn modified(&mut self, key: &[u8]) {
+        let index = self.index;
+        self.dbs[self.db].touch(key, index);
+    }
+
+    /// [`Exec::modified`] for a key in database `db`.
+    pub fn modified_in(&mut self, db: usize, key: &[u8]) {
+        let index = self.index;
+        self.dbs[db].touch(key, index);
+    }
+
+    /// Redis's `notifyKeyspaceEvent` for a key in the selected database:
+    /// records an [`Event::Keyspace`] if `class` is enabled. Call it where
+    /// Redis 7.0 calls `notifyKeyspaceEvent`, with Redis's event name.
+    #[inline]
+    pub fn notify(&mut self, class: Class, event: &'static str, key: &[u8]) {
+        let db = self.db;
+        self.notify_in(db, class, event, key);
+    }
+
+    /// [`Exec::notify`] for a key in database `db`.
+    #[inline]
+    pub fn notify_in(&mut self, db: usize, class: Class, event: &'static str, key: &[u8]) {
+        if self.notify.wants(class) {
+            let key = Bytes::copy_from_slice(key);
+            self.events.push(Event::Keyspace { db: db as u32, class, event, key });
+        }
     }
 
     /// A read view of the same state at the same time.
@@ -152,6 +213,11 @@ pub struct State {
     pub(crate) sessions: Sessions,
     /// The cluster's id (0 until the first leader sets it).
     pub(crate) cluster_id: u64,
+    /// Which keyspace events are recorded (`notify-keyspace-events`).
+    pub(crate) notify: Notify,
+    /// Events of the entries applied since the last [`State::take_events`]:
+    /// output, not state (see [`crate::event`]).
+    pub(crate) events: Outbox,
 }
 
 impl Default for State {
@@ -162,6 +228,8 @@ impl Default for State {
             applied_index: 0,
             sessions: Sessions::default(),
             cluster_id: 0,
+            notify: Notify::default(),
+            events: Outbox::default(),
         }
     }
 }
@@ -226,6 +294,7 @@ impl State {
                 }
                 Reply::Int(removed as i64)
             }
+            Op::Exec { watches, calls } => self.apply_exec(watches, calls, now, stamp),
             Op::Noop => Reply::Ok,
             Op::SetClusterId { id } => {
                 if self.cluster_id == 0 && *id != 0 {
@@ -236,6 +305,63 @@ impl State {
                 }
             }
         }
+    }
+
+    /// EXEC: checks the watches, then applies every call in order at the same
+    /// index and time; each call gets its own seed.
+    fn apply_exec(&mut self, watches: &[Watch], calls: &[Call], now: i64, stamp: &Stamp) -> Reply {
+        if self.watch_broken(watches, now) {
+            return Reply::NilArray;
+        }
+        let replies = calls
+            .iter()
+            .enumerate()
+            .map(|(i, call)| {
+                let stamp = Stamp { seed: stamp.seed.wrapping_add(i as u64 + 1), ..*stamp };
+                self.apply_command(call.db as usize, &call.argv, now, &stamp)
+            })
+            .collect();
+        Reply::Array(replies)
+    }
+
+    /// True if a watched key changed after its mark (EXEC must abort).
+    fn watch_broken(&self, watches: &[Watch], now: i64) -> bool {
+        watches.iter().any(|w| {
+            self.dbs
+                .get(w.db as usize)
+                .is_none_or(|db| db.changed_since(&w.key, w.mark, w.seen, now))
+        })
+    }
+
+    /// WATCH: marks for `keys` of database `db`, read at local time
+    /// `now_ms` (see [`State::read_time`]) and the applied index.
+    pub fn watch_marks(&self, db: usize, keys: &[Bytes], now_ms: i64) -> Vec<Watch> {
+        let now = self.read_time(now_ms);
+        keys.iter()
+            .map(|key| Watch {
+                db: db as u32,
+                key: key.clone(),
+                mark: self.applied_index,
+                seen: self.dbs.get(db).is_some_and(|d| d.contains(key, now)),
+            })
+            .collect()
+    }
+
+    /// A transaction of reads only, served without the log: the watches are
+    /// checked and every call runs as one read of this state, at local time
+    /// `now_ms`. The reply is EXEC's.
+    pub fn query_exec(&self, watches: &[Watch], calls: &[Call], now_ms: i64, seed: u64) -> Reply {
+        let now = self.read_time(now_ms);
+        if self.watch_broken(watches, now) {
+            return Reply::NilArray;
+        }
+        Reply::Array(
+            calls
+                .iter()
+                .enumerate()
+                .map(|(i, c)| self.query(c.db as usize, &c.argv, now, seed.wrapping_add(i as u64)))
+                .collect(),
+        )
     }
 
     fn apply_command(&mut self, db: usize, argv: &[Bytes], now: i64, stamp: &Stamp) -> Reply {
@@ -249,7 +375,15 @@ impl State {
         let rng = Rng::new(stamp.seed ^ stamp.index.rotate_left(32));
         match spec.kind {
             Kind::Write(f) => {
-                let mut exec = Exec { dbs: &mut self.dbs, db, now, rng, index: stamp.index };
+                let mut exec = Exec {
+                    dbs: &mut self.dbs,
+                    events: &mut self.events.0,
+                    notify: self.notify,
+                    db,
+                    now,
+                    rng,
+                    index: stamp.index,
+                };
                 f(&mut exec, argv).unwrap_or_else(|e| e)
             }
             Kind::Read(f) => {
@@ -302,6 +436,20 @@ impl State {
     /// The databases, for INFO keyspace and the like.
     pub fn dbs(&self) -> &[Db] {
         &self.dbs
+    }
+
+    /// Sets which keyspace events are recorded. Crate-internal until
+    /// `notify-keyspace-events` is replicated configuration.
+    #[cfg(test)]
+    #[allow(dead_code)]
+    pub(crate) fn set_notify(&mut self, notify: Notify) {
+        self.notify = notify;
+    }
+
+    /// The events of the entries applied since the last call (see
+    /// [`crate::event`]).
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events.0)
     }
 
     /// The cluster's id, 0 if not yet set.

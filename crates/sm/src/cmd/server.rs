@@ -4,6 +4,7 @@ use bytes::Bytes;
 
 use crate::args::{self, is, Res};
 use crate::command::Spec;
+use crate::db::Db;
 use crate::reply::{errors, Reply};
 use crate::state::{Exec, Query};
 
@@ -32,14 +33,16 @@ fn check_flush_args(argv: &[Bytes]) -> Res<()> {
 /// FLUSHDB [ASYNC | SYNC]
 fn flushdb(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     check_flush_args(argv)?;
-    x.db().clear();
+    let index = x.index;
+    x.db().flush(index);
     Ok(Reply::Ok)
 }
 
 /// FLUSHALL [ASYNC | SYNC]
 fn flushall(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     check_flush_args(argv)?;
-    x.dbs.iter_mut().for_each(|db| db.clear());
+    let index = x.index;
+    x.dbs.iter_mut().for_each(|db| db.flush(index));
     Ok(Reply::Ok)
 }
 
@@ -55,6 +58,10 @@ fn swapdb(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     if !(0..n).contains(&a) || !(0..n).contains(&b) {
         return Err(Reply::err(errors::DB_INDEX));
     }
-    x.dbs.swap(a as usize, b as usize);
+    let (a, b) = (a as usize, b as usize);
+    if a != b {
+        let (low, high) = x.dbs.split_at_mut(a.max(b));
+        Db::swap_keyspaces(&mut low[a.min(b)], &mut high[0], x.index);
+    }
     Ok(Reply::Ok)
 }

@@ -151,7 +151,7 @@ fn set_generic(
     if o.ttl == Ttl::Keep {
         db.set_keep_ttl(key, value, now);
     } else {
-        db.set_object(key, Object { value, expire_at, raw: false });
+        db.set_object(key, Object { value, expire_at, raw: false, version: 0 });
     }
     Ok(old.map_or(ok, Reply::from))
 }
