@@ -6,7 +6,7 @@ use raftcache_resp::Protocol;
 use raftcache_sm::args::parse_i64;
 use raftcache_sm::reply::errors;
 use raftcache_sm::state::DATABASES;
-use raftcache_sm::Reply;
+use raftcache_sm::{Reply, Watch};
 
 use crate::clients::ClientEntry;
 use crate::command_docs;
@@ -14,6 +14,7 @@ use crate::config_cmd::config;
 use crate::info::{info, REDIS_VERSION};
 use crate::server::Shared;
 use crate::subcommand::{subcommand, Sub};
+use crate::transaction::Transaction;
 
 /// What CLIENT REPLY asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +41,10 @@ pub struct Session {
     pub no_evict: bool,
     pub no_touch: bool,
     pub close_after_reply: bool,
+    /// The transaction being queued, between MULTI and EXEC/DISCARD.
+    pub multi: Option<Transaction>,
+    /// WATCHed keys and their marks, until EXEC, DISCARD or UNWATCH.
+    pub watches: Vec<Watch>,
 }
 
 const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
@@ -111,6 +116,8 @@ impl Session {
             no_evict: false,
             no_touch: false,
             close_after_reply: false,
+            multi: None,
+            watches: Vec::new(),
         }
     }
 
@@ -157,6 +164,11 @@ impl Session {
                 let cluster = shared.cluster.clone();
                 tokio::spawn(async move { cluster.bgsave().await });
                 Reply::status("Background saving started")
+            }
+            // Queued inside MULTI, run at EXEC: the watches end with EXEC anyway.
+            "unwatch" => {
+                self.watches.clear();
+                Reply::Ok
             }
             "reset" => {
                 let open = shared.config.settings().requirepass.is_none();
@@ -259,16 +271,13 @@ impl Session {
 
     /// SELECT index
     fn select(&mut self, argv: &[Bytes]) -> Reply {
-        match parse_i64(&argv[1]) {
-            Some(n) if (i64::from(i32::MIN)..=i64::from(i32::MAX)).contains(&n) => {
-                if n < 0 || n as usize >= DATABASES {
-                    Reply::err(errors::DB_INDEX)
-                } else {
-                    self.db = n as usize;
-                    Reply::Ok
-                }
+        match raftcache_sm::args::int32(&argv[1]) {
+            Ok(n) if n < 0 || n as usize >= DATABASES => Reply::err(errors::DB_INDEX),
+            Ok(n) => {
+                self.db = n as usize;
+                Reply::Ok
             }
-            _ => Reply::err(errors::NOT_INTEGER),
+            Err(e) => e,
         }
     }
 

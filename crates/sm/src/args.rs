@@ -58,6 +58,19 @@ pub fn int(s: &[u8]) -> Res<i64> {
     parse_i64(s).ok_or(Reply::err(errors::NOT_INTEGER))
 }
 
+/// A 32-bit integer argument, like Redis's `getIntFromObjectOrReply`: not an
+/// integer is `ERR value is not an integer or out of range`, an integer out of
+/// the `int` range says so with the bounds.
+pub fn int32(s: &[u8]) -> Res<i64> {
+    let n = int(s)?;
+    if i32::try_from(n).is_err() {
+        return Err(Reply::err(
+            "ERR value is out of range, value must between -2147483648 and 2147483647",
+        ));
+    }
+    Ok(n)
+}
+
 /// A double argument, or `ERR value is not a valid float`.
 pub fn float(s: &[u8]) -> Res<f64> {
     float::parse_f64(s).ok_or(Reply::err(errors::NOT_FLOAT))
@@ -95,11 +108,12 @@ pub fn text(arg: &[u8]) -> String {
     String::from_utf8_lossy(arg).into_owned()
 }
 
-/// Parses a SCAN-family cursor the way Redis does (`strtoul`, whole string):
-/// an empty string is cursor 0, a sign is accepted and `-n` wraps; anything else
-/// is `ERR invalid cursor`.
+/// Parses a SCAN-family cursor the way Redis does (`strtoul` on the C
+/// string, so the text ends at the first NUL byte): an empty string is cursor
+/// 0, a sign is accepted and `-n` wraps; anything else is `ERR invalid cursor`.
 pub fn cursor(s: &[u8]) -> Res<u64> {
     let invalid = || Reply::err(errors::INVALID_CURSOR);
+    let s = &s[..s.iter().position(|&b| b == 0).unwrap_or(s.len())];
     if s.is_empty() {
         return Ok(0);
     }

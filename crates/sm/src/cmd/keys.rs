@@ -178,7 +178,7 @@ fn copy(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
         if is(&argv[i], "replace") {
             replace = true;
         } else if is(&argv[i], "db") && i + 1 < argv.len() {
-            let id = args::int(&argv[i + 1])?;
+            let id = args::int32(&argv[i + 1])?;
             if id < 0 || id as usize >= x.dbs.len() {
                 return Err(Reply::err(errors::DB_INDEX));
             }
@@ -206,7 +206,7 @@ fn copy(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
 
 /// MOVE key db
 fn move_(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
-    let id = args::int(&argv[2])?;
+    let id = args::int32(&argv[2])?;
     if !(i32::MIN as i64..=i32::MAX as i64).contains(&id) {
         return Err(Reply::err(errors::NOT_INTEGER));
     }
