@@ -9,7 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // A forwarded command's arguments decode as `Bytes` sharing the
         // received buffer, and are sent from the client's `Bytes` without a
         // copy.
-        .bytes([".raftcache.raft.v1.Command.argv"])
+        .bytes([".raftcache.raft.v1.Command.argv", ".raftcache.raft.v1.Command.op"])
         .compile_protos(&["../../proto/raft.proto", "../../proto/admin.proto"], &["../../proto"])?;
     Ok(())
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use raftcache_resp::{Limits, RequestDecoder};
 use raftcache_sm::command::{lookup, unknown_command_error};
-use raftcache_sm::{Kind, Reply};
+use raftcache_sm::{Kind, Op, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +24,7 @@ use crate::cluster::Command;
 use crate::encode::encode;
 use crate::server::Shared;
 use crate::session::{ReplyMode, Session};
+use crate::transaction::{self, Transaction};
 
 /// Read buffer size, and the least free space kept before each read.
 const READ_CHUNK: usize = 16 * 1024;
@@ -137,6 +138,18 @@ impl Handler {
             match self.classify(argv) {
                 Class::Reply(reply) => {
                     self.flush_group(&mut group).await;
+                    // A command refused while queueing aborts the transaction.
+                    if let Some(tx) = &mut self.session.multi {
+                        tx.dirty = true;
+                    }
+                    self.emit(&reply);
+                }
+                Class::Queued(reply) => {
+                    self.emit(&reply);
+                }
+                Class::Transaction(name, argv) => {
+                    self.flush_group(&mut group).await;
+                    let reply = self.transaction(name, &argv).await;
                     self.emit(&reply);
                 }
                 Class::Connection(name, argv) => {
@@ -230,10 +243,40 @@ impl Handler {
         };
         self.last_cmd = spec.name;
         if let Err(e) = spec.check_arity(argv.len()) {
+            if spec.name == "exec" {
+                // Redis's execCommandAbort: EXEC refused ends the transaction.
+                self.session.multi = None;
+                self.session.watches.clear();
+                let Reply::Error(text) = e else { return Class::Reply(e) };
+                let text = text.strip_prefix("ERR ").unwrap_or(&text);
+                let abort = format!("EXECABORT Transaction discarded because of: {text}");
+                return Class::Reply(Reply::error(abort));
+            }
             return Class::Reply(e);
         }
         if !self.session.authenticated && !matches!(spec.name, "auth" | "hello" | "quit") {
             return Class::Reply(Reply::err("NOAUTH Authentication required."));
+        }
+        if let Some(tx) = &mut self.session.multi {
+            if !transaction::runs_immediately(spec.name) {
+                if transaction::refused_in_multi(spec.name) {
+                    return Class::Reply(Reply::err(
+                        "ERR Command not allowed inside a transaction",
+                    ));
+                }
+                if let Err(e) = crate::subcommand::check(spec.name, &argv) {
+                    return Class::Reply(e);
+                }
+                match spec.kind {
+                    Kind::Read(_) => tx.queue_engine(argv, false),
+                    Kind::Write(_) => tx.queue_engine(argv, true),
+                    Kind::Connection => tx.queue_node(spec.name, argv),
+                }
+                return Class::Queued(Reply::status("QUEUED"));
+            }
+        }
+        if matches!(spec.name, "multi" | "exec" | "discard" | "watch" | "unwatch") {
+            return Class::Transaction(spec.name, argv);
         }
         let cmd = Command { db: self.session.db as u32, argv };
         match spec.kind {
@@ -241,6 +284,85 @@ impl Handler {
             Kind::Write(_) => Class::Write(cmd),
             Kind::Connection => Class::Connection(spec.name, cmd.argv),
         }
+    }
+
+    /// MULTI, EXEC, DISCARD, WATCH and UNWATCH (outside a transaction's
+    /// queue; see [`crate::transaction`]).
+    async fn transaction(&mut self, name: &str, argv: &[Bytes]) -> Reply {
+        match name {
+            "multi" => {
+                if self.session.multi.is_some() {
+                    return Reply::err("ERR MULTI calls can not be nested");
+                }
+                self.session.multi = Some(Transaction::new(self.session.db));
+                Reply::Ok
+            }
+            "discard" => {
+                if self.session.multi.take().is_none() {
+                    return Reply::err("ERR DISCARD without MULTI");
+                }
+                self.session.watches.clear();
+                Reply::Ok
+            }
+            "unwatch" => {
+                self.session.watches.clear();
+                Reply::Ok
+            }
+            "watch" => {
+                if self.session.multi.is_some() {
+                    return Reply::err("ERR WATCH inside MULTI is not allowed");
+                }
+                let db = self.session.db as u32;
+                match self.shared.cluster.watch(db, &argv[1..]).await {
+                    Ok(marks) => {
+                        // A key watched twice keeps its first mark, as in Redis.
+                        for mark in marks {
+                            let known = self
+                                .session
+                                .watches
+                                .iter()
+                                .any(|w| w.db == mark.db && w.key == mark.key);
+                            if !known {
+                                self.session.watches.push(mark);
+                            }
+                        }
+                        Reply::Ok
+                    }
+                    Err(e) => e.reply(),
+                }
+            }
+            _ => self.exec().await,
+        }
+    }
+
+    /// EXEC: the queued commands as one engine operation (a log entry, or a
+    /// read if none writes), the node's own commands run in place after it.
+    async fn exec(&mut self) -> Reply {
+        let Some(tx) = self.session.multi.take() else {
+            return Reply::err("ERR EXEC without MULTI");
+        };
+        let watches = std::mem::take(&mut self.session.watches);
+        if tx.dirty {
+            return Reply::err(transaction::EXECABORT);
+        }
+        let mut plan = tx.plan();
+        let engine = if !plan.needs_engine(!watches.is_empty()) {
+            Reply::Array(Vec::new())
+        } else if plan.writes {
+            let calls = std::mem::take(&mut plan.calls);
+            match self.shared.cluster.write_ops(vec![Op::Exec { watches, calls }]).await {
+                Ok(mut replies) if replies.len() == 1 => replies.pop().expect("one reply"),
+                Ok(_) => Reply::err("ERR internal error: EXEC got no reply"),
+                Err(e) => return e.reply(),
+            }
+        } else {
+            match self.shared.cluster.read_exec(&watches, &plan.calls).await {
+                Ok(reply) => reply,
+                Err(e) => return e.reply(),
+            }
+        };
+        let (shared, entry, session) = (&self.shared, &self.entry, &mut self.session);
+        plan.assemble(engine, |name, argv| session.execute(shared, entry, name, argv))
     }
 
     /// Publishes this connection's state for CLIENT LIST and INFO.
@@ -281,8 +403,13 @@ const MAX_GROUP: usize = 1024;
 
 /// Where one command goes.
 enum Class {
-    /// Answered at once (unknown command, wrong arity, NOAUTH).
+    /// Answered at once (unknown command, wrong arity, NOAUTH); inside MULTI
+    /// it aborts the transaction.
     Reply(Reply),
+    /// Queued inside MULTI: the reply is `+QUEUED`.
+    Queued(Reply),
+    /// MULTI, EXEC, DISCARD, WATCH, UNWATCH.
+    Transaction(&'static str, Vec<Bytes>),
     /// Served by the node from connection state.
     Connection(&'static str, Vec<Bytes>),
     Read(Command),

@@ -11,6 +11,7 @@
 //! - [`server`]: listener, connection limit, reaper, shutdown.
 //! - [`connection`]: one client: decode, execute, reply, pipelining.
 //! - [`session`]: connection state and connection-level commands.
+//! - [`transaction`]: MULTI … EXEC: the queue and the engine operation it becomes.
 //! - [`config_cmd`], [`command_docs`], [`info`]: CONFIG, COMMAND, INFO.
 //! - [`cluster`]: the Raft group: bootstrap, write and read paths, peer and admin services.
 //! - [`clock`]: the only place wall-clock time is read.
@@ -33,3 +34,4 @@ pub mod info;
 pub mod server;
 pub mod session;
 pub mod subcommand;
+pub mod transaction;

@@ -54,3 +54,15 @@ pub fn subcommand(parent: &str, argv: &[Bytes]) -> Result<Sub, Reply> {
     }
     Ok(Sub(full.split_once('|').map_or(full, |(_, s)| s)))
 }
+
+/// For a container command (CLIENT, CONFIG, COMMAND, OBJECT …), checks that
+/// `argv` names a known subcommand with the right arity, as Redis does before
+/// running or queueing a command; other commands pass.
+pub fn check(name: &str, argv: &[Bytes]) -> Result<(), Reply> {
+    let container =
+        SUBCOMMANDS.iter().any(|(full, _)| full.split_once('|').is_some_and(|(p, _)| p == name));
+    if container && argv.len() >= 2 {
+        subcommand(name, argv)?;
+    }
+    Ok(())
+}

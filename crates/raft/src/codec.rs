@@ -33,3 +33,9 @@ pub fn decode<T: DeserializeOwned>(payload: &RaftPayload) -> Result<T, CodecErro
     }
     Ok(bincode::deserialize(&payload.data)?)
 }
+
+/// Deserializes bincode bytes that travel outside a [`RaftPayload`] (an
+/// operation inside a forwarded batch).
+pub fn decode_bytes<T: DeserializeOwned>(data: &[u8]) -> Result<T, CodecError> {
+    Ok(bincode::deserialize(data)?)
+}

@@ -76,6 +76,18 @@ impl Spec {
         Spec { name, arity, kind: Kind::Connection, first_key: 0, last_key: 0, step: 0 }
     }
 
+    /// A command the node serves that names keys (WATCH).
+    pub const fn connection_keys(name: &'static str, arity: i32, keys: (i32, i32, i32)) -> Spec {
+        Spec {
+            name,
+            arity,
+            kind: Kind::Connection,
+            first_key: keys.0,
+            last_key: keys.1,
+            step: keys.2,
+        }
+    }
+
     pub fn is_write(&self) -> bool {
         matches!(self.kind, Kind::Write(_))
     }

@@ -14,10 +14,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use raftcache_proto::raft::forward_reply::Error as ReplyError;
 use raftcache_proto::raft::forward_request::Kind;
 use raftcache_proto::raft::{ForwardReply, ForwardRequest};
-use raftcache_raft::codec::{decode, encode};
+use raftcache_raft::codec::{decode, decode_bytes, encode};
 use raftcache_sm::{Op, Origin, Reply};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
@@ -150,15 +151,30 @@ impl Forwarder {
     }
 }
 
+/// The batch as it travels: client commands as their arguments, anything
+/// else encoded whole.
 fn to_pb(ops: &[Op]) -> Vec<raftcache_proto::raft::Command> {
     ops.iter()
-        .filter_map(|op| match op {
+        .map(|op| match op {
             Op::Command { db, argv } => {
-                Some(raftcache_proto::raft::Command { db: *db, argv: argv.clone() })
+                raftcache_proto::raft::Command { db: *db, argv: argv.clone(), op: Bytes::new() }
             }
-            _ => None,
+            other => raftcache_proto::raft::Command {
+                db: 0,
+                argv: Vec::new(),
+                op: encode(other).data.into(),
+            },
         })
         .collect()
+}
+
+/// The operation a forwarded command stands for; `None` if it cannot be
+/// decoded (a peer of another version).
+fn from_pb(c: raftcache_proto::raft::Command) -> Option<Op> {
+    if c.op.is_empty() {
+        return Some(Op::Command { db: c.db, argv: c.argv });
+    }
+    decode_bytes::<Op>(&c.op).ok()
 }
 
 /// The leader's side of a follower's stream: each request is proposed in its
@@ -192,8 +208,11 @@ async fn serve_one(cluster: &Cluster, request: ForwardRequest) -> ForwardReply {
     }
     let origin =
         Origin { session: request.session, seq: request.seq, ack_below: request.ack_below };
-    let ops: Vec<Op> =
-        request.commands.into_iter().map(|c| Op::Command { db: c.db, argv: c.argv }).collect();
+    let Some(ops) = request.commands.into_iter().map(from_pb).collect::<Option<Vec<Op>>>() else {
+        // Nothing was proposed: the origin may retry (and fail the same way
+        // until the versions agree), but nothing is applied half-understood.
+        return answer(ReplyError::NotLeader, None);
+    };
     let deadline = Instant::now() + cluster.options.request_timeout;
     match propose_local(cluster, origin, Arc::new(ops), deadline).await {
         Attempt::Done(replies) => answer(ReplyError::None, Some(encode(&replies))),

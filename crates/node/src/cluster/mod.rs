@@ -236,10 +236,16 @@ impl Cluster {
     /// a log entry, proposed here or forwarded to the leader), or a MOVED
     /// error on a follower in redirect mode.
     pub async fn write(&self, cmds: Vec<Command>) -> Result<Vec<Reply>, ClusterError> {
+        self.write_ops(cmds.into_iter().map(Command::op).collect()).await
+    }
+
+    /// Serves a group of write operations (commands, transactions) as
+    /// [`Cluster::write`] does.
+    pub async fn write_ops(&self, ops: Vec<Op>) -> Result<Vec<Reply>, ClusterError> {
         if let Some(moved) = self.redirect().await {
             return Err(moved);
         }
-        self.proposer.write(cmds).await
+        self.proposer.write(ops).await
     }
 
     /// The INFO replication section's fields.

@@ -24,7 +24,7 @@ use raftcache_sm::{Op, Origin, Proposal, Reply};
 use tokio::sync::{mpsc, oneshot};
 
 use super::forward::ForwardError;
-use super::{Cluster, ClusterError, Command, Leader};
+use super::{Cluster, ClusterError, Leader};
 use crate::clock::now_ms;
 
 /// Most operations in one log entry.
@@ -46,7 +46,7 @@ const RETRY_PAUSE: Duration = Duration::from_millis(20);
 
 /// One connection's consecutive writes and where their replies go.
 pub struct Group {
-    pub cmds: Vec<Command>,
+    pub cmds: Vec<Op>,
     pub reply: oneshot::Sender<Result<Vec<Reply>, ClusterError>>,
 }
 
@@ -81,7 +81,7 @@ impl Proposer {
     }
 
     /// Submits a group of writes and waits for their replies.
-    pub async fn write(&self, cmds: Vec<Command>) -> Result<Vec<Reply>, ClusterError> {
+    pub async fn write(&self, cmds: Vec<Op>) -> Result<Vec<Reply>, ClusterError> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Group { cmds, reply: tx }).await.map_err(|_| ClusterError::ShuttingDown)?;
         rx.await.map_err(|_| ClusterError::ShuttingDown)?
@@ -136,7 +136,7 @@ pub async fn run(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Group>) {
             let mut ops = Vec::with_capacity(ops_count);
             for group in groups {
                 senders.push(group.reply);
-                ops.extend(group.cmds.into_iter().map(Command::op));
+                ops.extend(group.cmds);
             }
             cluster.proposer.batches.fetch_add(1, Ordering::Relaxed);
             cluster.proposer.ops.fetch_add(ops.len() as u64, Ordering::Relaxed);

@@ -14,9 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use raftcache_proto::raft::{ReadIndexReply, ReadIndexRequest};
 use raftcache_raft::network::Exchange;
-use raftcache_sm::Reply;
+use raftcache_sm::{Call, Reply, Watch};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Cluster, ClusterError, Command, Leader, ReadConsistency};
@@ -179,8 +180,16 @@ impl Cluster {
 
     /// Serves a group of read commands with the configured consistency.
     pub async fn read(&self, cmds: Vec<Command>) -> Result<Vec<Reply>, ClusterError> {
+        self.read_barrier().await?;
+        Ok(self.read_local(&cmds))
+    }
+
+    /// Waits until this node may serve a read at the configured consistency:
+    /// for `linearizable`, until it has applied every write acknowledged
+    /// before the call (a read-index round); `stale` reads need nothing.
+    pub async fn read_barrier(&self) -> Result<(), ClusterError> {
         if self.options.read_consistency == ReadConsistency::Stale {
-            return Ok(self.read_local(&cmds));
+            return Ok(());
         }
         if let Some(moved) = self.redirect().await {
             return Err(moved);
@@ -190,12 +199,12 @@ impl Cluster {
             match self.wait_for_leader(deadline).await? {
                 Leader::Me => {
                     if self.confirm_leadership().await {
-                        return Ok(self.read_local(&cmds));
+                        return Ok(());
                     }
                 }
                 Leader::Other { .. } => {
                     if self.reads.confirm().await {
-                        return Ok(self.read_local(&cmds));
+                        return Ok(());
                     }
                 }
                 Leader::Unknown => {}
@@ -205,6 +214,25 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// WATCH: marks for `keys` of database `db`, read as a read at the
+    /// configured consistency (so the mark covers every write acknowledged
+    /// before the WATCH).
+    pub async fn watch(&self, db: u32, keys: &[Bytes]) -> Result<Vec<Watch>, ClusterError> {
+        self.read_barrier().await?;
+        Ok(self.sm.read().state.watch_marks(db as usize, keys, now_ms()))
+    }
+
+    /// A transaction of reads only (EXEC without writes): the watches are
+    /// checked and the calls run as one read, without the log.
+    pub async fn read_exec(
+        &self,
+        watches: &[Watch],
+        calls: &[Call],
+    ) -> Result<Reply, ClusterError> {
+        self.read_barrier().await?;
+        Ok(self.sm.read().state.query_exec(watches, calls, now_ms(), rand::random()))
     }
 
     /// Confirms leadership for a read: a lease if allowed and valid, else a

@@ -19,4 +19,9 @@ pub const COMMANDS: &[Spec] = &[
     Spec::connection("reset", 1),
     Spec::connection("save", 1),
     Spec::connection("bgsave", -1),
+    Spec::connection("multi", 1),
+    Spec::connection("exec", 1),
+    Spec::connection("discard", 1),
+    Spec::connection_keys("watch", -2, (1, -1, 1)),
+    Spec::connection("unwatch", 1),
 ];
