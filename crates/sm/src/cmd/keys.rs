@@ -6,6 +6,7 @@ use bytes::Bytes;
 use crate::args::{self, is, Res};
 use crate::command::{arity_error, unknown_subcommand_error, Spec};
 use crate::db::{Db, Object};
+use crate::event::Class;
 use crate::glob;
 use crate::reply::{errors, Reply};
 use crate::state::{Exec, Query, Rng};
@@ -36,12 +37,44 @@ pub const COMMANDS: &[Spec] = &[
     Spec::read("object", -2, (0, 0, 0), object),
 ];
 
+/// True if creating `key` in database `db` will emit Redis's "new" event
+/// (class `n`, sent by `dbAdd`): the class is wanted and the key is not
+/// visible now. Ask before creating the key, emit with [`notify_new`] at the
+/// point Redis's `dbAdd` would (before the command's own event).
+pub(crate) fn adds_key(x: &Exec, db: usize, key: &[u8]) -> bool {
+    x.notify.wants(Class::New) && !x.dbs[db].contains(key, x.now)
+}
+
+/// Emits "new" for `key` in database `db` if [`adds_key`] said so.
+pub(crate) fn notify_new(x: &mut Exec, db: usize, key: &[u8], adds: bool) {
+    if adds {
+        x.notify_in(db, Class::New, "new", key);
+    }
+}
+
+/// What commands that remove a key they emptied do (Redis's `dbDelete`
+/// after the last element went): the "del" event if the key is gone. The
+/// caller signals the key itself.
+pub(crate) fn notify_if_gone(x: &mut Exec, key: &[u8]) {
+    let now = x.now;
+    if !x.db().contains(key, now) {
+        x.notify(Class::Generic, "del", key);
+    }
+}
+
 /// DEL key [key ...] (and UNLINK, which is the same here: nothing is freed
 /// in the background of a state machine).
 fn del(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     let now = x.now;
-    let db = x.db();
-    Ok(argv[1..].iter().filter(|k| db.delete(k, now).is_some()).count().into())
+    let mut deleted = 0i64;
+    for key in &argv[1..] {
+        if x.db().delete(key, now).is_some() {
+            x.modified(key);
+            x.notify(Class::Generic, "del", key);
+            deleted += 1;
+        }
+    }
+    Ok(Reply::Int(deleted))
 }
 
 /// EXISTS key [key ...]; TOUCH key [key ...] (no access times are kept, so
@@ -166,6 +199,15 @@ fn rename_generic(x: &mut Exec, argv: &[Bytes], nx: bool) -> Res<Reply> {
     }
     let obj = db.remove(src).expect("checked above");
     db.set_object(dst, obj);
+    // Redis deletes an existing destination and adds it anew: "new" even
+    // when RENAME overwrites.
+    if x.notify.wants(Class::New) {
+        x.notify(Class::New, "new", dst);
+    }
+    x.modified(src);
+    x.modified(dst);
+    x.notify(Class::Generic, "rename_from", src);
+    x.notify(Class::Generic, "rename_to", dst);
     Ok(if nx { Reply::Int(1) } else { Reply::Ok })
 }
 
@@ -201,6 +243,12 @@ fn copy(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
         return Ok(Reply::Int(0));
     }
     target.set_object(dst, obj);
+    // An existing destination (REPLACE) is deleted and added anew: "new" too.
+    if x.notify.wants(Class::New) {
+        x.notify_in(dst_db, Class::New, "new", dst);
+    }
+    x.modified_in(dst_db, dst);
+    x.notify_in(dst_db, Class::Generic, "copy_to", dst);
     Ok(Reply::Int(1))
 }
 
@@ -229,6 +277,14 @@ fn move_(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     }
     let obj = x.dbs[x.db].remove(key).expect("checked above");
     x.dbs[dst_db].set_object(key, obj);
+    let src_db = x.db;
+    if x.notify.wants(Class::New) {
+        x.notify_in(dst_db, Class::New, "new", key);
+    }
+    x.modified_in(src_db, key);
+    x.modified_in(dst_db, key);
+    x.notify_in(src_db, Class::Generic, "move_from", key);
+    x.notify_in(dst_db, Class::Generic, "move_to", key);
     Ok(Reply::Int(1))
 }
 
@@ -319,7 +375,11 @@ fn expire_generic(
     {
         return Ok(Reply::Int(0));
     }
+    // A time already past deletes the key (Redis replicates it as DEL).
+    let event = if when <= now { "del" } else { "expire" };
     db.set_expire(&argv[1], when, now);
+    x.modified(&argv[1]);
+    x.notify(Class::Generic, event, &argv[1]);
     Ok(Reply::Int(1))
 }
 
@@ -379,7 +439,12 @@ fn pexpiretime(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
 /// PERSIST key
 fn persist(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     let now = x.now;
-    Ok(x.db().persist(&argv[1], now).into())
+    if !x.db().persist(&argv[1], now) {
+        return Ok(Reply::Int(0));
+    }
+    x.modified(&argv[1]);
+    x.notify(Class::Generic, "persist", &argv[1]);
+    Ok(Reply::Int(1))
 }
 
 const OBJECT_HELP: &[&str] = &[
