@@ -9,9 +9,9 @@
 use bytes::Bytes;
 
 use crate::args::{self, is, parse_i64, Res};
-use crate::cmd::keys::{adds_key, notify_new, notify_if_gone, scan_reply, ScanArgs};
-use crate::event::Class;
+use crate::cmd::keys::{adds_key, notify_if_gone, notify_new, scan_reply, ScanArgs};
 use crate::command::{arity_error, Spec};
+use crate::event::Class;
 use crate::float::{self, AddError, LongDouble};
 use crate::reply::{errors, Reply};
 use crate::state::{Exec, Query, Rng};

@@ -430,16 +430,22 @@ fn store(x: &mut Exec, argv: &[Bytes], result: SetVal, event: &'static str) -> R
     Reply::Int(len as i64)
 }
 
-/// A STORE command's empty result: deletes `dst`. Like Redis's `dbDelete`,
-/// which does not check expiry, a destination that expired but was not yet
-/// removed counts as deleted too (signalled, "del"), unless it is one of the
-/// `sources`, whose lookup removed it first.
+/// A STORE command's empty result: deletes `dst`.
+///
+/// Redis's `dbDelete` does not check expiry, so a destination that expired
+/// but was not yet removed is deleted with a "del" event and a signal, unless
+/// it is one of the `sources`, whose lookup expired it first (no "del"). That
+/// signal changes no WATCH outcome: whoever watched the key alive sees it gone
+/// either way, and Redis's `touchWatchedKey` ignores it for a key that was
+/// already expired when watched. So the key is removed as an expiry is (its
+/// tombstone keeps its last change), not signalled.
 pub(crate) fn store_nothing(x: &mut Exec, dst: &[u8], sources: &[Bytes]) {
     let now = x.now;
-    if sources.iter().any(|k| k == dst) {
-        x.db().expire_if_needed(dst, now);
-    }
-    if x.db().remove(dst).is_some() {
+    if x.db().expire_if_needed(dst, now) {
+        if !sources.iter().any(|k| k == dst) {
+            x.notify(Class::Generic, "del", dst);
+        }
+    } else if x.db().remove(dst).is_some() {
         x.modified(dst);
         x.notify(Class::Generic, "del", dst);
     }
