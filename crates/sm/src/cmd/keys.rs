@@ -57,7 +57,8 @@ pub(crate) fn notify_new(x: &mut Exec, db: usize, key: &[u8], adds: bool) {
 /// caller signals the key itself.
 pub(crate) fn notify_if_gone(x: &mut Exec, key: &[u8]) {
     let now = x.now;
-    if !x.db().contains(key, now) {
+    // No lookup unless someone listens.
+    if x.notify.wants(Class::Generic) && !x.db().contains(key, now) {
         x.notify(Class::Generic, "del", key);
     }
 }
