@@ -9,8 +9,9 @@
 use bytes::Bytes;
 
 use crate::args::{self, is, parse_i64, Res};
-use crate::cmd::keys::{scan_reply, ScanArgs};
+use crate::cmd::keys::{adds_key, notify_if_gone, notify_new, scan_reply, ScanArgs};
 use crate::command::{arity_error, Spec};
+use crate::event::Class;
 use crate::float::{self, AddError, LongDouble};
 use crate::reply::{errors, Reply};
 use crate::state::{Exec, Query, Rng};
@@ -48,12 +49,24 @@ fn hset_generic(x: &mut Exec, argv: &[Bytes], name: &str) -> Res<i64> {
         return Err(arity_error(name));
     }
     let now = x.now;
+    let adds = adds_key(x, x.db, &argv[1]);
     let h = x.db().hash_or_create(&argv[1], now, HashVal::default)?;
     let mut created = 0;
     for pair in argv[2..].chunks(2) {
         created += i64::from(h.insert(own(&pair[0]), own(&pair[1])));
     }
+    // Always signalled, even when every value was already there.
+    hash_written(x, &argv[1], adds, "hset");
     Ok(created)
+}
+
+/// The end of a write that created or changed the hash at `key`: "new" if
+/// the command created it, then the signal and `event`.
+fn hash_written(x: &mut Exec, key: &[u8], adds: bool, event: &'static str) {
+    let db = x.db;
+    notify_new(x, db, key, adds);
+    x.modified(key);
+    x.notify(Class::Hash, event, key);
 }
 
 /// HSET key field value [field value ...]
@@ -69,6 +82,7 @@ fn hmset(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
 /// HSETNX key field value
 fn hsetnx(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     let now = x.now;
+    let adds = adds_key(x, x.db, &argv[1]);
     let h = x.db().hash_or_create(&argv[1], now, HashVal::default)?;
     // Redis checks for the field before its listpack conversion check, so an
     // HSETNX that sets nothing never changes the encoding.
@@ -76,6 +90,7 @@ fn hsetnx(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
         return Ok(Reply::Int(0));
     }
     h.insert(own(&argv[2]), own(&argv[3]));
+    hash_written(x, &argv[1], adds, "hset");
     Ok(Reply::Int(1))
 }
 
@@ -106,6 +121,11 @@ fn hdel(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
         }
     }
     db.remove_if_empty(&argv[1]);
+    if deleted > 0 {
+        x.modified(&argv[1]);
+        x.notify(Class::Hash, "hdel", &argv[1]);
+        notify_if_gone(x, &argv[1]);
+    }
     Ok(Reply::Int(deleted))
 }
 
@@ -150,6 +170,7 @@ fn hstrlen(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
 fn hincrby(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     let incr = args::int(&argv[3])?;
     let now = x.now;
+    let adds = adds_key(x, x.db, &argv[1]);
     let h = x.db().hash_or_create(&argv[1], now, HashVal::default)?;
     let current = match h.get(&argv[2]) {
         Some(v) => parse_i64(v).ok_or(Reply::err(NOT_INTEGER_VALUE))?,
@@ -157,6 +178,7 @@ fn hincrby(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     };
     let value = current.checked_add(incr).ok_or(Reply::err(errors::OVERFLOW))?;
     h.insert(own(&argv[2]), args::int_bytes(value));
+    hash_written(x, &argv[1], adds, "hincrby");
     Ok(Reply::Int(value))
 }
 
@@ -168,6 +190,7 @@ fn hincrbyfloat(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
         LongDouble::Finite => {}
     }
     let now = x.now;
+    let adds = adds_key(x, x.db, &argv[1]);
     let h = x.db().hash_or_create(&argv[1], now, HashVal::default)?;
     let current = h.get(&argv[2]).cloned().unwrap_or_else(|| Bytes::from_static(b"0"));
     let value = float::long_double_add(&current, &argv[3]).map_err(|e| match e {
@@ -176,6 +199,7 @@ fn hincrbyfloat(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
         AddError::NanOrInfinity => Reply::err(errors::NAN_OR_INF),
     })?;
     h.insert(own(&argv[2]), value.clone());
+    hash_written(x, &argv[1], adds, "hincrbyfloat");
     Ok(Reply::Bulk(value))
 }
 

@@ -9,7 +9,9 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 use crate::args::{self, is, Res};
+use crate::cmd::keys::{adds_key, notify_if_gone, notify_new};
 use crate::command::{arity_error, Spec};
+use crate::event::Class;
 use crate::reply::{errors, Reply};
 use crate::state::{Exec, Query};
 
@@ -86,6 +88,7 @@ fn range(len: usize, start: i64, end: i64) -> Option<(usize, usize)> {
 
 fn push_generic(x: &mut Exec, argv: &[Bytes], left: bool, only_existing: bool) -> Res<Reply> {
     let now = x.now;
+    let adds = adds_key(x, x.db, &argv[1]);
     let db = x.db();
     let list = if only_existing {
         match db.list_mut(&argv[1], now)? {
@@ -98,7 +101,12 @@ fn push_generic(x: &mut Exec, argv: &[Bytes], left: bool, only_existing: bool) -
     for value in &argv[2..] {
         push(list, own(value), left);
     }
-    Ok(list.len().into())
+    let len = list.len();
+    let db = x.db;
+    notify_new(x, db, &argv[1], adds);
+    x.modified(&argv[1]);
+    x.notify(Class::List, if left { "lpush" } else { "rpush" }, &argv[1]);
+    Ok(len.into())
 }
 
 /// LPUSH key element [element ...]
@@ -143,7 +151,16 @@ fn pop_generic(x: &mut Exec, argv: &[Bytes], left: bool, name: &str) -> Res<Repl
         }
     };
     db.remove_if_empty(&argv[1]);
+    popped(x, &argv[1], left);
     Ok(reply)
+}
+
+/// Redis's `listElementsRemoved`: the pop event, "del" if the list is now
+/// gone, and the signal.
+fn popped(x: &mut Exec, key: &[u8], left: bool) {
+    x.notify(Class::List, if left { "lpop" } else { "rpop" }, key);
+    notify_if_gone(x, key);
+    x.modified(key);
 }
 
 /// LPOP key [count]
@@ -188,6 +205,8 @@ fn lset(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     let i = args::int(&argv[2])?;
     let i = index(list.len(), i).ok_or(Reply::err(errors::INDEX_OUT_OF_RANGE))?;
     list[i] = own(&argv[3]);
+    x.modified(&argv[1]);
+    x.notify(Class::List, "lset", &argv[1]);
     Ok(Reply::Ok)
 }
 
@@ -222,6 +241,9 @@ fn lrem(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
             keep[i - 1]
         });
         db.remove_if_empty(&argv[1]);
+        x.modified(&argv[1]);
+        x.notify(Class::List, "lrem", &argv[1]);
+        notify_if_gone(x, &argv[1]);
     }
     Ok(Reply::Int(removed as i64))
 }
@@ -241,6 +263,10 @@ fn ltrim(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
         None => list.clear(),
     }
     db.remove_if_empty(&argv[1]);
+    // Signalled whenever the list exists, even if nothing was trimmed.
+    x.notify(Class::List, "ltrim", &argv[1]);
+    notify_if_gone(x, &argv[1]);
+    x.modified(&argv[1]);
     Ok(Reply::Ok)
 }
 
@@ -257,7 +283,10 @@ fn linsert(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     let Some(list) = x.db().list_mut(&argv[1], now)? else { return Ok(Reply::Int(0)) };
     let Some(pos) = list.iter().position(|e| *e == argv[3]) else { return Ok(Reply::Int(-1)) };
     list.insert(pos + usize::from(after), own(&argv[4]));
-    Ok(list.len().into())
+    let len = list.len();
+    x.modified(&argv[1]);
+    x.notify(Class::List, "linsert", &argv[1]);
+    Ok(len.into())
 }
 
 /// LPOS key element [RANK rank] [COUNT num-matches] [MAXLEN len]
@@ -352,6 +381,8 @@ fn lmove_generic(
         return Ok(Reply::Nil);
     }
     db.list_mut(dst, now)?;
+    let adds = adds_key(x, x.db, dst);
+    let db = x.db();
     let list = db.list_mut(src, now)?.expect("checked above");
     let value = pop(list, from_left).expect("lists are never empty");
     if src == dst {
@@ -360,6 +391,12 @@ fn lmove_generic(
         db.remove_if_empty(src);
         push(db.list_or_create(dst, now, VecDeque::new)?, value.clone(), to_left);
     }
+    // Redis pushes first (creating the destination), then reports the pop.
+    let db = x.db;
+    notify_new(x, db, dst, adds);
+    x.modified(dst);
+    x.notify(Class::List, if to_left { "lpush" } else { "rpush" }, dst);
+    popped(x, src, from_left);
     Ok(Reply::Bulk(value))
 }
 

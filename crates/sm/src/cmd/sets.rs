@@ -10,9 +10,10 @@
 use bytes::Bytes;
 
 use crate::args::{self, is, Res};
-use crate::cmd::keys::{scan_reply, ScanArgs};
+use crate::cmd::keys::{adds_key, notify_if_gone, notify_new, scan_reply, ScanArgs};
 use crate::command::Spec;
 use crate::db::Db;
+use crate::event::Class;
 use crate::reply::{errors, Reply};
 use crate::state::{Exec, Query, Rng};
 use crate::value::{SetVal, Value};
@@ -159,8 +160,17 @@ fn diff(sets: &[Option<&SetVal>]) -> SetVal {
 /// SADD key member [member ...]
 fn sadd(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     let now = x.now;
+    let adds = adds_key(x, x.db, &argv[1]);
     let set = x.db().set_or_create(&argv[1], now, || SetVal::for_member(&argv[2]))?;
-    Ok(argv[2..].iter().filter(|m| set.insert(m)).count().into())
+    let added = argv[2..].iter().filter(|m| set.insert(m)).count();
+    let db = x.db;
+    notify_new(x, db, &argv[1], adds);
+    // Members that were all there already: no signal.
+    if added > 0 {
+        x.modified(&argv[1]);
+        x.notify(Class::Set, "sadd", &argv[1]);
+    }
+    Ok(added.into())
 }
 
 /// SREM key member [member ...]
@@ -178,6 +188,11 @@ fn srem(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
         }
     }
     db.remove_if_empty(&argv[1]);
+    if removed > 0 {
+        x.modified(&argv[1]);
+        x.notify(Class::Set, "srem", &argv[1]);
+        notify_if_gone(x, &argv[1]);
+    }
     Ok(Reply::Int(removed))
 }
 
@@ -219,31 +234,51 @@ fn spop(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     let Some(set) = db.set_mut(&argv[1], now)? else { return Ok(Reply::Nil) };
     let member = pop_random(set, &mut x.rng);
     db.remove_if_empty(&argv[1]);
+    popped(x, &argv[1]);
     Ok(Reply::Bulk(member))
 }
 
+/// The end of an SPOP that removed members: "spop", "del" if the set is
+/// gone, and the signal.
+fn popped(x: &mut Exec, key: &[u8]) {
+    x.notify(Class::Set, "spop", key);
+    notify_if_gone(x, key);
+    x.modified(key);
+}
+
 fn spop_count(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
+    let reply = spop_count_change(x, argv)?;
+    if let Some(reply) = reply {
+        popped(x, &argv[1]);
+        return Ok(reply);
+    }
+    Ok(empty_set())
+}
+
+/// SPOP with a count: the reply if it removed members, None if it changed
+/// nothing (no key, or a count of 0).
+fn spop_count_change(x: &mut Exec, argv: &[Bytes]) -> Res<Option<Reply>> {
     let count = positive_count(&argv[2])?;
     let now = x.now;
     let db = &mut x.dbs[x.db];
     let rng = &mut x.rng;
     let key = &argv[1];
-    let Some(set) = db.set_mut(key, now)? else { return Ok(empty_set()) };
+    let Some(set) = db.set_mut(key, now)? else { return Ok(None) };
     if count == 0 {
-        return Ok(empty_set());
+        return Ok(None);
     }
     let size = set.len();
     if count >= size as u64 {
         // The whole set, in the order of a union of it (as Redis replies).
         let all = union(&[Some(&*set)]);
         db.remove(key);
-        return Ok(bulks_set(all.iter()));
+        return Ok(Some(bulks_set(all.iter())));
     }
     let count = count as usize;
     let remaining = size - count;
     if remaining * SPOP_MOVE_STRATEGY_MUL > count {
         let popped: Vec<Bytes> = (0..count).map(|_| pop_random(set, rng)).collect();
-        return Ok(bulks_set(popped));
+        return Ok(Some(bulks_set(popped)));
     }
     // Few members stay: move those to a new set and return what is left.
     let mut kept: Option<SetVal> = None;
@@ -253,7 +288,7 @@ fn spop_count(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     }
     let popped: Vec<Bytes> = set.iter().collect();
     *set = kept.expect("remaining > 0");
-    Ok(bulks_set(popped))
+    Ok(Some(bulks_set(popped)))
 }
 
 /// SRANDMEMBER key [count]
@@ -344,7 +379,18 @@ fn smove(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
         return Ok(Reply::Int(0));
     }
     db.remove_if_empty(src);
-    db.set_or_create(dst, now, || SetVal::for_member(member))?.insert(member);
+    x.notify(Class::Set, "srem", src);
+    notify_if_gone(x, src);
+    let adds = adds_key(x, x.db, dst);
+    let added = x.db().set_or_create(dst, now, || SetVal::for_member(member))?.insert(member);
+    let db = x.db;
+    notify_new(x, db, dst, adds);
+    x.modified(src);
+    // The destination changed only if it did not hold the member already.
+    if added {
+        x.modified(dst);
+        x.notify(Class::Set, "sadd", dst);
+    }
     Ok(Reply::Int(1))
 }
 
@@ -366,17 +412,43 @@ fn sdiff(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
     Ok(bulks_set(diff(&sets).iter()))
 }
 
-/// Stores a computed set at `dst` (no TTL), or deletes `dst` if it is empty.
-fn store(x: &mut Exec, dst: &[u8], result: SetVal) -> Reply {
-    let now = x.now;
-    let db = x.db();
+/// Stores a computed set at `dst` (no TTL) and notifies `event`, or deletes
+/// `dst` if the set is empty.
+fn store(x: &mut Exec, argv: &[Bytes], result: SetVal, event: &'static str) -> Reply {
+    let dst = &argv[1];
     if result.is_empty() {
-        db.delete(dst, now);
+        store_nothing(x, dst, &argv[2..]);
         return Reply::Int(0);
     }
     let len = result.len();
-    db.set(dst, Value::Set(result));
+    let adds = adds_key(x, x.db, dst);
+    x.db().set(dst, Value::Set(result));
+    let db = x.db;
+    notify_new(x, db, dst, adds);
+    x.modified(dst);
+    x.notify(Class::Set, event, dst);
     Reply::Int(len as i64)
+}
+
+/// A STORE command's empty result: deletes `dst`.
+///
+/// Redis's `dbDelete` does not check expiry, so a destination that expired
+/// but was not yet removed is deleted with a "del" event and a signal, unless
+/// it is one of the `sources`, whose lookup expired it first (no "del"). That
+/// signal changes no WATCH outcome: whoever watched the key alive sees it gone
+/// either way, and Redis's `touchWatchedKey` ignores it for a key that was
+/// already expired when watched. So the key is removed as an expiry is (its
+/// tombstone keeps its last change), not signalled.
+pub(crate) fn store_nothing(x: &mut Exec, dst: &[u8], sources: &[Bytes]) {
+    let now = x.now;
+    if x.db().expire_if_needed(dst, now) {
+        if !sources.iter().any(|k| k == dst) {
+            x.notify(Class::Generic, "del", dst);
+        }
+    } else if x.db().remove(dst).is_some() {
+        x.modified(dst);
+        x.notify(Class::Generic, "del", dst);
+    }
 }
 
 /// SINTERSTORE destination key [key ...]
@@ -386,19 +458,19 @@ fn sinterstore(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     for member in inter(&sets, false, 0).0 {
         result.insert(&member);
     }
-    Ok(store(x, &argv[1], result))
+    Ok(store(x, argv, result, "sinterstore"))
 }
 
 /// SUNIONSTORE destination key [key ...]
 fn sunionstore(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     let result = union(&lookup_sets(&x.dbs[x.db], &argv[2..], x.now)?);
-    Ok(store(x, &argv[1], result))
+    Ok(store(x, argv, result, "sunionstore"))
 }
 
 /// SDIFFSTORE destination key [key ...]
 fn sdiffstore(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     let result = diff(&lookup_sets(&x.dbs[x.db], &argv[2..], x.now)?);
-    Ok(store(x, &argv[1], result))
+    Ok(store(x, argv, result, "sdiffstore"))
 }
 
 /// SINTERCARD numkeys key [key ...] [LIMIT limit]

@@ -3,9 +3,10 @@
 use bytes::{Bytes, BytesMut};
 
 use crate::args::{self, Res};
-use crate::cmd::keys::invalid_expire;
+use crate::cmd::keys::{adds_key, invalid_expire, notify_new};
 use crate::command::{arity_error, Spec};
 use crate::db::Object;
+use crate::event::Class;
 use crate::float::{self, AddError};
 use crate::reply::{errors, Reply};
 use crate::state::{Exec, Query};
@@ -148,10 +149,19 @@ fn set_generic(
         }
     }
     let value = Value::Str(own(value));
+    let adds = adds_key(x, x.db, key);
+    let db = x.db();
     if o.ttl == Ttl::Keep {
         db.set_keep_ttl(key, value, now);
     } else {
         db.set_object(key, Object { value, expire_at, raw: false, version: 0 });
+    }
+    let db = x.db;
+    notify_new(x, db, key, adds);
+    x.modified(key);
+    x.notify(Class::String, "set", key);
+    if expire_at.is_some() {
+        x.notify(Class::Generic, "expire", key);
     }
     Ok(old.map_or(ok, Reply::from))
 }
@@ -192,7 +202,12 @@ fn getset(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     let db = x.db();
     db.expire_if_needed(&argv[1], now);
     let old = db.get_str(&argv[1], now)?.cloned();
-    db.set(&argv[1], Value::Str(own(&argv[2])));
+    let adds = adds_key(x, x.db, &argv[1]);
+    x.db().set(&argv[1], Value::Str(own(&argv[2])));
+    let db = x.db;
+    notify_new(x, db, &argv[1], adds);
+    x.modified(&argv[1]);
+    x.notify(Class::String, "set", &argv[1]);
     Ok(old.into())
 }
 
@@ -204,6 +219,8 @@ fn getdel(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     let old = db.get_str(&argv[1], now)?.cloned();
     if old.is_some() {
         db.remove(&argv[1]);
+        x.modified(&argv[1]);
+        x.notify(Class::Generic, "del", &argv[1]);
     }
     Ok(old.into())
 }
@@ -217,14 +234,18 @@ fn getex(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     db.expire_if_needed(&argv[1], now);
     let Some(value) = db.get_str(&argv[1], now)?.cloned() else { return Ok(Reply::Nil) };
     let expire_at = expire_ms(&o, now, "getex")?;
-    match (o.ttl, expire_at) {
+    let event = match (o.ttl, expire_at) {
         (Ttl::Relative | Ttl::Absolute, Some(at)) => {
+            // A time already past (EXAT/PXAT only) deletes the key.
             db.set_expire(&argv[1], at, now);
+            Some(if at <= now { "del" } else { "expire" })
         }
-        (Ttl::Persist, _) => {
-            db.persist(&argv[1], now);
-        }
-        _ => {}
+        (Ttl::Persist, _) => db.persist(&argv[1], now).then_some("persist"),
+        _ => None,
+    };
+    if let Some(event) = event {
+        x.modified(&argv[1]);
+        x.notify(Class::Generic, event, &argv[1]);
     }
     Ok(Reply::Bulk(value))
 }
@@ -248,10 +269,7 @@ fn mset(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     if argv.len().is_multiple_of(2) {
         return Err(arity_error("mset"));
     }
-    let db = x.db();
-    for pair in argv[1..].chunks(2) {
-        db.set(&pair[0], Value::Str(own(&pair[1])));
-    }
+    set_pairs(x, argv);
     Ok(Reply::Ok)
 }
 
@@ -265,10 +283,21 @@ fn msetnx(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     if argv[1..].chunks(2).any(|pair| db.contains(&pair[0], now)) {
         return Ok(Reply::Int(0));
     }
-    for pair in argv[1..].chunks(2) {
-        db.set(&pair[0], Value::Str(own(&pair[1])));
-    }
+    set_pairs(x, argv);
     Ok(Reply::Int(1))
+}
+
+/// MSET's and MSETNX's writes: each key is set, signalled and notified in
+/// turn (a repeated key twice).
+fn set_pairs(x: &mut Exec, argv: &[Bytes]) {
+    for pair in argv[1..].chunks(2) {
+        let adds = adds_key(x, x.db, &pair[0]);
+        x.db().set(&pair[0], Value::Str(own(&pair[1])));
+        let db = x.db;
+        notify_new(x, db, &pair[0], adds);
+        x.modified(&pair[0]);
+        x.notify(Class::String, "set", &pair[0]);
+    }
 }
 
 /// Adds `incr` to the integer at `key`, keeping its TTL.
@@ -280,7 +309,12 @@ fn incr_by(x: &mut Exec, key: &[u8], incr: i64) -> Res<Reply> {
         None => 0,
     };
     let value = current.checked_add(incr).ok_or(Reply::err(errors::OVERFLOW))?;
-    db.set_keep_ttl(key, Value::Str(args::int_bytes(value)), now);
+    let adds = adds_key(x, x.db, key);
+    x.db().set_keep_ttl(key, Value::Str(args::int_bytes(value)), now);
+    let db = x.db;
+    notify_new(x, db, key, adds);
+    x.modified(key);
+    x.notify(Class::String, "incrby", key);
     Ok(Reply::Int(value))
 }
 
@@ -318,7 +352,12 @@ fn incrbyfloat(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
         AddError::CurrentNotFloat | AddError::IncrementNotFloat => Reply::err(errors::NOT_FLOAT),
         AddError::NanOrInfinity => Reply::err(errors::NAN_OR_INF),
     })?;
-    db.set_keep_ttl(&argv[1], Value::Str(value.clone()), now);
+    let adds = adds_key(x, x.db, &argv[1]);
+    x.db().set_keep_ttl(&argv[1], Value::Str(value.clone()), now);
+    let db = x.db;
+    notify_new(x, db, &argv[1], adds);
+    x.modified(&argv[1]);
+    x.notify(Class::String, "incrbyfloat", &argv[1]);
     Ok(Reply::Bulk(value))
 }
 
@@ -333,12 +372,13 @@ fn check_len(size: i64, append: i64) -> Res<()> {
 /// APPEND key value
 fn append(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     let now = x.now;
+    let adds = adds_key(x, x.db, &argv[1]);
     let db = x.db();
     db.expire_if_needed(&argv[1], now);
-    match db.object_mut(&argv[1], now) {
+    let len = match db.object_mut(&argv[1], now) {
         None => {
             db.set(&argv[1], Value::Str(own(&argv[2])));
-            Ok(Reply::Int(argv[2].len() as i64))
+            argv[2].len()
         }
         Some(obj) => {
             let Value::Str(s) = &mut obj.value else {
@@ -350,9 +390,15 @@ fn append(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
             buf.extend_from_slice(&argv[2]);
             *s = buf.freeze();
             obj.raw = true;
-            Ok(Reply::Int(s.len() as i64))
+            s.len()
         }
-    }
+    };
+    // Even an empty APPEND signals (and creates an empty string).
+    let db = x.db;
+    notify_new(x, db, &argv[1], adds);
+    x.modified(&argv[1]);
+    x.notify(Class::String, "append", &argv[1]);
+    Ok(Reply::Int(len as i64))
 }
 
 /// STRLEN key
@@ -421,10 +467,16 @@ fn setrange(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     }
     buf[offset..offset + value.len()].copy_from_slice(value);
     let len = buf.len();
+    let adds = adds_key(x, x.db, &argv[1]);
+    let db = x.db();
     db.set_keep_ttl(&argv[1], Value::Str(buf.freeze()), now);
     if let Some(obj) = db.object_mut(&argv[1], now) {
         obj.raw = true;
     }
+    let db = x.db;
+    notify_new(x, db, &argv[1], adds);
+    x.modified(&argv[1]);
+    x.notify(Class::String, "setrange", &argv[1]);
     Ok(Reply::Int(len as i64))
 }
 

@@ -15,8 +15,9 @@ use std::ops::Bound;
 use bytes::Bytes;
 
 use crate::args::{self, is, Res};
-use crate::cmd::keys::{scan_reply, ScanArgs};
+use crate::cmd::keys::{adds_key, notify_if_gone, notify_new, scan_reply, ScanArgs};
 use crate::command::Spec;
+use crate::event::Class;
 use crate::float;
 use crate::reply::{errors, Reply};
 use crate::state::{Exec, Query};
@@ -453,6 +454,7 @@ fn zadd_generic(x: &mut Exec, argv: &[Bytes], incr: bool) -> Res<Reply> {
 
     let key = &argv[1];
     let now = x.now;
+    let adds = adds_key(x, x.db, key);
     let db = x.db();
     let exists = db.zset_mut(key, now)?.is_some();
     let (mut added, mut updated, mut processed, mut last) = (0, 0, 0, 0.0);
@@ -471,6 +473,13 @@ fn zadd_generic(x: &mut Exec, argv: &[Bytes], incr: bool) -> Res<Reply> {
             }
         }
         db.remove_if_empty(key);
+        let db = x.db;
+        notify_new(x, db, key, adds && !exists);
+    }
+    // A score set to what it was (ZINCRBY by 0 included) is no change.
+    if added + updated > 0 {
+        x.modified(key);
+        x.notify(Class::ZSet, if f.incr { "zincr" } else { "zadd" }, key);
     }
     Ok(if f.incr {
         if processed > 0 {
@@ -498,6 +507,11 @@ fn zrem(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
         }
     }
     db.remove_if_empty(&argv[1]);
+    if removed > 0 {
+        x.notify(Class::ZSet, "zrem", &argv[1]);
+        notify_if_gone(x, &argv[1]);
+        x.modified(&argv[1]);
+    }
     Ok(Reply::Int(removed))
 }
 
@@ -700,8 +714,9 @@ fn zrevrangebylex(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
 // ---------------------------------------------------------------------------
 // Removing ranges and popping
 
-/// Removes `members` from the zset at `key`, deleting the key if emptied.
-fn remove_members(x: &mut Exec, key: &[u8], members: Vec<Bytes>) -> Reply {
+/// Removes `members` from the zset at `key`, deleting the key if emptied,
+/// and reports `event` if any went.
+fn remove_members(x: &mut Exec, key: &[u8], members: Vec<Bytes>, event: &'static str) -> Reply {
     let now = x.now;
     let db = x.db();
     if let Ok(Some(z)) = db.zset_mut(key, now) {
@@ -710,6 +725,11 @@ fn remove_members(x: &mut Exec, key: &[u8], members: Vec<Bytes>) -> Reply {
         }
     }
     db.remove_if_empty(key);
+    if !members.is_empty() {
+        x.modified(key);
+        x.notify(Class::ZSet, event, key);
+        notify_if_gone(x, key);
+    }
     Reply::Int(members.len() as i64)
 }
 
@@ -723,7 +743,7 @@ fn zremrangebyscore(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     let now = x.now;
     let Some(z) = x.db().zset_mut(&argv[1], now)? else { return Ok(Reply::Int(0)) };
     let members = owned(range.entries(z, false));
-    Ok(remove_members(x, &argv[1], members))
+    Ok(remove_members(x, &argv[1], members, "zremrangebyscore"))
 }
 
 /// ZREMRANGEBYLEX key min max
@@ -732,7 +752,7 @@ fn zremrangebylex(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     let now = x.now;
     let Some(z) = x.db().zset_mut(&argv[1], now)? else { return Ok(Reply::Int(0)) };
     let members = owned(range.entries(z, false));
-    Ok(remove_members(x, &argv[1], members))
+    Ok(remove_members(x, &argv[1], members, "zremrangebylex"))
 }
 
 /// ZREMRANGEBYRANK key start stop
@@ -743,7 +763,7 @@ fn zremrangebyrank(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     let Some(z) = x.db().zset_mut(&argv[1], now)? else { return Ok(Reply::Int(0)) };
     let Some((start, end)) = rank_bounds(start, end, z.len()) else { return Ok(Reply::Int(0)) };
     let members = owned(rank_entries(z, start, end, false).into_iter());
-    Ok(remove_members(x, &argv[1], members))
+    Ok(remove_members(x, &argv[1], members, "zremrangebyrank"))
 }
 
 /// ZPOPMIN key [count]
@@ -784,6 +804,9 @@ fn zpop(x: &mut Exec, argv: &[Bytes], max: bool) -> Res<Reply> {
         popped.push(member_score(&member, score.0));
     }
     db.remove_if_empty(&argv[1]);
+    x.notify(Class::ZSet, if max { "zpopmax" } else { "zpopmin" }, &argv[1]);
+    x.modified(&argv[1]);
+    notify_if_gone(x, &argv[1]);
     Ok(match count {
         None => {
             let (m, s) = popped.pop().expect("a non-empty zset pops one");
