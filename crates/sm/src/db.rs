@@ -423,12 +423,8 @@ impl Db {
     /// Redis's `signalModifiedKey` at log index `index`: stamps the key's
     /// version, or leaves a tombstone if the command removed it.
     pub fn touch(&mut self, key: &[u8], index: u64) {
-        match self.keys.get_key_value(key) {
-            Some(_) => {
-                if let Some(obj) = self.keys.get_mut(key) {
-                    obj.version = index;
-                }
-            }
+        match self.keys.get_mut(key) {
+            Some(obj) => obj.version = index,
             None => self.gone.record(Bytes::copy_from_slice(key), index),
         }
     }

@@ -1,7 +1,8 @@
 //! Property tests of the engine's contract:
 //!
 //! - two engines fed the same log hold byte-identical state (equal digests and
-//!   equal snapshots) and gave identical replies;
+//!   equal snapshots) and gave identical replies; the log mixes single
+//!   commands, purges and transactions (MULTI/EXEC with WATCH marks);
 //! - "apply half, snapshot, restore, apply the rest" equals "apply straight
 //!   through", replies included;
 //! - reads never change state;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use raftcache_sm::{lookup, Kind, Op, Reply, Stamp, State};
+use raftcache_sm::{lookup, Call, Kind, Op, Reply, Stamp, State, Watch};
 
 /// Command templates: `{k}` a key, `{m}` a member/field, `{n}` a small integer,
 /// `{f}` a float, `{t}` a TTL in ms. Every family is represented, errors too.
@@ -128,6 +129,8 @@ struct Step {
     picks: Vec<u8>,
     time_delta: i64,
     purge: bool,
+    /// Extra calls making this step a transaction (with watches from `picks`).
+    txn: Vec<usize>,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -136,12 +139,17 @@ fn step() -> impl Strategy<Value = Step> {
         proptest::collection::vec(any::<u8>(), 8),
         -50i64..400,
         prop::bool::weighted(0.05),
+        prop_oneof![
+            6 => Just(Vec::new()),
+            1 => proptest::collection::vec(0..TEMPLATES.len(), 0..4),
+        ],
     )
-        .prop_map(|(template, picks, time_delta, purge)| Step {
+        .prop_map(|(template, picks, time_delta, purge, txn)| Step {
             template,
             picks,
             time_delta,
             purge,
+            txn,
         })
 }
 
@@ -185,6 +193,27 @@ fn log_of(steps: &[Step]) -> Vec<(Stamp, Op)> {
                 Stamp { index: i as u64 + 1, time_ms: time, seed: 0x5eed ^ (i as u64 * 7919) };
             let op = if s.purge {
                 Op::PurgeExpired { limit: 3 }
+            } else if !s.txn.is_empty() || s.picks[6] % 17 == 0 {
+                // A transaction: the step's command and the extra ones, with
+                // up to two watches at marks a little behind this index.
+                let calls = std::iter::once(s.template)
+                    .chain(s.txn.iter().copied())
+                    .enumerate()
+                    .map(|(j, t)| {
+                        let mut picks = s.picks.clone();
+                        picks.rotate_left(j);
+                        Call { db: (picks[7] % 2) as u32, argv: render(TEMPLATES[t], &picks) }
+                    })
+                    .collect();
+                let watches = (0..s.picks[5] % 3)
+                    .map(|w| Watch {
+                        db: u32::from(s.picks[w as usize] % 2),
+                        key: Bytes::from(format!("k{}", s.picks[w as usize + 1] % 5)),
+                        mark: (i as u64).saturating_sub(u64::from(s.picks[4] % 4)),
+                        seen: s.picks[3] % 2 == 0,
+                    })
+                    .collect();
+                Op::Exec { watches, calls }
             } else {
                 Op::Command {
                     db: (s.picks[7] % 2) as u32,
