@@ -45,6 +45,7 @@ pub mod float;
 pub mod glob;
 pub mod keymap;
 pub mod reply;
+pub mod script;
 pub mod session;
 pub mod snapshot;
 pub mod state;
