@@ -49,8 +49,11 @@ pub(crate) struct Meter {
     /// A full collection is under way: its allocations are nobody's.
     collecting: Cell<bool>,
     limit: Cell<usize>,
-    /// Bytes of live blocks the run allocated (plus growth of older blocks).
+    /// Bytes of live blocks the run allocated.
     run_live: Cell<usize>,
+    /// What older blocks (VM-wide stacks and buffers) grew by during the run:
+    /// charged against the limit, never refunded, not reported as the run's.
+    run_grown: Cell<usize>,
     /// Bytes the run allocated since the last collection (gross).
     run_since_gc: Cell<usize>,
     /// An allocation was refused for the cap during this run.
@@ -84,6 +87,7 @@ impl Meter {
             collecting: Cell::new(false),
             limit: Cell::new(usize::MAX),
             run_live: Cell::new(0),
+            run_grown: Cell::new(0),
             run_since_gc: Cell::new(0),
             exceeded: Cell::new(false),
             since_gc: Cell::new(0),
@@ -109,6 +113,7 @@ impl Meter {
     pub(crate) fn begin_run(&self, limit: usize) {
         self.blocks.borrow_mut().clear();
         self.run_live.set(0);
+        self.run_grown.set(0);
         self.run_since_gc.set(0);
         self.exceeded.set(false);
         self.limit.set(limit);
@@ -123,11 +128,6 @@ impl Meter {
 
     pub(crate) fn exceeded(&self) -> bool {
         self.exceeded.get()
-    }
-
-    /// Bytes of live allocations of the current run (`collectgarbage("count")`).
-    pub(crate) fn run_live(&self) -> usize {
-        self.run_live.get()
     }
 
     pub(crate) fn run_since_gc(&self) -> usize {
@@ -150,15 +150,17 @@ impl Meter {
 
     /// Whether a run may grow by `bytes`; records the refusal if not.
     fn admit(&self, bytes: usize) -> bool {
-        if self.run_live.get().saturating_add(bytes) > self.limit.get() {
+        let used = self.run_live.get() + self.run_grown.get();
+        if used.saturating_add(bytes) > self.limit.get() {
             self.exceeded.set(true);
             return false;
         }
         true
     }
 
-    fn charge(&self, bytes: usize) {
-        self.run_live.set(self.run_live.get() + bytes);
+    fn charge(&self, bytes: usize, ours: bool) {
+        let counter = if ours { &self.run_live } else { &self.run_grown };
+        counter.set(counter.get() + bytes);
         self.run_since_gc.set(self.run_since_gc.get() + bytes);
     }
 }
@@ -199,7 +201,7 @@ unsafe extern "C" fn metered(
     }
     meter.since_gc.set(meter.since_gc.get() + grows);
     if counting {
-        meter.charge(grows);
+        meter.charge(grows, ptr.is_null() || ours);
         if ours && nsize < osize {
             meter.run_live.set(meter.run_live.get().saturating_sub(osize - nsize));
         }

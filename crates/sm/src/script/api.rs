@@ -12,7 +12,8 @@
 
 use std::fmt;
 
-use mlua::{Lua, MultiValue, Table, Value};
+use bytes::Bytes;
+use mlua::{FromLua, Lua, MultiValue, Table, Value, Variadic};
 
 use super::alloc::Meter;
 use super::commands;
@@ -83,6 +84,8 @@ pub(crate) struct Ctx {
     pub(crate) executed: u64,
     /// Instructions between two hook calls in this run.
     pub(crate) step: u64,
+    /// Bytes the run may allocate between two collections.
+    pub(crate) gc_step: usize,
     pub(crate) meter: MeterPtr,
 }
 
@@ -99,6 +102,7 @@ impl Ctx {
             budget: u64::MAX,
             executed: 0,
             step: 1,
+            gc_step: usize::MAX,
             meter: MeterPtr(meter),
         }
     }
@@ -263,14 +267,24 @@ fn raise_error_table(lua: &Lua, text: &str) -> mlua::Error {
     }
 }
 
+/// One argument of `redis.call`, converted as soon as mlua reads it off the
+/// stack (so a call with thousands of arguments holds no Lua references).
+pub(crate) struct Arg(Option<Bytes>);
+
+impl FromLua for Arg {
+    fn from_lua(value: Value, _: &Lua) -> mlua::Result<Arg> {
+        Ok(Arg(lua_to_arg(&value)))
+    }
+}
+
 /// `redis.call` (`raise`) and `redis.pcall`.
-fn call(lua: &Lua, args: MultiValue, raise_errors: bool) -> mlua::Result<Value> {
+fn call(lua: &Lua, args: Variadic<Arg>, raise_errors: bool) -> mlua::Result<Value> {
     let failed = |v: Value| if raise_errors { Err(raise(lua, v)) } else { Ok(v) };
     if args.is_empty() {
         let text = b"Please specify at least one argument for this redis lib call";
         return failed(Value::Table(error_table(lua, text, false)?));
     }
-    let Some(argv) = args.iter().map(lua_to_arg).collect::<Option<Vec<_>>>() else {
+    let Some(argv) = args.into_iter().map(|a| a.0).collect::<Option<Vec<_>>>() else {
         let text = b"Lua redis lib command arguments must be strings or integers";
         return failed(Value::Table(error_table(lua, text, false)?));
     };
@@ -377,14 +391,14 @@ fn set_repl(lua: &Lua, args: MultiValue) -> mlua::Result<()> {
     Ok(())
 }
 
-fn acl_check_cmd(lua: &Lua, args: MultiValue) -> mlua::Result<bool> {
+fn acl_check_cmd(lua: &Lua, args: Variadic<Arg>) -> mlua::Result<bool> {
     if args.is_empty() {
         return Err(raise_error_table(
             lua,
             "Please specify at least one argument for this redis lib call",
         ));
     }
-    let Some(argv) = args.iter().map(lua_to_arg).collect::<Option<Vec<_>>>() else {
+    let Some(argv) = args.into_iter().map(|a| a.0).collect::<Option<Vec<_>>>() else {
         return Err(raise_error_table(
             lua,
             "Lua redis lib command arguments must be strings or integers",
@@ -428,14 +442,16 @@ fn randomseed(lua: &Lua, args: MultiValue) -> mlua::Result<()> {
 }
 
 /// `collectgarbage(opt)` made deterministic: "collect" and "step" collect
-/// now; "count" reports the run's own live allocations; the rest do nothing.
+/// now; "count" reports 0 (no memory figure is the same on every replica:
+/// even the run's own allocations depend on mlua's reuse of internal
+/// objects and on Lua's string interning); the rest do nothing.
 fn gc(lua: &Lua, opt: String) -> mlua::Result<Value> {
     match opt.as_str() {
         "collect" | "step" => {
             super::vm::full_collect(lua)?;
             Ok(if opt == "step" { Value::Boolean(true) } else { Value::Integer(0) })
         }
-        "count" => Ok(Value::Number(ctx(lua).meter().run_live() as f64 / 1024.0)),
+        "count" => Ok(Value::Integer(0)),
         "setpause" | "setstepmul" => Ok(Value::Integer(200)),
         _ => Ok(Value::Integer(0)),
     }
@@ -445,8 +461,8 @@ fn gc(lua: &Lua, opt: String) -> mlua::Result<Value> {
 pub(crate) fn primitives(lua: &Lua) -> mlua::Result<Table> {
     let p = lua.create_table()?;
     let redis = lua.create_table()?;
-    redis.raw_set("call", lua.create_function(|lua, a: MultiValue| call(lua, a, true))?)?;
-    redis.raw_set("pcall", lua.create_function(|lua, a: MultiValue| call(lua, a, false))?)?;
+    redis.raw_set("call", lua.create_function(|lua, a: Variadic<Arg>| call(lua, a, true))?)?;
+    redis.raw_set("pcall", lua.create_function(|lua, a: Variadic<Arg>| call(lua, a, false))?)?;
     redis.raw_set("sha1hex", lua.create_function(sha1hex)?)?;
     redis.raw_set("log", lua.create_function(log)?)?;
     redis.raw_set("setresp", lua.create_function(setresp)?)?;

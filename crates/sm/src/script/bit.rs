@@ -8,6 +8,9 @@ use mlua::{Lua, MultiValue, Table, Value};
 use super::api::{arg_error, type_name};
 use super::convert::lua_str2number;
 
+/// A 32-bit operation of two operands.
+type BinOp = fn(u32, u32) -> u32;
+
 /// Builds the `bit` table.
 pub(crate) fn library(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
@@ -17,7 +20,7 @@ pub(crate) fn library(lua: &Lua) -> mlua::Result<Table> {
         "bswap",
         lua.create_function(|lua, a: MultiValue| Ok(signed(arg(lua, &a, 1)?.swap_bytes())))?,
     )?;
-    let folds: [(&str, fn(u32, u32) -> u32); 3] =
+    let folds: [(&str, BinOp); 3] =
         [("band", |x, y| x & y), ("bor", |x, y| x | y), ("bxor", |x, y| x ^ y)];
     for (name, op) in folds {
         let f = lua.create_function(move |lua, a: MultiValue| {
@@ -29,7 +32,7 @@ pub(crate) fn library(lua: &Lua) -> mlua::Result<Table> {
         })?;
         t.raw_set(name, f)?;
     }
-    let shifts: [(&str, fn(u32, u32) -> u32); 5] = [
+    let shifts: [(&str, BinOp); 5] = [
         ("lshift", |x, n| x << n),
         ("rshift", |x, n| x >> n),
         ("arshift", |x, n| ((x as i32) >> n) as u32),

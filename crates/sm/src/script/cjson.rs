@@ -3,15 +3,20 @@
 //! table: excessively sparse array`, …).
 //!
 //! The configuration functions (`encode_max_depth`, `encode_number_precision`
-//! …) report the defaults and ignore arguments: in Redis they change process
-//! state that outlives the script, which a replicated VM must not have.
+//! …) report the settings and ignore arguments: in Redis they change process
+//! state that outlives the script, which a replicated VM must not have. The
+//! nesting limit is [`MAX_DEPTH`], lower than lua-cjson's 1000.
 
 use mlua::{LightUserData, Lua, MultiValue, Table, Value};
 
 use super::api::{arg_error, lua_error, type_name};
 use super::convert::fmt_g;
 
-const MAX_DEPTH: usize = 1000;
+/// Nesting limit for encode and decode. lua-cjson's default is 1000; both
+/// directions recurse here on the stack of the thread applying the log, and
+/// a stack overflow would abort every replica at once, so ours is lower. The
+/// error texts are lua-cjson's, with this limit in them.
+pub(crate) const MAX_DEPTH: usize = 256;
 const NUMBER_PRECISION: usize = 14;
 const SPARSE_RATIO: usize = 2;
 const SPARSE_SAFE: usize = 10;
@@ -103,12 +108,7 @@ fn encode_table(t: &Table, depth: usize, out: &mut Vec<u8>) -> Result<(), String
     if depth > MAX_DEPTH {
         return Err(format!("Cannot serialise, excessive nesting ({depth})"));
     }
-    let pairs: Vec<(Value, Value)> = t
-        .clone()
-        .pairs::<Value, Value>()
-        .collect::<mlua::Result<_>>()
-        .map_err(|e| e.to_string())?;
-    match array_length(&pairs)? {
+    match array_length(t)? {
         Some(len) if len > 0 => {
             out.push(b'[');
             for i in 1..=len {
@@ -122,21 +122,17 @@ fn encode_table(t: &Table, depth: usize, out: &mut Vec<u8>) -> Result<(), String
         }
         _ => {
             out.push(b'{');
-            for (i, (k, v)) in pairs.iter().enumerate() {
-                if i > 0 {
+            let mut first = true;
+            // One pair at a time: mlua references are a scarce resource.
+            for pair in t.pairs::<Value, Value>() {
+                let (k, v) = pair.map_err(|e| e.to_string())?;
+                if !first {
                     out.push(b',');
                 }
-                match k {
-                    Value::Integer(_) | Value::Number(_) => {
-                        out.push(b'"');
-                        let n = match k {
-                            Value::Integer(i) => *i as f64,
-                            Value::Number(n) => *n,
-                            _ => unreachable!(),
-                        };
-                        encode_number(n, out)?;
-                        out.extend_from_slice(b"\":");
-                    }
+                first = false;
+                match &k {
+                    Value::Integer(i) => encode_key_number(*i as f64, out)?,
+                    Value::Number(n) => encode_key_number(*n, out)?,
                     Value::String(s) => {
                         encode_string(&s.as_bytes(), out);
                         out.push(b':');
@@ -148,7 +144,7 @@ fn encode_table(t: &Table, depth: usize, out: &mut Vec<u8>) -> Result<(), String
                         ))
                     }
                 }
-                encode_value(v, depth, out)?;
+                encode_value(&v, depth, out)?;
             }
             out.push(b'}');
         }
@@ -156,14 +152,22 @@ fn encode_table(t: &Table, depth: usize, out: &mut Vec<u8>) -> Result<(), String
     Ok(())
 }
 
+fn encode_key_number(n: f64, out: &mut Vec<u8>) -> Result<(), String> {
+    out.push(b'"');
+    encode_number(n, out)?;
+    out.extend_from_slice(b"\":");
+    Ok(())
+}
+
 /// lua-cjson's `lua_array_length`: Some(max index) when every key is a
 /// positive integer (and the array is not too sparse), None for an object.
-fn array_length(pairs: &[(Value, Value)]) -> Result<Option<usize>, String> {
+fn array_length(t: &Table) -> Result<Option<usize>, String> {
     let (mut max, mut items) = (0usize, 0usize);
-    for (k, _) in pairs {
+    for pair in t.pairs::<Value, Value>() {
+        let (k, _) = pair.map_err(|e| e.to_string())?;
         let n = match k {
-            Value::Integer(i) => *i as f64,
-            Value::Number(n) => *n,
+            Value::Integer(i) => i as f64,
+            Value::Number(n) => n,
             _ => return Ok(None),
         };
         if n < 1.0 || n.floor() != n {

@@ -60,25 +60,37 @@ pub(crate) fn check(argv: &[Bytes], read_only: bool) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// Whether `argv` names a command this engine has (`redis.acl_check_cmd`).
+/// Whether `argv` names a command Redis has and this engine implements, or
+/// one a script may not call anyway (`redis.acl_check_cmd`).
 pub(crate) fn exists(argv: &[Bytes]) -> bool {
     lookup(argv).is_some()
 }
 
 fn lookup(argv: &[Bytes]) -> Option<Info> {
-    let spec = command::lookup(argv.first()?)?;
-    let name = spec.name;
-    if let Some(subs) = subcommands(name) {
-        if argv.len() >= 2 {
-            let sub = argv[1].to_ascii_lowercase();
-            let sub = subs.iter().find(|s| s.name.as_bytes() == sub.as_slice())?;
-            return Some(Info { arity: sub.arity, noscript: sub.noscript, write: sub.write });
-        }
+    let name = argv.first()?.to_ascii_lowercase();
+    let name = std::str::from_utf8(&name).ok()?;
+    // Refused whether or not this engine implements them (MULTI, EVAL …).
+    if let Ok(i) = NOSCRIPT.binary_search_by(|(n, _)| n.cmp(&name)) {
+        return Some(Info { arity: NOSCRIPT[i].1, noscript: true, write: false });
     }
+    let known = command::lookup(name.as_bytes());
+    if let Some(subs) = subcommands(name) {
+        if argv.len() == 1 {
+            // Every container command has arity -2.
+            return Some(Info { arity: -2, noscript: false, write: false });
+        }
+        let sub = argv[1].to_ascii_lowercase();
+        let sub = subs.iter().find(|s| s.name.as_bytes() == sub.as_slice())?;
+        if !sub.noscript {
+            known?;
+        }
+        return Some(Info { arity: sub.arity, noscript: sub.noscript, write: sub.write });
+    }
+    let spec = known?;
     Some(Info {
         arity: spec.arity,
-        noscript: NOSCRIPT.binary_search(&name).is_ok(),
-        write: spec.is_write() || WRITE.binary_search(&name).is_ok(),
+        noscript: false,
+        write: spec.is_write() || WRITE.binary_search(&spec.name).is_ok(),
     })
 }
 
@@ -94,48 +106,18 @@ struct Sub {
     write: bool,
 }
 
-const NOSCRIPT: &[&str] = &[
-    "auth",
-    "bgrewriteaof",
-    "bgsave",
-    "blmove",
-    "blpop",
-    "brpop",
-    "brpoplpush",
-    "bzpopmax",
-    "bzpopmin",
-    "debug",
-    "discard",
-    "eval",
-    "eval_ro",
-    "evalsha",
-    "evalsha_ro",
-    "exec",
-    "failover",
-    "fcall",
-    "fcall_ro",
-    "hello",
-    "monitor",
-    "multi",
-    "psubscribe",
-    "psync",
-    "punsubscribe",
-    "quit",
-    "replconf",
-    "replicaof",
-    "reset",
-    "role",
-    "save",
-    "shutdown",
-    "slaveof",
-    "ssubscribe",
-    "subscribe",
-    "sunsubscribe",
-    "sync",
-    "unsubscribe",
-    "unwatch",
-    "wait",
-    "watch",
+/// Top-level commands flagged `noscript`, with their arity.
+#[rustfmt::skip]
+const NOSCRIPT: &[(&str, i32)] = &[
+    ("auth", -2), ("bgrewriteaof", 1), ("bgsave", -1), ("blmove", 6), ("blpop", -3),
+    ("brpop", -3), ("brpoplpush", 4), ("bzpopmax", -3), ("bzpopmin", -3), ("debug", -2),
+    ("discard", 1), ("eval", -3), ("eval_ro", -3), ("evalsha", -3), ("evalsha_ro", -3),
+    ("exec", 1), ("failover", -1), ("fcall", -3), ("fcall_ro", -3), ("hello", -1),
+    ("monitor", 1), ("multi", 1), ("psubscribe", -2), ("psync", -3), ("punsubscribe", -1),
+    ("quit", -1), ("replconf", -1), ("replicaof", 3), ("reset", 1), ("role", 1), ("save", 1),
+    ("shutdown", -1), ("slaveof", 3), ("ssubscribe", -2), ("subscribe", -2),
+    ("sunsubscribe", -1), ("sync", 1), ("unsubscribe", -1), ("unwatch", 1), ("wait", 3),
+    ("watch", -2),
 ];
 
 const WRITE: &[&str] = &[
@@ -456,7 +438,7 @@ mod tests {
 
     #[test]
     fn tables_are_sorted_for_binary_search() {
-        assert!(NOSCRIPT.windows(2).all(|w| w[0] < w[1]));
+        assert!(NOSCRIPT.windows(2).all(|w| w[0].0 < w[1].0));
         assert!(WRITE.windows(2).all(|w| w[0] < w[1]));
     }
 }

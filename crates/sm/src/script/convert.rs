@@ -16,9 +16,10 @@ use crate::float::format_g17;
 use crate::reply::Reply;
 
 /// Nesting beyond which a returned table becomes an error element. Redis
-/// stops at its Lua C stack limit (about 8000 levels); replies that deep
-/// would strain every consumer's stack, so ours is lower.
-pub(crate) const MAX_REPLY_DEPTH: usize = 1000;
+/// stops at its Lua C stack limit (about 8000 levels, reached only by a table
+/// that contains itself); replies that deep would strain the stack of every
+/// consumer (this conversion, the RESP encoder, clients), so ours is lower.
+pub(crate) const MAX_REPLY_DEPTH: usize = 128;
 
 /// A double as C's `printf("%.{precision}g")` prints it with glibc
 /// (`inf`, `-inf`, `nan`, `-nan`).
@@ -100,7 +101,8 @@ pub(crate) fn lua_str2number(s: &[u8]) -> Option<f64> {
 /// value (i64::MIN) for NaN and out-of-range doubles, which is what Redis
 /// replies for `return 0/0` or `return 1e30`.
 pub(crate) fn c_cast(d: f64) -> i64 {
-    if d.is_nan() || d >= 9_223_372_036_854_775_808.0 || d < -9_223_372_036_854_775_808.0 {
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    if d.is_nan() || !(-LIMIT..LIMIT).contains(&d) {
         i64::MIN
     } else {
         d as i64

@@ -46,9 +46,10 @@
 //!   strings, numbers and booleans iterate in a deterministic order (Lua 5.1
 //!   has no hash seed), though for strings of 32 bytes or more it differs from
 //!   Redis's, whose Lua hashes every byte.
-//! - `collectgarbage("count")` and `gcinfo()` report the run's own live
-//!   allocations (see below), not the heap; the other `collectgarbage`
-//!   options collect at that point (deterministic) or do nothing.
+//! - `collectgarbage("count")` and `gcinfo()` report 0: no memory figure is
+//!   the same on every replica (see below). `collectgarbage()` and
+//!   `collectgarbage("step")` collect at that point (which is deterministic);
+//!   the other options do nothing.
 //!
 //! ## The memory cap
 //!
@@ -59,18 +60,21 @@
 //!
 //! - Lua's collector never runs on its own: it is stopped, and a full
 //!   collection runs only at points that depend on the run alone (every
-//!   [`RUN_GC_STEP`] bytes the run allocates, checked at the count hook, and
-//!   on the script's `collectgarbage()`) or between runs (which no run sees).
+//!   [`RUN_GC_STEP`] bytes, or half the limit if less, that the run allocates,
+//!   checked at the count hook, and on the script's `collectgarbage()`) or
+//!   between runs (which no run sees).
 //! - The meter counts only blocks allocated during the run, tracked by address
 //!   and forgotten when freed; garbage left by earlier runs never counts.
 //!
 //! What stays history-dependent: Lua interns strings, so a run that builds a
 //! string that already exists in the VM (a constant of another cached script,
-//! uncollected garbage of an earlier run) allocates nothing for it, and VM-wide
-//! buffers (the string table, the concatenation buffer, the registry) may or
-//! may not have to grow. The difference is bounded by the size of what else
-//! lives in the VM, so a run whose peak lands within that margin of the cap can
-//! fail on one replica and pass on another. The cap is a safety net against a
+//! uncollected garbage of an earlier run) allocates nothing for it; VM-wide
+//! buffers (Lua stacks, the string table, the concatenation buffer, the
+//! registry) may or may not have to grow, and their growth is charged; mlua
+//! reuses a few internal objects across runs (the error slots it preallocates
+//! for callbacks). The difference is bounded by the size of what else lives
+//! in the VM, so a run whose peak lands within that margin of the cap can fail
+//! on one replica and pass on another. The cap is a safety net against a
 //! script that would exhaust every replica's memory at once; keep it well
 //! above what real scripts use.
 //!

@@ -6,7 +6,9 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use bytes::Bytes;
 use mlua::chunk::ChunkMode;
-use mlua::{ffi, Function, HookTriggers, Lua, LuaOptions, StdLib, Table, Value, VmState};
+use mlua::{
+    ffi, Function, HookTriggers, Lua, LuaOptions, RegistryKey, StdLib, Table, Value, VmState,
+};
 
 use super::alloc::Meter;
 use super::api::{self, Ctx, Kill};
@@ -36,11 +38,13 @@ impl Hasher for BodyHasher {
     }
 }
 
-/// A compiled script.
+/// A compiled script. The function lives in the Lua registry, not as an
+/// mlua reference: mlua keeps references on an auxiliary Lua stack limited
+/// to about 8000 slots, and a node may cache more scripts than that.
 struct Cached {
     sha: Sha,
     flags: ScriptFlags,
-    func: Function,
+    func: RegistryKey,
 }
 
 /// The Lua state and everything that refers into it (dropped before the
@@ -134,6 +138,7 @@ impl ScriptVm {
     /// Forgets every compiled script (SCRIPT FLUSH) and collects.
     pub fn flush(&mut self) {
         self.engine.scripts.clear();
+        self.engine.lua.expire_registry_values();
         let _ = full_collect(&self.engine.lua);
     }
 
@@ -168,6 +173,9 @@ impl ScriptVm {
                 };
                 Reply::error(one_line(format!("ERR Error compiling script (new function): {msg}")))
             })?;
+        let func = lua.create_registry_value(func).map_err(|e| {
+            Reply::error(one_line(format!("ERR Error compiling script (new function): {e}")))
+        })?;
         let _ = self.maybe_collect();
         Ok(Cached { sha: Sha::of(body), flags, func })
     }
@@ -211,13 +219,9 @@ impl ScriptVm {
         host: &mut dyn Host,
     ) -> mlua::Result<Outcome> {
         let Engine { lua, runner, scripts } = &self.engine;
-        let func = &scripts[body].func;
-        let keys = lua.create_sequence_from(
-            keys.iter().map(|k| lua.create_string(k)).collect::<mlua::Result<Vec<_>>>()?,
-        )?;
-        let argv = lua.create_sequence_from(
-            args.iter().map(|a| lua.create_string(a)).collect::<mlua::Result<Vec<_>>>()?,
-        )?;
+        let func: Function = lua.registry_value(&scripts[body].func)?;
+        let keys = string_array(lua, keys)?;
+        let argv = string_array(lua, args)?;
 
         let budget = opts.instruction_budget.max(1);
         let step = budget.min(HOOK_EVERY as u64);
@@ -230,6 +234,7 @@ impl ScriptVm {
             ctx.rand = api::Rand48::from_seed(opts.seed);
             ctx.budget = budget;
             ctx.step = step;
+            ctx.gc_step = RUN_GC_STEP.min(opts.memory_limit / 2).max(1);
         }
         // Restart the instruction count: the hook fires after `step`
         // instructions of this run, whatever earlier runs left over.
@@ -245,7 +250,7 @@ impl ScriptVm {
             })
         };
         self.meter.begin_run(opts.memory_limit);
-        let result = reset.and_then(|()| runner.call::<(bool, Value)>((func, keys, argv)));
+        let result = reset.and_then(|()| runner.call::<(bool, Value)>((&func, keys, argv)));
         self.meter.end_run();
         let (kill, resp3) = {
             let mut ctx = lua.app_data_mut::<Ctx>().expect("context installed");
@@ -351,6 +356,16 @@ impl Failure {
     }
 }
 
+/// A Lua array of strings (KEYS, ARGV), built one element at a time so that
+/// at most one mlua reference is held whatever the length.
+fn string_array(lua: &Lua, items: &[Bytes]) -> mlua::Result<Table> {
+    let t = lua.create_table_with_capacity(items.len(), 0)?;
+    for (i, item) in items.iter().enumerate() {
+        t.raw_set(i + 1, lua.create_string(item)?)?;
+    }
+    Ok(t)
+}
+
 /// Error texts are one line: Redis maps `\r` and `\n` to spaces.
 fn one_line(s: String) -> String {
     if s.contains(['\r', '\n']) {
@@ -378,7 +393,8 @@ pub(crate) fn full_collect(lua: &Lua) -> mlua::Result<()> {
 
 /// The count hook: charges `step` instructions to the run, stops it when it
 /// is over budget (and keeps stopping it: every later call fails too), and
-/// collects when the run has allocated another [`RUN_GC_STEP`] bytes.
+/// collects when the run has allocated another [`RUN_GC_STEP`] bytes (or half
+/// its memory limit, if that is less).
 fn hook(lua: &Lua, debug: &mlua::debug::Debug) -> mlua::Result<VmState> {
     let collect = {
         let mut ctx = lua.app_data_mut::<Ctx>().expect("context installed");
@@ -399,7 +415,7 @@ fn hook(lua: &Lua, debug: &mlua::debug::Debug) -> mlua::Result<VmState> {
             ctx.kill = Some(Kill::Budget { at });
             return Err(mlua::Error::runtime("script stopped"));
         }
-        ctx.meter().run_since_gc() > RUN_GC_STEP
+        ctx.meter().run_since_gc() > ctx.gc_step
     };
     if collect {
         full_collect(lua)?;
