@@ -37,6 +37,9 @@ impl Hasher for AddrHasher {
 
 type Blocks = HashSet<usize, BuildHasherDefault<AddrHasher>>;
 
+/// Capacity of the block table kept from one run to the next.
+const SMALL_RUN_BLOCKS: usize = 4096;
+
 /// Allocation accounting shared by the allocator and the VM. Only ever used
 /// through shared references (`Cell`s): the allocator runs re-entrantly
 /// inside any Lua API call the VM makes.
@@ -111,7 +114,7 @@ impl Meter {
 
     /// Starts counting a run capped at `limit` bytes.
     pub(crate) fn begin_run(&self, limit: usize) {
-        self.blocks.borrow_mut().clear();
+        debug_assert!(self.blocks.borrow().is_empty());
         self.run_live.set(0);
         self.run_grown.set(0);
         self.run_since_gc.set(0);
@@ -123,7 +126,13 @@ impl Meter {
     /// Stops counting; the run's blocks become ordinary old blocks.
     pub(crate) fn end_run(&self) {
         self.running.set(false);
-        self.blocks.borrow_mut().clear();
+        let mut blocks = self.blocks.borrow_mut();
+        if blocks.capacity() > SMALL_RUN_BLOCKS {
+            // Clearing costs the capacity: don't keep a big run's table.
+            *blocks = Blocks::default();
+        } else {
+            blocks.clear();
+        }
     }
 
     pub(crate) fn exceeded(&self) -> bool {

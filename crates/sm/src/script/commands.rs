@@ -67,8 +67,12 @@ pub(crate) fn exists(argv: &[Bytes]) -> bool {
 }
 
 fn lookup(argv: &[Bytes]) -> Option<Info> {
-    let name = argv.first()?.to_ascii_lowercase();
-    let name = std::str::from_utf8(&name).ok()?;
+    let raw = argv.first()?;
+    let mut buf = [0u8; 32];
+    let name = buf.get_mut(..raw.len())?;
+    name.copy_from_slice(raw);
+    name.make_ascii_lowercase();
+    let name = std::str::from_utf8(name).ok()?;
     // Refused whether or not this engine implements them (MULTI, EVAL …).
     if let Ok(i) = NOSCRIPT.binary_search_by(|(n, _)| n.cmp(&name)) {
         return Some(Info { arity: NOSCRIPT[i].1, noscript: true, write: false });
@@ -79,8 +83,7 @@ fn lookup(argv: &[Bytes]) -> Option<Info> {
             // Every container command has arity -2.
             return Some(Info { arity: -2, noscript: false, write: false });
         }
-        let sub = argv[1].to_ascii_lowercase();
-        let sub = subs.iter().find(|s| s.name.as_bytes() == sub.as_slice())?;
+        let sub = subs.iter().find(|s| s.name.as_bytes().eq_ignore_ascii_case(&argv[1]))?;
         if !sub.noscript {
             known?;
         }

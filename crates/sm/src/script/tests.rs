@@ -832,3 +832,78 @@ fn rand48_is_redis_lrand48() {
     assert_eq!(r.len(), 3);
     assert!(r.iter().all(|v| *v >= 0));
 }
+
+/// A host that answers without doing anything.
+struct Noop;
+
+impl Host for Noop {
+    fn call(&mut self, argv: &[Bytes]) -> Reply {
+        if argv[0].eq_ignore_ascii_case(b"get") {
+            Reply::Bulk(Bytes::from_static(b"token"))
+        } else {
+            Reply::Int(1)
+        }
+    }
+}
+
+/// Per-call cost of a cached script with a no-op host. Prints µs per call;
+/// `SCRIPT_BENCH_ITERS=200000 cargo test --release -p raftcache-sm
+/// per_call_overhead -- --nocapture` for a real figure.
+#[test]
+fn per_call_overhead() {
+    let iters: u32 =
+        std::env::var("SCRIPT_BENCH_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    // redis-py's Lock.release script.
+    let release = "local token = redis.call('get', KEYS[1])\n\
+                   if not token or token ~= ARGV[1] then\n  return 0\nend\n\
+                   redis.call('del', KEYS[1])\nreturn 1";
+    let keys = [b("lock:x")];
+    let args = [b("token")];
+    let opts = RunOptions::default();
+    let mut vm = ScriptVm::new();
+    for (name, body, keys, args) in [
+        ("return 1", "return 1", &keys[..0], &args[..0]),
+        ("Lock.release", release, &keys[..], &args[..]),
+    ] {
+        let want = vm.run(body.as_bytes(), keys, args, &opts, &mut Noop);
+        assert_eq!(want, Reply::Int(1));
+        let start = std::time::Instant::now();
+        for _ in 0..iters {
+            let reply = vm.run(body.as_bytes(), keys, args, &opts, &mut Noop);
+            debug_assert_eq!(reply, want);
+        }
+        let per_call = start.elapsed().as_secs_f64() * 1e6 / iters as f64;
+        println!("{name}: {per_call:.2} us per call over {iters} calls");
+    }
+    assert_eq!(vm.cached_scripts(), 2, "cached scripts are not compiled again");
+}
+
+#[test]
+fn the_vm_is_send_and_reusable() {
+    fn assert_send<T: Send>() {}
+    assert_send::<ScriptVm>();
+    // Build, use and drop a few VMs (the allocator is put back each time).
+    for i in 0..5 {
+        let mut vm = ScriptVm::new();
+        let body = format!("return {i}");
+        assert_eq!(
+            eval_with(&mut vm, &mut Mock::default(), &body, &[], &[], &RunOptions::default()),
+            Reply::Int(i)
+        );
+        vm.flush();
+        assert_eq!(vm.cached_scripts(), 0);
+        let moved = std::thread::spawn(move || {
+            let reply = eval_with(
+                &mut vm,
+                &mut Mock::default(),
+                "return 'moved'",
+                &[],
+                &[],
+                &RunOptions::default(),
+            );
+            (vm, reply)
+        });
+        let (_vm, reply) = moved.join().unwrap();
+        assert_eq!(reply, bulk("moved"));
+    }
+}

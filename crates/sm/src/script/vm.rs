@@ -21,7 +21,7 @@ const PRELUDE: &str = include_str!("prelude.lua");
 
 /// Bytes allocated (by runs or not) after which a full collection runs
 /// between two runs.
-const GC_EVERY: usize = 8 << 20;
+const GC_EVERY: usize = 32 << 20;
 
 /// xxh3 of the script body: the cache is keyed by body, so a cached script
 /// costs a hash of its text, not a SHA1, per call.
