@@ -491,6 +491,7 @@ pub(crate) fn primitives(lua: &Lua) -> mlua::Result<Table> {
     p.raw_set("null", Value::LightUserData(mlua::LightUserData(std::ptr::null_mut())))?;
     p.raw_set("cjson", super::cjson::library(lua)?)?;
     p.raw_set("bit", super::bit::library(lua)?)?;
+    p.raw_set("cmsgpack", super::cmsgpack::library(lua)?)?;
     Ok(p)
 }
 

@@ -89,12 +89,13 @@
 //!   `write` and `may-replicate` flags, subcommand arities).
 //! - `convert.rs`: replies to Lua values and back.
 //! - `alloc.rs`: the metered allocator.
-//! - `cjson.rs`, `bit.rs`: the `cjson` and `bit` libraries.
+//! - `cjson.rs`, `bit.rs`, `cmsgpack.rs`: the `cjson`, `bit` and `cmsgpack`
+//!   libraries.
 //! - `shebang.rs`: `#!lua flags=…`.
 //! - `tests.rs`: unit tests, each error text checked against redis-server.
 //!
-//! Left out: the `struct` and `cmsgpack` libraries (reading them fails like
-//! any missing global), the script debugger (`redis.breakpoint` returns false,
+//! Left out: the `struct` library (reading it fails like any missing
+//! global), the script debugger (`redis.breakpoint` returns false,
 //! `redis.debug` does nothing), ACLs (`redis.acl_check_cmd` says whether the
 //! command exists), and `redis.set_repl` (accepted, no effect: a Raft log
 //! replicates the script itself).
@@ -103,6 +104,7 @@ mod alloc;
 mod api;
 mod bit;
 mod cjson;
+mod cmsgpack;
 mod commands;
 mod convert;
 mod shebang;

@@ -386,10 +386,11 @@ local function handler(err)
 end
 G.__redis__err__handler = handler
 
-for name, lib in pairs_raw({ redis = redis, cjson = P.cjson, bit = P.bit }) do
+for name, lib in pairs_raw({ redis = redis, cjson = P.cjson, bit = P.bit, cmsgpack = P.cmsgpack }) do
   G[name] = lib
 end
-for _, name in ipairs_raw({ 'string', 'math', 'table', 'coroutine', 'redis', 'cjson', 'bit' }) do
+for _, name in ipairs_raw({ 'string', 'math', 'table', 'coroutine', 'redis', 'cjson', 'bit',
+  'cmsgpack' }) do
   G[name] = protect(G[name])
 end
 

@@ -493,7 +493,7 @@ fn shebangs() {
 }
 
 /// The globals and library contents of redis-server 7.0.15, from
-/// `for k,v in pairs(_G) …` (less `struct` and `cmsgpack`, left out).
+/// `for k,v in pairs(_G) …` (less `struct`, left out).
 #[test]
 fn globals_and_libraries_match_redis() {
     let list = |expr: &str| {
@@ -508,7 +508,7 @@ fn globals_and_libraries_match_redis() {
     };
     assert_eq!(
         list("_G"),
-        "ARGV KEYS _G _VERSION __redis__err__handler assert bit cjson collectgarbage coroutine error \
+        "ARGV KEYS _G _VERSION __redis__err__handler assert bit cjson cmsgpack collectgarbage coroutine error \
          gcinfo getmetatable ipairs load loadstring math next pairs pcall rawequal rawget rawset \
          redis select setmetatable string table tonumber tostring type unpack xpcall"
     );
@@ -906,4 +906,73 @@ fn the_vm_is_send_and_reusable() {
         let (_vm, reply) = moved.join().unwrap();
         assert_eq!(reply, bulk("moved"));
     }
+}
+
+/// Bytes and texts from redis-server (`r.eval(script, 0)` with redis-py).
+#[test]
+fn cmsgpack_matches_redis() {
+    let body = "return cmsgpack.pack({1, 2, 3})";
+    assert_eq!(eval(body), Reply::Bulk(Bytes::from_static(b"\x93\x01\x02\x03")));
+    let body = "return cmsgpack.pack({a = 1})";
+    assert_eq!(eval(body), Reply::Bulk(Bytes::from_static(b"\x81\xa1a\x01")));
+    let body = "return cmsgpack.pack(1, -1, 200, -200, 70000, 1.5, 0.1, 'ab', true, false, {})";
+    assert_eq!(
+        eval(body),
+        Reply::Bulk(Bytes::from_static(
+            b"\x01\xff\xcc\xc8\xd1\xff\x38\xce\x00\x01\x11\x70\xca\x3f\xc0\x00\x00\
+              \xcb\x3f\xb9\x99\x99\x99\x99\x99\x9a\xa2ab\xc3\xc2\x90"
+        ))
+    );
+    check_table(&[
+        (
+            "local a, b, c = cmsgpack.unpack(cmsgpack.pack({1, {x = 'y'}}, 'z', -5)) \
+             return a[2].x .. b .. c",
+            "yz-5",
+        ),
+        ("local n, v = cmsgpack.unpack_one(cmsgpack.pack(7, 8)) return n .. ':' .. v", "1:7"),
+        (
+            "local n, v = cmsgpack.unpack_one(cmsgpack.pack(7, 8), 1) return '[' .. n .. ':' .. v",
+            "[-1:8",
+        ),
+        (
+            "local n, a, b = cmsgpack.unpack_limit(cmsgpack.pack(1, 2, 3), 2) return n .. a .. b",
+            "212",
+        ),
+    ]);
+    let body = "return cmsgpack.pack(string.rep('x', 40)):sub(1, 2)";
+    assert_eq!(eval(body), Reply::Bulk(Bytes::from_static(b"\xd9(")));
+    let body = "return cmsgpack.pack(2^53, -2^40, 1/0, {[1]=1,[3]=3}, cjson.null)";
+    assert_eq!(
+        eval(body),
+        Reply::Bulk(Bytes::from_static(
+            b"\xcf\x00 \x00\x00\x00\x00\x00\x00\xd3\xff\xff\xff\x00\x00\x00\x00\x00\xca\x7f\x80\x00\x00\x82\x01\x01\x03\x03\xc0"
+        ))
+    );
+    let body = "return cmsgpack.unpack('\\217')";
+    assert_eq!(
+        eval(body),
+        err_with_sha(
+            body,
+            "ERR user_script:1: Missing bytes in input. script: <sha>, on @user_script:1."
+        )
+    );
+    let body = "return cmsgpack.unpack('\\193')";
+    assert_eq!(
+        eval(body),
+        err_with_sha(
+            body,
+            "ERR user_script:1: Bad data format in input. script: <sha>, on @user_script:1."
+        )
+    );
+    let body = "return cmsgpack.pack()";
+    assert_eq!(
+        eval(body),
+        err_with_sha(body, "ERR user_script:1: bad argument #0 to 'pack' (MessagePack pack needs input.) script: <sha>, on @user_script:1.")
+    );
+    // Deep nesting packs as nil past 16 levels; unpacking is bounded too.
+    let body = "local t = {} local c = t for i = 1, 20 do c[1] = {} c = c[1] end \
+                return #cmsgpack.pack(t)";
+    assert_eq!(eval(body), Reply::Int(17));
+    let body = "return cmsgpack.unpack(string.rep('\\145', 100000))";
+    assert!(matches!(eval(body), Reply::Error(e) if e.contains("Bad data format in input.")));
 }
