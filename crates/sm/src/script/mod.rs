@@ -89,13 +89,12 @@
 //!   `write` and `may-replicate` flags, subcommand arities).
 //! - `convert.rs`: replies to Lua values and back.
 //! - `alloc.rs`: the metered allocator.
-//! - `cjson.rs`, `bit.rs`, `cmsgpack.rs`: the `cjson`, `bit` and `cmsgpack`
-//!   libraries.
+//! - `cjson.rs`, `bit.rs`, `cmsgpack.rs`, `lstruct.rs`: the `cjson`, `bit`,
+//!   `cmsgpack` and `struct` libraries.
 //! - `shebang.rs`: `#!lua flags=…`.
 //! - `tests.rs`: unit tests, each error text checked against redis-server.
 //!
-//! Left out: the `struct` library (reading it fails like any missing
-//! global), the script debugger (`redis.breakpoint` returns false,
+//! Left out: the script debugger (`redis.breakpoint` returns false,
 //! `redis.debug` does nothing), ACLs (`redis.acl_check_cmd` says whether the
 //! command exists), and `redis.set_repl` (accepted, no effect: a Raft log
 //! replicates the script itself).
@@ -107,6 +106,7 @@ mod cjson;
 mod cmsgpack;
 mod commands;
 mod convert;
+mod lstruct;
 mod shebang;
 mod vm;
 

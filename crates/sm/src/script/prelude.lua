@@ -386,11 +386,12 @@ local function handler(err)
 end
 G.__redis__err__handler = handler
 
-for name, lib in pairs_raw({ redis = redis, cjson = P.cjson, bit = P.bit, cmsgpack = P.cmsgpack }) do
+for name, lib in pairs_raw({ redis = redis, cjson = P.cjson, bit = P.bit, cmsgpack = P.cmsgpack,
+  struct = P.struct }) do
   G[name] = lib
 end
 for _, name in ipairs_raw({ 'string', 'math', 'table', 'coroutine', 'redis', 'cjson', 'bit',
-  'cmsgpack' }) do
+  'cmsgpack', 'struct' }) do
   G[name] = protect(G[name])
 end
 

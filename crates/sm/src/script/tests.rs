@@ -493,7 +493,7 @@ fn shebangs() {
 }
 
 /// The globals and library contents of redis-server 7.0.15, from
-/// `for k,v in pairs(_G) …` (less `struct`, left out).
+/// `for k,v in pairs(_G) …`.
 #[test]
 fn globals_and_libraries_match_redis() {
     let list = |expr: &str| {
@@ -510,7 +510,7 @@ fn globals_and_libraries_match_redis() {
         list("_G"),
         "ARGV KEYS _G _VERSION __redis__err__handler assert bit cjson cmsgpack collectgarbage coroutine error \
          gcinfo getmetatable ipairs load loadstring math next pairs pcall rawequal rawget rawset \
-         redis select setmetatable string table tonumber tostring type unpack xpcall"
+         redis select setmetatable string struct table tonumber tostring type unpack xpcall"
     );
     assert_eq!(
         list("string"),
@@ -536,6 +536,11 @@ fn globals_and_libraries_match_redis() {
          encode_sparse_array new null"
     );
     assert_eq!(list("bit"), "arshift band bnot bor bswap bxor lshift rol ror rshift tobit tohex");
+    assert_eq!(list("struct"), "pack size unpack");
+    assert_eq!(
+        list("cmsgpack"),
+        "_COPYRIGHT _DESCRIPTION _NAME _VERSION pack unpack unpack_limit unpack_one"
+    );
     check_table(&[
         ("return _VERSION", "Lua 5.1"),
         ("return tostring(rawget(_G, '_G') == _G)", "true"),
@@ -975,4 +980,55 @@ fn cmsgpack_matches_redis() {
     assert_eq!(eval(body), Reply::Int(17));
     let body = "return cmsgpack.unpack(string.rep('\\145', 100000))";
     assert!(matches!(eval(body), Reply::Error(e) if e.contains("Bad data format in input.")));
+}
+
+/// Bytes and texts from redis-server (`r.eval(script, 0)` with redis-py).
+#[test]
+fn struct_matches_redis() {
+    let bytes: &[(&str, &[u8])] = &[
+        ("return struct.pack('>iHb', -2, 65535, -1)", b"\xff\xff\xff\xfe\xff\xff\xff"),
+        ("return struct.pack('<i2', 258)", b"\x02\x01"),
+        ("return struct.pack('!4bi', 1, 2)", b"\x01\x00\x00\x00\x02\x00\x00\x00"),
+        ("return struct.pack('c3s', 'abcd', 'xy')", b"abcxy\x00"),
+        ("return struct.pack('>d f', 1.5, 0.25)", b"?\xf8\x00\x00\x00\x00\x00\x00>\x80\x00\x00"),
+        ("return struct.pack('c0', 'hello')", b"hello"),
+        (
+            "return struct.pack('i16', -1)",
+            b"\xff\xff\xff\xff\xff\xff\xff\xff\x00\x00\x00\x00\x00\x00\x00\x00",
+        ),
+    ];
+    for (body, want) in bytes {
+        assert_eq!(eval(body), Reply::Bulk(Bytes::copy_from_slice(want)), "{body}");
+    }
+    let int = Reply::Int;
+    let arrays: Vec<(&str, Reply)> = vec![
+        (
+            "return {struct.unpack('>iHb', struct.pack('>iHb', -2, 65535, -1))}",
+            Reply::Array(vec![int(-2), int(65535), int(-1), int(8)]),
+        ),
+        (
+            "return {struct.unpack('bc0', struct.pack('bc0', 3, 'abc'))}",
+            Reply::Array(vec![bulk("abc"), int(5)]),
+        ),
+        ("return {struct.unpack('s', 'ab\\0cd')}", Reply::Array(vec![bulk("ab"), int(4)])),
+        (
+            "return {struct.unpack('>I16', string.rep('\\255', 16))}",
+            Reply::Array(vec![int(i64::MIN), int(17)]),
+        ),
+        ("return struct.size('!4bil')", int(16)),
+        ("return struct.size('z')", int(0)),
+    ];
+    for (body, want) in arrays {
+        assert_eq!(eval(body), want, "{body}");
+    }
+    check_table(&[
+        ("return struct.size('s')", "-ERR user_script:1: bad argument #1 to 'size' (option 's' has no fixed size) script: <sha>, on @user_script:1."),
+        ("return struct.pack('z', 1)", "-ERR user_script:1: bad argument #1 to 'pack' (invalid format option 'z') script: <sha>, on @user_script:1."),
+        ("return struct.unpack('i', 'ab')", "-ERR user_script:1: bad argument #2 to 'unpack' (data string too short) script: <sha>, on @user_script:1."),
+        ("return struct.unpack('s', 'ab')", "-ERR user_script:1: unfinished string in data script: <sha>, on @user_script:1."),
+        ("return struct.pack('c3', 'ab')", "-ERR user_script:1: bad argument #3 to 'pack' (string too short) script: <sha>, on @user_script:1."),
+        ("return struct.pack('i33', 1)", "-ERR user_script:1: integral size 33 is larger than limit of 32 script: <sha>, on @user_script:1."),
+        ("return struct.pack('!3i', 1)", "-ERR user_script:1: alignment 3 is not a power of 2 script: <sha>, on @user_script:1."),
+        ("return struct.pack('i', 'x')", "-ERR user_script:1: bad argument #2 to 'pack' (number expected, got string) script: <sha>, on @user_script:1."),
+    ]);
 }
