@@ -1032,3 +1032,45 @@ fn struct_matches_redis() {
         ("return struct.pack('i', 'x')", "-ERR user_script:1: bad argument #2 to 'pack' (number expected, got string) script: <sha>, on @user_script:1."),
     ]);
 }
+
+/// Replicas build their VMs at different times and run different read-only
+/// scripts: a script's reply and its writes must not depend on that.
+#[test]
+fn replies_do_not_depend_on_the_vm_history() {
+    let corpus = [
+        "local t = {} for i = 1, 200 do t[#t + 1] = tostring({}) .. math.random(100) end return t",
+        "local s = '' for i = 1, 300 do s = s .. string.char(65 + i % 26) end return {s, #s}",
+        "local t = {} for i = 1, 50 do t['k' .. i] = i end local r = {} for k, v in pairs(t) do r[#r + 1] = k end return r",
+        "return cjson.encode({a = {1, 2, {b = 'c'}}, d = 'e', f = 1.5})",
+        "redis.call('set', KEYS[1], ARGV[1]) return redis.call('get', KEYS[1])",
+        "return {pcall(function() error({err = 'E'}) end)}",
+        "local co = coroutine.wrap(function(a) local b = coroutine.yield(a + 1) return b * 2 end) return {co(1), co(5)}",
+        "return tostring(collectgarbage('count')) .. tostring(gcinfo())",
+        "local t = setmetatable({}, {__mode = 'k'}) t[{}] = 1 collectgarbage() return next(t) == nil and 1 or 0",
+    ];
+    let run_all = |vm: &mut ScriptVm| {
+        let mut host = Mock::default();
+        let replies: Vec<Reply> = corpus
+            .iter()
+            .enumerate()
+            .map(|(i, body)| {
+                let opts = RunOptions { seed: i as u64, ..RunOptions::default() };
+                eval_with(vm, &mut host, body, &["key"], &["value"], &opts)
+            })
+            .collect();
+        (replies, host.calls)
+    };
+    let fresh = run_all(&mut ScriptVm::new());
+    let mut used = ScriptVm::new();
+    let mut host = Mock::default();
+    for i in 0..50 {
+        let body =
+            format!("local t = {{}} for i = 1, {} do t[i] = 'junk' .. i end return #t", i * 37);
+        eval_with(&mut used, &mut host, &body, &[], &[], &RunOptions::default());
+    }
+    assert!(
+        eval_with(&mut used, &mut host, "while true do end", &[], &[], &budget(10_000)).is_error()
+    );
+    assert_eq!(run_all(&mut used), fresh);
+    assert_eq!(run_all(&mut used), fresh, "and again, with everything cached");
+}
