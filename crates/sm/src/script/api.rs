@@ -493,6 +493,7 @@ pub(crate) fn primitives(lua: &Lua) -> mlua::Result<Table> {
     p.raw_set("bit", super::bit::library(lua)?)?;
     p.raw_set("cmsgpack", super::cmsgpack::library(lua)?)?;
     p.raw_set("struct", super::lstruct::library(lua)?)?;
+    p.raw_set("sandbox", lua.create_function(super::sandbox::functions)?)?;
     Ok(p)
 }
 

@@ -284,6 +284,8 @@ impl Parser<'_> {
             }
             _ => Kind::Error("invalid token"),
         };
+        // lua-cjson reports an error token where the scan stopped.
+        let index = if matches!(kind, Kind::Error(_)) { self.pos } else { index };
         Token { kind, index }
     }
 

@@ -84,6 +84,7 @@
 //! - `vm.rs`: the interpreter, its cache, the hook and one run.
 //! - `prelude.lua`: the sandbox in Lua (read-only proxies, wrapped builtins,
 //!   the error handler, the per-run entry point).
+//! - `sandbox.rs`: the builtins that bypass metatables, aware of the proxies.
 //! - `api.rs`: the `redis.*` functions written in Rust and `math.random`.
 //! - `commands.rs`: which commands a script may call (Redis's `noscript`,
 //!   `write` and `may-replicate` flags, subcommand arities).
@@ -92,12 +93,42 @@
 //! - `cjson.rs`, `bit.rs`, `cmsgpack.rs`, `lstruct.rs`: the `cjson`, `bit`,
 //!   `cmsgpack` and `struct` libraries.
 //! - `shebang.rs`: `#!lua flags=…`.
-//! - `tests.rs`: unit tests, each error text checked against redis-server.
+//! - `tests.rs`: unit tests, each error text checked against redis-server;
+//!   `redis_corpus.rs`: a corpus of scripts with redis-server's replies.
 //!
-//! Left out: the script debugger (`redis.breakpoint` returns false,
-//! `redis.debug` does nothing), ACLs (`redis.acl_check_cmd` says whether the
-//! command exists), and `redis.set_repl` (accepted, no effect: a Raft log
-//! replicates the script itself).
+//! # Differences from Redis
+//!
+//! Besides the determinism measures above:
+//! - Left out: the script debugger (`redis.breakpoint` returns false,
+//!   `redis.debug` does nothing), ACLs (`redis.acl_check_cmd` says whether
+//!   the command exists) and `redis.set_repl` (accepted, no effect: the Raft
+//!   log replicates the script itself). The cjson configuration functions
+//!   report settings and change nothing (in Redis they change process state).
+//! - Bounds lower than Redis's, because conversions recurse on the stack of
+//!   the thread applying the log and a stack overflow would abort every
+//!   replica at once: a returned table nests at most 128 levels (Redis about
+//!   8000, then an error element, as here); cjson nests 256 (Redis 1000);
+//!   cmsgpack unpacks 256 levels (Redis has no limit) and `cmsgpack.unpack`
+//!   and `struct.unpack` return at most 4096 values (Redis about 8000).
+//! - `error({})` (an error table without `err`) crashes Redis 7.0.15; here it
+//!   replies `ERR Error running script <sha>, execution failure`.
+//! - The sandbox is not a patched interpreter (see `prelude.lua`). A few
+//!   builtins are wrapped in Lua (`tostring`, `pcall`, `xpcall`,
+//!   `coroutine.resume`, `load`, `loadstring`, `collectgarbage`, `gcinfo`):
+//!   their own argument errors name the function as the library does and
+//!   say `got nil` where Lua says `got no value`, and such an error in a
+//!   wrapper the script tail-calls (`return tostring()`) loses its
+//!   `user_script:N:` prefix. Everything else that can raise (`redis.*`,
+//!   `cjson`, `bit`, `cmsgpack`, `struct`, `math.random`, `rawget`,
+//!   `rawset`, `next`, `pairs`, `ipairs`, `getmetatable`, `setmetatable`,
+//!   `table.insert`) is a C function to Lua, as in Redis, and reports
+//!   exactly.
+//! - Lua 5.1 hashes strings of 32 bytes or more by sampling (Redis's Lua
+//!   hashes every byte), so `pairs` over such keys visits them in another
+//!   order than Redis would (the same order on every replica).
+//! - A RESP3 big number or a verbatim string of another format than `txt`
+//!   returned by a script becomes a bulk string or `txt` verbatim: [`Reply`]
+//!   has no variant for them.
 
 mod alloc;
 mod api;
@@ -107,9 +138,12 @@ mod cmsgpack;
 mod commands;
 mod convert;
 mod lstruct;
+mod sandbox;
 mod shebang;
 mod vm;
 
+#[cfg(test)]
+mod redis_corpus;
 #[cfg(test)]
 mod tests;
 

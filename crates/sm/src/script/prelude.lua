@@ -4,7 +4,8 @@
 -- Lua 5.1 has none, so each protected table is an empty proxy whose metatable
 -- reads through to the real table and refuses writes; the few builtins that
 -- bypass metatables (rawset, rawget, next, pairs, ipairs, getmetatable,
--- setmetatable, table.insert) are wrapped to see through proxies. The chunk is
+-- setmetatable, table.insert) are replaced by Rust versions that see through
+-- proxies (script/sandbox.rs). The chunk is
 -- loaded under the name "=?", by which the error handler below recognizes its
 -- frames and skips them the way Redis skips its C frames.
 --
@@ -15,11 +16,10 @@ local P, G = ...
 local type, select, error, tostring_raw = type, select, error, tostring
 local rawget_raw, rawset_raw, next_raw, pairs_raw, ipairs_raw =
   rawget, rawset, next, pairs, ipairs
-local getmetatable_raw, setmetatable_raw = getmetatable, setmetatable
+local setmetatable_raw = setmetatable
 local pcall_raw, xpcall_raw, load_raw, loadstring_raw = pcall, xpcall, load, loadstring
 local floor, ceil = math.floor, math.ceil
 local format, byte = string.format, string.byte
-local insert_raw = table.insert
 local resume_raw = coroutine.resume
 local getinfo = debug.getinfo
 local debug_getmetatable = debug.getmetatable
@@ -60,16 +60,6 @@ local function expect(n, fname, want, v)
   if type(v) ~= want then
     argerror(n, fname, want .. ' expected, got ' .. typename(v), 4)
   end
-end
-
--- luaL_checkint: a number or a numeric string, truncated toward zero.
-local function checkint(n, fname, v)
-  local x = tonumber(v)
-  if x == nil then
-    argerror(n, fname, 'number expected, got ' .. typename(v), 4)
-  end
-  if x >= 0 then return floor(x) end
-  return ceil(x)
 end
 
 -- Reading a global that does not exist is an error, as in Redis.
@@ -217,80 +207,6 @@ local function load_det(f, name)
 end
 
 ---------------------------------------------------------------------------
--- Builtins that bypass metatables, taught about proxies.
-
-local function rawget_det(t, k)
-  expect(1, 'rawget', 'table', t)
-  local real = backing[t]
-  if real then t = real end
-  return rawget_raw(t, k)
-end
-
-local function rawset_det(t, k, v)
-  expect(1, 'rawset', 'table', t)
-  if backing[t] then error(READONLY, 0) end
-  if k == nil then error('table index is nil', 0) end
-  return rawset_raw(t, k, v)
-end
-
-local function next_det(t, k)
-  expect(1, 'next', 'table', t)
-  local real = backing[t]
-  if real then t = real end
-  return next_raw(t, k)
-end
-
-local function pairs_det(t)
-  expect(1, 'pairs', 'table', t)
-  local real = backing[t]
-  if real then return next_raw, real, nil end
-  return next_raw, t, nil
-end
-
-local function ipairs_det(t)
-  expect(1, 'ipairs', 'table', t)
-  local real = backing[t]
-  if real then return ipairs_raw(real) end
-  return ipairs_raw(t)
-end
-
-local string_meta_proxy -- set below
-local function getmetatable_det(...)
-  if select('#', ...) == 0 then
-    argerror(1, 'getmetatable', 'value expected')
-  end
-  local v = ...
-  if backing[v] then return visible_meta[v] end
-  if type(v) == 'string' then return string_meta_proxy end
-  return getmetatable_raw(v)
-end
-
-local function setmetatable_det(t, mt)
-  expect(1, 'setmetatable', 'table', t)
-  if mt ~= nil and type(mt) ~= 'table' then
-    argerror(2, 'setmetatable', 'nil or table expected')
-  end
-  if backing[t] then error(READONLY, 0) end
-  local old = debug_getmetatable(t)
-  if old and rawget_raw(old, '__metatable') ~= nil then
-    error('cannot change a protected metatable', 2)
-  end
-  return setmetatable_raw(t, mt)
-end
-
-local function insert_det(t, ...)
-  expect(1, 'insert', 'table', t)
-  local n = select('#', ...)
-  if n ~= 1 and n ~= 2 then error("wrong number of arguments to 'insert'", 2) end
-  if backing[t] then error(READONLY, 0) end
-  if n == 2 then
-    local pos, v = ...
-    return insert_raw(t, checkint(2, 'insert', pos), v)
-  end
-  return insert_raw(t, (...))
-end
-
----------------------------------------------------------------------------
 -- The redis table: the functions that can raise are Rust (C functions, as in
 -- Redis, so a tail call to them keeps the caller's frame for error reports);
 -- these never raise.
@@ -331,7 +247,6 @@ math_real.random = P.random
 math_real.randomseed = P.randomseed
 
 local table_real = G.table
-table_real.insert = insert_det
 
 local coroutine_real = G.coroutine
 coroutine_real.resume = resume_det
@@ -343,13 +258,6 @@ G.pcall = pcall_det
 G.xpcall = xpcall_det
 G.loadstring = loadstring_det
 G.load = load_det
-G.rawget = rawget_det
-G.rawset = rawset_det
-G.next = next_det
-G.pairs = pairs_det
-G.ipairs = ipairs_det
-G.getmetatable = getmetatable_det
-G.setmetatable = setmetatable_det
 
 -- Not in Redis 7.0.15 as shipped (file access, output, environments, finalizers).
 for _, name in ipairs_raw({ 'debug', 'print', 'dofile', 'loadfile', 'getfenv', 'setfenv',
@@ -403,7 +311,16 @@ visible_meta[env] = protect(meta_G)
 -- Strings' metatable: read-only, its __index the protected string table.
 local string_meta = debug_getmetatable('')
 string_meta.__index = G.string
-string_meta_proxy = protect(string_meta)
+local string_meta_proxy = protect(string_meta)
+
+-- The builtins that bypass metatables, taught about the proxies (in Rust, so
+-- that they are C functions as in Redis).
+local raw = P.sandbox(backing, visible_meta, string_meta_proxy, next_raw, ipairs_raw)
+for _, name in ipairs_raw({ 'rawget', 'rawset', 'next', 'pairs', 'ipairs', 'getmetatable',
+  'setmetatable' }) do
+  G[name] = raw[name]
+end
+table_real.insert = raw.insert
 
 local exports = {}
 exports.env = env

@@ -10,7 +10,7 @@ use crate::reply::Reply;
 
 /// A host that records every argv and serves a tiny keyspace.
 #[derive(Default)]
-struct Mock {
+pub(super) struct Mock {
     calls: Vec<Vec<Bytes>>,
     kv: BTreeMap<Bytes, Bytes>,
     /// Returned for the next call instead of executing it.
