@@ -35,6 +35,8 @@
 //! - [`keymap`]: the insertion-order-independent map behind keyspace and SCAN.
 //! - [`snapshot`]: the versioned, checksummed snapshot format and the digest.
 //! - [`reply`]: protocol-independent replies and Redis's error texts.
+//! - [`script`]: the Lua VM behind EVAL (Redis 7.0's scripting, made
+//!   deterministic: instruction budget, memory cap, seeded `math.random`).
 //! - [`args`], [`float`], [`glob`]: Redis's exact parsing, number formatting and
 //!   pattern matching.
 
@@ -47,6 +49,7 @@ pub mod float;
 pub mod glob;
 pub mod keymap;
 pub mod reply;
+pub mod script;
 pub mod session;
 pub mod snapshot;
 pub mod state;

@@ -1,0 +1,504 @@
+//! The Rust half of the script API: `redis.call` and the other `redis.*`
+//! functions that can raise, `math.random`, and the primitives the prelude
+//! builds on. From Lua's side they are C functions, as in Redis.
+//!
+//! Redis raises tables (`{err=…}`) from C; an mlua callback can only fail
+//! with a Rust error, which reaches Lua as an opaque userdata. So a failing
+//! function stores the Lua value it means to raise in [`Ctx`] and fails with
+//! a [`Raised`] marker; every place that catches errors (the prelude's
+//! `pcall`, `xpcall`, `coroutine.resume`, `load` and the top-level handler)
+//! swaps the marker back for the stored value with `take_error`. Scripts
+//! therefore see exactly the values Redis would raise.
+
+use std::fmt;
+
+use bytes::Bytes;
+use mlua::{FromLua, Lua, MultiValue, Table, Value, Variadic};
+
+use super::alloc::Meter;
+use super::commands;
+use super::convert::{self, error_table, lua_str2number, lua_to_arg, reply_to_lua};
+use super::Host;
+use crate::reply::Reply;
+
+/// Redis's `math.random` generator (rand48, `redisLrand48`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rand48(u64);
+
+const RAND48_MASK: u64 = (1 << 48) - 1;
+
+impl Rand48 {
+    /// A generator seeded from all 64 bits of a log entry's seed.
+    pub(crate) fn from_seed(seed: u64) -> Rand48 {
+        Rand48((seed ^ (seed >> 48)) & RAND48_MASK)
+    }
+
+    /// `redisSrand48(seed)`, what `math.randomseed` does.
+    fn srand48(seed: i32) -> Rand48 {
+        Rand48(((seed as u32 as u64) << 16) | 0x330E)
+    }
+
+    /// `redisLrand48()`: the next 31-bit value.
+    fn lrand48(&mut self) -> i32 {
+        self.0 = (self.0.wrapping_mul(0x5_DEEC_E66D).wrapping_add(0xB)) & RAND48_MASK;
+        (self.0 >> 17) as i32
+    }
+}
+
+/// Why a run was stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Kill {
+    /// Over the instruction budget, at this chunk and line if known.
+    Budget { at: Option<(String, usize)> },
+    /// An allocation would have passed the memory limit.
+    Memory,
+}
+
+/// The host of the current run, lifetime erased: set by `ScriptVm::run` from
+/// a `&mut dyn Host` that outlives the run, cleared before `run` returns.
+struct HostPtr(*mut (dyn Host + 'static));
+
+// SAFETY: only dereferenced during a run, on the thread running it, while
+// the `&mut dyn Host` it came from is borrowed by that run.
+unsafe impl Send for HostPtr {}
+
+/// The meter of this VM's allocator (owned by the `ScriptVm`, which outlives
+/// the Lua state and this context).
+pub(crate) struct MeterPtr(pub(crate) *const Meter);
+
+// SAFETY: the meter moves with the VM and is only used by its thread.
+unsafe impl Send for MeterPtr {}
+
+/// Per-VM state the callbacks share, kept as mlua app data.
+pub(crate) struct Ctx {
+    host: Option<HostPtr>,
+    pub(crate) read_only: bool,
+    /// `redis.setresp(3)` was called in this run.
+    pub(crate) resp3: bool,
+    pub(crate) rand: Rand48,
+    /// The value the latest failing callback raised, and its marker number.
+    pending: Option<(u64, Value)>,
+    raised: u64,
+    pub(crate) kill: Option<Kill>,
+    pub(crate) budget: u64,
+    pub(crate) executed: u64,
+    /// Instructions between two hook calls in this run.
+    pub(crate) step: u64,
+    /// Bytes the run may allocate between two collections.
+    pub(crate) gc_step: usize,
+    pub(crate) meter: MeterPtr,
+}
+
+impl Ctx {
+    pub(crate) fn new(meter: *const Meter) -> Ctx {
+        Ctx {
+            host: None,
+            read_only: false,
+            resp3: false,
+            rand: Rand48::from_seed(0),
+            pending: None,
+            raised: 0,
+            kill: None,
+            budget: u64::MAX,
+            executed: 0,
+            step: 1,
+            gc_step: usize::MAX,
+            meter: MeterPtr(meter),
+        }
+    }
+
+    /// Prepares a run against `host`.
+    ///
+    /// # Safety
+    /// `host` must stay valid until [`Ctx::end`], which the run calls before
+    /// the borrow it came from ends.
+    pub(crate) unsafe fn begin(&mut self, host: *mut (dyn Host + '_)) {
+        // SAFETY: only the lifetime is erased; the caller bounds the use.
+        let host: *mut (dyn Host + 'static) = unsafe { std::mem::transmute(host) };
+        self.host = Some(HostPtr(host));
+        self.resp3 = false;
+        self.pending = None;
+        self.kill = None;
+        self.executed = 0;
+    }
+
+    /// A run is under way.
+    pub(crate) fn running(&self) -> bool {
+        self.host.is_some()
+    }
+
+    pub(crate) fn end(&mut self) {
+        self.host = None;
+        self.pending = None;
+    }
+
+    pub(crate) fn meter(&self) -> &Meter {
+        // SAFETY: see `MeterPtr`.
+        unsafe { &*self.meter.0 }
+    }
+}
+
+/// The marker error a callback fails with when it raises a stored value.
+#[derive(Debug)]
+pub(crate) struct Raised(u64);
+
+impl fmt::Display for Raised {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "script error #{}", self.0)
+    }
+}
+
+impl std::error::Error for Raised {}
+
+fn ctx(lua: &Lua) -> mlua::AppDataRefMut<'_, Ctx> {
+    lua.app_data_mut::<Ctx>().expect("script context installed at VM creation")
+}
+
+/// Fails the current callback so that Lua sees `value` raised.
+pub(crate) fn raise(lua: &Lua, value: Value) -> mlua::Error {
+    let mut ctx = ctx(lua);
+    ctx.raised += 1;
+    let n = ctx.raised;
+    ctx.pending = Some((n, value));
+    mlua::Error::external(Raised(n))
+}
+
+fn raised_number(err: &mlua::Error) -> Option<u64> {
+    match err {
+        mlua::Error::CallbackError { cause, .. } => raised_number(cause),
+        mlua::Error::ExternalError(e) => e.downcast_ref::<Raised>().map(|r| r.0),
+        _ => None,
+    }
+}
+
+/// The value to show a catcher for the error value `e`: what was raised, if
+/// `e` is the marker of the pending raise.
+fn take_error(lua: &Lua, e: Value) -> mlua::Result<Value> {
+    if let Value::Error(err) = &e {
+        if let Some(n) = raised_number(err) {
+            let mut ctx = ctx(lua);
+            if let Some((pending, _)) = &ctx.pending {
+                if *pending == n {
+                    return Ok(ctx.pending.take().expect("checked").1);
+                }
+            }
+        }
+    }
+    Ok(e)
+}
+
+/// Lua's type name of a value (`luaL_typename`).
+pub(crate) fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Nil => "nil",
+        Value::Boolean(_) => "boolean",
+        Value::LightUserData(_) | Value::UserData(_) | Value::Error(_) => "userdata",
+        Value::Integer(_) | Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Table(_) => "table",
+        Value::Function(_) => "function",
+        Value::Thread(_) => "thread",
+        _ => "userdata",
+    }
+}
+
+/// `luaL_error` from a C function: the message prefixed with the calling
+/// Lua line (`user_script:1: `), raised as a string.
+pub(crate) fn lua_error(lua: &Lua, msg: &str) -> mlua::Error {
+    let place = lua
+        .inspect_stack(1, |d| {
+            let line = d.current_line().unwrap_or(0);
+            let src = d.source().short_src.map(|s| s.into_owned()).unwrap_or_default();
+            (line > 0).then(|| format!("{src}:{line}: "))
+        })
+        .flatten()
+        .unwrap_or_default();
+    match lua.create_string(format!("{place}{msg}")) {
+        Ok(s) => raise(lua, Value::String(s)),
+        Err(e) => e,
+    }
+}
+
+/// `luaL_argerror`: `bad argument #n to 'name' (msg)`, the name being the
+/// one the caller used for the function.
+pub(crate) fn arg_error(lua: &Lua, n: usize, msg: &str) -> mlua::Error {
+    let (name, what) = lua
+        .inspect_stack(0, |d| {
+            let names = d.names();
+            (names.name.map(|s| s.into_owned()), names.name_what)
+        })
+        .unwrap_or((None, None));
+    let mut n = n;
+    if what == Some("method") {
+        n -= 1;
+        if n == 0 {
+            let name = name.unwrap_or_else(|| "?".into());
+            return lua_error(lua, &format!("calling '{name}' on bad self ({msg})"));
+        }
+    }
+    let name = name.unwrap_or_else(|| "?".into());
+    lua_error(lua, &format!("bad argument #{n} to '{name}' ({msg})"))
+}
+
+/// `luaL_checkint`: a number or numeric string, truncated, as a C int.
+fn check_int(lua: &Lua, args: &MultiValue, n: usize) -> mlua::Result<i32> {
+    let v = args.get(n - 1);
+    let num = match v {
+        Some(Value::Integer(i)) => Some(*i as f64),
+        Some(Value::Number(x)) => Some(*x),
+        Some(Value::String(s)) => lua_str2number(&s.as_bytes()),
+        _ => None,
+    };
+    match num {
+        Some(x) => Ok(convert::c_cast(x) as i32),
+        None => {
+            let got = v.map_or("no value", type_name);
+            Err(arg_error(lua, n, &format!("number expected, got {got}")))
+        }
+    }
+}
+
+/// An error table raised by a `redis.*` function (Redis's `luaPushError`
+/// followed by `lua_error`).
+fn raise_error_table(lua: &Lua, text: &str) -> mlua::Error {
+    match error_table(lua, text.as_bytes(), false) {
+        Ok(t) => raise(lua, Value::Table(t)),
+        Err(e) => e,
+    }
+}
+
+/// One argument of `redis.call`, converted as soon as mlua reads it off the
+/// stack (so a call with thousands of arguments holds no Lua references).
+pub(crate) struct Arg(Option<Bytes>);
+
+impl FromLua for Arg {
+    fn from_lua(value: Value, _: &Lua) -> mlua::Result<Arg> {
+        Ok(Arg(lua_to_arg(&value)))
+    }
+}
+
+/// `redis.call` (`raise`) and `redis.pcall`.
+fn call(lua: &Lua, args: Variadic<Arg>, raise_errors: bool) -> mlua::Result<Value> {
+    let failed = |v: Value| if raise_errors { Err(raise(lua, v)) } else { Ok(v) };
+    if args.is_empty() {
+        let text = b"Please specify at least one argument for this redis lib call";
+        return failed(Value::Table(error_table(lua, text, false)?));
+    }
+    let Some(argv) = args.into_iter().map(|a| a.0).collect::<Option<Vec<_>>>() else {
+        let text = b"Lua redis lib command arguments must be strings or integers";
+        return failed(Value::Table(error_table(lua, text, false)?));
+    };
+    let (host, read_only, resp3) = {
+        let ctx = ctx(lua);
+        (ctx.host.as_ref().map(|h| h.0), ctx.read_only, ctx.resp3)
+    };
+    let Some(host) = host else {
+        let text = b"redis.call/pcall can only be called inside a script invocation";
+        return Err(raise(lua, Value::Table(error_table(lua, text, false)?)));
+    };
+    if let Err(refusal) = commands::check(&argv, read_only) {
+        return failed(Value::Table(error_table(lua, refusal.text().as_bytes(), true)?));
+    }
+    // SAFETY: see `HostPtr`: set for this run, which is still going on.
+    let reply = unsafe { (*host).call(&argv) };
+    let value = reply_to_lua(lua, &reply, resp3)?;
+    if matches!(reply, Reply::Error(_)) {
+        return failed(value);
+    }
+    Ok(value)
+}
+
+fn sha1hex(lua: &Lua, args: MultiValue) -> mlua::Result<String> {
+    if args.len() != 1 {
+        return Err(raise_error_table(lua, "wrong number of arguments"));
+    }
+    let bytes = match &args[0] {
+        Value::String(s) => s.as_bytes().to_vec(),
+        v @ (Value::Integer(_) | Value::Number(_)) => convert::number_to_lua_string(v).into_bytes(),
+        _ => Vec::new(),
+    };
+    Ok(super::sha1_hex(&bytes))
+}
+
+fn lua_number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Integer(i) => Some(*i as f64),
+        Value::Number(n) => Some(*n),
+        Value::String(s) => lua_str2number(&s.as_bytes()),
+        _ => None,
+    }
+}
+
+fn log(lua: &Lua, args: MultiValue) -> mlua::Result<()> {
+    if args.len() < 2 {
+        return Err(raise_error_table(lua, "redis.log() requires two arguments or more."));
+    }
+    let Some(level) = lua_number(&args[0]) else {
+        return Err(raise_error_table(lua, "First argument must be a number (log level)."));
+    };
+    let level = convert::c_cast(level) as i32;
+    if !(0..=3).contains(&level) {
+        return Err(raise_error_table(lua, "Invalid debug level."));
+    }
+    let mut text = Vec::new();
+    for (i, v) in args.iter().skip(1).enumerate() {
+        let piece = match v {
+            Value::String(s) => s.as_bytes().to_vec(),
+            Value::Integer(_) | Value::Number(_) => convert::number_to_lua_string(v).into_bytes(),
+            _ => continue,
+        };
+        if i > 0 {
+            text.push(b' ');
+        }
+        text.extend_from_slice(&piece);
+    }
+    let text = String::from_utf8_lossy(&text);
+    match level {
+        0 => tracing::debug!(target: "raftcache::script", "{text}"),
+        1 => tracing::debug!(target: "raftcache::script", "{text}"),
+        2 => tracing::info!(target: "raftcache::script", "{text}"),
+        _ => tracing::warn!(target: "raftcache::script", "{text}"),
+    }
+    Ok(())
+}
+
+fn int_arg(v: &Value) -> i32 {
+    lua_number(v).map_or(0, |n| convert::c_cast(n) as i32)
+}
+
+fn setresp(lua: &Lua, args: MultiValue) -> mlua::Result<()> {
+    if args.len() != 1 {
+        return Err(raise_error_table(lua, "redis.setresp() requires one argument."));
+    }
+    let resp = int_arg(&args[0]);
+    if resp != 2 && resp != 3 {
+        return Err(raise_error_table(lua, "RESP version must be 2 or 3."));
+    }
+    ctx(lua).resp3 = resp == 3;
+    Ok(())
+}
+
+fn set_repl(lua: &Lua, args: MultiValue) -> mlua::Result<()> {
+    if args.len() != 1 {
+        return Err(raise_error_table(lua, "redis.set_repl() requires two arguments."));
+    }
+    if int_arg(&args[0]) & !3 != 0 {
+        return Err(raise_error_table(
+            lua,
+            "Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.",
+        ));
+    }
+    Ok(())
+}
+
+fn acl_check_cmd(lua: &Lua, args: Variadic<Arg>) -> mlua::Result<bool> {
+    if args.is_empty() {
+        return Err(raise_error_table(
+            lua,
+            "Please specify at least one argument for this redis lib call",
+        ));
+    }
+    let Some(argv) = args.into_iter().map(|a| a.0).collect::<Option<Vec<_>>>() else {
+        return Err(raise_error_table(
+            lua,
+            "Lua redis lib command arguments must be strings or integers",
+        ));
+    };
+    if !commands::exists(&argv) {
+        return Err(raise_error_table(lua, "Invalid command passed to redis.acl_check_cmd()"));
+    }
+    Ok(true)
+}
+
+/// `math.random`, Redis's version of Lua's with rand48.
+fn random(lua: &Lua, args: MultiValue) -> mlua::Result<f64> {
+    const MAX: i32 = i32::MAX;
+    let r = (ctx(lua).rand.lrand48() % MAX) as f64 / MAX as f64;
+    match args.len() {
+        0 => Ok(r),
+        1 => {
+            let u = check_int(lua, &args, 1)?;
+            if u < 1 {
+                return Err(arg_error(lua, 1, "interval is empty"));
+            }
+            Ok((r * u as f64).floor() + 1.0)
+        }
+        2 => {
+            let l = check_int(lua, &args, 1)?;
+            let u = check_int(lua, &args, 2)?;
+            if l > u {
+                return Err(arg_error(lua, 2, "interval is empty"));
+            }
+            Ok((r * (u as f64 - l as f64 + 1.0)).floor() + l as f64)
+        }
+        _ => Err(lua_error(lua, "wrong number of arguments")),
+    }
+}
+
+fn randomseed(lua: &Lua, args: MultiValue) -> mlua::Result<()> {
+    let seed = check_int(lua, &args, 1)?;
+    ctx(lua).rand = Rand48::srand48(seed);
+    Ok(())
+}
+
+/// `collectgarbage(opt)` made deterministic: "collect" and "step" collect
+/// now; "count" reports 0 (no memory figure is the same on every replica:
+/// even the run's own allocations depend on mlua's reuse of internal
+/// objects and on Lua's string interning); the rest do nothing.
+fn gc(lua: &Lua, opt: String) -> mlua::Result<Value> {
+    match opt.as_str() {
+        "collect" | "step" => {
+            super::vm::full_collect(lua)?;
+            Ok(if opt == "step" { Value::Boolean(true) } else { Value::Integer(0) })
+        }
+        "count" => Ok(Value::Integer(0)),
+        "setpause" | "setstepmul" => Ok(Value::Integer(200)),
+        _ => Ok(Value::Integer(0)),
+    }
+}
+
+/// The table of primitives the prelude receives.
+pub(crate) fn primitives(lua: &Lua) -> mlua::Result<Table> {
+    let p = lua.create_table()?;
+    let redis = lua.create_table()?;
+    redis.raw_set("call", lua.create_function(|lua, a: Variadic<Arg>| call(lua, a, true))?)?;
+    redis.raw_set("pcall", lua.create_function(|lua, a: Variadic<Arg>| call(lua, a, false))?)?;
+    redis.raw_set("sha1hex", lua.create_function(sha1hex)?)?;
+    redis.raw_set("log", lua.create_function(log)?)?;
+    redis.raw_set("setresp", lua.create_function(setresp)?)?;
+    redis.raw_set("set_repl", lua.create_function(set_repl)?)?;
+    redis.raw_set("acl_check_cmd", lua.create_function(acl_check_cmd)?)?;
+    redis.raw_set("REDIS_VERSION", "7.0.15")?;
+    redis.raw_set("REDIS_VERSION_NUM", 0x0007_000f)?;
+    p.raw_set("redis", redis)?;
+    p.raw_set(
+        "error_text",
+        lua.create_function(|lua, s: mlua::LuaString| {
+            lua.create_string(convert::error_text(&s.as_bytes()))
+        })?,
+    )?;
+    p.raw_set("random", lua.create_function(random)?)?;
+    p.raw_set("randomseed", lua.create_function(randomseed)?)?;
+    p.raw_set(
+        "killed",
+        lua.create_function(|lua, ()| {
+            let ctx = ctx(lua);
+            Ok(ctx.kill.is_some() || ctx.meter().exceeded())
+        })?,
+    )?;
+    p.raw_set("take_error", lua.create_function(take_error)?)?;
+    p.raw_set("gc", lua.create_function(gc)?)?;
+    p.raw_set("null", Value::LightUserData(mlua::LightUserData(std::ptr::null_mut())))?;
+    p.raw_set("cjson", super::cjson::library(lua)?)?;
+    p.raw_set("bit", super::bit::library(lua)?)?;
+    p.raw_set("cmsgpack", super::cmsgpack::library(lua)?)?;
+    p.raw_set("struct", super::lstruct::library(lua)?)?;
+    p.raw_set("sandbox", lua.create_function(super::sandbox::functions)?)?;
+    Ok(p)
+}
+
+#[cfg(test)]
+pub(crate) fn rand48_for_test(seed: i32, n: usize) -> Vec<i32> {
+    let mut r = Rand48::srand48(seed);
+    (0..n).map(|_| r.lrand48()).collect()
+}

@@ -1,0 +1,447 @@
+//! Which commands a script may call, and the errors for those it may not.
+//!
+//! The tables are Redis 7.0.15's, taken from `COMMAND` on a real server: the
+//! commands flagged `noscript`, those flagged `write` plus the
+//! `may-replicate` ones (`eval`, `evalsha`, `fcall`, `pfcount`, `publish`,
+//! `spublish`, from the 7.0.15 command JSON files; Redis refuses both kinds in
+//! a read-only script), and every container command's subcommands with their
+//! arity and flags (Redis looks a subcommand up before it checks anything).
+//! Arity of plain commands comes from the engine's own table, which matches
+//! Redis's.
+
+use bytes::Bytes;
+
+use crate::command;
+
+/// Why a script may not run a command, as Redis 7.0 words it (without the
+/// `ERR ` that the error table adds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    Unknown,
+    Arity,
+    NoScript,
+    WriteInReadOnly,
+}
+
+impl Refusal {
+    pub(crate) fn text(self) -> &'static str {
+        match self {
+            Refusal::Unknown => "Unknown Redis command called from script",
+            Refusal::Arity => "Wrong number of args calling Redis command from script",
+            Refusal::NoScript => "This Redis command is not allowed from script",
+            Refusal::WriteInReadOnly => "Write commands are not allowed from read-only scripts.",
+        }
+    }
+}
+
+/// What the checks need to know about one command or subcommand.
+struct Info {
+    arity: i32,
+    noscript: bool,
+    write: bool,
+}
+
+/// Checks `argv` the way Redis's `scriptCall` does before running it: the
+/// command exists (for a container, the subcommand too), its arity, the
+/// `noscript` flag, and no writes in a read-only run.
+pub(crate) fn check(argv: &[Bytes], read_only: bool) -> Result<(), Refusal> {
+    let info = lookup(argv).ok_or(Refusal::Unknown)?;
+    let argc = argv.len() as i32;
+    let arity_ok = if info.arity >= 0 { argc == info.arity } else { argc >= -info.arity };
+    if !arity_ok {
+        return Err(Refusal::Arity);
+    }
+    if info.noscript {
+        return Err(Refusal::NoScript);
+    }
+    if read_only && info.write {
+        return Err(Refusal::WriteInReadOnly);
+    }
+    Ok(())
+}
+
+/// Whether `argv` names a command Redis has and this engine implements, or
+/// one a script may not call anyway (`redis.acl_check_cmd`).
+pub(crate) fn exists(argv: &[Bytes]) -> bool {
+    lookup(argv).is_some()
+}
+
+fn lookup(argv: &[Bytes]) -> Option<Info> {
+    let raw = argv.first()?;
+    let mut buf = [0u8; 32];
+    let name = buf.get_mut(..raw.len())?;
+    name.copy_from_slice(raw);
+    name.make_ascii_lowercase();
+    let name = std::str::from_utf8(name).ok()?;
+    // Refused whether or not this engine implements them (MULTI, EVAL …).
+    if let Ok(i) = NOSCRIPT.binary_search_by(|(n, _)| n.cmp(&name)) {
+        return Some(Info { arity: NOSCRIPT[i].1, noscript: true, write: false });
+    }
+    let known = command::lookup(name.as_bytes());
+    if let Some(subs) = subcommands(name) {
+        if argv.len() == 1 {
+            // Every container command has arity -2.
+            return Some(Info { arity: -2, noscript: false, write: false });
+        }
+        let sub = subs.iter().find(|s| s.name.as_bytes().eq_ignore_ascii_case(&argv[1]))?;
+        if !sub.noscript {
+            known?;
+        }
+        return Some(Info { arity: sub.arity, noscript: sub.noscript, write: sub.write });
+    }
+    let spec = known?;
+    Some(Info {
+        arity: spec.arity,
+        noscript: false,
+        write: spec.is_write() || WRITE.binary_search(&spec.name).is_ok(),
+    })
+}
+
+fn subcommands(name: &str) -> Option<&'static [Sub]> {
+    SUBCOMMANDS.iter().find(|(n, _)| *n == name).map(|(_, subs)| *subs)
+}
+
+/// One subcommand of a container command.
+struct Sub {
+    name: &'static str,
+    arity: i32,
+    noscript: bool,
+    write: bool,
+}
+
+/// Top-level commands flagged `noscript`, with their arity.
+#[rustfmt::skip]
+const NOSCRIPT: &[(&str, i32)] = &[
+    ("auth", -2), ("bgrewriteaof", 1), ("bgsave", -1), ("blmove", 6), ("blpop", -3),
+    ("brpop", -3), ("brpoplpush", 4), ("bzpopmax", -3), ("bzpopmin", -3), ("debug", -2),
+    ("discard", 1), ("eval", -3), ("eval_ro", -3), ("evalsha", -3), ("evalsha_ro", -3),
+    ("exec", 1), ("failover", -1), ("fcall", -3), ("fcall_ro", -3), ("hello", -1),
+    ("monitor", 1), ("multi", 1), ("psubscribe", -2), ("psync", -3), ("punsubscribe", -1),
+    ("quit", -1), ("replconf", -1), ("replicaof", 3), ("reset", 1), ("role", 1), ("save", 1),
+    ("shutdown", -1), ("slaveof", 3), ("ssubscribe", -2), ("subscribe", -2),
+    ("sunsubscribe", -1), ("sync", 1), ("unsubscribe", -1), ("unwatch", 1), ("wait", 3),
+    ("watch", -2),
+];
+
+const WRITE: &[&str] = &[
+    "append",
+    "bitfield",
+    "bitop",
+    "blmove",
+    "blmpop",
+    "blpop",
+    "brpop",
+    "brpoplpush",
+    "bzmpop",
+    "bzpopmax",
+    "bzpopmin",
+    "copy",
+    "decr",
+    "decrby",
+    "del",
+    "eval",
+    "evalsha",
+    "expire",
+    "expireat",
+    "fcall",
+    "flushall",
+    "flushdb",
+    "geoadd",
+    "georadius",
+    "georadiusbymember",
+    "geosearchstore",
+    "getdel",
+    "getex",
+    "getset",
+    "hdel",
+    "hincrby",
+    "hincrbyfloat",
+    "hmset",
+    "hset",
+    "hsetnx",
+    "incr",
+    "incrby",
+    "incrbyfloat",
+    "linsert",
+    "lmove",
+    "lmpop",
+    "lpop",
+    "lpush",
+    "lpushx",
+    "lrem",
+    "lset",
+    "ltrim",
+    "migrate",
+    "move",
+    "mset",
+    "msetnx",
+    "persist",
+    "pexpire",
+    "pexpireat",
+    "pfadd",
+    "pfcount",
+    "pfdebug",
+    "pfmerge",
+    "psetex",
+    "publish",
+    "rename",
+    "renamenx",
+    "restore",
+    "restore-asking",
+    "rpop",
+    "rpoplpush",
+    "rpush",
+    "rpushx",
+    "sadd",
+    "sdiffstore",
+    "set",
+    "setbit",
+    "setex",
+    "setnx",
+    "setrange",
+    "sinterstore",
+    "smove",
+    "sort",
+    "spop",
+    "spublish",
+    "srem",
+    "sunionstore",
+    "swapdb",
+    "unlink",
+    "xack",
+    "xadd",
+    "xautoclaim",
+    "xclaim",
+    "xdel",
+    "xreadgroup",
+    "xsetid",
+    "xtrim",
+    "zadd",
+    "zdiffstore",
+    "zincrby",
+    "zinterstore",
+    "zmpop",
+    "zpopmax",
+    "zpopmin",
+    "zrangestore",
+    "zrem",
+    "zremrangebylex",
+    "zremrangebyrank",
+    "zremrangebyscore",
+    "zunionstore",
+];
+
+const SUBCOMMANDS: &[(&str, &[Sub])] = &[
+    (
+        "acl",
+        &[
+            Sub { name: "cat", arity: -2, noscript: true, write: false },
+            Sub { name: "deluser", arity: -3, noscript: true, write: false },
+            Sub { name: "dryrun", arity: -4, noscript: true, write: false },
+            Sub { name: "genpass", arity: -2, noscript: true, write: false },
+            Sub { name: "getuser", arity: 3, noscript: true, write: false },
+            Sub { name: "help", arity: 2, noscript: false, write: false },
+            Sub { name: "list", arity: 2, noscript: true, write: false },
+            Sub { name: "load", arity: 2, noscript: true, write: false },
+            Sub { name: "log", arity: -2, noscript: true, write: false },
+            Sub { name: "save", arity: 2, noscript: true, write: false },
+            Sub { name: "setuser", arity: -3, noscript: true, write: false },
+            Sub { name: "users", arity: 2, noscript: true, write: false },
+            Sub { name: "whoami", arity: 2, noscript: true, write: false },
+        ],
+    ),
+    (
+        "client",
+        &[
+            Sub { name: "caching", arity: 3, noscript: true, write: false },
+            Sub { name: "getname", arity: 2, noscript: true, write: false },
+            Sub { name: "getredir", arity: 2, noscript: true, write: false },
+            Sub { name: "help", arity: 2, noscript: false, write: false },
+            Sub { name: "id", arity: 2, noscript: true, write: false },
+            Sub { name: "info", arity: 2, noscript: true, write: false },
+            Sub { name: "kill", arity: -3, noscript: true, write: false },
+            Sub { name: "list", arity: -2, noscript: true, write: false },
+            Sub { name: "no-evict", arity: 3, noscript: true, write: false },
+            Sub { name: "pause", arity: -3, noscript: true, write: false },
+            Sub { name: "reply", arity: 3, noscript: true, write: false },
+            Sub { name: "setname", arity: 3, noscript: true, write: false },
+            Sub { name: "tracking", arity: -3, noscript: true, write: false },
+            Sub { name: "trackinginfo", arity: 2, noscript: true, write: false },
+            Sub { name: "unblock", arity: -3, noscript: true, write: false },
+            Sub { name: "unpause", arity: 2, noscript: true, write: false },
+        ],
+    ),
+    (
+        "cluster",
+        &[
+            Sub { name: "addslots", arity: -3, noscript: false, write: false },
+            Sub { name: "addslotsrange", arity: -4, noscript: false, write: false },
+            Sub { name: "bumpepoch", arity: 2, noscript: false, write: false },
+            Sub { name: "count-failure-reports", arity: 3, noscript: false, write: false },
+            Sub { name: "countkeysinslot", arity: 3, noscript: false, write: false },
+            Sub { name: "delslots", arity: -3, noscript: false, write: false },
+            Sub { name: "delslotsrange", arity: -4, noscript: false, write: false },
+            Sub { name: "failover", arity: -2, noscript: false, write: false },
+            Sub { name: "flushslots", arity: 2, noscript: false, write: false },
+            Sub { name: "forget", arity: 3, noscript: false, write: false },
+            Sub { name: "getkeysinslot", arity: 4, noscript: false, write: false },
+            Sub { name: "help", arity: 2, noscript: false, write: false },
+            Sub { name: "info", arity: 2, noscript: false, write: false },
+            Sub { name: "keyslot", arity: 3, noscript: false, write: false },
+            Sub { name: "links", arity: 2, noscript: false, write: false },
+            Sub { name: "meet", arity: -4, noscript: false, write: false },
+            Sub { name: "myid", arity: 2, noscript: false, write: false },
+            Sub { name: "nodes", arity: 2, noscript: false, write: false },
+            Sub { name: "replicas", arity: 3, noscript: false, write: false },
+            Sub { name: "replicate", arity: 3, noscript: false, write: false },
+            Sub { name: "reset", arity: -2, noscript: true, write: false },
+            Sub { name: "saveconfig", arity: 2, noscript: false, write: false },
+            Sub { name: "set-config-epoch", arity: 3, noscript: false, write: false },
+            Sub { name: "setslot", arity: -4, noscript: false, write: false },
+            Sub { name: "shards", arity: 2, noscript: false, write: false },
+            Sub { name: "slaves", arity: 3, noscript: false, write: false },
+            Sub { name: "slots", arity: 2, noscript: false, write: false },
+        ],
+    ),
+    (
+        "command",
+        &[
+            Sub { name: "count", arity: 2, noscript: false, write: false },
+            Sub { name: "docs", arity: -2, noscript: false, write: false },
+            Sub { name: "getkeys", arity: -4, noscript: false, write: false },
+            Sub { name: "getkeysandflags", arity: -4, noscript: false, write: false },
+            Sub { name: "help", arity: 2, noscript: false, write: false },
+            Sub { name: "info", arity: -2, noscript: false, write: false },
+            Sub { name: "list", arity: -2, noscript: false, write: false },
+        ],
+    ),
+    (
+        "config",
+        &[
+            Sub { name: "get", arity: -3, noscript: true, write: false },
+            Sub { name: "help", arity: 2, noscript: false, write: false },
+            Sub { name: "resetstat", arity: 2, noscript: true, write: false },
+            Sub { name: "rewrite", arity: 2, noscript: true, write: false },
+            Sub { name: "set", arity: -4, noscript: true, write: false },
+        ],
+    ),
+    (
+        "function",
+        &[
+            Sub { name: "delete", arity: 3, noscript: true, write: true },
+            Sub { name: "dump", arity: 2, noscript: true, write: false },
+            Sub { name: "flush", arity: -2, noscript: true, write: true },
+            Sub { name: "help", arity: 2, noscript: false, write: false },
+            Sub { name: "kill", arity: 2, noscript: true, write: false },
+            Sub { name: "list", arity: -2, noscript: true, write: false },
+            Sub { name: "load", arity: -3, noscript: true, write: true },
+            Sub { name: "restore", arity: -3, noscript: true, write: true },
+            Sub { name: "stats", arity: 2, noscript: true, write: false },
+        ],
+    ),
+    (
+        "latency",
+        &[
+            Sub { name: "doctor", arity: 2, noscript: true, write: false },
+            Sub { name: "graph", arity: 3, noscript: true, write: false },
+            Sub { name: "help", arity: 2, noscript: false, write: false },
+            Sub { name: "histogram", arity: -2, noscript: true, write: false },
+            Sub { name: "history", arity: 3, noscript: true, write: false },
+            Sub { name: "latest", arity: 2, noscript: true, write: false },
+            Sub { name: "reset", arity: -2, noscript: true, write: false },
+        ],
+    ),
+    (
+        "memory",
+        &[
+            Sub { name: "doctor", arity: 2, noscript: false, write: false },
+            Sub { name: "help", arity: 2, noscript: false, write: false },
+            Sub { name: "malloc-stats", arity: 2, noscript: false, write: false },
+            Sub { name: "purge", arity: 2, noscript: false, write: false },
+            Sub { name: "stats", arity: 2, noscript: false, write: false },
+            Sub { name: "usage", arity: -3, noscript: false, write: false },
+        ],
+    ),
+    (
+        "module",
+        &[
+            Sub { name: "help", arity: 2, noscript: false, write: false },
+            Sub { name: "list", arity: 2, noscript: true, write: false },
+            Sub { name: "load", arity: -3, noscript: true, write: false },
+            Sub { name: "loadex", arity: -3, noscript: true, write: false },
+            Sub { name: "unload", arity: 3, noscript: true, write: false },
+        ],
+    ),
+    (
+        "object",
+        &[
+            Sub { name: "encoding", arity: 3, noscript: false, write: false },
+            Sub { name: "freq", arity: 3, noscript: false, write: false },
+            Sub { name: "help", arity: 2, noscript: false, write: false },
+            Sub { name: "idletime", arity: 3, noscript: false, write: false },
+            Sub { name: "refcount", arity: 3, noscript: false, write: false },
+        ],
+    ),
+    (
+        "pubsub",
+        &[
+            Sub { name: "channels", arity: -2, noscript: false, write: false },
+            Sub { name: "help", arity: 2, noscript: false, write: false },
+            Sub { name: "numpat", arity: 2, noscript: false, write: false },
+            Sub { name: "numsub", arity: -2, noscript: false, write: false },
+            Sub { name: "shardchannels", arity: -2, noscript: false, write: false },
+            Sub { name: "shardnumsub", arity: -2, noscript: false, write: false },
+        ],
+    ),
+    (
+        "script",
+        &[
+            Sub { name: "debug", arity: 3, noscript: true, write: false },
+            Sub { name: "exists", arity: -3, noscript: true, write: false },
+            Sub { name: "flush", arity: -2, noscript: true, write: false },
+            Sub { name: "help", arity: 2, noscript: false, write: false },
+            Sub { name: "kill", arity: 2, noscript: true, write: false },
+            Sub { name: "load", arity: 3, noscript: true, write: false },
+        ],
+    ),
+    (
+        "slowlog",
+        &[
+            Sub { name: "get", arity: -2, noscript: false, write: false },
+            Sub { name: "help", arity: 2, noscript: false, write: false },
+            Sub { name: "len", arity: 2, noscript: false, write: false },
+            Sub { name: "reset", arity: 2, noscript: false, write: false },
+        ],
+    ),
+    (
+        "xgroup",
+        &[
+            Sub { name: "create", arity: -5, noscript: false, write: true },
+            Sub { name: "createconsumer", arity: 5, noscript: false, write: true },
+            Sub { name: "delconsumer", arity: 5, noscript: false, write: true },
+            Sub { name: "destroy", arity: 4, noscript: false, write: true },
+            Sub { name: "help", arity: 2, noscript: false, write: false },
+            Sub { name: "setid", arity: -5, noscript: false, write: true },
+        ],
+    ),
+    (
+        "xinfo",
+        &[
+            Sub { name: "consumers", arity: 4, noscript: false, write: false },
+            Sub { name: "groups", arity: 3, noscript: false, write: false },
+            Sub { name: "help", arity: 2, noscript: false, write: false },
+            Sub { name: "stream", arity: -3, noscript: false, write: false },
+        ],
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_are_sorted_for_binary_search() {
+        assert!(NOSCRIPT.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(WRITE.windows(2).all(|w| w[0] < w[1]));
+    }
+}
