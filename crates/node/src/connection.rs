@@ -278,11 +278,41 @@ impl Handler {
         if matches!(spec.name, "multi" | "exec" | "discard" | "watch" | "unwatch") {
             return Class::Transaction(spec.name, argv);
         }
-        let cmd = Command { db: self.session.db as u32, argv };
+        let mut cmd = Command { db: self.session.db as u32, argv };
         match spec.kind {
             Kind::Read(_) => Class::Read(cmd),
+            Kind::Write(_) if self.reads_only(spec.name, &cmd.argv) => {
+                // Served like EVAL_RO / EVALSHA_RO, which behave the same for
+                // a script flagged no-writes.
+                let ro = if spec.name == "eval" { "eval_ro" } else { "evalsha_ro" };
+                cmd.argv[0] = Bytes::from_static(ro.as_bytes());
+                Class::Read(cmd)
+            }
             Kind::Write(_) => Class::Write(cmd),
             Kind::Connection => Class::Connection(spec.name, cmd.argv),
+        }
+    }
+
+    /// True for EVAL and EVALSHA of a script that declares `no-writes` and
+    /// is already in this node's replicated script cache: it runs as a read,
+    /// without the log. (A script not yet cached goes through the log once,
+    /// which caches it, as EVAL does in Redis.)
+    fn reads_only(&self, name: &str, argv: &[Bytes]) -> bool {
+        let body_flags = |body: &[u8]| {
+            body.starts_with(b"#!")
+                && raftcache_sm::script::parse_shebang(body).is_ok_and(|f| f.read_only())
+        };
+        match name {
+            "eval" if body_flags(&argv[1]) => {
+                let sha = raftcache_sm::script::sha1_hex(&argv[1]);
+                self.shared.cluster.sm.read().state.scripts().get(sha.as_bytes()).is_some()
+            }
+            "evalsha" if argv[1].len() == 40 => {
+                let sha = argv[1].to_ascii_lowercase();
+                let machine = self.shared.cluster.sm.read();
+                machine.state.scripts().get(&sha).is_some_and(|body| body_flags(body))
+            }
+            _ => false,
         }
     }
 

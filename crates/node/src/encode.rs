@@ -46,6 +46,14 @@ pub fn encode(reply: &Reply, proto: Protocol, out: &mut BytesMut) {
         Reply::Double(d) => write::double_text(out, format_g17(*d).as_bytes(), proto),
         Reply::Bool(b) => write::boolean(out, *b, proto),
         Reply::Verbatim(text) => write::verbatim(out, text, proto),
+        Reply::BigNumber(digits) => match proto {
+            Protocol::Resp2 => write::bulk(out, digits),
+            Protocol::Resp3 => {
+                out.extend_from_slice(b"(");
+                out.extend_from_slice(digits);
+                out.extend_from_slice(b"\r\n");
+            }
+        },
         Reply::NoReply => {}
     }
 }

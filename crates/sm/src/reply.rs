@@ -44,6 +44,9 @@ pub enum Reply {
     Bool(bool),
     /// Verbatim text (`=txt:` in RESP3, a bulk string in RESP2), as INFO replies.
     Verbatim(Bytes),
+    /// A big number: `(` in RESP3, a bulk string of its digits in RESP2 (a
+    /// script's `{big_number = …}`).
+    BigNumber(Bytes),
     /// Nothing at all is sent (CLIENT REPLY OFF/SKIP).
     NoReply,
 }

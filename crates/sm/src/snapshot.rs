@@ -16,6 +16,8 @@
 //!            value (see `write_value`)
 //!          tombstones: horizon (varint), count (varint), then in the order
 //!            they were recorded: index (varint), key (bytes)
+//! scripts  if the script cache is not empty: 0xFD, count (varint), then each
+//!          body (bytes) in SHA1 order
 //! end      0xFF
 //! trailer  CRC-32 (IEEE) of everything above, u32 LE
 //! ```
@@ -44,6 +46,7 @@ use std::io::{self, Read, Write};
 use bytes::Bytes;
 use thiserror::Error;
 
+use crate::cmd::scripting::Scripts;
 use crate::db::{Db, Object, Tombstones, MAX_TOMBSTONES};
 use crate::keymap::KeyMap;
 use crate::reply::Reply;
@@ -58,6 +61,7 @@ pub const VERSION: u16 = 2;
 pub const OLDEST_READABLE: u16 = 1;
 
 const TAG_DB: u8 = 0xFE;
+const TAG_SCRIPTS: u8 = 0xFD;
 const TAG_END: u8 = 0xFF;
 const FLAG_EXPIRY: u8 = 0x80;
 const FLAG_RAW: u8 = 0x40;
@@ -282,6 +286,10 @@ fn put_reply<W: Write>(w: &mut W, r: &Reply) -> io::Result<()> {
             put_bytes(w, b)
         }
         Reply::NoReply => w.write_all(&[14]),
+        Reply::BigNumber(b) => {
+            w.write_all(&[15])?;
+            put_bytes(w, b)
+        }
     }
 }
 
@@ -332,6 +340,7 @@ fn get_reply<R: Read>(r: &mut R, depth: usize) -> Result<Reply, SnapshotError> {
         12 => Reply::Bool(get_u8(r)? != 0),
         13 => Reply::Verbatim(get_bytes(r)?),
         14 => Reply::NoReply,
+        15 => Reply::BigNumber(get_bytes(r)?),
         _ => return Err(SnapshotError::Corrupt("unknown reply tag")),
     })
 }
@@ -375,6 +384,15 @@ fn read_sessions(r: &mut impl Read) -> Result<Sessions, SnapshotError> {
     Ok(sessions)
 }
 
+fn write_scripts(w: &mut impl Write, scripts: &Scripts) -> io::Result<()> {
+    if scripts.is_empty() {
+        return Ok(());
+    }
+    w.write_all(&[TAG_SCRIPTS])?;
+    put_varint(w, scripts.len() as u64)?;
+    scripts.iter().try_for_each(|(_, body)| put_bytes(w, body))
+}
+
 fn write_dbs(w: &mut impl Write, dbs: &[Db]) -> io::Result<()> {
     for (index, db) in dbs.iter().enumerate() {
         if db.is_empty() && db.gone == Tombstones::default() {
@@ -406,7 +424,7 @@ fn write_dbs(w: &mut impl Write, dbs: &[Db]) -> io::Result<()> {
             put_bytes(w, key)?;
         }
     }
-    w.write_all(&[TAG_END])
+    Ok(())
 }
 
 fn read_tombstones(r: &mut impl Read) -> Result<Tombstones, SnapshotError> {
@@ -491,12 +509,25 @@ fn read_value(r: &mut impl Read, tag: u8) -> Result<Value, SnapshotError> {
     })
 }
 
-fn read_dbs(r: &mut impl Read, version: u16) -> Result<Vec<Db>, SnapshotError> {
+fn read_sections(r: &mut impl Read, version: u16) -> Result<(Vec<Db>, Scripts), SnapshotError> {
     let mut dbs = vec![Db::default(); DATABASES];
+    let mut scripts = Scripts::default();
     let mut last: Option<usize> = None;
     loop {
         match get_u8(r)? {
-            TAG_END => return Ok(dbs),
+            TAG_END => return Ok((dbs, scripts)),
+            TAG_SCRIPTS if version >= 2 && scripts.is_empty() => {
+                let n = get_len(r)?;
+                for _ in 0..n {
+                    let body = get_bytes(r)?;
+                    scripts.insert(crate::script::sha1_hex(&body), body);
+                }
+                if scripts.len() != n {
+                    return Err(SnapshotError::Corrupt("duplicate scripts"));
+                }
+                // Scripts come after every database.
+                last = Some(DATABASES);
+            }
             TAG_DB => {
                 let index = get_len(r)?;
                 if index >= DATABASES || last.is_some_and(|l| index <= l) {
@@ -549,6 +580,8 @@ impl State {
         put_varint(&mut counter, self.cluster_id)?;
         write_sessions(&mut counter, &self.sessions)?;
         write_dbs(&mut counter, &self.dbs)?;
+        write_scripts(&mut counter, &self.scripts)?;
+        counter.write_all(&[TAG_END])?;
         let count = counter.count + 4;
         let crc = w.crc.clone().finalize();
         w.inner.write_all(&crc.to_le_bytes())?;
@@ -586,7 +619,7 @@ impl State {
         let applied_index = get_varint(&mut r)?;
         let cluster_id = get_varint(&mut r)?;
         let sessions = read_sessions(&mut r)?;
-        let dbs = read_dbs(&mut r, version)?;
+        let (dbs, scripts) = read_sections(&mut r, version)?;
         let computed = r.crc.clone().finalize();
         let mut stored = [0u8; 4];
         r.inner.read_exact(&mut stored)?;
@@ -597,7 +630,15 @@ impl State {
         if r.inner.read(&mut [0u8; 1])? != 0 {
             return Err(SnapshotError::Corrupt("trailing bytes after checksum"));
         }
-        Ok(State { dbs, clock_ms, applied_index, sessions, cluster_id, ..State::default() })
+        Ok(State {
+            dbs,
+            clock_ms,
+            applied_index,
+            sessions,
+            cluster_id,
+            scripts,
+            ..State::default()
+        })
     }
 
     /// BLAKE3 of the canonical encoding of the whole state but the applied
@@ -609,6 +650,8 @@ impl State {
         put_varint(&mut hasher, self.cluster_id).expect("hashing cannot fail");
         write_sessions(&mut hasher, &self.sessions).expect("hashing cannot fail");
         write_dbs(&mut hasher, &self.dbs).expect("hashing cannot fail");
+        write_scripts(&mut hasher, &self.scripts).expect("hashing cannot fail");
+        hasher.update(&[TAG_END]);
         *hasher.finalize().as_bytes()
     }
 

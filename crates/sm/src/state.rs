@@ -24,6 +24,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::cmd::scripting::{Scripts, VmCell};
 use crate::command::{self, Kind};
 use crate::db::Db;
 use crate::event::{Class, Event, Notify, Outbox};
@@ -130,6 +131,9 @@ pub struct Exec<'a> {
     /// Where [`Exec::notify`] records events, and which it records.
     pub events: &'a mut Vec<Event>,
     pub notify: Notify,
+    /// The replicated script cache and this node's interpreter.
+    pub scripts: &'a mut Scripts,
+    pub vm: &'a VmCell,
     /// The client's selected database.
     pub db: usize,
     /// The entry's effective time (monotonic).
@@ -183,13 +187,22 @@ impl Exec<'_> {
 
     /// A read view of the same state at the same time.
     pub fn as_query(&self) -> Query<'_> {
-        Query { dbs: self.dbs, db: self.db, now: self.now, rng: self.rng.clone() }
+        Query {
+            dbs: self.dbs,
+            scripts: self.scripts,
+            vm: self.vm,
+            db: self.db,
+            now: self.now,
+            rng: self.rng.clone(),
+        }
     }
 }
 
 /// What a read handler sees: shared databases and the time of the read.
 pub struct Query<'a> {
     pub dbs: &'a [Db],
+    pub scripts: &'a Scripts,
+    pub vm: &'a VmCell,
     pub db: usize,
     pub now: i64,
     pub rng: Rng,
@@ -215,6 +228,10 @@ pub struct State {
     pub(crate) cluster_id: u64,
     /// Which keyspace events are recorded (`notify-keyspace-events`).
     pub(crate) notify: Notify,
+    /// The script cache (EVAL, SCRIPT LOAD): replicated.
+    pub(crate) scripts: Scripts,
+    /// This node's Lua interpreter: not replicated (see [`VmCell`]).
+    pub(crate) vm: VmCell,
     /// Events of the entries applied since the last [`State::take_events`]:
     /// output, not state (see [`crate::event`]).
     pub(crate) events: Outbox,
@@ -229,6 +246,8 @@ impl Default for State {
             sessions: Sessions::default(),
             cluster_id: 0,
             notify: Notify::default(),
+            scripts: Scripts::default(),
+            vm: VmCell::default(),
             events: Outbox::default(),
         }
     }
@@ -379,6 +398,8 @@ impl State {
                     dbs: &mut self.dbs,
                     events: &mut self.events.0,
                     notify: self.notify,
+                    scripts: &mut self.scripts,
+                    vm: &self.vm,
                     db,
                     now,
                     rng,
@@ -387,7 +408,8 @@ impl State {
                 f(&mut exec, argv).unwrap_or_else(|e| e)
             }
             Kind::Read(f) => {
-                let mut query = Query { dbs: &self.dbs, db, now, rng };
+                let mut query =
+                    Query { dbs: &self.dbs, scripts: &self.scripts, vm: &self.vm, db, now, rng };
                 f(&mut query, argv).unwrap_or_else(|e| e)
             }
             Kind::Connection => {
@@ -409,8 +431,14 @@ impl State {
         };
         match spec.kind {
             Kind::Read(f) => {
-                let mut query =
-                    Query { dbs: &self.dbs, db, now: self.read_time(now_ms), rng: Rng::new(seed) };
+                let mut query = Query {
+                    dbs: &self.dbs,
+                    scripts: &self.scripts,
+                    vm: &self.vm,
+                    db,
+                    now: self.read_time(now_ms),
+                    rng: Rng::new(seed),
+                };
                 f(&mut query, argv).unwrap_or_else(|e| e)
             }
             _ => Reply::error(format!("ERR command '{}' is not a read", spec.name)),
@@ -450,6 +478,11 @@ impl State {
     /// [`crate::event`]).
     pub fn take_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.events.0)
+    }
+
+    /// The replicated script cache.
+    pub fn scripts(&self) -> &Scripts {
+        &self.scripts
     }
 
     /// The cluster's id, 0 if not yet set.

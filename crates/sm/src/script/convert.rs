@@ -228,6 +228,11 @@ pub(crate) fn reply_to_lua(lua: &Lua, reply: &Reply, resp3: bool) -> mlua::Resul
             single("verbatim_string", Value::Table(inner))?
         }
         Reply::Verbatim(text) => Value::String(lua.create_string(text)?),
+        // Redis converts a RESP3 big number to `{big_number = digits}`.
+        Reply::BigNumber(digits) if resp3 => {
+            single("big_number", Value::String(lua.create_string(digits)?))?
+        }
+        Reply::BigNumber(digits) => Value::String(lua.create_string(digits)?),
     })
 }
 
@@ -291,8 +296,7 @@ fn table_to_reply(t: &Table, resp3: bool, depth: usize) -> Reply {
         _ => {}
     }
     if let Value::String(n) = field("big_number") {
-        // No big-number variant: the digits as a bulk string (RESP2's form).
-        return Reply::Bulk(Bytes::from(one_line(&n.as_bytes())));
+        return Reply::BigNumber(Bytes::from(one_line(&n.as_bytes())));
     }
     if let Value::Table(verbatim) = field("verbatim_string") {
         let format = verbatim.raw_get::<Value>("format").unwrap_or(Value::Nil);
