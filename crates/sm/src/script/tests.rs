@@ -634,6 +634,13 @@ fn instruction_budget_stops_at_the_same_point_every_time() {
             "{body}: {got:?}"
         );
     }
+    // Stopped inside a loadstring chunk: the chunk is the location, on one line.
+    let body = "loadstring('local x = 1\\nwhile true do end')()";
+    let got = eval_with(&mut ScriptVm::new(), &mut Mock::default(), body, &[], &[], &budget(5000));
+    assert_eq!(
+        got,
+        err_with_sha(body, "ERR script exceeded the instruction budget of 5000 instructions script: <sha>, on local x = 1 while true do end:2.")
+    );
     // The budget is per run: a VM that stopped one script runs the next.
     let mut vm = ScriptVm::new();
     let mut host = Mock::default();

@@ -361,7 +361,7 @@ impl Failure {
                     text.push_str(&format!(", on {source}:{line}"));
                 }
                 text.push('.');
-                Reply::error(text)
+                Reply::error(one_line(text))
             }
             Failure::Killed(Kill::Memory, _, limit) => Reply::error(format!(
                 "ERR script exceeded the memory limit of {limit} bytes script: {sha}."
