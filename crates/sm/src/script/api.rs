@@ -494,6 +494,7 @@ pub(crate) fn primitives(lua: &Lua) -> mlua::Result<Table> {
     p.raw_set("cmsgpack", super::cmsgpack::library(lua)?)?;
     p.raw_set("struct", super::lstruct::library(lua)?)?;
     p.raw_set("sandbox", lua.create_function(super::sandbox::functions)?)?;
+    p.raw_set("nonexistent", lua.create_function(super::sandbox::nonexistent)?)?;
     Ok(p)
 }
 

@@ -177,7 +177,10 @@ pub trait Host {
     /// may run in a script (`noscript`) and that a read-only run does not
     /// write, so the host only executes it. Errors are [`Reply::Error`].
     /// Commands that touch the connection (SELECT, PING, ECHO …) are the
-    /// host's to interpret in the script's context.
+    /// host's to interpret in the script's context. Redis 7.0 lets scripts
+    /// call TIME, RANDOMKEY, SRANDMEMBER and the like; for the run to be
+    /// deterministic the host must answer them from the log entry (its time
+    /// and seed), as the engine's handlers already do.
     fn call(&mut self, argv: &[Bytes]) -> Reply;
 }
 

@@ -62,15 +62,6 @@ local function expect(n, fname, want, v)
   end
 end
 
--- Reading a global that does not exist is an error, as in Redis.
-local function nonexistent(_, k)
-  local tk = type(k)
-  if tk ~= 'string' and tk ~= 'number' then
-    error('Second argument to luaProtectedTableError must be a string or number', 2)
-  end
-  error("Script attempted to access nonexistent global variable '" .. k .. "'", 2)
-end
-
 ---------------------------------------------------------------------------
 -- Deterministic replacements for address-revealing and GC-revealing builtins.
 
@@ -140,7 +131,8 @@ end
 
 local function pcall_det(...)
   if select('#', ...) == 0 then
-    argerror(1, 'pcall', 'value expected')
+    -- What Redis's pcall (C, calling its own result placeholder) returns.
+    return false, 'attempt to call a boolean value'
   end
   return pcall_finish(pcall_raw(...))
 end
@@ -304,7 +296,8 @@ for _, name in ipairs_raw({ 'string', 'math', 'table', 'coroutine', 'redis', 'cj
 end
 
 -- The global table's own metatable is visible (and read-only), as in Redis.
-local meta_G = { __index = nonexistent }
+-- Reading a global that does not exist is an error, as in Redis.
+local meta_G = { __index = P.nonexistent }
 setmetatable_raw(G, meta_G)
 visible_meta[env] = protect(meta_G)
 

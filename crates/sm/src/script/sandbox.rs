@@ -54,6 +54,21 @@ fn table_arg(lua: &Lua, args: &MultiValue, n: usize) -> mlua::Result<Table> {
     }
 }
 
+/// The global table's `__index`: reading a global that does not exist.
+pub(crate) fn nonexistent(lua: &Lua, (_, k): (Value, Value)) -> mlua::Result<()> {
+    let name = match &k {
+        Value::String(s) => s.to_string_lossy(),
+        Value::Integer(_) | Value::Number(_) => super::convert::number_to_lua_string(&k),
+        _ => {
+            return Err(lua_error(
+                lua,
+                "Second argument to luaProtectedTableError must be a string or number",
+            ))
+        }
+    };
+    Err(lua_error(lua, &format!("Script attempted to access nonexistent global variable '{name}'")))
+}
+
 /// Builds the functions, given the prelude's proxy tables and Lua's own
 /// `next` and `ipairs`.
 pub(crate) fn functions(
@@ -99,7 +114,13 @@ pub(crate) fn functions(
             let t = table_arg(lua, &args, 1)?;
             let t = px.real(&t)?.unwrap_or(t);
             let k = args.get(1).cloned().unwrap_or(Value::Nil);
-            px.next.call::<MultiValue>((t, k)).map_err(|e| lua_error(lua, &e.to_string()))
+            // The only way Lua's next fails here; raised from C, no line.
+            px.next.call::<MultiValue>((t, k)).map_err(|_| {
+                match lua.create_string("invalid key to 'next'") {
+                    Ok(s) => raise(lua, Value::String(s)),
+                    Err(e) => e,
+                }
+            })
         })?,
     )?;
 

@@ -634,6 +634,13 @@ fn instruction_budget_stops_at_the_same_point_every_time() {
             "{body}: {got:?}"
         );
     }
+    // Stopped inside a loadstring chunk: the chunk is the location, on one line.
+    let body = "loadstring('local x = 1\\nwhile true do end')()";
+    let got = eval_with(&mut ScriptVm::new(), &mut Mock::default(), body, &[], &[], &budget(5000));
+    assert_eq!(
+        got,
+        err_with_sha(body, "ERR script exceeded the instruction budget of 5000 instructions script: <sha>, on local x = 1 while true do end:2.")
+    );
     // The budget is per run: a VM that stopped one script runs the next.
     let mut vm = ScriptVm::new();
     let mut host = Mock::default();
@@ -1073,4 +1080,35 @@ fn replies_do_not_depend_on_the_vm_history() {
     );
     assert_eq!(run_all(&mut used), fresh);
     assert_eq!(run_all(&mut used), fresh, "and again, with everything cached");
+}
+
+/// mlua keeps every live Lua value handed to Rust in a reference slot, and
+/// has about 8000 of them: calls with thousands of arguments must fail (or
+/// work), never panic. (Redis takes up to 7999 arguments from `unpack`;
+/// mlua needs a few stack slots of its own, so here about 7980 pass.)
+#[test]
+fn huge_argument_lists_do_not_panic() {
+    let mut vm = ScriptVm::new();
+    let mut host = Mock::default();
+    for call in [
+        "redis.log(3, unpack(t))",
+        "cmsgpack.pack(unpack(t))",
+        "redis.call('del', unpack(t))",
+        "redis.pcall('del', unpack(t))",
+        "bit.bor(unpack(n))",
+        "cjson.encode(t)",
+        "struct.unpack(string.rep('b', 7990), string.rep('a', 7990))",
+        "cmsgpack.unpack(string.rep('\\1', 7990))",
+    ] {
+        let body = format!(
+            "local t, n = {{}}, {{}} for i = 1, 7990 do t[i] = 'k' .. i n[i] = i end \
+             return type(({call}))"
+        );
+        let reply = eval_with(&mut vm, &mut host, &body, &[], &[], &RunOptions::default());
+        assert!(matches!(reply, Reply::Bulk(_) | Reply::Error(_)), "{call}: {reply:?}");
+    }
+    assert_eq!(
+        eval_with(&mut vm, &mut host, "return 1", &[], &[], &RunOptions::default()),
+        Reply::Int(1)
+    );
 }

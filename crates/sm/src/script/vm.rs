@@ -100,11 +100,26 @@ impl ScriptVm {
             lua.exec_raw::<()>((), |state| meter = Some(Meter::install(state)))?;
         }
         let meter = meter.expect("exec_raw ran the closure");
-        lua.set_app_data(Ctx::new(&*meter));
-        lua.gc_stop();
+        let runner = match Self::set_up(&lua, &meter) {
+            Ok(runner) => runner,
+            Err(e) => {
+                // The state is about to close: give it its allocator back
+                // before the meter goes.
+                // SAFETY: as in `Drop`.
+                let _ = unsafe { lua.exec_raw::<()>((), |state| meter.uninstall(state)) };
+                return Err(e);
+            }
+        };
+        let engine = Engine { lua, runner, scripts: HashMap::default() };
+        Ok(ScriptVm { engine, meter })
+    }
 
+    /// Installs the sandbox; returns the per-run entry point.
+    fn set_up(lua: &Lua, meter: &Meter) -> mlua::Result<Function> {
+        lua.set_app_data(Ctx::new(meter));
+        lua.gc_stop();
         let globals = lua.globals();
-        let primitives = api::primitives(&lua)?;
+        let primitives = api::primitives(lua)?;
         // Its chunk name, "=?", marks its frames for the error handler.
         let prelude = lua.load(PRELUDE).set_name("=?").into_function()?;
         let exports: Table = prelude.call((primitives, globals))?;
@@ -117,9 +132,8 @@ impl ScriptVm {
             lua.exec_raw::<()>(env, |state| ffi::lua_replace(state, ffi::LUA_GLOBALSINDEX))?;
         }
         lua.set_global_hook(HookTriggers::new().every_nth_instruction(HOOK_EVERY), hook)?;
-        full_collect(&lua)?;
-        let engine = Engine { lua, runner, scripts: HashMap::default() };
-        Ok(ScriptVm { engine, meter })
+        full_collect(lua)?;
+        Ok(runner)
     }
 
     /// Compiles `body` (once: compiled scripts are cached by body) and
@@ -347,7 +361,7 @@ impl Failure {
                     text.push_str(&format!(", on {source}:{line}"));
                 }
                 text.push('.');
-                Reply::error(text)
+                Reply::error(one_line(text))
             }
             Failure::Killed(Kill::Memory, _, limit) => Reply::error(format!(
                 "ERR script exceeded the memory limit of {limit} bytes script: {sha}."
