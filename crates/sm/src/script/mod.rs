@@ -126,9 +126,8 @@
 //! - Lua 5.1 hashes strings of 32 bytes or more by sampling (Redis's Lua
 //!   hashes every byte), so `pairs` over such keys visits them in another
 //!   order than Redis would (the same order on every replica).
-//! - A RESP3 big number or a verbatim string of another format than `txt`
-//!   returned by a script becomes a bulk string or `txt` verbatim: [`Reply`]
-//!   has no variant for them.
+//! - A verbatim string of another format than `txt` returned by a script
+//!   becomes `txt` verbatim: [`Reply`] has no variant for other formats.
 
 mod alloc;
 mod api;
@@ -200,7 +199,7 @@ pub struct RunOptions {
     pub memory_limit: usize,
     /// The caller speaks RESP3. Replies are protocol-independent [`Reply`]
     /// values, so nothing depends on it today; kept for the day a conversion
-    /// does (a RESP3 big number or verbatim format the `Reply` type lacks).
+    /// does (a verbatim format the `Reply` type lacks).
     pub resp3_client: bool,
 }
 

@@ -306,7 +306,7 @@ fn lua_to_replies() {
         ("return {double=0.1}", Reply::Double(0.1)),
         ("return {map={a=1}}", Reply::Map(vec![(bulk("a"), Reply::Int(1))])),
         ("return {set={a=true}}", Reply::Set(vec![bulk("a")])),
-        ("return {big_number='123'}", bulk("123")),
+        ("return {big_number='123'}", Reply::BigNumber(b("123"))),
         ("return {verbatim_string={format='txt', string='hi'}}", Reply::Verbatim(b("hi"))),
         ("return print", Reply::Nil),
         ("redis.setresp(3) return true", Reply::Bool(true)),
