@@ -8,9 +8,12 @@
 
 use crate::command::Spec;
 
+pub mod bitmaps;
 pub mod connection;
 pub mod hashes;
+pub mod hyperloglog;
 pub mod keys;
+pub mod lcs;
 pub mod lists;
 pub mod server;
 pub mod sets;
@@ -27,4 +30,7 @@ pub const FAMILIES: &[&[Spec]] = &[
     lists::COMMANDS,
     sets::COMMANDS,
     zsets::COMMANDS,
+    bitmaps::COMMANDS,
+    hyperloglog::COMMANDS,
+    lcs::COMMANDS,
 ];
