@@ -191,6 +191,19 @@ fn val_len(b: u8) -> usize {
     usize::from(b & 0x3) + 1
 }
 
+/// The registers an opcode covers and its length in bytes (`b1` is the
+/// byte after `b0`, read only for XZERO).
+#[inline]
+fn span(b0: u8, b1: u8) -> (usize, usize) {
+    if is_zero(b0) {
+        (zero_len(b0), 1)
+    } else if is_xzero(b0) {
+        (xzero_len(b0, b1), 2)
+    } else {
+        (val_len(b0), 1)
+    }
+}
+
 #[inline]
 fn val(value: u8, len: usize) -> u8 {
     ((value - 1) << 2) | (len as u8 - 1) | 0x80
@@ -284,6 +297,12 @@ impl Sds {
 }
 
 /// Redis's `hllSparseToDense` (nothing to do if already dense).
+///
+/// Here and in [`merge`] and [`histogram`] a sparse body is valid when its
+/// opcodes cover exactly 16384 registers: an opcode that would run past the
+/// last register is corrupt. That is the check the fix for CVE-2025-32023
+/// added to all three functions; the reference redis-server 7.0.15 (Debian's
+/// 7.0.15-1~deb12u10) carries it, plain 7.0.15 only checked VAL opcodes.
 fn sparse_to_dense(s: &mut Sds) -> Result<(), Corrupt> {
     if s.encoding() == DENSE {
         return Ok(());
@@ -295,24 +314,17 @@ fn sparse_to_dense(s: &mut Sds) -> Result<(), Corrupt> {
     let mut idx = 0usize;
     let mut p = HDR;
     while p < s.len {
-        let b = s.buf[p];
-        if is_zero(b) {
-            idx += zero_len(b);
-            p += 1;
-        } else if is_xzero(b) {
-            idx += xzero_len(b, s.buf[p + 1]);
-            p += 2;
-        } else {
-            let run = val_len(b);
-            if run + idx > REGISTERS {
-                break;
-            }
-            for r in idx..idx + run {
-                dense_put(regs, r, val_value(b));
-            }
-            idx += run;
-            p += 1;
+        let (run, oplen) = span(s.buf[p], s.buf[p + 1]);
+        if run + idx > REGISTERS {
+            return Err(Corrupt);
         }
+        if is_val(s.buf[p]) {
+            for r in idx..idx + run {
+                dense_put(regs, r, val_value(s.buf[p]));
+            }
+        }
+        idx += run;
+        p += oplen;
     }
     if idx != REGISTERS {
         return Err(Corrupt);
@@ -501,22 +513,16 @@ pub fn merge(max: &mut [u8; REGISTERS], hll: &[u8]) -> Result<(), Corrupt> {
     let mut p = HDR;
     while p < hll.len() {
         let b = hll[p];
-        if is_zero(b) {
-            i += zero_len(b);
-            p += 1;
-        } else if is_xzero(b) {
-            i += xzero_len(b, hll.get(p + 1).copied().unwrap_or(0));
-            p += 2;
-        } else {
-            let run = val_len(b);
-            if run + i > REGISTERS {
-                break;
-            }
+        let (run, oplen) = span(b, hll.get(p + 1).copied().unwrap_or(0));
+        if run + i > REGISTERS {
+            return Err(Corrupt);
+        }
+        if is_val(b) {
             let v = val_value(b);
             max[i..i + run].iter_mut().for_each(|m| *m = (*m).max(v));
-            i += run;
-            p += 1;
         }
+        i += run;
+        p += oplen;
     }
     if i != REGISTERS {
         return Err(Corrupt);
@@ -540,28 +546,20 @@ fn histogram(hll: &[u8]) -> Result<Histogram, Corrupt> {
         }
         return Ok(h);
     }
-    let mut idx = 0u64;
+    let mut idx = 0usize;
     let mut p = HDR;
     while p < hll.len() {
         let b = hll[p];
-        if is_zero(b) {
-            let run = zero_len(b) as u64;
-            idx += run;
-            h[0] += run;
-            p += 1;
-        } else if is_xzero(b) {
-            let run = xzero_len(b, hll.get(p + 1).copied().unwrap_or(0)) as u64;
-            idx += run;
-            h[0] += run;
-            p += 2;
-        } else {
-            let run = val_len(b) as u64;
-            idx += run;
-            h[usize::from(val_value(b))] += run;
-            p += 1;
+        let (run, oplen) = span(b, hll.get(p + 1).copied().unwrap_or(0));
+        if run + idx > REGISTERS {
+            return Err(Corrupt);
         }
+        let value = if is_val(b) { usize::from(val_value(b)) } else { 0 };
+        h[value] += run as u64;
+        idx += run;
+        p += oplen;
     }
-    if idx != REGISTERS as u64 {
+    if idx != REGISTERS {
         return Err(Corrupt);
     }
     Ok(h)
@@ -623,8 +621,16 @@ fn estimate(h: &Histogram) -> u64 {
         z *= 0.5;
     }
     z += m * sigma(h[0] as f64 / m);
-    // llroundl: to nearest, halves away from zero.
-    (ALPHA_INF * m * m / z).round() as i64 as u64
+    // llroundl: to nearest, halves away from zero; a result outside the
+    // long long range (only crafted HLLs with registers near 50 get there)
+    // is x86-64's "integer indefinite", LLONG_MIN, which Redis converts to
+    // 2^63 (and replies as LLONG_MIN again).
+    let e = (ALPHA_INF * m * m / z).round();
+    if e.is_nan() || !(-9.223_372_036_854_775_808e18..9.223_372_036_854_775_808e18).contains(&e) {
+        1 << 63
+    } else {
+        e as i64 as u64
+    }
 }
 
 /// The cardinality estimate of one valid-header HLL, computed.
@@ -889,11 +895,8 @@ mod tests {
         let mut over = empty_hll();
         over.extend_from_slice(&[0xff; 40]);
         assert_eq!(count(&over), Err(Corrupt));
-        // Redis's merge stops at a VAL past the last register and finds
-        // 16384 covered: valid for a merge (multi-key PFCOUNT, PFMERGE),
-        // corrupt for a count of the key alone.
         let mut max = [0u8; REGISTERS];
-        assert_eq!(merge(&mut max, &over), Ok(()));
+        assert_eq!(merge(&mut max, &over), Err(Corrupt));
         assert_eq!(merge(&mut max, &nothing), Err(Corrupt));
     }
 }
