@@ -626,7 +626,8 @@ fn estimate(h: &Histogram) -> u64 {
     // is x86-64's "integer indefinite", LLONG_MIN, which Redis converts to
     // 2^63 (and replies as LLONG_MIN again).
     let e = (ALPHA_INF * m * m / z).round();
-    if e.is_nan() || !(-9.223_372_036_854_775_808e18..9.223_372_036_854_775_808e18).contains(&e) {
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0; // 2^63
+    if e.is_nan() || !(-LIMIT..LIMIT).contains(&e) {
         1 << 63
     } else {
         e as i64 as u64
