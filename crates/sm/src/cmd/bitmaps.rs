@@ -665,7 +665,7 @@ fn bitfield_ro(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::testing::*;
     use crate::{Op, Stamp};
@@ -805,5 +805,66 @@ mod tests {
         assert_eq!(h.run("BITOP nand d a"), err(errors::SYNTAX));
         assert_eq!(h.run("BITOP XOR d missing other"), int(0));
         assert_eq!(h.run("EXISTS d"), int(0));
+    }
+
+    /// The keyspace events of `line` run after `setup`, as "event key".
+    pub(crate) fn events(setup: &[&str], line: &str) -> Vec<String> {
+        use crate::event::{Event, Notify};
+        let mut h = Harness::new();
+        h.state.set_notify(Notify(u32::MAX));
+        for l in setup {
+            h.run(l);
+        }
+        h.state.take_events();
+        h.run(line);
+        h.state
+            .take_events()
+            .into_iter()
+            .map(|Event::Keyspace { event, key, .. }| {
+                format!("{event} {}", String::from_utf8_lossy(&key))
+            })
+            .collect()
+    }
+
+    /// Events where Redis 7.0 notifies: "new" when a key is created, the
+    /// command's event only when something changed.
+    #[test]
+    fn events_like_redis() {
+        assert_eq!(events(&[], "SETBIT k 3 1"), ["new k", "setbit k"]);
+        assert_eq!(events(&["SETBIT k 3 1"], "SETBIT k 3 1"), Vec::<String>::new());
+        assert_eq!(events(&["SETBIT k 3 1"], "SETBIT k 100 0"), ["setbit k"], "grown");
+        assert_eq!(events(&["SET a x"], "BITOP NOT d a"), ["new d", "set d"]);
+        assert_eq!(events(&["SET a x", "SET d y"], "BITOP NOT d a"), ["set d"]);
+        assert_eq!(events(&["SET d y"], "BITOP OR d missing"), ["del d"]);
+        assert!(events(&[], "BITOP OR d missing").is_empty());
+        assert_eq!(events(&[], "BITFIELD k OVERFLOW FAIL INCRBY u2 0 9"), ["new k"]);
+        assert_eq!(events(&[], "BITFIELD k SET u8 0 0"), ["new k", "setbit k"]);
+        assert!(events(&["BITFIELD k SET u8 0 5"], "BITFIELD k SET u8 0 5").is_empty());
+        assert!(events(&["SET k x"], "BITFIELD k GET u8 0").is_empty());
+        assert!(events(&["SET k x"], "SETBIT k -1 1").is_empty());
+    }
+
+    /// SETBIT and BITFIELD change a string nothing else holds in place: a
+    /// bit flip in a large bitmap costs no copy of it.
+    #[test]
+    fn bit_writes_do_not_copy_an_unshared_string() {
+        let mut h = Harness::new();
+        h.run("SETBIT big 8000000 1");
+        let address = |h: &Harness| match h.state.dbs()[0].get(b"big", h.now) {
+            Some(Value::Str(s)) => s.as_ptr(),
+            _ => panic!("big is a string"),
+        };
+        let before = address(&h);
+        h.run("SETBIT big 5 1");
+        h.run("BITFIELD big INCRBY u8 100 3");
+        assert_eq!(address(&h), before);
+        // A snapshot of the state shares the bytes: the next write copies
+        // them, and the copy taken earlier keeps its value.
+        let copy = h.state.clone();
+        h.run("SETBIT big 6 1");
+        assert_ne!(address(&h), before);
+        let get = crate::testing::argv("GETBIT big 6");
+        assert_eq!(copy.query(0, &get, h.now, 0), int(0));
+        assert_eq!(h.run("GETBIT big 6"), int(1));
     }
 }

@@ -900,4 +900,17 @@ mod tests {
         assert_eq!(merge(&mut max, &over), Err(Corrupt));
         assert_eq!(merge(&mut max, &nothing), Err(Corrupt));
     }
+
+    #[test]
+    fn events_like_redis() {
+        use crate::cmd::bitmaps::tests::events;
+        assert_eq!(events(&[], "PFADD h a"), ["new h", "pfadd h"]);
+        assert_eq!(events(&[], "PFADD h"), ["new h", "pfadd h"]);
+        assert!(events(&["PFADD h a"], "PFADD h a").is_empty());
+        assert_eq!(events(&["PFADD h a"], "PFADD h b"), ["pfadd h"]);
+        assert_eq!(events(&["PFADD h a"], "PFMERGE h"), ["pfadd h"]);
+        assert_eq!(events(&["PFADD h a"], "PFMERGE d h"), ["new d", "pfadd d"]);
+        assert!(events(&["PFADD h a"], "PFDEBUG TODENSE h").is_empty());
+        assert!(events(&["SET h x"], "PFADD h a").is_empty());
+    }
 }
