@@ -433,10 +433,12 @@ impl Db {
     /// `seen` says whether the key was visible when the mark was taken, `now`
     /// is the time EXEC runs at. A key that was visible and has since expired
     /// counts as changed (Redis 7.0 does the same); one that was already
-    /// expired and has since been purged does not.
+    /// expired and has since been purged does not. A key that exists now was
+    /// changed only if a command signalled it after the mark (BITFIELD can
+    /// create a key without signalling it, as in Redis).
     pub fn changed_since(&self, key: &[u8], mark: u64, seen: bool, now: i64) -> bool {
         match self.keys.get(key) {
-            Some(obj) if !obj.is_expired(now) => obj.version > mark || !seen,
+            Some(obj) if !obj.is_expired(now) => obj.version > mark,
             Some(obj) => seen || obj.version > mark,
             None => seen || self.gone.changed_since(key, mark),
         }

@@ -8,9 +8,12 @@
 
 use crate::command::Spec;
 
+pub mod bitmaps;
 pub mod connection;
 pub mod hashes;
+pub mod hyperloglog;
 pub mod keys;
+pub mod lcs;
 pub mod lists;
 pub mod scripting;
 pub mod server;
@@ -29,4 +32,7 @@ pub const FAMILIES: &[&[Spec]] = &[
     sets::COMMANDS,
     zsets::COMMANDS,
     scripting::COMMANDS,
+    bitmaps::COMMANDS,
+    hyperloglog::COMMANDS,
+    lcs::COMMANDS,
 ];
