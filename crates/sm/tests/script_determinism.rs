@@ -167,7 +167,7 @@ fn the_script_cache_is_in_the_snapshot_and_the_digest() {
     let restored = State::read_snapshot(&state.snapshot_bytes()[..]).expect("restore");
     assert_eq!(restored.digest(), state.digest());
     let Reply::Bulk(sha) = sha else { unreachable!() };
-    let evalsha = vec![b("EVALSHA"), sha, b("0")];
+    let evalsha = [b("EVALSHA"), sha, b("0")];
     assert_eq!(
         restored.query(0, &[&[b("EVALSHA_RO")][..], &evalsha[1..]].concat(), 1, 1),
         Reply::Int(1)
