@@ -143,7 +143,19 @@ const PARAMS: &[Param] = &[
     fixed("zset-max-ziplist-value", |_, _| ZSET_MAX_LISTPACK_VALUE.to_string()),
     fixed("list-max-listpack-size", |_, _| "-2".into()),
     fixed("list-max-ziplist-size", |_, _| "-2".into()),
+    // Cluster-wide: set through the log (see `replicated`), read from the
+    // engine.
+    fixed("notify-keyspace-events", |s, _| {
+        s.cluster.sm.read().state.config_value("notify-keyspace-events").unwrap_or_default()
+    }),
 ];
+
+/// True if CONFIG SET of `name` must go through the log (every replica
+/// changes it at the same index).
+pub fn replicated(name: &[u8]) -> bool {
+    let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+    raftcache_sm::state::REPLICATED_CONFIG.contains(&name.as_str())
+}
 
 const HELP: &[&str] = &[
     "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -195,33 +207,58 @@ fn settings_mut(shared: &Shared) -> RwLockWriteGuard<'_, Settings> {
 
 /// CONFIG SET parameter value [parameter value ...]: all or nothing, like Redis.
 fn config_set(shared: &Shared, argv: &[Bytes]) -> Reply {
+    match prepare_set(shared, argv, &mut Vec::new()) {
+        Ok(next) => {
+            *settings_mut(shared) = next;
+            Reply::Ok
+        }
+        Err(e) => e,
+    }
+}
+
+/// Checks a CONFIG SET and computes the node's settings after it, changing
+/// nothing yet. Cluster-wide parameters are checked with the engine's rules
+/// and returned in `replicated` (name, value) for the caller to propose.
+pub fn prepare_set(
+    shared: &Shared,
+    argv: &[Bytes],
+    replicated_out: &mut Vec<(String, Bytes)>,
+) -> Result<Settings, Reply> {
     if !argv.len().is_multiple_of(2) {
-        return Reply::err("ERR wrong number of arguments for 'config|set' command");
+        return Err(Reply::err("ERR wrong number of arguments for 'config|set' command"));
     }
     let mut updates: Vec<(String, Setter, String)> = Vec::new();
     for pair in argv[2..].chunks(2) {
         let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
+        if replicated(&pair[0]) {
+            raftcache_sm::State::check_config(&name, &pair[1])?;
+            replicated_out.push((name, pair[1].clone()));
+            continue;
+        }
         let Some(param) = PARAMS.iter().find(|p| p.name == name) else {
-            return Reply::error(format!(
+            return Err(Reply::error(format!(
                 "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
-            ));
+            )));
         };
         let Some(set) = param.set else {
-            return Reply::error(format!(
+            return Err(Reply::error(format!(
                 "ERR CONFIG SET failed (possibly related to argument '{name}') - can't set immutable config"
-            ));
+            )));
         };
         updates.push((name, set, String::from_utf8_lossy(&pair[1]).into_owned()));
     }
-    let mut settings = settings_mut(shared);
-    let mut next = settings.clone();
+    let mut next = shared.config.settings().clone();
     for (name, set, value) in updates {
         if let Err(msg) = set(&mut next, &value) {
-            return Reply::error(format!(
+            return Err(Reply::error(format!(
                 "ERR CONFIG SET failed (possibly related to argument '{name}') - {msg}"
-            ));
+            )));
         }
     }
-    *settings = next;
-    Reply::Ok
+    Ok(next)
+}
+
+/// Makes prepared settings current.
+pub fn commit_set(shared: &Shared, next: Settings) {
+    *settings_mut(shared) = next;
 }

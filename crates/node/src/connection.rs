@@ -11,17 +11,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use raftcache_resp::{Limits, RequestDecoder};
+use raftcache_resp::{write, Limits, Protocol, RequestDecoder};
 use raftcache_sm::command::{lookup, unknown_command_error};
 use raftcache_sm::{Kind, Op, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::clients::ClientEntry;
 use crate::cluster::Command;
 use crate::encode::encode;
+use crate::events::{Kind as SubKind, Push};
 use crate::server::Shared;
 use crate::session::{ReplyMode, Session};
 use crate::transaction::{self, Transaction};
@@ -42,6 +44,23 @@ pub struct Handler {
     decoder: RequestDecoder,
     session: Session,
     last_cmd: &'static str,
+    /// Pushes from the node's event hub, once the connection subscribed.
+    pushes: Option<mpsc::UnboundedReceiver<Push>>,
+}
+
+/// What woke a connection waiting for input.
+enum Wake {
+    Read(usize),
+    Push(Option<Push>),
+    Stop,
+}
+
+/// The next push, or never if the connection has no push channel.
+async fn next_push(rx: &mut Option<mpsc::UnboundedReceiver<Push>>) -> Option<Push> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Handler {
@@ -57,6 +76,7 @@ impl Handler {
             wbuf: BytesMut::with_capacity(READ_CHUNK),
             session,
             last_cmd: "",
+            pushes: None,
         }
     }
 
@@ -66,6 +86,7 @@ impl Handler {
             debug!(client = self.entry.id, error = %e, "connection ended with an error");
         }
         self.shared.clients.unregister(self.entry.id);
+        self.shared.hub.detach(self.entry.id);
     }
 
     async fn serve(&mut self, shutdown: CancellationToken) -> std::io::Result<()> {
@@ -80,21 +101,39 @@ impl Handler {
             if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
                 self.rbuf.reserve(READ_CHUNK);
             }
+            // Redis never times out a client that is subscribed.
             let idle = match settings.timeout {
+                _ if self.session.subs.active() => Duration::MAX,
                 0 => Duration::MAX,
                 secs => Duration::from_secs(secs),
             };
-            let read = tokio::select! {
-                r = self.stream.read_buf(&mut self.rbuf) => r?,
-                _ = shutdown.cancelled() => return Ok(()),
+            drop(settings);
+            let wake = tokio::select! {
+                r = self.stream.read_buf(&mut self.rbuf) => Wake::Read(r?),
+                p = next_push(&mut self.pushes) => Wake::Push(p),
+                _ = shutdown.cancelled() => Wake::Stop,
                 _ = tokio::time::sleep(idle) => {
                     debug!(client = self.entry.id, "closing idle client");
-                    return Ok(());
+                    Wake::Stop
+                }
+            };
+            let read = match wake {
+                Wake::Read(n) => n,
+                Wake::Stop => return Ok(()),
+                Wake::Push(Some(push)) => {
+                    self.write_push(push);
+                    self.drain_pushes();
+                    continue;
+                }
+                Wake::Push(None) => {
+                    self.pushes = None;
+                    continue;
                 }
             };
             if read == 0 {
                 return Ok(());
             }
+            let settings = self.shared.config.settings();
             if self.rbuf.len() as u64 > settings.client_query_buffer_limit {
                 tracing::warn!(
                     client = self.entry.id,
@@ -102,6 +141,36 @@ impl Handler {
                 );
                 return Ok(());
             }
+        }
+    }
+
+    /// Writes a push (a pub/sub message) to the output buffer: a RESP3
+    /// push, or a plain array in RESP2.
+    fn write_push(&mut self, push: Push) {
+        let Push::Message { kind, pattern, channel, payload } = push;
+        let mut items = vec![Reply::Bulk(Bytes::from_static(kind.as_bytes()))];
+        items.extend(pattern.map(Reply::Bulk));
+        items.push(Reply::Bulk(channel));
+        items.push(Reply::Bulk(payload));
+        self.push_frame(&items);
+    }
+
+    /// Writes the pushes already waiting (before the replies of a command
+    /// whose entry caused them, as Redis orders them).
+    fn drain_pushes(&mut self) {
+        while let Some(push) = self.pushes.as_mut().and_then(|rx| rx.try_recv().ok()) {
+            self.write_push(push);
+        }
+    }
+
+    /// Encodes an out-of-band frame: `>` in RESP3, `*` in RESP2.
+    fn push_frame(&mut self, items: &[Reply]) {
+        match self.session.proto {
+            Protocol::Resp3 => write::header(&mut self.wbuf, b'>', items.len() as i64),
+            Protocol::Resp2 => write::array_header(&mut self.wbuf, items.len()),
+        }
+        for item in items {
+            encode(item, self.session.proto, &mut self.wbuf);
         }
     }
 
@@ -152,13 +221,19 @@ impl Handler {
                     let reply = self.transaction(name, &argv).await;
                     self.emit(&reply);
                 }
+                Class::Subscription(name, kind, argv) => {
+                    self.flush_group(&mut group).await;
+                    self.subscription(name, kind, &argv);
+                }
                 Class::Connection(name, argv) => {
                     self.flush_group(&mut group).await;
                     // CLIENT LIST shows the command being run, like Redis.
                     self.publish();
                     self.entry.view.lock().expect("client view lock").last_cmd =
                         full_name(name, &argv);
-                    let reply = if name == "save" {
+                    let reply = if name == "config" && is_replicated_config_set(&argv) {
+                        self.config_set_replicated(&argv).await
+                    } else if name == "save" {
                         // SAVE blocks this connection until the snapshot is on disk.
                         match self.shared.cluster.save(Duration::from_secs(600)).await {
                             Some(_) => Reply::Ok,
@@ -205,10 +280,18 @@ impl Handler {
 
     /// Runs a pending group through the cluster and writes its replies.
     async fn flush_group(&mut self, group: &mut Group) {
+        let mut published: Vec<(usize, Bytes, bool)> = Vec::new();
         let (result, n) = match std::mem::replace(group, Group::None) {
             Group::None => return,
             Group::Writes(cmds) => {
                 let n = cmds.len();
+                for (i, cmd) in cmds.iter().enumerate() {
+                    let name = &cmd.argv[0];
+                    let shard = name.eq_ignore_ascii_case(b"spublish");
+                    if shard || name.eq_ignore_ascii_case(b"publish") {
+                        published.push((i, cmd.argv[1].clone(), shard));
+                    }
+                }
                 (self.shared.cluster.write(cmds).await, n)
             }
             Group::Reads(cmds) => {
@@ -216,8 +299,19 @@ impl Handler {
                 (self.shared.cluster.read(cmds).await, n)
             }
         };
+        // Pushes this group's entries caused come before its replies.
+        self.drain_pushes();
         match result {
-            Ok(replies) => replies.iter().for_each(|r| self.emit(r)),
+            Ok(mut replies) => {
+                // PUBLISH counts the receivers on this node (the engine
+                // cannot see subscriptions).
+                for (i, channel, shard) in published {
+                    if let Some(reply @ Reply::Int(_)) = replies.get_mut(i) {
+                        *reply = Reply::Int(self.shared.hub.receivers(&channel, shard) as i64);
+                    }
+                }
+                replies.iter().for_each(|r| self.emit(r))
+            }
             Err(e) => {
                 let reply = e.reply();
                 (0..n).for_each(|_| self.emit(&reply));
@@ -257,6 +351,27 @@ impl Handler {
         if !self.session.authenticated && !matches!(spec.name, "auth" | "hello" | "quit") {
             return Class::Reply(Reply::err("NOAUTH Authentication required."));
         }
+        if self.session.subs.active()
+            && self.session.proto == Protocol::Resp2
+            && !matches!(
+                spec.name,
+                "subscribe"
+                    | "ssubscribe"
+                    | "psubscribe"
+                    | "unsubscribe"
+                    | "sunsubscribe"
+                    | "punsubscribe"
+                    | "ping"
+                    | "quit"
+                    | "reset"
+            )
+        {
+            return Class::Reply(Reply::error(format!(
+                "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / \
+                 RESET are allowed in this context",
+                full_name(spec.name, &argv)
+            )));
+        }
         if let Some(tx) = &mut self.session.multi {
             if !transaction::runs_immediately(spec.name) {
                 if transaction::refused_in_multi(spec.name) {
@@ -277,6 +392,20 @@ impl Handler {
         }
         if matches!(spec.name, "multi" | "exec" | "discard" | "watch" | "unwatch") {
             return Class::Transaction(spec.name, argv);
+        }
+        if let Some(kind) = subscription_command(spec.name) {
+            return Class::Subscription(spec.name, kind, argv);
+        }
+        if spec.name == "ping"
+            && self.session.subs.active()
+            && self.session.proto == Protocol::Resp2
+        {
+            // In RESP2's subscribed mode PING answers in the push shape.
+            let arg = argv.get(1).cloned().unwrap_or_default();
+            if argv.len() > 2 {
+                return Class::Reply(raftcache_sm::command::arity_error("ping"));
+            }
+            return Class::Reply(Reply::Array(vec![Reply::bulk(b"pong"), Reply::Bulk(arg)]));
         }
         let mut cmd = Command { db: self.session.db as u32, argv };
         match spec.kind {
@@ -313,6 +442,74 @@ impl Handler {
                 machine.state.scripts().get(&sha).is_some_and(|body| body_flags(body))
             }
             _ => false,
+        }
+    }
+
+    /// SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE and their UN- forms: one reply per
+    /// channel (pushes in RESP3), as Redis sends them.
+    fn subscription(&mut self, name: &str, kind: SubKind, argv: &[Bytes]) {
+        let id = self.entry.id;
+        let hub = self.shared.hub.clone();
+        let (reply_name, subscribe) = match name {
+            "subscribe" | "psubscribe" | "ssubscribe" => (name, true),
+            _ => (name, false),
+        };
+        if subscribe {
+            if self.pushes.is_none() {
+                self.pushes = Some(hub.attach(id));
+            }
+            for channel in &argv[1..] {
+                if hub.subscribe(id, kind, channel) {
+                    self.session.subs.of(kind).push(channel.clone());
+                }
+                let count = self.session.subs.count(kind);
+                self.confirm(reply_name, Reply::Bulk(channel.clone()), count);
+            }
+            return;
+        }
+        // Unsubscribing: the channels named, or every one of this kind.
+        let names: Vec<Bytes> =
+            if argv.len() > 1 { argv[1..].to_vec() } else { self.session.subs.of(kind).clone() };
+        if names.is_empty() {
+            let count = self.session.subs.count(kind);
+            self.confirm(reply_name, Reply::Nil, count);
+            return;
+        }
+        for channel in names {
+            hub.unsubscribe(id, kind, &channel);
+            self.session.subs.of(kind).retain(|c| *c != channel);
+            let count = self.session.subs.count(kind);
+            self.confirm(reply_name, Reply::Bulk(channel), count);
+        }
+    }
+
+    /// CONFIG SET naming a cluster-wide parameter: checked whole first, the
+    /// cluster-wide values proposed through the log (every replica changes
+    /// them at one index), then the node's own values set.
+    async fn config_set_replicated(&mut self, argv: &[Bytes]) -> Reply {
+        let mut replicated = Vec::new();
+        let next = match crate::config_cmd::prepare_set(&self.shared, argv, &mut replicated) {
+            Ok(next) => next,
+            Err(e) => return e,
+        };
+        let ops = replicated.into_iter().map(|(name, value)| Op::Config { name, value }).collect();
+        match self.shared.cluster.write_ops(ops).await {
+            Ok(replies) => {
+                if let Some(e) = replies.into_iter().find(Reply::is_error) {
+                    return e;
+                }
+            }
+            Err(e) => return e.reply(),
+        }
+        crate::config_cmd::commit_set(&self.shared, next);
+        Reply::Ok
+    }
+
+    /// One subscription confirmation: `[kind, channel, count]`.
+    fn confirm(&mut self, kind: &str, channel: Reply, count: usize) {
+        let items = [Reply::bulk(kind.as_bytes()), channel, Reply::Int(count as i64)];
+        if self.session.reply_mode == ReplyMode::On {
+            self.push_frame(&items);
         }
     }
 
@@ -413,6 +610,23 @@ impl Handler {
     }
 }
 
+/// True for CONFIG SET naming a cluster-wide parameter.
+fn is_replicated_config_set(argv: &[Bytes]) -> bool {
+    argv.len() >= 4
+        && argv[1].eq_ignore_ascii_case(b"set")
+        && argv[2..].chunks(2).any(|pair| crate::config_cmd::replicated(&pair[0]))
+}
+
+/// The registry a subscription command works on.
+fn subscription_command(name: &str) -> Option<SubKind> {
+    match name {
+        "subscribe" | "unsubscribe" => Some(SubKind::Channel),
+        "psubscribe" | "punsubscribe" => Some(SubKind::Pattern),
+        "ssubscribe" | "sunsubscribe" => Some(SubKind::Shard),
+        _ => None,
+    }
+}
+
 /// `client|list` for container commands, the plain name otherwise.
 fn full_name(name: &str, argv: &[Bytes]) -> String {
     match (name, argv.get(1)) {
@@ -440,6 +654,8 @@ enum Class {
     Queued(Reply),
     /// MULTI, EXEC, DISCARD, WATCH, UNWATCH.
     Transaction(&'static str, Vec<Bytes>),
+    /// SUBSCRIBE and friends.
+    Subscription(&'static str, SubKind, Vec<Bytes>),
     /// Served by the node from connection state.
     Connection(&'static str, Vec<Bytes>),
     Read(Command),

@@ -16,6 +16,7 @@
 //! - [`cluster`]: the Raft group: bootstrap, write and read paths, peer and admin services.
 //! - [`clock`]: the only place wall-clock time is read.
 //! - [`encode`]: replies to RESP2/RESP3 bytes.
+//! - [`events`]: the engine's events routed to connections (pub/sub, keyspace notifications).
 //! - [`clients`], [`subcommand`]: client registry, subcommand resolution.
 
 // gRPC handlers return `tonic::Status`, which is large by design; boxing it
@@ -30,6 +31,7 @@ pub mod config;
 pub mod config_cmd;
 pub mod connection;
 pub mod encode;
+pub mod events;
 pub mod info;
 pub mod server;
 pub mod session;

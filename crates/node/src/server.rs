@@ -20,6 +20,7 @@ use crate::clock::{now_ms, PURGE_BATCH};
 use crate::cluster::{Cluster, Leader};
 use crate::config::Config;
 use crate::connection::Handler;
+use crate::events::Hub;
 
 /// Counters INFO stats reports.
 #[derive(Debug, Default)]
@@ -36,11 +37,16 @@ pub struct Shared {
     pub stats: Stats,
     pub run_id: String,
     pub started: Instant,
+    /// Who waits for the engine's events on this node (pub/sub …).
+    pub hub: Arc<Hub>,
 }
 
 impl Shared {
     pub fn new(config: Config, cluster: Arc<Cluster>) -> Shared {
         let run_id: String = (0..40).map(|_| format!("{:x}", rand::random::<u8>() % 16)).collect();
+        let hub = Arc::new(Hub::default());
+        let sink = hub.clone();
+        cluster.sm.set_event_sink(Box::new(move |applied| sink.dispatch(applied)));
         Shared {
             config,
             cluster,
@@ -48,6 +54,7 @@ impl Shared {
             stats: Stats::default(),
             run_id,
             started: Instant::now(),
+            hub,
         }
     }
 }

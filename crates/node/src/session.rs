@@ -45,6 +45,43 @@ pub struct Session {
     pub multi: Option<Transaction>,
     /// WATCHed keys and their marks, until EXEC, DISCARD or UNWATCH.
     pub watches: Vec<Watch>,
+    /// Pub/sub subscriptions, in the order they were made.
+    pub subs: Subscriptions,
+}
+
+/// A connection's pub/sub subscriptions (the node's registry is
+/// [`crate::events::Hub`]).
+#[derive(Debug, Default)]
+pub struct Subscriptions {
+    pub channels: Vec<Bytes>,
+    pub patterns: Vec<Bytes>,
+    pub shard: Vec<Bytes>,
+}
+
+impl Subscriptions {
+    /// The list for `kind`.
+    pub fn of(&mut self, kind: crate::events::Kind) -> &mut Vec<Bytes> {
+        match kind {
+            crate::events::Kind::Channel => &mut self.channels,
+            crate::events::Kind::Pattern => &mut self.patterns,
+            crate::events::Kind::Shard => &mut self.shard,
+        }
+    }
+
+    /// The count SUBSCRIBE-family replies carry: channels and patterns, or
+    /// shard channels for the S- commands.
+    pub fn count(&self, kind: crate::events::Kind) -> usize {
+        match kind {
+            crate::events::Kind::Shard => self.shard.len(),
+            _ => self.channels.len() + self.patterns.len(),
+        }
+    }
+
+    /// True while the connection has any subscription (RESP2's subscribed
+    /// mode).
+    pub fn active(&self) -> bool {
+        !(self.channels.is_empty() && self.patterns.is_empty() && self.shard.is_empty())
+    }
 }
 
 const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
@@ -118,6 +155,7 @@ impl Session {
             close_after_reply: false,
             multi: None,
             watches: Vec::new(),
+            subs: Subscriptions::default(),
         }
     }
 
@@ -170,8 +208,10 @@ impl Session {
                 self.watches.clear();
                 Reply::Ok
             }
+            "pubsub" => pubsub(shared, argv),
             "reset" => {
                 let open = shared.config.settings().requirepass.is_none();
+                shared.hub.detach(self.id);
                 *self = Session::new(self.id, open);
                 Reply::status("RESET")
             }
@@ -405,4 +445,56 @@ fn client_list(shared: &Shared, argv: &[Bytes]) -> Reply {
         }
     }
     Reply::Verbatim(Bytes::from(out))
+}
+
+const PUBSUB_HELP: &[&str] = &[
+    "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "CHANNELS [<pattern>]",
+    "    Return the currently active channels matching a <pattern> (default: '*').",
+    "NUMPAT",
+    "    Return number of subscriptions to patterns.",
+    "NUMSUB [<channel> ...]",
+    "    Return the number of subscribers for the specified channels, excluding",
+    "    pattern subscriptions(default: no channels).",
+    "SHARDCHANNELS [<pattern>]",
+    "    Return the currently active shard level channels matching a <pattern> (default: '*').",
+    "SHARDNUMSUB [<shardchannel> ...]",
+    "    Return the number of subscribers for the specified shard level channel(s)",
+    "HELP",
+    "    Print this help.",
+];
+
+/// PUBSUB CHANNELS | NUMSUB | NUMPAT | SHARDCHANNELS | SHARDNUMSUB | HELP:
+/// this node's subscriptions (subscriptions are per node, as in Redis
+/// Cluster).
+fn pubsub(shared: &Shared, argv: &[Bytes]) -> Reply {
+    use crate::events::Kind;
+    let sub = match subcommand("pubsub", argv) {
+        Ok(sub) => sub,
+        Err(e) => return e,
+    };
+    let hub = &shared.hub;
+    let channels = |kind| {
+        if argv.len() > 3 {
+            return Reply::err(errors::SYNTAX);
+        }
+        Reply::bulks(hub.channels(kind, argv.get(2).map(|p| &p[..])))
+    };
+    let numsub = |kind| {
+        let mut out = Vec::new();
+        for name in &argv[2..] {
+            out.push(Reply::Bulk(name.clone()));
+            out.push(Reply::Int(hub.count(kind, name) as i64));
+        }
+        Reply::Array(out)
+    };
+    match sub {
+        Sub("channels") => channels(Kind::Channel),
+        Sub("shardchannels") => channels(Kind::Shard),
+        Sub("numsub") => numsub(Kind::Channel),
+        Sub("shardnumsub") => numsub(Kind::Shard),
+        Sub("numpat") => Reply::Int(hub.patterns() as i64),
+        Sub("help") => help(PUBSUB_HELP),
+        Sub(_) => Reply::err(errors::SYNTAX),
+    }
 }

@@ -33,6 +33,12 @@ pub const SUBCOMMANDS: &[(&str, i32)] = &[
     ("object|help", 2),
     ("object|idletime", 3),
     ("object|refcount", 3),
+    ("pubsub|channels", -2),
+    ("pubsub|help", 2),
+    ("pubsub|numpat", 2),
+    ("pubsub|numsub", -2),
+    ("pubsub|shardchannels", -2),
+    ("pubsub|shardnumsub", -2),
 ];
 
 /// A resolved subcommand name (lowercase, without the parent).

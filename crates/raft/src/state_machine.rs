@@ -15,11 +15,12 @@ use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
-use raftcache_sm::{Op, Proposal, State};
+use raftcache_sm::event::Notify;
+use raftcache_sm::{Event, Op, Proposal, State};
 
 use crate::types::{
     LogId, Response, SnapshotFile, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
@@ -44,9 +45,27 @@ pub struct Machine {
     pub membership: StoredMembership,
 }
 
+/// The events of one applied entry, as the engine reported them (see
+/// `raftcache_sm::event`), with the entry's index and time.
 #[derive(Debug)]
+pub struct Applied {
+    pub index: u64,
+    pub time_ms: i64,
+    pub events: Vec<Event>,
+    /// `notify-keyspace-events` as of this entry (which channels keyspace
+    /// events go to).
+    pub notify: Notify,
+}
+
+/// Where applied events go: called inside apply, in log order, so it must
+/// not block (hand the events to a channel or a registry).
+pub type EventSink = Box<dyn Fn(Applied) + Send + Sync>;
+
 struct Inner {
     machine: RwLock<Machine>,
+    /// Set once by the node; events applied before are dropped (a restart's
+    /// replay has no one to tell).
+    sink: OnceLock<EventSink>,
     dir: PathBuf,
     /// The newest snapshot: its metadata and file.
     current: Mutex<Option<(SnapshotMeta, PathBuf)>>,
@@ -60,9 +79,15 @@ struct Inner {
 }
 
 /// The state machine store; clones share the engine.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct StateMachineStore {
     inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for StateMachineStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateMachineStore").field("dir", &self.inner.dir).finish_non_exhaustive()
+    }
 }
 
 fn io_err(e: impl std::error::Error + Send + Sync + 'static) -> StorageError {
@@ -83,6 +108,7 @@ impl StateMachineStore {
                 seq: AtomicU64::new(0),
                 applied_bytes: AtomicU64::new(0),
                 snapshot_bytes: AtomicU64::new(0),
+                sink: OnceLock::new(),
             }),
         };
         Ok(store)
@@ -145,6 +171,11 @@ impl StateMachineStore {
                 Ok((store, Loaded::Corrupt { reason }))
             }
         }
+    }
+
+    /// Sets where applied events go (once; later calls are ignored).
+    pub fn set_event_sink(&self, sink: EventSink) {
+        let _ = self.inner.sink.set(sink);
     }
 
     /// The size of the commands applied since the newest snapshot's state and
@@ -297,7 +328,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 EntryPayload::Blank => Response::default(),
                 EntryPayload::Normal(ref proposal) => {
                     self.inner.applied_bytes.fetch_add(proposal_bytes(proposal), Ordering::Relaxed);
-                    Response(machine.state.apply_proposal(entry.log_id.index, proposal))
+                    let replies = machine.state.apply_proposal(entry.log_id.index, proposal);
+                    let events = machine.state.take_events();
+                    if !events.is_empty() {
+                        if let Some(sink) = self.inner.sink.get() {
+                            let index = entry.log_id.index;
+                            let notify = machine.state.notify();
+                            sink(Applied { index, time_ms: proposal.time_ms, events, notify });
+                        }
+                    }
+                    Response(replies)
                 }
                 EntryPayload::Membership(membership) => {
                     machine.membership = StoredMembership::new(Some(entry.log_id), membership);

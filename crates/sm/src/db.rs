@@ -59,6 +59,10 @@ pub struct Db {
     expires: BTreeSet<(i64, Bytes)>,
     /// When keys that no longer exist last changed (WATCH on missing keys).
     pub(crate) gone: Tombstones,
+    /// Keys removed because they expired, while `expired` keyspace events
+    /// are wanted (drained into events after each command).
+    pub(crate) expired_keys: Vec<Bytes>,
+    pub(crate) track_expired: bool,
 }
 
 /// Most tombstones one database keeps. Past it the oldest go, and a WATCH of
@@ -238,6 +242,9 @@ impl Db {
             if let Some(at) = obj.expire_at {
                 self.expires.remove(&(at, stored.clone()));
             }
+            if self.track_expired {
+                self.expired_keys.push(stored.clone());
+            }
             self.gone.record(stored, obj.version);
         }
     }
@@ -373,6 +380,9 @@ impl Db {
                     let obj = self.keys.remove(&key);
                     debug_assert!(obj.is_some(), "expiry index out of sync");
                     if let Some((stored, obj)) = obj {
+                        if self.track_expired {
+                            self.expired_keys.push(stored.clone());
+                        }
                         self.gone.record(stored, obj.version);
                     }
                     removed += 1;

@@ -8,6 +8,8 @@
 //! sessions count (varint), then per session in id order: id, ack_below
 //!          (varints), last_seen_ms (zigzag varint), cached reply count, then
 //!          per cached proposal: seq, reply count, replies (see `put_reply`)
+//! config   if a cluster-wide parameter is not at its default: 0xFC, then
+//!          notify-keyspace-events flags (varint)
 //! per database with keys or tombstones, in index order:
 //!          0xFE, db index (varint), key count (varint),
 //!          then each key in canonical (KeyMap) order:
@@ -48,6 +50,7 @@ use thiserror::Error;
 
 use crate::cmd::scripting::Scripts;
 use crate::db::{Db, Object, Tombstones, MAX_TOMBSTONES};
+use crate::event::Notify;
 use crate::keymap::KeyMap;
 use crate::reply::Reply;
 use crate::session::{Session, Sessions};
@@ -62,6 +65,7 @@ pub const OLDEST_READABLE: u16 = 1;
 
 const TAG_DB: u8 = 0xFE;
 const TAG_SCRIPTS: u8 = 0xFD;
+const TAG_CONFIG: u8 = 0xFC;
 const TAG_END: u8 = 0xFF;
 const FLAG_EXPIRY: u8 = 0x80;
 const FLAG_RAW: u8 = 0x40;
@@ -384,6 +388,14 @@ fn read_sessions(r: &mut impl Read) -> Result<Sessions, SnapshotError> {
     Ok(sessions)
 }
 
+fn write_config(w: &mut impl Write, notify: Notify) -> io::Result<()> {
+    if notify == Notify::default() {
+        return Ok(());
+    }
+    w.write_all(&[TAG_CONFIG])?;
+    put_varint(w, u64::from(notify.0))
+}
+
 fn write_scripts(w: &mut impl Write, scripts: &Scripts) -> io::Result<()> {
     if scripts.is_empty() {
         return Ok(());
@@ -509,13 +521,30 @@ fn read_value(r: &mut impl Read, tag: u8) -> Result<Value, SnapshotError> {
     })
 }
 
-fn read_sections(r: &mut impl Read, version: u16) -> Result<(Vec<Db>, Scripts), SnapshotError> {
+/// What follows the sessions: databases, scripts, configuration.
+struct Sections {
+    dbs: Vec<Db>,
+    scripts: Scripts,
+    notify: Notify,
+}
+
+fn read_sections(r: &mut impl Read, version: u16) -> Result<Sections, SnapshotError> {
     let mut dbs = vec![Db::default(); DATABASES];
     let mut scripts = Scripts::default();
+    let mut notify = Notify::default();
     let mut last: Option<usize> = None;
     loop {
         match get_u8(r)? {
-            TAG_END => return Ok((dbs, scripts)),
+            TAG_END => return Ok(Sections { dbs, scripts, notify }),
+            TAG_CONFIG if version >= 2 && last.is_none() && notify == Notify::default() => {
+                let flags = get_varint(r)?;
+                notify = Notify(
+                    u32::try_from(flags).map_err(|_| SnapshotError::Corrupt("config flags"))?,
+                );
+                if notify == Notify::default() {
+                    return Err(SnapshotError::Corrupt("empty config section"));
+                }
+            }
             TAG_SCRIPTS if version >= 2 && scripts.is_empty() => {
                 let n = get_len(r)?;
                 for _ in 0..n {
@@ -579,6 +608,7 @@ impl State {
         put_varint(&mut counter, self.applied_index)?;
         put_varint(&mut counter, self.cluster_id)?;
         write_sessions(&mut counter, &self.sessions)?;
+        write_config(&mut counter, self.notify)?;
         write_dbs(&mut counter, &self.dbs)?;
         write_scripts(&mut counter, &self.scripts)?;
         counter.write_all(&[TAG_END])?;
@@ -619,7 +649,7 @@ impl State {
         let applied_index = get_varint(&mut r)?;
         let cluster_id = get_varint(&mut r)?;
         let sessions = read_sessions(&mut r)?;
-        let (dbs, scripts) = read_sections(&mut r, version)?;
+        let Sections { dbs, scripts, notify } = read_sections(&mut r, version)?;
         let computed = r.crc.clone().finalize();
         let mut stored = [0u8; 4];
         r.inner.read_exact(&mut stored)?;
@@ -630,7 +660,7 @@ impl State {
         if r.inner.read(&mut [0u8; 1])? != 0 {
             return Err(SnapshotError::Corrupt("trailing bytes after checksum"));
         }
-        Ok(State {
+        let mut state = State {
             dbs,
             clock_ms,
             applied_index,
@@ -638,7 +668,9 @@ impl State {
             cluster_id,
             scripts,
             ..State::default()
-        })
+        };
+        state.set_notify(notify);
+        Ok(state)
     }
 
     /// BLAKE3 of the canonical encoding of the whole state but the applied
@@ -649,6 +681,7 @@ impl State {
         put_signed(&mut hasher, self.clock_ms).expect("hashing cannot fail");
         put_varint(&mut hasher, self.cluster_id).expect("hashing cannot fail");
         write_sessions(&mut hasher, &self.sessions).expect("hashing cannot fail");
+        write_config(&mut hasher, self.notify).expect("hashing cannot fail");
         write_dbs(&mut hasher, &self.dbs).expect("hashing cannot fail");
         write_scripts(&mut hasher, &self.scripts).expect("hashing cannot fail");
         hasher.update(&[TAG_END]);

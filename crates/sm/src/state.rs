@@ -60,7 +60,19 @@ pub enum Op {
     /// this one entry unless a watched key changed after its mark, in which
     /// case none is and the reply is a null array. The reply is EXEC's array.
     Exec { watches: Vec<Watch>, calls: Vec<Call> },
+    /// CONFIG SET of a cluster-wide parameter (`notify-keyspace-events` …):
+    /// every replica changes it at the same index. The reply is CONFIG SET's.
+    Config { name: String, value: Bytes },
 }
+
+/// A parsed value of a cluster-wide parameter (see [`Op::Config`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplicatedConfig {
+    Notify(Notify),
+}
+
+/// The names of the cluster-wide parameters.
+pub const REPLICATED_CONFIG: &[&str] = &["notify-keyspace-events"];
 
 /// One queued command of a transaction.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,6 +192,9 @@ impl Exec<'_> {
     #[inline]
     pub fn notify_in(&mut self, db: usize, class: Class, event: &'static str, key: &[u8]) {
         if self.notify.wants(class) {
+            // Keys the command found expired come first, as in Redis (they
+            // expire when the command looks them up).
+            flush_expired(self.dbs, self.events);
             let key = Bytes::copy_from_slice(key);
             self.events.push(Event::Keyspace { db: db as u32, class, event, key });
         }
@@ -194,6 +209,21 @@ impl Exec<'_> {
             db: self.db,
             now: self.now,
             rng: self.rng.clone(),
+        }
+    }
+}
+
+/// Turns the keys the databases removed because they expired into
+/// `expired` keyspace events (recorded only while those are wanted).
+fn flush_expired(dbs: &mut [Db], events: &mut Vec<Event>) {
+    for (i, db) in dbs.iter_mut().enumerate() {
+        for key in db.expired_keys.drain(..) {
+            events.push(Event::Keyspace {
+                db: i as u32,
+                class: Class::Expired,
+                event: "expired",
+                key,
+            });
         }
     }
 }
@@ -301,6 +331,14 @@ impl State {
         self.clock_ms = self.clock_ms.max(stamp.time_ms);
         self.applied_index = stamp.index;
         let now = self.clock_ms;
+        let reply = self.apply_op(op, now, stamp);
+        if self.notify.wants(Class::Expired) {
+            flush_expired(&mut self.dbs, &mut self.events.0);
+        }
+        reply
+    }
+
+    fn apply_op(&mut self, op: &Op, now: i64, stamp: &Stamp) -> Reply {
         match op {
             Op::Command { db, argv } => self.apply_command(*db as usize, argv, now, stamp),
             Op::PurgeExpired { limit } => {
@@ -314,6 +352,7 @@ impl State {
                 Reply::Int(removed as i64)
             }
             Op::Exec { watches, calls } => self.apply_exec(watches, calls, now, stamp),
+            Op::Config { name, value } => self.apply_config(name, value),
             Op::Noop => Reply::Ok,
             Op::SetClusterId { id } => {
                 if self.cluster_id == 0 && *id != 0 {
@@ -323,6 +362,43 @@ impl State {
                     Reply::Int(0)
                 }
             }
+        }
+    }
+
+    /// Sets a cluster-wide parameter; the checks and error texts are CONFIG
+    /// SET's (the node checks first too, so a bad value rarely gets here).
+    fn apply_config(&mut self, name: &str, value: &[u8]) -> Reply {
+        match Self::check_config(name, value) {
+            Ok(ReplicatedConfig::Notify(flags)) => {
+                self.set_notify(flags);
+                Reply::Ok
+            }
+            Err(e) => e,
+        }
+    }
+
+    /// Parses a value of a cluster-wide parameter, with CONFIG SET's error.
+    pub fn check_config(name: &str, value: &[u8]) -> Result<ReplicatedConfig, Reply> {
+        let failed = |msg: &str| {
+            Reply::error(format!(
+                "ERR CONFIG SET failed (possibly related to argument '{name}') - {msg}"
+            ))
+        };
+        match name {
+            "notify-keyspace-events" => Notify::parse(value)
+                .map(ReplicatedConfig::Notify)
+                .ok_or_else(|| failed("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.")),
+            _ => Err(Reply::error(format!(
+                "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
+            ))),
+        }
+    }
+
+    /// The value of a cluster-wide parameter as CONFIG GET shows it.
+    pub fn config_value(&self, name: &str) -> Option<String> {
+        match name {
+            "notify-keyspace-events" => Some(self.notify.to_text()),
+            _ => None,
         }
     }
 
@@ -466,18 +542,25 @@ impl State {
         &self.dbs
     }
 
-    /// Sets which keyspace events are recorded. Crate-internal until
-    /// `notify-keyspace-events` is replicated configuration.
-    #[cfg(test)]
-    #[allow(dead_code)]
+    /// Sets which keyspace events are recorded (through [`Op::Config`], or
+    /// from a snapshot).
     pub(crate) fn set_notify(&mut self, notify: Notify) {
         self.notify = notify;
+        let track = notify.wants(Class::Expired);
+        for db in &mut self.dbs {
+            db.track_expired = track;
+        }
     }
 
     /// The events of the entries applied since the last call (see
     /// [`crate::event`]).
     pub fn take_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.events.0)
+    }
+
+    /// Which keyspace events are recorded, and to which channels.
+    pub fn notify(&self) -> Notify {
+        self.notify
     }
 
     /// The replicated script cache.

@@ -820,8 +820,11 @@ pub(crate) mod tests {
         h.state
             .take_events()
             .into_iter()
-            .map(|Event::Keyspace { event, key, .. }| {
-                format!("{event} {}", String::from_utf8_lossy(&key))
+            .filter_map(|e| match e {
+                Event::Keyspace { event, key, .. } => {
+                    Some(format!("{event} {}", String::from_utf8_lossy(&key)))
+                }
+                _ => None,
             })
             .collect()
     }

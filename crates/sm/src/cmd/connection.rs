@@ -24,4 +24,11 @@ pub const COMMANDS: &[Spec] = &[
     Spec::connection("discard", 1),
     Spec::connection_keys("watch", -2, (1, -1, 1)),
     Spec::connection("unwatch", 1),
+    Spec::connection("subscribe", -2),
+    Spec::connection("unsubscribe", -1),
+    Spec::connection("psubscribe", -2),
+    Spec::connection("punsubscribe", -1),
+    Spec::connection_keys("ssubscribe", -2, (1, -1, 1)),
+    Spec::connection_keys("sunsubscribe", -1, (1, -1, 1)),
+    Spec::connection("pubsub", -2),
 ];

@@ -15,6 +15,7 @@ pub mod hyperloglog;
 pub mod keys;
 pub mod lcs;
 pub mod lists;
+pub mod pubsub;
 pub mod scripting;
 pub mod server;
 pub mod sets;
@@ -35,4 +36,5 @@ pub const FAMILIES: &[&[Spec]] = &[
     bitmaps::COMMANDS,
     hyperloglog::COMMANDS,
     lcs::COMMANDS,
+    pubsub::COMMANDS,
 ];

@@ -1,0 +1,312 @@
+//! The node's side of the engine's events: who waits for what, and the
+//! pushes that tell them.
+//!
+//! The engine reports events beside its replies (`raftcache_sm::event`);
+//! the state machine hands each applied entry's events to [`Hub::dispatch`],
+//! in log order, on every node. The hub keeps this node's registry —
+//! pub/sub subscriptions of its connections today — and sends each
+//! connection what concerns it as a [`Push`] on the connection's channel; the
+//! connection writes it between replies.
+//!
+//! Messages travel through the log (PUBLISH is a write), so the subscribers
+//! of a channel on every node see its messages once each, in the same order.
+//! A node delivers only messages of entries it applies while they are fresh
+//! ([`FRESHNESS`]): a node that was cut off, or restarts and replays its log,
+//! does not deliver old messages late (Redis's pub/sub is at-most-once; a
+//! subscriber misses what was published while its node could not keep up).
+//!
+//! Keyspace notifications are messages on `__keyspace@<db>__:<key>` and
+//! `__keyevent@<db>__:<event>`, made here from the engine's
+//! `Event::Keyspace` as `notify-keyspace-events` asks (`K`, `E`).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use raftcache_raft::state_machine::Applied;
+use raftcache_sm::event::Notify;
+use raftcache_sm::glob;
+use raftcache_sm::Event;
+use tokio::sync::mpsc;
+
+use crate::clock::now_ms;
+
+/// Messages of entries older than this (by the entry's time against this
+/// node's clock) are not delivered: they are history, not news.
+pub const FRESHNESS_MS: i64 = 5_000;
+
+/// What a connection receives without asking.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Push {
+    /// `message` / `smessage` (`pattern` None) or `pmessage` (with the
+    /// pattern that matched).
+    Message { kind: &'static str, pattern: Option<Bytes>, channel: Bytes, payload: Bytes },
+}
+
+/// Which registry a subscription is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Channel,
+    Pattern,
+    Shard,
+}
+
+#[derive(Default)]
+struct Registry {
+    /// Each subscribed connection's push channel.
+    conns: HashMap<u64, mpsc::UnboundedSender<Push>>,
+    channels: BTreeMap<Bytes, BTreeSet<u64>>,
+    patterns: BTreeMap<Bytes, BTreeSet<u64>>,
+    shard: BTreeMap<Bytes, BTreeSet<u64>>,
+}
+
+impl Registry {
+    fn map(&mut self, kind: Kind) -> &mut BTreeMap<Bytes, BTreeSet<u64>> {
+        match kind {
+            Kind::Channel => &mut self.channels,
+            Kind::Pattern => &mut self.patterns,
+            Kind::Shard => &mut self.shard,
+        }
+    }
+
+    fn send(&self, id: u64, push: Push) {
+        if let Some(tx) = self.conns.get(&id) {
+            let _ = tx.send(push);
+        }
+    }
+
+    /// Delivers a message to this node's subscribers; returns how many
+    /// connections received it (PUBLISH's reply, counted here).
+    fn deliver(&self, channel: &Bytes, payload: &Bytes, shard: bool) -> usize {
+        let mut received = 0;
+        if shard {
+            for &id in self.shard.get(channel).into_iter().flatten() {
+                let kind = "smessage";
+                self.send(
+                    id,
+                    Push::Message {
+                        kind,
+                        pattern: None,
+                        channel: channel.clone(),
+                        payload: payload.clone(),
+                    },
+                );
+                received += 1;
+            }
+            return received;
+        }
+        for &id in self.channels.get(channel).into_iter().flatten() {
+            let kind = "message";
+            self.send(
+                id,
+                Push::Message {
+                    kind,
+                    pattern: None,
+                    channel: channel.clone(),
+                    payload: payload.clone(),
+                },
+            );
+            received += 1;
+        }
+        for (pattern, ids) in &self.patterns {
+            if glob::matches(pattern, channel) {
+                for &id in ids {
+                    self.send(
+                        id,
+                        Push::Message {
+                            kind: "pmessage",
+                            pattern: Some(pattern.clone()),
+                            channel: channel.clone(),
+                            payload: payload.clone(),
+                        },
+                    );
+                    received += 1;
+                }
+            }
+        }
+        received
+    }
+
+    fn receivers(&self, channel: &[u8], shard: bool) -> usize {
+        if shard {
+            return self.shard.get(channel).map_or(0, BTreeSet::len);
+        }
+        let direct = self.channels.get(channel).map_or(0, BTreeSet::len);
+        let by_pattern: usize = self
+            .patterns
+            .iter()
+            .filter(|(p, _)| glob::matches(p, channel))
+            .map(|(_, ids)| ids.len())
+            .sum();
+        direct + by_pattern
+    }
+}
+
+/// This node's registry of connections waiting for events.
+#[derive(Default)]
+pub struct Hub {
+    registry: Mutex<Registry>,
+}
+
+impl Hub {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Gives connection `id` a push channel (once, at its first
+    /// subscription); the connection reads the receiver.
+    pub fn attach(&self, id: u64) -> mpsc::UnboundedReceiver<Push> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.lock().conns.insert(id, tx);
+        rx
+    }
+
+    /// Forgets connection `id` and all its subscriptions.
+    pub fn detach(&self, id: u64) {
+        let mut guard = self.lock();
+        let r = &mut *guard;
+        if r.conns.remove(&id).is_none() {
+            return;
+        }
+        for map in [&mut r.channels, &mut r.patterns, &mut r.shard] {
+            map.retain(|_, ids| {
+                ids.remove(&id);
+                !ids.is_empty()
+            });
+        }
+    }
+
+    /// Subscribes `id` to `name`; false if it already was.
+    pub fn subscribe(&self, id: u64, kind: Kind, name: &Bytes) -> bool {
+        self.lock().map(kind).entry(name.clone()).or_default().insert(id)
+    }
+
+    /// Unsubscribes `id` from `name`; false if it was not subscribed.
+    pub fn unsubscribe(&self, id: u64, kind: Kind, name: &[u8]) -> bool {
+        let mut r = self.lock();
+        let map = r.map(kind);
+        let Some(ids) = map.get_mut(name) else { return false };
+        let removed = ids.remove(&id);
+        if ids.is_empty() {
+            map.remove(name);
+        }
+        removed
+    }
+
+    /// How many connections of this node would receive a message on
+    /// `channel` (PUBLISH's reply, like Redis Cluster's: this node only).
+    pub fn receivers(&self, channel: &[u8], shard: bool) -> usize {
+        self.lock().receivers(channel, shard)
+    }
+
+    /// PUBSUB CHANNELS / SHARDCHANNELS: channels with subscribers here
+    /// matching `pattern` (all without one).
+    pub fn channels(&self, kind: Kind, pattern: Option<&[u8]>) -> Vec<Bytes> {
+        let mut r = self.lock();
+        r.map(kind)
+            .keys()
+            .filter(|c| pattern.is_none_or(|p| glob::matches(p, c)))
+            .cloned()
+            .collect()
+    }
+
+    /// PUBSUB NUMSUB / SHARDNUMSUB: subscribers here of `name`.
+    pub fn count(&self, kind: Kind, name: &[u8]) -> usize {
+        self.lock().map(kind).get(name).map_or(0, BTreeSet::len)
+    }
+
+    /// PUBSUB NUMPAT: patterns subscribed here (by any number of clients).
+    pub fn patterns(&self) -> usize {
+        self.lock().patterns.len()
+    }
+
+    /// Takes the events of one applied entry (called by the state machine,
+    /// in log order, while it applies: it only looks up and sends).
+    pub fn dispatch(&self, applied: Applied) {
+        let notify = applied.notify;
+        if now_ms() - applied.time_ms > FRESHNESS_MS {
+            return;
+        }
+        let r = self.lock();
+        if r.conns.is_empty() {
+            return;
+        }
+        for event in applied.events {
+            match event {
+                Event::Message { channel, message, shard } => {
+                    r.deliver(&channel, &message, shard);
+                }
+                Event::Keyspace { db, event, key, .. } => {
+                    let name = Bytes::from_static(event.as_bytes());
+                    if notify.0 & Notify::KEYSPACE != 0 {
+                        let mut channel = format!("__keyspace@{db}__:").into_bytes();
+                        channel.extend_from_slice(&key);
+                        r.deliver(&Bytes::from(channel), &name, false);
+                    }
+                    if notify.0 & Notify::KEYEVENT != 0 {
+                        let channel = Bytes::from(format!("__keyevent@{db}__:{event}"));
+                        r.deliver(&channel, &key, false);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn messages_reach_channel_and_pattern_subscribers_and_are_counted() {
+        let hub = Hub::default();
+        let mut one = hub.attach(1);
+        let mut two = hub.attach(2);
+        assert!(hub.subscribe(1, Kind::Channel, &b("news")));
+        assert!(!hub.subscribe(1, Kind::Channel, &b("news")));
+        assert!(hub.subscribe(2, Kind::Pattern, &b("n*")));
+        assert_eq!(hub.receivers(b"news", false), 2);
+        let applied = Applied {
+            index: 1,
+            time_ms: now_ms(),
+            events: vec![Event::Message { channel: b("news"), message: b("hi"), shard: false }],
+            notify: Notify::default(),
+        };
+        hub.dispatch(applied);
+        assert_eq!(
+            one.try_recv().unwrap(),
+            Push::Message { kind: "message", pattern: None, channel: b("news"), payload: b("hi") }
+        );
+        assert_eq!(
+            two.try_recv().unwrap(),
+            Push::Message {
+                kind: "pmessage",
+                pattern: Some(b("n*")),
+                channel: b("news"),
+                payload: b("hi")
+            }
+        );
+        hub.detach(1);
+        assert_eq!(hub.receivers(b"news", false), 1);
+        assert_eq!(hub.channels(Kind::Channel, None), Vec::<Bytes>::new());
+    }
+
+    #[test]
+    fn stale_entries_are_not_delivered() {
+        let hub = Hub::default();
+        let mut rx = hub.attach(1);
+        hub.subscribe(1, Kind::Channel, &b("c"));
+        let old = Applied {
+            index: 1,
+            time_ms: now_ms() - FRESHNESS_MS - 1000,
+            events: vec![Event::Message { channel: b("c"), message: b("old"), shard: false }],
+            notify: Notify::default(),
+        };
+        hub.dispatch(old);
+        assert!(rx.try_recv().is_err());
+    }
+}
