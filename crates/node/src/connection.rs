@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use raftcache_resp::{write, Limits, Protocol, RequestDecoder};
+use raftcache_sm::blocked::WaiterId;
+use raftcache_sm::cmd::blocking;
 use raftcache_sm::command::{lookup, unknown_command_error};
 use raftcache_sm::{Kind, Op, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,9 +23,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::clients::ClientEntry;
+use crate::clock::now_ms;
+use crate::cluster::ClusterError;
 use crate::cluster::Command;
 use crate::encode::encode;
-use crate::events::{Kind as SubKind, Push};
+use crate::events::{Kind as SubKind, Push, Wakeup};
 use crate::server::Shared;
 use crate::session::{ReplyMode, Session};
 use crate::transaction::{self, Transaction};
@@ -46,6 +50,16 @@ pub struct Handler {
     last_cmd: &'static str,
     /// Pushes from the node's event hub, once the connection subscribed.
     pushes: Option<mpsc::UnboundedReceiver<Push>>,
+    /// The server's shutdown signal (a blocked client stops waiting on it).
+    shutdown: CancellationToken,
+}
+
+/// How a blocked client's wait ended.
+enum Wait {
+    Wakeup(Wakeup),
+    Timeout,
+    /// The client disconnected, or the server is stopping.
+    Gone,
 }
 
 /// What woke a connection waiting for input.
@@ -77,11 +91,13 @@ impl Handler {
             session,
             last_cmd: "",
             pushes: None,
+            shutdown: CancellationToken::new(),
         }
     }
 
     /// Runs the connection to its end.
     pub async fn run(mut self, shutdown: CancellationToken) {
+        self.shutdown = shutdown.clone();
         if let Err(e) = self.serve(shutdown).await {
             debug!(client = self.entry.id, error = %e, "connection ended with an error");
         }
@@ -224,6 +240,13 @@ impl Handler {
                 Class::Subscription(name, kind, argv) => {
                     self.flush_group(&mut group).await;
                     self.subscription(name, kind, &argv);
+                }
+                Class::Block(cmd) => {
+                    self.flush_group(&mut group).await;
+                    match self.block(cmd).await {
+                        Some(reply) => self.emit(&reply),
+                        None => return Ok(true),
+                    }
                 }
                 Class::Connection(name, argv) => {
                     self.flush_group(&mut group).await;
@@ -396,6 +419,9 @@ impl Handler {
         if let Some(kind) = subscription_command(spec.name) {
             return Class::Subscription(spec.name, kind, argv);
         }
+        if blocking::blocks(spec.name) {
+            return Class::Block(Command { db: self.session.db as u32, argv });
+        }
         if spec.name == "ping"
             && self.session.subs.active()
             && self.session.proto == Protocol::Resp2
@@ -480,6 +506,108 @@ impl Handler {
             self.session.subs.of(kind).retain(|c| *c != channel);
             let count = self.session.subs.count(kind);
             self.confirm(reply_name, Reply::Bulk(channel), count);
+        }
+    }
+
+    /// A blocking command (see `raftcache_sm::blocked`): one `Op::Block`
+    /// entry, which answers at once if a key has data or queues the client;
+    /// then the client waits for the engine to serve it, confirms through the
+    /// log that it takes the element, and only then gets it. `None` if the
+    /// client went away (the connection closes).
+    async fn block(&mut self, cmd: Command) -> Option<Reply> {
+        let b = match blocking::parse(&cmd.argv, now_ms()) {
+            Ok(b) => b,
+            Err(e) => return Some(e),
+        };
+        let deadline = b
+            .timeout_ms
+            .filter(|&t| t > 0)
+            .map(|t| tokio::time::Instant::now() + Duration::from_millis(t as u64));
+        let (hub, cluster) = (self.shared.hub.clone(), self.shared.cluster.clone());
+        let client = self.entry.id;
+        loop {
+            let (waiter, mut wakeups) = hub.block(cluster.proposer.session, client);
+            let op = Op::Block { waiter, db: cmd.db, argv: cmd.argv.clone() };
+            let reply = match cluster.write_ops(vec![op]).await {
+                Ok(mut replies) if replies.len() == 1 => replies.pop().expect("one reply"),
+                Ok(_) => Reply::err("ERR internal error: no reply"),
+                Err(e) => {
+                    // It may have been queued: take it back.
+                    hub.unblocked(waiter, client);
+                    give_up(&cluster, waiter);
+                    return Some(e.reply());
+                }
+            };
+            if reply != Reply::Blocked {
+                hub.unblocked(waiter, client);
+                return Some(reply);
+            }
+            let wait = self.wait_blocked(&mut wakeups, deadline).await;
+            hub.unblocked(waiter, client);
+            match wait {
+                Wait::Wakeup(Wakeup::Unblocked { reply, served: false }) => return Some(reply),
+                Wait::Wakeup(Wakeup::Unblocked { reply, served: true }) => {
+                    match cluster.write_ops(vec![Op::Delivered { waiter }]).await {
+                        Ok(confirmed) if confirmed == [Reply::Int(1)] => return Some(reply),
+                        // Given back meanwhile (our confirmation came too
+                        // late): wait again, if there is time left.
+                        Ok(_) => {
+                            if deadline.is_some_and(|d| d <= tokio::time::Instant::now()) {
+                                return Some(b.timed_out());
+                            }
+                        }
+                        // Maybe confirmed: hand it over rather than lose it.
+                        Err(ClusterError::Uncertain) => return Some(reply),
+                        Err(e) => {
+                            give_up(&cluster, waiter);
+                            return Some(e.reply());
+                        }
+                    }
+                }
+                Wait::Wakeup(Wakeup::Cancel { error }) => {
+                    give_up(&cluster, waiter);
+                    return Some(if error {
+                        Reply::err("UNBLOCKED client unblocked via CLIENT UNBLOCK")
+                    } else {
+                        b.timed_out()
+                    });
+                }
+                Wait::Timeout => {
+                    give_up(&cluster, waiter);
+                    return Some(b.timed_out());
+                }
+                Wait::Gone => {
+                    give_up(&cluster, waiter);
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Waits for a blocked client's wakeup, its timeout, or its going away
+    /// (bytes it sends meanwhile are kept for after).
+    async fn wait_blocked(
+        &mut self,
+        wakeups: &mut mpsc::UnboundedReceiver<Wakeup>,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Wait {
+        let shutdown = self.shutdown.clone();
+        loop {
+            let timer = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                w = wakeups.recv() => return w.map_or(Wait::Gone, Wait::Wakeup),
+                _ = timer => return Wait::Timeout,
+                _ = shutdown.cancelled() => return Wait::Gone,
+                r = self.stream.read_buf(&mut self.rbuf) => match r {
+                    Ok(0) | Err(_) => return Wait::Gone,
+                    Ok(_) => {}
+                },
+            }
         }
     }
 
@@ -610,6 +738,17 @@ impl Handler {
     }
 }
 
+/// Takes a waiter out of the engine's queues, in the background (its client
+/// is answered already): if it was served meanwhile, the element is given
+/// back. If this cannot commit, the waiter's deadline or the pending
+/// timeout does it (see `raftcache_sm::blocked`).
+fn give_up(cluster: &Arc<crate::cluster::Cluster>, waiter: WaiterId) {
+    let cluster = cluster.clone();
+    tokio::spawn(async move {
+        let _ = cluster.write_ops(vec![Op::Unblock { waiter }]).await;
+    });
+}
+
 /// True for CONFIG SET naming a cluster-wide parameter.
 fn is_replicated_config_set(argv: &[Bytes]) -> bool {
     argv.len() >= 4
@@ -656,6 +795,8 @@ enum Class {
     Transaction(&'static str, Vec<Bytes>),
     /// SUBSCRIBE and friends.
     Subscription(&'static str, SubKind, Vec<Bytes>),
+    /// A command that may block the client (BLPOP …).
+    Block(Command),
     /// Served by the node from connection state.
     Connection(&'static str, Vec<Bytes>),
     Read(Command),

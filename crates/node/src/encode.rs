@@ -54,7 +54,7 @@ pub fn encode(reply: &Reply, proto: Protocol, out: &mut BytesMut) {
                 out.extend_from_slice(b"\r\n");
             }
         },
-        Reply::NoReply => {}
+        Reply::NoReply | Reply::Blocked => {}
     }
 }
 

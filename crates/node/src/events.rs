@@ -20,13 +20,15 @@
 //! `Event::Keyspace` as `notify-keyspace-events` asks (`K`, `E`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use bytes::Bytes;
 use raftcache_raft::state_machine::Applied;
+use raftcache_sm::blocked::WaiterId;
 use raftcache_sm::event::Notify;
 use raftcache_sm::glob;
-use raftcache_sm::Event;
+use raftcache_sm::{Event, Reply};
 use tokio::sync::mpsc;
 
 use crate::clock::now_ms;
@@ -51,10 +53,25 @@ pub enum Kind {
     Shard,
 }
 
+/// What a blocked connection hears while it waits.
+#[derive(Debug)]
+pub enum Wakeup {
+    /// The engine served it (`served`) or timed it out: `reply` is its
+    /// command's answer (see `raftcache_sm::blocked`).
+    Unblocked { reply: Reply, served: bool },
+    /// CLIENT UNBLOCK: answer with the timeout reply, or (`error`) with
+    /// `-UNBLOCKED`.
+    Cancel { error: bool },
+}
+
 #[derive(Default)]
 struct Registry {
     /// Each subscribed connection's push channel.
     conns: HashMap<u64, mpsc::UnboundedSender<Push>>,
+    /// Blocked connections of this node: by waiter, and the waiter of each
+    /// client id (for CLIENT UNBLOCK).
+    waiters: HashMap<WaiterId, mpsc::UnboundedSender<Wakeup>>,
+    blocked_clients: HashMap<u64, WaiterId>,
     channels: BTreeMap<Bytes, BTreeSet<u64>>,
     patterns: BTreeMap<Bytes, BTreeSet<u64>>,
     shard: BTreeMap<Bytes, BTreeSet<u64>>,
@@ -146,6 +163,8 @@ impl Registry {
 #[derive(Default)]
 pub struct Hub {
     registry: Mutex<Registry>,
+    /// Numbers this node's waiters (with the proposer's session).
+    next_waiter: AtomicU64,
 }
 
 impl Hub {
@@ -220,19 +239,56 @@ impl Hub {
         self.lock().patterns.len()
     }
 
+    /// A new waiter id for a connection of this node that is about to block
+    /// (`session`: the node's proposer session), and the channel its
+    /// wakeups arrive on. Registered before the `Op::Block` is proposed, so
+    /// a serve in the same entry is not missed.
+    pub fn block(&self, session: u64, client: u64) -> (WaiterId, mpsc::UnboundedReceiver<Wakeup>) {
+        let id = WaiterId { session, seq: self.next_waiter.fetch_add(1, Ordering::Relaxed) };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut r = self.lock();
+        r.waiters.insert(id, tx);
+        r.blocked_clients.insert(client, id);
+        (id, rx)
+    }
+
+    /// The connection stopped waiting.
+    pub fn unblocked(&self, id: WaiterId, client: u64) {
+        let mut r = self.lock();
+        r.waiters.remove(&id);
+        if r.blocked_clients.get(&client) == Some(&id) {
+            r.blocked_clients.remove(&client);
+        }
+    }
+
+    /// Number of connections of this node blocked now.
+    pub fn blocked_count(&self) -> usize {
+        self.lock().waiters.len()
+    }
+
+    /// CLIENT UNBLOCK: wakes client `client` if it is blocked; false if not.
+    pub fn cancel(&self, client: u64, error: bool) -> bool {
+        let r = self.lock();
+        let Some(id) = r.blocked_clients.get(&client) else { return false };
+        r.waiters.get(id).is_some_and(|tx| tx.send(Wakeup::Cancel { error }).is_ok())
+    }
+
     /// Takes the events of one applied entry (called by the state machine,
     /// in log order, while it applies: it only looks up and sends).
     pub fn dispatch(&self, applied: Applied) {
         let notify = applied.notify;
-        if now_ms() - applied.time_ms > FRESHNESS_MS {
-            return;
-        }
+        let fresh = now_ms() - applied.time_ms <= FRESHNESS_MS;
         let r = self.lock();
-        if r.conns.is_empty() {
-            return;
-        }
         for event in applied.events {
             match event {
+                // Not news but the answer a blocked client waits for: never
+                // dropped for age (a waiter of another node is not here).
+                Event::Unblocked { waiter, reply, served } => {
+                    if let Some(tx) = r.waiters.get(&waiter) {
+                        let _ = tx.send(Wakeup::Unblocked { reply, served });
+                    }
+                }
+                _ if !fresh || r.conns.is_empty() => {}
                 Event::Message { channel, message, shard } => {
                     r.deliver(&channel, &message, shard);
                 }

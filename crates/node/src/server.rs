@@ -59,6 +59,26 @@ impl Shared {
     }
 }
 
+/// How often a node with blocked clients tells the engine its session lives
+/// (well inside the engine's 10-minute idle limit, after which it drops the
+/// session's waiters).
+const KEEPALIVE_PERIOD: Duration = Duration::from_secs(60);
+
+/// Keeps this node's origin session alive in the engine while it has
+/// blocked clients, with an empty entry.
+async fn keepalive(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(KEEPALIVE_PERIOD);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        if shared.hub.blocked_count() > 0 {
+            let _ = shared.cluster.write_ops(vec![raftcache_sm::Op::Noop]).await;
+        }
+    }
+}
+
 /// How often the reaper looks for expired keys (Redis's default `hz` is 10).
 const REAPER_PERIOD: Duration = Duration::from_millis(100);
 
@@ -84,6 +104,7 @@ pub async fn bind(config: &Config) -> anyhow::Result<Vec<TcpListener>> {
 pub async fn run(shared: Arc<Shared>, listeners: Vec<TcpListener>, shutdown: CancellationToken) {
     let tracker = TaskTracker::new();
     tracker.spawn(reaper(shared.clone(), shutdown.clone()));
+    tracker.spawn(keepalive(shared.clone(), shutdown.clone()));
     for listener in listeners {
         tracker.spawn(accept_loop(shared.clone(), listener, shutdown.clone(), tracker.clone()));
     }

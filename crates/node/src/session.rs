@@ -123,6 +123,8 @@ const CLIENT_HELP: &[&str] = &[
     "      Return clients of specified type.",
     "    * ID <client-id> [<client-id> ...]",
     "      Return clients of specified IDs only.",
+    "UNBLOCK <clientid> [TIMEOUT|ERROR]",
+    "    Unblock the specified blocked client.",
     "NO-EVICT (ON|OFF)",
     "    Protect current client connection from eviction.",
     "NO-TOUCH (ON|OFF)",
@@ -359,6 +361,7 @@ impl Session {
                 None => Reply::err(errors::SYNTAX),
             },
             Sub("reply") => self.client_reply(&argv[2]),
+            Sub("unblock") => client_unblock(shared, argv),
             Sub("help") => help(CLIENT_HELP),
             Sub(_) => Reply::err(errors::SYNTAX),
         }
@@ -405,6 +408,22 @@ impl Session {
             Reply::err(errors::SYNTAX)
         }
     }
+}
+
+/// CLIENT UNBLOCK client-id [TIMEOUT | ERROR]: a client of this node
+/// blocked in BLPOP and friends answers now; 1 if it was blocked.
+fn client_unblock(shared: &Shared, argv: &[Bytes]) -> Reply {
+    let Some(id) = parse_i64(&argv[2]) else { return Reply::err(errors::NOT_INTEGER) };
+    let error = match argv.get(3) {
+        None => false,
+        Some(r) if r.eq_ignore_ascii_case(b"timeout") => false,
+        Some(r) if r.eq_ignore_ascii_case(b"error") => true,
+        Some(_) => return Reply::err("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR"),
+    };
+    if argv.len() > 4 {
+        return Reply::err(errors::SYNTAX);
+    }
+    Reply::Int(i64::from(id > 0 && shared.hub.cancel(id as u64, error)))
 }
 
 /// CLIENT LIST [TYPE NORMAL|MASTER|REPLICA|PUBSUB] [ID id [id ...]]

@@ -17,6 +17,7 @@ pub const SUBCOMMANDS: &[(&str, i32)] = &[
     ("client|reply", 3),
     ("client|setinfo", 4),
     ("client|setname", 3),
+    ("client|unblock", -3),
     ("command|count", 2),
     ("command|docs", -2),
     ("command|getkeys", -3),

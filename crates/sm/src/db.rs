@@ -63,6 +63,10 @@ pub struct Db {
     /// are wanted (drained into events after each command).
     pub(crate) expired_keys: Vec<Bytes>,
     pub(crate) track_expired: bool,
+    /// Keys blocked clients wait for (see [`crate::blocked`]), and those of
+    /// them that a command created since the engine last looked.
+    pub(crate) awaited: BTreeSet<Bytes>,
+    pub(crate) ready: Vec<Bytes>,
 }
 
 /// Most tombstones one database keeps. Past it the oldest go, and a WATCH of
@@ -155,6 +159,9 @@ macro_rules! typed_access {
             make: impl FnOnce() -> $ty,
         ) -> Res<&mut $ty> {
             self.expire_if_needed(key, now);
+            if !self.awaited.is_empty() && !self.keys.contains_key(key) {
+                self.created(key);
+            }
             let obj = self.keys.get_or_insert_with(key, || Object::new(Value::$variant(make())));
             match &mut obj.value {
                 Value::$variant(v) => Ok(v),
@@ -302,8 +309,29 @@ impl Db {
                 if let Some(at) = new_expiry {
                     self.expires.insert((at, stored.clone()));
                 }
+                if !self.awaited.is_empty() {
+                    self.created(key);
+                }
                 self.keys.insert(stored, obj);
             }
+        }
+    }
+
+    /// Notes that a command created `key`: blocked clients may be served
+    /// (Redis's `signalKeyAsReady` from `dbAdd`).
+    fn created(&mut self, key: &[u8]) {
+        if self.awaited.contains(key) && !self.ready.iter().any(|k| k.as_ref() == key) {
+            self.ready.push(Bytes::copy_from_slice(key));
+        }
+    }
+
+    /// Keys blocked clients wait for that exist now (SWAPDB brought in a new
+    /// keyspace).
+    pub(crate) fn all_awaited_ready(&mut self, now: i64) {
+        let present: Vec<Bytes> =
+            self.awaited.iter().filter(|k| self.contains(k, now)).cloned().collect();
+        for key in present {
+            self.created(&key);
         }
     }
 

@@ -21,6 +21,9 @@
 
 use bytes::Bytes;
 
+use crate::blocked::WaiterId;
+use crate::reply::Reply;
+
 /// A keyspace event class, as a letter of `notify-keyspace-events`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Class {
@@ -163,6 +166,10 @@ pub enum Event {
     /// PUBLISH (or SPUBLISH, `shard`): a message for the subscribers of
     /// `channel` on every node.
     Message { channel: Bytes, message: Bytes, shard: bool },
+    /// A blocked client was served (`reply` is what its command answers) or
+    /// timed out by the leader's purge; its node delivers it after
+    /// confirming (see [`crate::blocked`]).
+    Unblocked { waiter: WaiterId, reply: Reply, served: bool },
 }
 
 /// The events waiting to be drained. Output, not state: equal to any other

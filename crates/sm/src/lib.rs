@@ -27,6 +27,7 @@
 //! # Layout
 //! - [`state`]: [`State`], [`Proposal`], [`Stamp`], [`Op`]; the apply/query contract.
 //! - [`session`]: duplicate suppression for retried proposals.
+//! - [`blocked`]: clients blocked on keys (BLPOP …), as replicated state.
 //! - [`command`]: the command table (names, arity, read/write, handlers).
 //! - `cmd/*`: the handlers, one file per command family.
 //! - [`db`]: one database: keyspace, expiry index, change marks for WATCH.
@@ -41,6 +42,7 @@
 //!   pattern matching.
 
 pub mod args;
+pub mod blocked;
 pub mod cmd;
 pub mod command;
 pub mod db;

@@ -49,6 +49,9 @@ pub enum Reply {
     BigNumber(Bytes),
     /// Nothing at all is sent (CLIENT REPLY OFF/SKIP).
     NoReply,
+    /// Not a reply for a client: `Op::Block` queued the client (its node
+    /// waits for the engine to serve it).
+    Blocked,
 }
 
 impl Reply {

@@ -86,8 +86,21 @@ impl Sessions {
     }
 
     /// Drops sessions idle since before `now - SESSION_IDLE_MS`.
-    pub fn expire_idle(&mut self, now: i64) {
-        self.map.retain(|_, s| s.last_seen_ms > now.saturating_sub(SESSION_IDLE_MS));
+    pub fn expire_idle(&mut self, now: i64) -> Vec<u64> {
+        let mut gone = Vec::new();
+        self.map.retain(|id, s| {
+            let keep = s.last_seen_ms > now.saturating_sub(SESSION_IDLE_MS);
+            if !keep {
+                gone.push(*id);
+            }
+            keep
+        });
+        gone
+    }
+
+    /// True if the session is known (its origin proposed within the idle time).
+    pub fn contains(&self, session: u64) -> bool {
+        self.map.contains_key(&session)
     }
 
     pub fn len(&self) -> usize {

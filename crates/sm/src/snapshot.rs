@@ -20,6 +20,13 @@
 //!            they were recorded: index (varint), key (bytes)
 //! scripts  if the script cache is not empty: 0xFD, count (varint), then each
 //!          body (bytes) in SHA1 order
+//! blocked  if clients are blocked or served elements unconfirmed: 0xFB, then
+//!          waiters (count, then in id order: session, seq, db, deadline
+//!          (zigzag), argv count and args, key count and keys), queues
+//!          (count, then in (db, key) order: db, key, ids count, then
+//!          session, seq each), pending (count, then in id order: session,
+//!          seq, at (zigzag), give-back: 0 nothing | 1 list (db, key, left
+//!          u8, count, items) | 2 zset (db, key, count, member and f64 bits))
 //! end      0xFF
 //! trailer  CRC-32 (IEEE) of everything above, u32 LE
 //! ```
@@ -48,6 +55,7 @@ use std::io::{self, Read, Write};
 use bytes::Bytes;
 use thiserror::Error;
 
+use crate::blocked::{Blocked, GiveBack, Pending, Waiter, WaiterId};
 use crate::cmd::scripting::Scripts;
 use crate::db::{Db, Object, Tombstones, MAX_TOMBSTONES};
 use crate::event::Notify;
@@ -66,6 +74,7 @@ pub const OLDEST_READABLE: u16 = 1;
 const TAG_DB: u8 = 0xFE;
 const TAG_SCRIPTS: u8 = 0xFD;
 const TAG_CONFIG: u8 = 0xFC;
+const TAG_BLOCKED: u8 = 0xFB;
 const TAG_END: u8 = 0xFF;
 const FLAG_EXPIRY: u8 = 0x80;
 const FLAG_RAW: u8 = 0x40;
@@ -294,6 +303,7 @@ fn put_reply<W: Write>(w: &mut W, r: &Reply) -> io::Result<()> {
             w.write_all(&[15])?;
             put_bytes(w, b)
         }
+        Reply::Blocked => w.write_all(&[16]),
     }
 }
 
@@ -345,6 +355,7 @@ fn get_reply<R: Read>(r: &mut R, depth: usize) -> Result<Reply, SnapshotError> {
         13 => Reply::Verbatim(get_bytes(r)?),
         14 => Reply::NoReply,
         15 => Reply::BigNumber(get_bytes(r)?),
+        16 => Reply::Blocked,
         _ => return Err(SnapshotError::Corrupt("unknown reply tag")),
     })
 }
@@ -386,6 +397,136 @@ fn read_sessions(r: &mut impl Read) -> Result<Sessions, SnapshotError> {
         }
     }
     Ok(sessions)
+}
+
+fn write_blocked(w: &mut impl Write, b: &Blocked) -> io::Result<()> {
+    if *b == Blocked::default() {
+        return Ok(());
+    }
+    w.write_all(&[TAG_BLOCKED])?;
+    put_varint(w, b.waiters.len() as u64)?;
+    for (id, waiter) in &b.waiters {
+        put_varint(w, id.session)?;
+        put_varint(w, id.seq)?;
+        put_varint(w, u64::from(waiter.db))?;
+        put_signed(w, waiter.deadline)?;
+        put_varint(w, waiter.argv.len() as u64)?;
+        waiter.argv.iter().try_for_each(|a| put_bytes(w, a))?;
+        put_varint(w, waiter.keys.len() as u64)?;
+        waiter.keys.iter().try_for_each(|k| put_bytes(w, k))?;
+    }
+    put_varint(w, b.queues.len() as u64)?;
+    for ((db, key), ids) in &b.queues {
+        put_varint(w, u64::from(*db))?;
+        put_bytes(w, key)?;
+        put_varint(w, ids.len() as u64)?;
+        for id in ids {
+            put_varint(w, id.session)?;
+            put_varint(w, id.seq)?;
+        }
+    }
+    put_varint(w, b.pending.len() as u64)?;
+    for (id, p) in &b.pending {
+        put_varint(w, id.session)?;
+        put_varint(w, id.seq)?;
+        put_signed(w, p.at)?;
+        match &p.give_back {
+            GiveBack::Nothing => w.write_all(&[0])?,
+            GiveBack::List { db, key, left, items } => {
+                w.write_all(&[1])?;
+                put_varint(w, u64::from(*db))?;
+                put_bytes(w, key)?;
+                w.write_all(&[u8::from(*left)])?;
+                put_varint(w, items.len() as u64)?;
+                items.iter().try_for_each(|i| put_bytes(w, i))?;
+            }
+            GiveBack::ZSet { db, key, items } => {
+                w.write_all(&[2])?;
+                put_varint(w, u64::from(*db))?;
+                put_bytes(w, key)?;
+                put_varint(w, items.len() as u64)?;
+                for (m, score) in items {
+                    put_bytes(w, m)?;
+                    w.write_all(&score.to_bits().to_le_bytes())?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn get_db_index(r: &mut impl Read) -> Result<u32, SnapshotError> {
+    match get_len(r)? {
+        i if i < DATABASES => Ok(i as u32),
+        _ => Err(SnapshotError::Corrupt("database index out of range")),
+    }
+}
+
+fn get_waiter_id(r: &mut impl Read) -> Result<WaiterId, SnapshotError> {
+    Ok(WaiterId { session: get_varint(r)?, seq: get_varint(r)? })
+}
+
+fn get_list(r: &mut impl Read) -> Result<Vec<Bytes>, SnapshotError> {
+    let n = get_len(r)?;
+    let mut out = Vec::with_capacity(n.min(PREALLOC_LIMIT));
+    for _ in 0..n {
+        out.push(get_bytes(r)?);
+    }
+    Ok(out)
+}
+
+fn read_blocked(r: &mut impl Read) -> Result<Blocked, SnapshotError> {
+    let mut b = Blocked::default();
+    for _ in 0..get_len(r)? {
+        let id = get_waiter_id(r)?;
+        let db = get_db_index(r)?;
+        let deadline = get_signed(r)?;
+        let argv = get_list(r)?;
+        let keys = get_list(r)?;
+        b.waiters.insert(id, Waiter { db, argv, keys, deadline });
+    }
+    for _ in 0..get_len(r)? {
+        let db = get_db_index(r)?;
+        let key = get_bytes(r)?;
+        let n = get_len(r)?;
+        let mut ids = std::collections::VecDeque::with_capacity(n.min(PREALLOC_LIMIT));
+        for _ in 0..n {
+            ids.push_back(get_waiter_id(r)?);
+        }
+        b.queues.insert((db, key), ids);
+    }
+    for _ in 0..get_len(r)? {
+        let id = get_waiter_id(r)?;
+        let at = get_signed(r)?;
+        let give_back = match get_u8(r)? {
+            0 => GiveBack::Nothing,
+            1 => {
+                let db = get_db_index(r)?;
+                let key = get_bytes(r)?;
+                let left = get_u8(r)? != 0;
+                GiveBack::List { db, key, left, items: get_list(r)? }
+            }
+            2 => {
+                let db = get_db_index(r)?;
+                let key = get_bytes(r)?;
+                let n = get_len(r)?;
+                let mut items = Vec::with_capacity(n.min(PREALLOC_LIMIT));
+                for _ in 0..n {
+                    let m = get_bytes(r)?;
+                    let mut bits = [0u8; 8];
+                    r.read_exact(&mut bits)?;
+                    items.push((m, f64::from_bits(u64::from_le_bytes(bits))));
+                }
+                GiveBack::ZSet { db, key, items }
+            }
+            _ => return Err(SnapshotError::Corrupt("unknown give-back kind")),
+        };
+        b.pending.insert(id, Pending { at, give_back });
+    }
+    if b == Blocked::default() {
+        return Err(SnapshotError::Corrupt("empty blocked section"));
+    }
+    Ok(b)
 }
 
 fn write_config(w: &mut impl Write, notify: Notify) -> io::Result<()> {
@@ -526,16 +667,23 @@ struct Sections {
     dbs: Vec<Db>,
     scripts: Scripts,
     notify: Notify,
+    blocked: Blocked,
 }
 
 fn read_sections(r: &mut impl Read, version: u16) -> Result<Sections, SnapshotError> {
     let mut dbs = vec![Db::default(); DATABASES];
     let mut scripts = Scripts::default();
     let mut notify = Notify::default();
+    let mut blocked = Blocked::default();
     let mut last: Option<usize> = None;
     loop {
         match get_u8(r)? {
-            TAG_END => return Ok(Sections { dbs, scripts, notify }),
+            TAG_END => return Ok(Sections { dbs, scripts, notify, blocked }),
+            TAG_BLOCKED if version >= 2 && blocked == Blocked::default() => {
+                blocked = read_blocked(r)?;
+                // The blocked section comes last.
+                last = Some(DATABASES + 1);
+            }
             TAG_CONFIG if version >= 2 && last.is_none() && notify == Notify::default() => {
                 let flags = get_varint(r)?;
                 notify = Notify(
@@ -545,7 +693,7 @@ fn read_sections(r: &mut impl Read, version: u16) -> Result<Sections, SnapshotEr
                     return Err(SnapshotError::Corrupt("empty config section"));
                 }
             }
-            TAG_SCRIPTS if version >= 2 && scripts.is_empty() => {
+            TAG_SCRIPTS if version >= 2 && scripts.is_empty() && last <= Some(DATABASES) => {
                 let n = get_len(r)?;
                 for _ in 0..n {
                     let body = get_bytes(r)?;
@@ -611,6 +759,7 @@ impl State {
         write_config(&mut counter, self.notify)?;
         write_dbs(&mut counter, &self.dbs)?;
         write_scripts(&mut counter, &self.scripts)?;
+        write_blocked(&mut counter, &self.blocked)?;
         counter.write_all(&[TAG_END])?;
         let count = counter.count + 4;
         let crc = w.crc.clone().finalize();
@@ -649,7 +798,7 @@ impl State {
         let applied_index = get_varint(&mut r)?;
         let cluster_id = get_varint(&mut r)?;
         let sessions = read_sessions(&mut r)?;
-        let Sections { dbs, scripts, notify } = read_sections(&mut r, version)?;
+        let Sections { dbs, scripts, notify, blocked } = read_sections(&mut r, version)?;
         let computed = r.crc.clone().finalize();
         let mut stored = [0u8; 4];
         r.inner.read_exact(&mut stored)?;
@@ -670,6 +819,7 @@ impl State {
             ..State::default()
         };
         state.set_notify(notify);
+        state.set_blocked(blocked);
         Ok(state)
     }
 
@@ -684,6 +834,7 @@ impl State {
         write_config(&mut hasher, self.notify).expect("hashing cannot fail");
         write_dbs(&mut hasher, &self.dbs).expect("hashing cannot fail");
         write_scripts(&mut hasher, &self.scripts).expect("hashing cannot fail");
+        write_blocked(&mut hasher, &self.blocked).expect("hashing cannot fail");
         hasher.update(&[TAG_END]);
         *hasher.finalize().as_bytes()
     }

@@ -24,6 +24,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::blocked::{Blocked, Pending, Waiter, WaiterId, MAX_WAITERS, PENDING_TIMEOUT_MS};
+use crate::cmd::blocking;
 use crate::cmd::scripting::{Scripts, VmCell};
 use crate::command::{self, Kind};
 use crate::db::Db;
@@ -63,6 +65,19 @@ pub enum Op {
     /// CONFIG SET of a cluster-wide parameter (`notify-keyspace-events` …):
     /// every replica changes it at the same index. The reply is CONFIG SET's.
     Config { name: String, value: Bytes },
+    /// A blocking command (BLPOP …) from a client that may block: served now
+    /// if a key has data (the command's reply), else the client is queued
+    /// ([`Reply::Blocked`]) until a later entry serves it (see
+    /// [`crate::blocked`]).
+    Block { waiter: WaiterId, db: u32, argv: Vec<Bytes> },
+    /// The waiter's node gives up on it (`gone`: its client left, timed out
+    /// or was unblocked): removed from the queues (reply 1), or, if it was
+    /// served and not yet confirmed, the element is given back (reply 2);
+    /// 0 if neither.
+    Unblock { waiter: WaiterId },
+    /// The waiter's node confirms it hands the served element to its client:
+    /// 1, or 0 if it was given back meanwhile.
+    Delivered { waiter: WaiterId },
 }
 
 /// A parsed value of a cluster-wide parameter (see [`Op::Config`]).
@@ -262,6 +277,8 @@ pub struct State {
     pub(crate) scripts: Scripts,
     /// This node's Lua interpreter: not replicated (see [`VmCell`]).
     pub(crate) vm: VmCell,
+    /// Blocked clients and served elements not yet confirmed: replicated.
+    pub(crate) blocked: Blocked,
     /// Events of the entries applied since the last [`State::take_events`]:
     /// output, not state (see [`crate::event`]).
     pub(crate) events: Outbox,
@@ -278,6 +295,7 @@ impl Default for State {
             notify: Notify::default(),
             scripts: Scripts::default(),
             vm: VmCell::default(),
+            blocked: Blocked::default(),
             events: Outbox::default(),
         }
     }
@@ -296,7 +314,10 @@ impl State {
         self.clock_ms = self.clock_ms.max(p.time_ms);
         self.applied_index = index;
         if index.is_multiple_of(SESSION_SWEEP_EVERY) {
-            self.sessions.expire_idle(self.clock_ms);
+            let gone = self.sessions.expire_idle(self.clock_ms);
+            if !gone.is_empty() && !self.blocked.is_empty() {
+                self.drop_sessions_waiters(&gone, index);
+            }
         }
         if let Some(origin) = &p.origin {
             match self.sessions.check(origin, self.clock_ms) {
@@ -332,10 +353,190 @@ impl State {
         self.applied_index = stamp.index;
         let now = self.clock_ms;
         let reply = self.apply_op(op, now, stamp);
+        if !self.blocked.waiters.is_empty() {
+            self.serve_ready(now, stamp);
+        }
         if self.notify.wants(Class::Expired) {
             flush_expired(&mut self.dbs, &mut self.events.0);
         }
         reply
+    }
+
+    /// An `Exec` over the whole state for the engine's own work (serving
+    /// waiters, giving back), in database `db`.
+    fn exec_in(&mut self, db: usize, now: i64, stamp: &Stamp) -> Exec<'_> {
+        Exec {
+            dbs: &mut self.dbs,
+            events: &mut self.events.0,
+            notify: self.notify,
+            scripts: &mut self.scripts,
+            vm: &self.vm,
+            db,
+            now,
+            rng: Rng::new(stamp.seed ^ stamp.index.rotate_left(17)),
+            index: stamp.index,
+        }
+    }
+
+    /// Serves the waiters of keys that commands created, in the order they
+    /// blocked, until no key that has waiters has data (Redis's
+    /// `handleClientsBlockedOnKeys`; serving may create keys in turn).
+    fn serve_ready(&mut self, now: i64, stamp: &Stamp) {
+        loop {
+            let Some((db, key)) = self.next_ready() else { return };
+            while let Some(waiter) = self.blocked.first(db as u32, &key) {
+                let Some(w) = self.blocked.waiters.get(&waiter).cloned() else { break };
+                let Ok(b) = blocking::parse(&w.argv, now) else {
+                    self.blocked.remove(waiter);
+                    self.sync_awaited(&w);
+                    continue;
+                };
+                let mut x = self.exec_in(db, now, stamp);
+                let Some((reply, give_back)) = blocking::serve_key(&mut x, &b, &key) else {
+                    break;
+                };
+                self.blocked.remove(waiter);
+                self.sync_awaited(&w);
+                self.blocked.pending.insert(waiter, Pending { at: now, give_back });
+                self.events.0.push(Event::Unblocked { waiter, reply, served: true });
+            }
+        }
+    }
+
+    /// The next key marked ready in any database.
+    fn next_ready(&mut self) -> Option<(usize, Bytes)> {
+        for (i, db) in self.dbs.iter_mut().enumerate() {
+            if !db.ready.is_empty() {
+                return Some((i, db.ready.remove(0)));
+            }
+        }
+        None
+    }
+
+    /// Keeps each database's set of awaited keys equal to the keys that have
+    /// waiters, after `w` left its queues.
+    fn sync_awaited(&mut self, w: &Waiter) {
+        for key in &w.keys {
+            if !self.blocked.has_waiters(w.db, key) {
+                self.dbs[w.db as usize].awaited.remove(key);
+            }
+        }
+    }
+
+    /// `Op::Block`: serves now or queues the client.
+    fn apply_block(
+        &mut self,
+        waiter: WaiterId,
+        db: usize,
+        argv: &[Bytes],
+        now: i64,
+        stamp: &Stamp,
+    ) -> Reply {
+        if db >= self.dbs.len() {
+            return Reply::err(crate::reply::errors::DB_INDEX);
+        }
+        let spec = match command::lookup_checked(argv) {
+            Ok(spec) => spec,
+            Err(reply) => return reply,
+        };
+        if !blocking::blocks(spec.name) {
+            return self.apply_command(db, argv, now, stamp);
+        }
+        let b = match blocking::parse(argv, now) {
+            Ok(b) => b,
+            Err(e) => return e,
+        };
+        // A node never reuses a waiter id; if one comes again, the old
+        // entry goes first so the queues stay consistent.
+        if let Some(old) = self.blocked.remove(waiter) {
+            self.sync_awaited(&old);
+        }
+        let mut x = self.exec_in(db, now, stamp);
+        match blocking::try_now(&mut x, &b) {
+            Err(e) => e,
+            Ok(Some((reply, _))) => reply,
+            Ok(None) if self.blocked.waiters.len() >= MAX_WAITERS => b.timed_out(),
+            Ok(None) => {
+                let timeout = b.timeout_ms.unwrap_or(0);
+                let deadline = if timeout == 0 { 0 } else { now.saturating_add(timeout) };
+                for key in &b.keys {
+                    self.dbs[db].awaited.insert(key.clone());
+                }
+                let w = Waiter { db: db as u32, argv: argv.to_vec(), keys: b.keys, deadline };
+                self.blocked.add(waiter, w);
+                Reply::Blocked
+            }
+        }
+    }
+
+    /// `Op::Unblock`: see its docs.
+    fn apply_unblock(&mut self, waiter: WaiterId, now: i64, stamp: &Stamp) -> Reply {
+        if let Some(w) = self.blocked.remove(waiter) {
+            self.sync_awaited(&w);
+            return Reply::Int(1);
+        }
+        if let Some(p) = self.blocked.pending.remove(&waiter) {
+            let mut x = self.exec_in(0, now, stamp);
+            blocking::give_back(&mut x, &p.give_back);
+            return Reply::Int(2);
+        }
+        Reply::Int(0)
+    }
+
+    /// Times out waiters past their deadline and gives back elements whose
+    /// node never confirmed them (the leader's purge entries).
+    fn purge_blocked(&mut self, now: i64, stamp: &Stamp) {
+        let late: Vec<WaiterId> = self
+            .blocked
+            .waiters
+            .iter()
+            .filter(|(_, w)| w.deadline > 0 && w.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for waiter in late {
+            if let Some(w) = self.blocked.remove(waiter) {
+                self.sync_awaited(&w);
+                let reply =
+                    blocking::parse(&w.argv, now).map_or(Reply::NilArray, |b| b.timed_out());
+                self.events.0.push(Event::Unblocked { waiter, reply, served: false });
+            }
+        }
+        let unconfirmed: Vec<WaiterId> = self
+            .blocked
+            .pending
+            .iter()
+            .filter(|(_, p)| p.at + PENDING_TIMEOUT_MS <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for waiter in unconfirmed {
+            if let Some(p) = self.blocked.pending.remove(&waiter) {
+                let mut x = self.exec_in(0, now, stamp);
+                blocking::give_back(&mut x, &p.give_back);
+            }
+        }
+    }
+
+    /// Drops the waiters (and gives back the unconfirmed elements) of origin
+    /// sessions the engine forgot.
+    fn drop_sessions_waiters(&mut self, sessions: &[u64], index: u64) {
+        let stamp = Stamp { index, time_ms: self.clock_ms, seed: index };
+        let now = self.clock_ms;
+        let mine = |id: &WaiterId| sessions.contains(&id.session);
+        let waiters: Vec<WaiterId> =
+            self.blocked.waiters.keys().filter(|id| mine(id)).copied().collect();
+        for waiter in waiters {
+            if let Some(w) = self.blocked.remove(waiter) {
+                self.sync_awaited(&w);
+            }
+        }
+        let pending: Vec<WaiterId> =
+            self.blocked.pending.keys().filter(|id| mine(id)).copied().collect();
+        for waiter in pending {
+            if let Some(p) = self.blocked.pending.remove(&waiter) {
+                let mut x = self.exec_in(0, now, &stamp);
+                blocking::give_back(&mut x, &p.give_back);
+            }
+        }
     }
 
     fn apply_op(&mut self, op: &Op, now: i64, stamp: &Stamp) -> Reply {
@@ -349,7 +550,17 @@ impl State {
                     left -= n;
                     removed += n;
                 }
+                if !self.blocked.is_empty() {
+                    self.purge_blocked(now, stamp);
+                }
                 Reply::Int(removed as i64)
+            }
+            Op::Block { waiter, db, argv } => {
+                self.apply_block(*waiter, *db as usize, argv, now, stamp)
+            }
+            Op::Unblock { waiter } => self.apply_unblock(*waiter, now, stamp),
+            Op::Delivered { waiter } => {
+                Reply::Int(i64::from(self.blocked.pending.remove(waiter).is_some()))
             }
             Op::Exec { watches, calls } => self.apply_exec(watches, calls, now, stamp),
             Op::Config { name, value } => self.apply_config(name, value),
@@ -580,6 +791,21 @@ impl State {
 
     /// The earliest expiry time in any database, for the reaper.
     pub fn next_expiry(&self) -> Option<i64> {
-        self.dbs.iter().filter_map(Db::next_expiry).min()
+        let keys = self.dbs.iter().filter_map(Db::next_expiry).min();
+        keys.into_iter().chain(self.blocked.next_deadline()).min()
+    }
+
+    /// The blocked clients and unconfirmed served elements.
+    pub fn blocked(&self) -> &Blocked {
+        &self.blocked
+    }
+
+    /// Installs blocked clients read from a snapshot, and the awaited keys
+    /// of each database that follow from them.
+    pub(crate) fn set_blocked(&mut self, blocked: Blocked) {
+        for (db, key) in blocked.queues.keys() {
+            self.dbs[*db as usize].awaited.insert(key.clone());
+        }
+        self.blocked = blocked;
     }
 }

@@ -40,7 +40,7 @@ fn own(b: &[u8]) -> Bytes {
     Bytes::copy_from_slice(b)
 }
 
-fn push(list: &mut List, value: Bytes, left: bool) {
+pub(crate) fn push(list: &mut List, value: Bytes, left: bool) {
     if left {
         list.push_front(value);
     } else {
@@ -48,7 +48,7 @@ fn push(list: &mut List, value: Bytes, left: bool) {
     }
 }
 
-fn pop(list: &mut List, left: bool) -> Option<Bytes> {
+pub(crate) fn pop(list: &mut List, left: bool) -> Option<Bytes> {
     if left {
         list.pop_front()
     } else {
@@ -157,7 +157,7 @@ fn pop_generic(x: &mut Exec, argv: &[Bytes], left: bool, name: &str) -> Res<Repl
 
 /// Redis's `listElementsRemoved`: the pop event, "del" if the list is now
 /// gone, and the signal.
-fn popped(x: &mut Exec, key: &[u8], left: bool) {
+pub(crate) fn popped(x: &mut Exec, key: &[u8], left: bool) {
     x.notify(Class::List, if left { "lpop" } else { "rpop" }, key);
     notify_if_gone(x, key);
     x.modified(key);
@@ -356,7 +356,7 @@ fn lpos(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
 }
 
 /// Parses LEFT / RIGHT; true for LEFT.
-fn side(arg: &[u8]) -> Res<bool> {
+pub(crate) fn side(arg: &[u8]) -> Res<bool> {
     if is(arg, "left") {
         Ok(true)
     } else if is(arg, "right") {
@@ -368,7 +368,7 @@ fn side(arg: &[u8]) -> Res<bool> {
 
 /// Pops from `src` and pushes onto `dst`, checking the destination's type
 /// before popping. `src == dst` rotates the list.
-fn lmove_generic(
+pub(crate) fn lmove_generic(
     x: &mut Exec,
     src: &[u8],
     dst: &[u8],

@@ -9,6 +9,7 @@
 use crate::command::Spec;
 
 pub mod bitmaps;
+pub mod blocking;
 pub mod connection;
 pub mod hashes;
 pub mod hyperloglog;
@@ -37,4 +38,5 @@ pub const FAMILIES: &[&[Spec]] = &[
     hyperloglog::COMMANDS,
     lcs::COMMANDS,
     pubsub::COMMANDS,
+    blocking::COMMANDS,
 ];

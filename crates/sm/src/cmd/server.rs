@@ -62,6 +62,10 @@ fn swapdb(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     if a != b {
         let (low, high) = x.dbs.split_at_mut(a.max(b));
         Db::swap_keyspaces(&mut low[a.min(b)], &mut high[0], x.index);
+        // Clients blocked on a key that the other database has are served.
+        let now = x.now;
+        x.dbs[a].all_awaited_ready(now);
+        x.dbs[b].all_awaited_ready(now);
     }
     Ok(Reply::Ok)
 }

@@ -180,7 +180,7 @@ pub(crate) fn reply_to_lua(lua: &Lua, reply: &Reply, resp3: bool) -> mlua::Resul
         }
         Reply::Int(n) => Value::Number(*n as f64),
         Reply::Bulk(b) => Value::String(lua.create_string(b)?),
-        Reply::Nil | Reply::NilArray | Reply::NoReply => null,
+        Reply::Nil | Reply::NilArray | Reply::NoReply | Reply::Blocked => null,
         Reply::Array(items) => array(lua, items.iter(), items.len(), resp3)?,
         Reply::Set(items) if resp3 => {
             let set = lua.create_table_with_capacity(0, items.len())?;
