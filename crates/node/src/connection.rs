@@ -81,6 +81,7 @@ impl Handler {
     pub fn new(shared: Arc<Shared>, stream: TcpStream, entry: Arc<ClientEntry>) -> Handler {
         let settings = shared.config.settings();
         let session = Session::new(entry.id, settings.requirepass.is_none());
+        let (shared_hub, entry_id) = (shared.hub.clone(), entry.id);
         Handler {
             decoder: RequestDecoder::new(limits(settings.proto_max_bulk_len)),
             shared,
@@ -90,7 +91,9 @@ impl Handler {
             wbuf: BytesMut::with_capacity(READ_CHUNK),
             session,
             last_cmd: "",
-            pushes: None,
+            // Every connection can receive pushes (a tracking redirect may
+            // name any client).
+            pushes: Some(shared_hub.attach(entry_id)),
             shutdown: CancellationToken::new(),
         }
     }
@@ -103,6 +106,9 @@ impl Handler {
         }
         self.shared.clients.unregister(self.entry.id);
         self.shared.hub.detach(self.entry.id);
+        if self.session.tracking.is_some() {
+            self.shared.cluster.sm.set_tracking(self.shared.hub.tracking());
+        }
     }
 
     async fn serve(&mut self, shutdown: CancellationToken) -> std::io::Result<()> {
@@ -138,7 +144,9 @@ impl Handler {
                 Wake::Stop => return Ok(()),
                 Wake::Push(Some(push)) => {
                     self.write_push(push);
-                    self.drain_pushes();
+                    for push in self.drain_pushes() {
+                        self.write_push(push);
+                    }
                     continue;
                 }
                 Wake::Push(None) => {
@@ -163,20 +171,51 @@ impl Handler {
     /// Writes a push (a pub/sub message) to the output buffer: a RESP3
     /// push, or a plain array in RESP2.
     fn write_push(&mut self, push: Push) {
-        let Push::Message { kind, pattern, channel, payload } = push;
-        let mut items = vec![Reply::Bulk(Bytes::from_static(kind.as_bytes()))];
-        items.extend(pattern.map(Reply::Bulk));
-        items.push(Reply::Bulk(channel));
-        items.push(Reply::Bulk(payload));
-        self.push_frame(&items);
+        let resp3 = self.session.proto == Protocol::Resp3;
+        match push {
+            Push::Message { kind, pattern, channel, payload } => {
+                let mut items = vec![Reply::Bulk(Bytes::from_static(kind.as_bytes()))];
+                items.extend(pattern.map(Reply::Bulk));
+                items.push(Reply::Bulk(channel));
+                items.push(Reply::Bulk(payload));
+                self.push_frame(&items);
+            }
+            Push::Invalidate { keys } => {
+                let keys = keys.map_or(Reply::Nil, Reply::bulks);
+                if resp3 {
+                    self.push_frame(&[Reply::bulk(b"invalidate"), keys]);
+                } else if self.session.subs.active() {
+                    // RESP2 has no pushes: a redirect target in subscribed
+                    // mode gets a message on __redis__:invalidate.
+                    let items =
+                        [Reply::bulk(b"message"), Reply::bulk(b"__redis__:invalidate"), keys];
+                    self.push_frame(&items);
+                }
+            }
+            Push::RedirectBroken { to } => {
+                if resp3 {
+                    self.push_frame(&[
+                        Reply::bulk(b"tracking-redir-broken"),
+                        Reply::Int(to as i64),
+                    ]);
+                }
+            }
+        }
     }
 
-    /// Writes the pushes already waiting (before the replies of a command
-    /// whose entry caused them, as Redis orders them).
-    fn drain_pushes(&mut self) {
+    /// Writes the pushes already waiting: messages now (before the replies
+    /// of the command whose entry caused them, as Redis orders them);
+    /// invalidations are returned, to go after the replies (Redis tells a
+    /// client of its own change after the command's reply).
+    fn drain_pushes(&mut self) -> Vec<Push> {
+        let mut later = Vec::new();
         while let Some(push) = self.pushes.as_mut().and_then(|rx| rx.try_recv().ok()) {
-            self.write_push(push);
+            match push {
+                Push::Message { .. } => self.write_push(push),
+                other => later.push(other),
+            }
         }
+        later
     }
 
     /// Encodes an out-of-band frame: `>` in RESP3, `*` in RESP2.
@@ -265,6 +304,9 @@ impl Handler {
                     } else {
                         self.session.execute(&self.shared, &self.entry, name, &argv)
                     };
+                    if self.session.tracking.is_some() && self.pushes.is_none() {
+                        self.pushes = Some(self.shared.hub.attach(self.entry.id));
+                    }
                     self.emit(&reply);
                 }
                 Class::Write(cmd) => {
@@ -315,15 +357,28 @@ impl Handler {
                         published.push((i, cmd.argv[1].clone(), shard));
                     }
                 }
+                if self.session.tracking.as_ref().is_some_and(|t| t.noloop) {
+                    let keys = cmds.iter().flat_map(|c| command_keys(&c.argv)).collect::<Vec<_>>();
+                    self.shared.hub.own_write(self.entry.id, keys);
+                }
                 (self.shared.cluster.write(cmds).await, n)
             }
             Group::Reads(cmds) => {
                 let n = cmds.len();
-                (self.shared.cluster.read(cmds).await, n)
+                let tracked = self.tracked_keys(&cmds);
+                let result = if tracked.is_empty() {
+                    self.shared.cluster.read(cmds).await
+                } else {
+                    // Remembered while the engine is locked for the read:
+                    // a change after the read is an invalidation.
+                    let (hub, id) = (self.shared.hub.clone(), self.entry.id);
+                    self.shared.cluster.read_then(cmds, move || hub.remember(id, tracked)).await
+                };
+                (result, n)
             }
         };
         // Pushes this group's entries caused come before its replies.
-        self.drain_pushes();
+        let later = self.drain_pushes();
         match result {
             Ok(mut replies) => {
                 // PUBLISH counts the receivers on this node (the engine
@@ -340,6 +395,30 @@ impl Handler {
                 (0..n).for_each(|_| self.emit(&reply));
             }
         }
+        for push in later {
+            self.write_push(push);
+        }
+    }
+
+    /// The keys of a read group that client-side caching remembers: every
+    /// key read, in the default mode (OPTIN: only after CLIENT CACHING yes;
+    /// OPTOUT: unless CLIENT CACHING no), none in BCAST mode.
+    fn tracked_keys(&mut self, cmds: &[Command]) -> Vec<Bytes> {
+        let Some(t) = &self.session.tracking else { return Vec::new() };
+        let caching = self.session.caching.take();
+        let wanted = if t.bcast {
+            false
+        } else if t.optin {
+            caching == Some(true)
+        } else if t.optout {
+            caching != Some(false)
+        } else {
+            true
+        };
+        if !wanted {
+            return Vec::new();
+        }
+        cmds.iter().flat_map(|c| command_keys(&c.argv)).collect()
     }
 
     /// Writes a reply unless CLIENT REPLY says otherwise.
@@ -754,6 +833,11 @@ fn is_replicated_config_set(argv: &[Bytes]) -> bool {
     argv.len() >= 4
         && argv[1].eq_ignore_ascii_case(b"set")
         && argv[2..].chunks(2).any(|pair| crate::config_cmd::replicated(&pair[0]))
+}
+
+/// The key arguments of a command (by its table entry).
+fn command_keys(argv: &[Bytes]) -> Vec<Bytes> {
+    lookup(&argv[0]).map(|spec| spec.keys(argv).into_iter().cloned().collect()).unwrap_or_default()
 }
 
 /// The registry a subscription command works on.

@@ -43,6 +43,24 @@ pub enum Push {
     /// `message` / `smessage` (`pattern` None) or `pmessage` (with the
     /// pattern that matched).
     Message { kind: &'static str, pattern: Option<Bytes>, channel: Bytes, payload: Bytes },
+    /// Client-side caching: these keys changed (`None`: everything, a
+    /// flush). A RESP3 `invalidate` push, or in RESP2 a message on
+    /// `__redis__:invalidate` for a subscribed connection.
+    Invalidate { keys: Option<Vec<Bytes>> },
+    /// The client that tracking redirects to is gone (RESP3 only).
+    RedirectBroken { to: u64 },
+}
+
+/// A connection's CLIENT TRACKING settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tracking {
+    /// The client that receives the invalidations (0: this one).
+    pub redirect: u64,
+    pub bcast: bool,
+    pub prefixes: Vec<Bytes>,
+    pub optin: bool,
+    pub optout: bool,
+    pub noloop: bool,
 }
 
 /// Which registry a subscription is in.
@@ -72,6 +90,12 @@ struct Registry {
     /// client id (for CLIENT UNBLOCK).
     waiters: HashMap<WaiterId, mpsc::UnboundedSender<Wakeup>>,
     blocked_clients: HashMap<u64, WaiterId>,
+    /// Client-side caching: each tracking client's settings, and the keys
+    /// clients in the default mode read (until their next change).
+    tracking: HashMap<u64, Tracking>,
+    tracked: HashMap<Bytes, BTreeSet<u64>>,
+    /// (client, key) changes a NOLOOP client made itself: not reported back.
+    own_writes: HashMap<(u64, Bytes), usize>,
     channels: BTreeMap<Bytes, BTreeSet<u64>>,
     patterns: BTreeMap<Bytes, BTreeSet<u64>>,
     shard: BTreeMap<Bytes, BTreeSet<u64>>,
@@ -144,6 +168,44 @@ impl Registry {
         received
     }
 
+    /// Sends an invalidation for `client` (to it, or where it redirects).
+    fn invalidate(&self, client: u64, keys: Option<Vec<Bytes>>) {
+        let Some(t) = self.tracking.get(&client) else { return };
+        if t.redirect == 0 {
+            self.send_any(client, Push::Invalidate { keys });
+        } else if self.conns.contains_key(&t.redirect) {
+            self.send_any(t.redirect, Push::Invalidate { keys });
+        } else {
+            self.send_any(client, Push::RedirectBroken { to: t.redirect });
+        }
+    }
+
+    fn send_any(&self, id: u64, push: Push) {
+        self.send(id, push);
+    }
+
+    /// A key changed: the clients that read it (default mode, one shot) and
+    /// the broadcast clients whose prefixes match are told.
+    fn key_changed(&mut self, key: Bytes) {
+        let mut told: Vec<u64> =
+            self.tracked.remove(&key).map(|s| s.into_iter().collect()).unwrap_or_default();
+        for (id, t) in &self.tracking {
+            if t.bcast && (t.prefixes.is_empty() || t.prefixes.iter().any(|p| key.starts_with(p))) {
+                told.push(*id);
+            }
+        }
+        for id in told {
+            if let Some(n) = self.own_writes.get_mut(&(id, key.clone())) {
+                *n -= 1;
+                if *n == 0 {
+                    self.own_writes.remove(&(id, key.clone()));
+                }
+                continue;
+            }
+            self.invalidate(id, Some(vec![key.clone()]));
+        }
+    }
+
     fn receivers(&self, channel: &[u8], shard: bool) -> usize {
         if shard {
             return self.shard.get(channel).map_or(0, BTreeSet::len);
@@ -184,6 +246,12 @@ impl Hub {
     pub fn detach(&self, id: u64) {
         let mut guard = self.lock();
         let r = &mut *guard;
+        r.tracking.remove(&id);
+        r.tracked.retain(|_, ids| {
+            ids.remove(&id);
+            !ids.is_empty()
+        });
+        r.own_writes.retain(|(c, _), _| *c != id);
         if r.conns.remove(&id).is_none() {
             return;
         }
@@ -239,6 +307,57 @@ impl Hub {
         self.lock().patterns.len()
     }
 
+    /// Turns tracking on for `client` (settings already checked), or
+    /// changes it. True if any client of this node tracks keys now.
+    pub fn track(&self, client: u64, settings: Tracking) -> bool {
+        let mut r = self.lock();
+        r.tracking.insert(client, settings);
+        true
+    }
+
+    /// Turns tracking off for `client`; true if some client still tracks.
+    pub fn untrack(&self, client: u64) -> bool {
+        let mut r = self.lock();
+        r.tracking.remove(&client);
+        r.tracked.retain(|_, ids| {
+            ids.remove(&client);
+            !ids.is_empty()
+        });
+        r.own_writes.retain(|(c, _), _| *c != client);
+        !r.tracking.is_empty()
+    }
+
+    /// True if some client of this node tracks keys.
+    pub fn tracking(&self) -> bool {
+        !self.lock().tracking.is_empty()
+    }
+
+    /// True if connection `id` exists here with a push channel or may get
+    /// one (a redirect target must be a client of this node).
+    pub fn has_push_channel(&self, id: u64) -> bool {
+        self.lock().conns.contains_key(&id)
+    }
+
+    /// Remembers that `client` read `keys` (default tracking mode): their
+    /// next change invalidates them. Call it while the engine's state is
+    /// locked for the read, so no change between the read and this is
+    /// missed.
+    pub fn remember(&self, client: u64, keys: impl IntoIterator<Item = Bytes>) {
+        let mut r = self.lock();
+        for key in keys {
+            r.tracked.entry(key).or_default().insert(client);
+        }
+    }
+
+    /// A NOLOOP client is about to write `keys`: their next change is its
+    /// own and is not reported to it.
+    pub fn own_write(&self, client: u64, keys: impl IntoIterator<Item = Bytes>) {
+        let mut r = self.lock();
+        for key in keys {
+            *r.own_writes.entry((client, key)).or_default() += 1;
+        }
+    }
+
     /// A new waiter id for a connection of this node that is about to block
     /// (`session`: the node's proposer session), and the channel its
     /// wakeups arrive on. Registered before the `Op::Block` is proposed, so
@@ -278,9 +397,22 @@ impl Hub {
     pub fn dispatch(&self, applied: Applied) {
         let notify = applied.notify;
         let fresh = now_ms() - applied.time_ms <= FRESHNESS_MS;
-        let r = self.lock();
+        let mut r = self.lock();
         for event in applied.events {
             match event {
+                // Caches must hear of every change, however late.
+                Event::Modified { key, .. } => {
+                    if !r.tracking.is_empty() {
+                        r.key_changed(key);
+                    }
+                }
+                Event::Flushed { .. } => {
+                    r.tracked.clear();
+                    let ids: Vec<u64> = r.tracking.keys().copied().collect();
+                    for id in ids {
+                        r.invalidate(id, None);
+                    }
+                }
                 // Not news but the answer a blocked client waits for: never
                 // dropped for age (a waiter of another node is not here).
                 Event::Unblocked { waiter, reply, served } => {

@@ -11,6 +11,7 @@ use raftcache_sm::{Reply, Watch};
 use crate::clients::ClientEntry;
 use crate::command_docs;
 use crate::config_cmd::config;
+use crate::events::Tracking;
 use crate::info::{info, REDIS_VERSION};
 use crate::server::Shared;
 use crate::subcommand::{subcommand, Sub};
@@ -47,6 +48,10 @@ pub struct Session {
     pub watches: Vec<Watch>,
     /// Pub/sub subscriptions, in the order they were made.
     pub subs: Subscriptions,
+    /// CLIENT TRACKING settings while tracking is on.
+    pub tracking: Option<Tracking>,
+    /// CLIENT CACHING yes/no for the next command (OPTIN/OPTOUT).
+    pub caching: Option<bool>,
 }
 
 /// A connection's pub/sub subscriptions (the node's registry is
@@ -158,6 +163,8 @@ impl Session {
             multi: None,
             watches: Vec::new(),
             subs: Subscriptions::default(),
+            tracking: None,
+            caching: None,
         }
     }
 
@@ -214,6 +221,7 @@ impl Session {
             "reset" => {
                 let open = shared.config.settings().requirepass.is_none();
                 shared.hub.detach(self.id);
+                shared.cluster.sm.set_tracking(shared.hub.tracking());
                 *self = Session::new(self.id, open);
                 Reply::status("RESET")
             }
@@ -362,9 +370,181 @@ impl Session {
             },
             Sub("reply") => self.client_reply(&argv[2]),
             Sub("unblock") => client_unblock(shared, argv),
+            Sub("tracking") => self.client_tracking(shared, argv),
+            Sub("caching") => self.client_caching(argv),
+            Sub("getredir") => Reply::Int(self.tracking.as_ref().map_or(-1, |t| t.redirect as i64)),
+            Sub("trackinginfo") => self.tracking_info(),
             Sub("help") => help(CLIENT_HELP),
             Sub(_) => Reply::err(errors::SYNTAX),
         }
+    }
+
+    /// CLIENT TRACKING ON|OFF [REDIRECT id] [BCAST] [PREFIX p …] [OPTIN]
+    /// [OPTOUT] [NOLOOP], with Redis 7.0's checks in its order.
+    fn client_tracking(&mut self, shared: &Shared, argv: &[Bytes]) -> Reply {
+        let mut t = Tracking::default();
+        let mut j = 3;
+        while j < argv.len() {
+            let more = j + 1 < argv.len();
+            let opt = &argv[j];
+            if opt.eq_ignore_ascii_case(b"redirect") && more {
+                j += 1;
+                if t.redirect != 0 {
+                    return Reply::err("ERR A client can only redirect to a single other client");
+                }
+                let Some(id) = parse_i64(&argv[j]) else { return Reply::err(errors::NOT_INTEGER) };
+                if id <= 0 || !shared.clients.list().iter().any(|c| c.id == id as u64) {
+                    return Reply::err("ERR The client ID you want redirect to does not exist");
+                }
+                t.redirect = id as u64;
+            } else if opt.eq_ignore_ascii_case(b"bcast") {
+                t.bcast = true;
+            } else if opt.eq_ignore_ascii_case(b"optin") {
+                t.optin = true;
+            } else if opt.eq_ignore_ascii_case(b"optout") {
+                t.optout = true;
+            } else if opt.eq_ignore_ascii_case(b"noloop") {
+                t.noloop = true;
+            } else if opt.eq_ignore_ascii_case(b"prefix") && more {
+                j += 1;
+                t.prefixes.push(argv[j].clone());
+            } else {
+                return Reply::err(errors::SYNTAX);
+            }
+            j += 1;
+        }
+        if argv[2].eq_ignore_ascii_case(b"off") {
+            self.tracking = None;
+            self.caching = None;
+            let any = shared.hub.untrack(self.id);
+            shared.cluster.sm.set_tracking(any);
+            return Reply::Ok;
+        }
+        if !argv[2].eq_ignore_ascii_case(b"on") {
+            return Reply::err(errors::SYNTAX);
+        }
+        if !t.bcast && !t.prefixes.is_empty() {
+            return Reply::err("ERR PREFIX option requires BCAST mode to be enabled");
+        }
+        if let Some(old) = &self.tracking {
+            if old.bcast != t.bcast {
+                return Reply::err(
+                    "ERR You can't switch BCAST mode on/off before disabling tracking for this \
+                     client, and then re-enabling it with a different mode.",
+                );
+            }
+        }
+        if t.bcast && (t.optin || t.optout) {
+            return Reply::err("ERR OPTIN and OPTOUT are not compatible with BCAST");
+        }
+        if t.optin && t.optout {
+            return Reply::err("ERR You can't specify both OPTIN mode and OPTOUT mode");
+        }
+        if let Some(old) = &self.tracking {
+            if (t.optin && old.optout) || (t.optout && old.optin) {
+                return Reply::err(
+                    "ERR You can't switch OPTIN/OPTOUT mode before disabling tracking for this \
+                     client, and then re-enabling it with a different mode.",
+                );
+            }
+        }
+        if t.bcast {
+            let existing = self.tracking.as_ref().map_or(&[][..], |o| &o.prefixes[..]);
+            for (i, p) in t.prefixes.iter().enumerate() {
+                let overlaps = |a: &[u8], b: &[u8]| a.starts_with(b) || b.starts_with(a);
+                if let Some(old) = existing.iter().find(|o| overlaps(o, p)) {
+                    return Reply::error(format!(
+                        "ERR Prefix '{}' overlaps with an existing prefix '{}'. Prefixes for a \
+                         single client must not overlap.",
+                        String::from_utf8_lossy(p),
+                        String::from_utf8_lossy(old)
+                    ));
+                }
+                if let Some(other) = t.prefixes[i + 1..].iter().find(|o| overlaps(o, p)) {
+                    return Reply::error(format!(
+                        "ERR Prefix '{}' overlaps with another provided prefix '{}'. Prefixes \
+                         for a single client must not overlap.",
+                        String::from_utf8_lossy(p),
+                        String::from_utf8_lossy(other)
+                    ));
+                }
+            }
+            // Enabling again adds prefixes (Redis keeps the old ones).
+            let mut all = existing.to_vec();
+            all.extend(t.prefixes.iter().cloned());
+            t.prefixes = all;
+        }
+        shared.hub.track(self.id, t.clone());
+        shared.cluster.sm.set_tracking(true);
+        self.tracking = Some(t);
+        Reply::Ok
+    }
+
+    /// CLIENT CACHING YES|NO
+    fn client_caching(&mut self, argv: &[Bytes]) -> Reply {
+        let Some(t) = &self.tracking else {
+            return Reply::err(
+                "ERR CLIENT CACHING can be called only when the client is in tracking mode with \
+                 OPTIN or OPTOUT mode enabled",
+            );
+        };
+        let opt = &argv[2];
+        if opt.eq_ignore_ascii_case(b"yes") {
+            if !t.optin {
+                return Reply::err(
+                    "ERR CLIENT CACHING YES is only valid when tracking is enabled in OPTIN mode.",
+                );
+            }
+            self.caching = Some(true);
+        } else if opt.eq_ignore_ascii_case(b"no") {
+            if !t.optout {
+                return Reply::err(
+                    "ERR CLIENT CACHING NO is only valid when tracking is enabled in OPTOUT mode.",
+                );
+            }
+            self.caching = Some(false);
+        } else {
+            return Reply::err(errors::SYNTAX);
+        }
+        Reply::Ok
+    }
+
+    /// CLIENT TRACKINGINFO
+    fn tracking_info(&self) -> Reply {
+        let mut flags = Vec::new();
+        let (redirect, prefixes) = match &self.tracking {
+            None => {
+                flags.push(bulk("off"));
+                (-1, Vec::new())
+            }
+            Some(t) => {
+                flags.push(bulk("on"));
+                if t.bcast {
+                    flags.push(bulk("bcast"));
+                }
+                if t.optin {
+                    flags.push(bulk("optin"));
+                    if self.caching == Some(true) {
+                        flags.push(bulk("caching-yes"));
+                    }
+                }
+                if t.optout {
+                    flags.push(bulk("optout"));
+                    if self.caching == Some(false) {
+                        flags.push(bulk("caching-no"));
+                    }
+                }
+                if t.noloop {
+                    flags.push(bulk("noloop"));
+                }
+                (t.redirect as i64, t.prefixes.clone())
+            }
+        };
+        Reply::Map(vec![
+            (bulk("flags"), Reply::Set(flags)),
+            (bulk("redirect"), Reply::Int(redirect)),
+            (bulk("prefixes"), Reply::bulks(prefixes)),
+        ])
     }
 
     /// CLIENT SETINFO LIB-NAME|LIB-VER value

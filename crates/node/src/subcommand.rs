@@ -7,7 +7,9 @@ use raftcache_sm::Reply;
 
 /// Every implemented subcommand as `parent|sub`, with its Redis arity.
 pub const SUBCOMMANDS: &[(&str, i32)] = &[
+    ("client|caching", 3),
     ("client|getname", 2),
+    ("client|getredir", 2),
     ("client|help", 2),
     ("client|id", 2),
     ("client|info", 2),
@@ -17,6 +19,8 @@ pub const SUBCOMMANDS: &[(&str, i32)] = &[
     ("client|reply", 3),
     ("client|setinfo", 4),
     ("client|setname", 3),
+    ("client|tracking", -3),
+    ("client|trackinginfo", 2),
     ("client|unblock", -3),
     ("command|count", 2),
     ("command|docs", -2),

@@ -66,6 +66,8 @@ struct Inner {
     /// Set once by the node; events applied before are dropped (a restart's
     /// replay has no one to tell).
     sink: OnceLock<EventSink>,
+    /// Some client of this node tracks keys: report key changes.
+    tracking: std::sync::atomic::AtomicBool,
     dir: PathBuf,
     /// The newest snapshot: its metadata and file.
     current: Mutex<Option<(SnapshotMeta, PathBuf)>>,
@@ -109,6 +111,7 @@ impl StateMachineStore {
                 applied_bytes: AtomicU64::new(0),
                 snapshot_bytes: AtomicU64::new(0),
                 sink: OnceLock::new(),
+                tracking: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         Ok(store)
@@ -171,6 +174,12 @@ impl StateMachineStore {
                 Ok((store, Loaded::Corrupt { reason }))
             }
         }
+    }
+
+    /// Whether applied entries report key changes (client-side caching on
+    /// this node); takes effect from the next applied batch.
+    pub fn set_tracking(&self, on: bool) {
+        self.inner.tracking.store(on, Ordering::Relaxed);
     }
 
     /// Sets where applied events go (once; later calls are ignored).
@@ -321,6 +330,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: Send,
     {
         let mut machine = self.inner.machine.write().expect("engine lock");
+        machine.state.set_tracking(self.inner.tracking.load(Ordering::Relaxed));
         let mut responses = Vec::new();
         for entry in entries {
             machine.last_applied = Some(entry.log_id);

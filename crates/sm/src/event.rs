@@ -170,13 +170,19 @@ pub enum Event {
     /// timed out by the leader's purge; its node delivers it after
     /// confirming (see [`crate::blocked`]).
     Unblocked { waiter: WaiterId, reply: Reply, served: bool },
+    /// A key changed (Redis's `signalModifiedKey`), for client-side caching
+    /// (invalidation). Recorded only while the node asks for it
+    /// ([`State::set_tracking`](crate::State::set_tracking)).
+    Modified { db: u32, key: Bytes },
+    /// A whole database (`Some`) or every database was flushed.
+    Flushed { db: Option<u32> },
 }
 
-/// The events waiting to be drained. Output, not state: equal to any other
-/// outbox and cloned empty, so it takes no part in comparing or copying a
-/// [`State`](crate::State).
+/// The events waiting to be drained, and whether key changes are wanted.
+/// Output, not state: equal to any other outbox and cloned empty, so it
+/// takes no part in comparing or copying a [`State`](crate::State).
 #[derive(Debug, Default)]
-pub struct Outbox(pub Vec<Event>);
+pub struct Outbox(pub Vec<Event>, pub bool);
 
 impl Clone for Outbox {
     fn clone(&self) -> Self {

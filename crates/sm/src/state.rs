@@ -158,6 +158,8 @@ pub struct Exec<'a> {
     /// Where [`Exec::notify`] records events, and which it records.
     pub events: &'a mut Vec<Event>,
     pub notify: Notify,
+    /// Record [`Event::Modified`] (some client of this node tracks keys).
+    pub track: bool,
     /// The replicated script cache and this node's interpreter.
     pub scripts: &'a mut Scripts,
     pub vm: &'a VmCell,
@@ -184,14 +186,24 @@ impl Exec<'_> {
     /// 7.0 calls `signalModifiedKey`, after the change.
     #[inline]
     pub fn modified(&mut self, key: &[u8]) {
-        let index = self.index;
-        self.dbs[self.db].touch(key, index);
+        let db = self.db;
+        self.modified_in(db, key);
     }
 
     /// [`Exec::modified`] for a key in database `db`.
     pub fn modified_in(&mut self, db: usize, key: &[u8]) {
         let index = self.index;
         self.dbs[db].touch(key, index);
+        if self.track {
+            self.events.push(Event::Modified { db: db as u32, key: Bytes::copy_from_slice(key) });
+        }
+    }
+
+    /// A database (`Some`) or all of them were flushed: tracked keys go.
+    pub fn flushed(&mut self, db: Option<usize>) {
+        if self.track {
+            self.events.push(Event::Flushed { db: db.map(|d| d as u32) });
+        }
     }
 
     /// Redis's `notifyKeyspaceEvent` for a key in the selected database:
@@ -209,7 +221,7 @@ impl Exec<'_> {
         if self.notify.wants(class) {
             // Keys the command found expired come first, as in Redis (they
             // expire when the command looks them up).
-            flush_expired(self.dbs, self.events);
+            flush_expired(self.dbs, self.events, self.notify, self.track);
             let key = Bytes::copy_from_slice(key);
             self.events.push(Event::Keyspace { db: db as u32, class, event, key });
         }
@@ -229,16 +241,22 @@ impl Exec<'_> {
 }
 
 /// Turns the keys the databases removed because they expired into
-/// `expired` keyspace events (recorded only while those are wanted).
-fn flush_expired(dbs: &mut [Db], events: &mut Vec<Event>) {
+/// `expired` keyspace events and key changes, as far as each is wanted.
+fn flush_expired(dbs: &mut [Db], events: &mut Vec<Event>, notify: Notify, track: bool) {
+    let keyspace = notify.wants(Class::Expired);
     for (i, db) in dbs.iter_mut().enumerate() {
         for key in db.expired_keys.drain(..) {
-            events.push(Event::Keyspace {
-                db: i as u32,
-                class: Class::Expired,
-                event: "expired",
-                key,
-            });
+            if keyspace {
+                events.push(Event::Keyspace {
+                    db: i as u32,
+                    class: Class::Expired,
+                    event: "expired",
+                    key: key.clone(),
+                });
+            }
+            if track {
+                events.push(Event::Modified { db: i as u32, key });
+            }
         }
     }
 }
@@ -356,8 +374,8 @@ impl State {
         if !self.blocked.waiters.is_empty() {
             self.serve_ready(now, stamp);
         }
-        if self.notify.wants(Class::Expired) {
-            flush_expired(&mut self.dbs, &mut self.events.0);
+        if self.notify.wants(Class::Expired) || self.events.1 {
+            flush_expired(&mut self.dbs, &mut self.events.0, self.notify, self.events.1);
         }
         reply
     }
@@ -369,6 +387,7 @@ impl State {
             dbs: &mut self.dbs,
             events: &mut self.events.0,
             notify: self.notify,
+            track: self.events.1,
             scripts: &mut self.scripts,
             vm: &self.vm,
             db,
@@ -685,6 +704,7 @@ impl State {
                     dbs: &mut self.dbs,
                     events: &mut self.events.0,
                     notify: self.notify,
+                    track: self.events.1,
                     scripts: &mut self.scripts,
                     vm: &self.vm,
                     db,
@@ -757,7 +777,21 @@ impl State {
     /// from a snapshot).
     pub(crate) fn set_notify(&mut self, notify: Notify) {
         self.notify = notify;
-        let track = notify.wants(Class::Expired);
+        self.update_expired_tracking();
+    }
+
+    /// Whether key changes are recorded as [`Event::Modified`] (a node sets
+    /// it while some client of it tracks keys). Not state: it changes only
+    /// which events apply reports.
+    pub fn set_tracking(&mut self, on: bool) {
+        if self.events.1 != on {
+            self.events.1 = on;
+            self.update_expired_tracking();
+        }
+    }
+
+    fn update_expired_tracking(&mut self) {
+        let track = self.notify.wants(Class::Expired) || self.events.1;
         for db in &mut self.dbs {
             db.track_expired = track;
         }

@@ -184,6 +184,25 @@ impl Cluster {
         Ok(self.read_local(&cmds))
     }
 
+    /// [`Cluster::read`], running `during` while the engine is locked for
+    /// the read: nothing is applied between the read and `during`.
+    pub async fn read_then(
+        &self,
+        cmds: Vec<Command>,
+        during: impl FnOnce(),
+    ) -> Result<Vec<Reply>, ClusterError> {
+        self.read_barrier().await?;
+        let machine = self.sm.read();
+        let now = now_ms();
+        let replies = cmds
+            .iter()
+            .map(|c| machine.state.query(c.db as usize, &c.argv, now, rand::random()))
+            .collect();
+        during();
+        drop(machine);
+        Ok(replies)
+    }
+
     /// Waits until this node may serve a read at the configured consistency:
     /// for `linearizable`, until it has applied every write acknowledged
     /// before the call (a read-index round); `stale` reads need nothing.

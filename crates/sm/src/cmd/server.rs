@@ -35,6 +35,8 @@ fn flushdb(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     check_flush_args(argv)?;
     let index = x.index;
     x.db().flush(index);
+    let db = x.db;
+    x.flushed(Some(db));
     Ok(Reply::Ok)
 }
 
@@ -43,6 +45,7 @@ fn flushall(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     check_flush_args(argv)?;
     let index = x.index;
     x.dbs.iter_mut().for_each(|db| db.flush(index));
+    x.flushed(None);
     Ok(Reply::Ok)
 }
 
