@@ -81,6 +81,56 @@ fn filter_docs(docs: Reply) -> Reply {
     }
 }
 
+/// Commands raftcache adds to Redis's, which no redis-server can describe:
+/// name, summary, since, group. COMMAND INFO/DOCS are made for them from
+/// the command table.
+const EXTENSIONS: &[(&str, &str, &str, &str)] = &[
+    (
+        "lock.acquire",
+        "Acquires a lock and returns its fencing token, optionally waiting in line.",
+        "raftcache 0.1.0",
+        "lock",
+    ),
+    ("lock.release", "Releases a lock held by the owner.", "raftcache 0.1.0", "lock"),
+    ("lock.renew", "Extends the lease of a lock held by the owner.", "raftcache 0.1.0", "lock"),
+    (
+        "lock.info",
+        "Shows a lock's owner, fencing token, lease and waiters.",
+        "raftcache 0.1.0",
+        "lock",
+    ),
+    (
+        "lock.fence",
+        "Fails unless the lock is held under the given fencing token.",
+        "raftcache 0.1.0",
+        "lock",
+    ),
+];
+
+/// COMMAND INFO and DOCS for an extension command, from its table entry.
+fn extension_meta(spec: &command::Spec, summary: &str, since: &str, group: &str) -> Meta {
+    let flag = if spec.is_write() { "write" } else { "readonly" };
+    let info = Reply::Array(vec![
+        bulk(spec.name),
+        Reply::Int(i64::from(spec.arity)),
+        Reply::Set(vec![Reply::status_owned(flag)]),
+        Reply::Int(i64::from(spec.first_key)),
+        Reply::Int(i64::from(spec.last_key)),
+        Reply::Int(i64::from(spec.step)),
+        Reply::Set(vec![Reply::status_owned(if spec.is_write() { "@write" } else { "@read" })]),
+        Reply::Set(vec![]),
+        Reply::Array(vec![]),
+        Reply::Array(vec![]),
+    ]);
+    let docs = Reply::Map(vec![
+        (bulk("summary"), bulk(summary)),
+        (bulk("since"), bulk(since)),
+        (bulk("group"), bulk(group)),
+        (bulk("complexity"), bulk("O(1)")),
+    ]);
+    Meta { info, docs }
+}
+
 fn table() -> &'static BTreeMap<String, Meta> {
     static TABLE: OnceLock<BTreeMap<String, Meta>> = OnceLock::new();
     TABLE.get_or_init(|| {
@@ -101,6 +151,12 @@ fn table() -> &'static BTreeMap<String, Meta> {
             let info = filter_info(frame_to_reply(&parts[0]));
             let docs = filter_docs(frame_to_reply(&parts[1]));
             map.insert(name, Meta { info, docs });
+        }
+        for (name, summary, since, group) in EXTENSIONS {
+            if let Some(spec) = command::lookup(name.as_bytes()) {
+                map.entry(name.to_string())
+                    .or_insert_with(|| extension_meta(spec, summary, since, group));
+            }
         }
         map
     })

@@ -68,6 +68,9 @@ pub enum GiveBack {
     List { db: u32, key: Bytes, left: bool, items: Vec<Bytes> },
     /// Members popped from a sorted set, with their scores.
     ZSet { db: u32, key: Bytes, items: Vec<(Bytes, f64)> },
+    /// A lock granted to a waiter: released (and granted to the next one)
+    /// if the waiter never takes it.
+    Lock { name: Bytes, token: u64 },
     /// Nothing left the keyspace (BLMOVE moved it to its destination).
     Nothing,
 }
@@ -138,6 +141,24 @@ impl Blocked {
     /// True if some client waits on `key` of database `db`.
     pub fn has_waiters(&self, db: u32, key: &[u8]) -> bool {
         self.queues.contains_key(&(db, Bytes::copy_from_slice(key)))
+    }
+
+    /// Removes a waiter and keeps the databases' awaited keys equal to the
+    /// keys that still have waiters.
+    pub(crate) fn remove_synced(
+        &mut self,
+        id: WaiterId,
+        dbs: &mut [crate::db::Db],
+    ) -> Option<Waiter> {
+        let w = self.remove(id)?;
+        if let Some(db) = dbs.get_mut(w.db as usize) {
+            for key in &w.keys {
+                if !self.has_waiters(w.db, key) {
+                    db.awaited.remove(key);
+                }
+            }
+        }
+        Some(w)
     }
 
     /// The earliest time something here times out (a waiter's deadline, a

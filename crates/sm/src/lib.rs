@@ -28,6 +28,7 @@
 //! - [`state`]: [`State`], [`Proposal`], [`Stamp`], [`Op`]; the apply/query contract.
 //! - [`session`]: duplicate suppression for retried proposals.
 //! - [`blocked`]: clients blocked on keys (BLPOP …), as replicated state.
+//! - [`locks`]: locks with fencing tokens (LOCK.ACQUIRE …), as replicated state.
 //! - [`command`]: the command table (names, arity, read/write, handlers).
 //! - `cmd/*`: the handlers, one file per command family.
 //! - [`db`]: one database: keyspace, expiry index, change marks for WATCH.
@@ -50,6 +51,7 @@ pub mod event;
 pub mod float;
 pub mod glob;
 pub mod keymap;
+pub mod locks;
 pub mod reply;
 pub mod script;
 pub mod session;

@@ -70,6 +70,11 @@ impl Reply {
         Reply::Status(Cow::Borrowed(text))
     }
 
+    /// A simple-string reply from any text.
+    pub fn status_owned(text: &str) -> Reply {
+        Reply::Status(Cow::Owned(text.to_string()))
+    }
+
     /// A bulk reply copied from a byte slice.
     pub fn bulk(data: &[u8]) -> Reply {
         Reply::Bulk(Bytes::copy_from_slice(data))

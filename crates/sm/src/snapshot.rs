@@ -26,7 +26,11 @@
 //!          (count, then in (db, key) order: db, key, ids count, then
 //!          session, seq each), pending (count, then in id order: session,
 //!          seq, at (zigzag), give-back: 0 nothing | 1 list (db, key, left
-//!          u8, count, items) | 2 zset (db, key, count, member and f64 bits))
+//!          u8, count, items) | 2 zset (db, key, count, member and f64 bits)
+//!          | 3 lock (name, token))
+//! locks    if a lock was ever granted: 0xFA, last token (varint), count,
+//!          then in name order: name, owner (bytes), token (varint),
+//!          expires_at (zigzag)
 //! end      0xFF
 //! trailer  CRC-32 (IEEE) of everything above, u32 LE
 //! ```
@@ -60,6 +64,7 @@ use crate::cmd::scripting::Scripts;
 use crate::db::{Db, Object, Tombstones, MAX_TOMBSTONES};
 use crate::event::Notify;
 use crate::keymap::KeyMap;
+use crate::locks::{Lock, Locks};
 use crate::reply::Reply;
 use crate::session::{Session, Sessions};
 use crate::state::{State, DATABASES};
@@ -75,6 +80,7 @@ const TAG_DB: u8 = 0xFE;
 const TAG_SCRIPTS: u8 = 0xFD;
 const TAG_CONFIG: u8 = 0xFC;
 const TAG_BLOCKED: u8 = 0xFB;
+const TAG_LOCKS: u8 = 0xFA;
 const TAG_END: u8 = 0xFF;
 const FLAG_EXPIRY: u8 = 0x80;
 const FLAG_RAW: u8 = 0x40;
@@ -432,6 +438,11 @@ fn write_blocked(w: &mut impl Write, b: &Blocked) -> io::Result<()> {
         put_signed(w, p.at)?;
         match &p.give_back {
             GiveBack::Nothing => w.write_all(&[0])?,
+            GiveBack::Lock { name, token } => {
+                w.write_all(&[3])?;
+                put_bytes(w, name)?;
+                put_varint(w, *token)?;
+            }
             GiveBack::List { db, key, left, items } => {
                 w.write_all(&[1])?;
                 put_varint(w, u64::from(*db))?;
@@ -456,8 +467,10 @@ fn write_blocked(w: &mut impl Write, b: &Blocked) -> io::Result<()> {
 }
 
 fn get_db_index(r: &mut impl Read) -> Result<u32, SnapshotError> {
-    match get_len(r)? {
-        i if i < DATABASES => Ok(i as u32),
+    match get_varint(r)? {
+        i if i < DATABASES as u64 => Ok(i as u32),
+        // Lock waiters queue under the locks' own number.
+        i if i == u64::from(crate::locks::LOCK_DB) => Ok(crate::locks::LOCK_DB),
         _ => Err(SnapshotError::Corrupt("database index out of range")),
     }
 }
@@ -518,6 +531,10 @@ fn read_blocked(r: &mut impl Read) -> Result<Blocked, SnapshotError> {
                     items.push((m, f64::from_bits(u64::from_le_bytes(bits))));
                 }
                 GiveBack::ZSet { db, key, items }
+            }
+            3 => {
+                let name = get_bytes(r)?;
+                GiveBack::Lock { name, token: get_varint(r)? }
             }
             _ => return Err(SnapshotError::Corrupt("unknown give-back kind")),
         };
@@ -668,73 +685,125 @@ struct Sections {
     scripts: Scripts,
     notify: Notify,
     blocked: Blocked,
+    locks: Locks,
 }
 
 fn read_sections(r: &mut impl Read, version: u16) -> Result<Sections, SnapshotError> {
-    let mut dbs = vec![Db::default(); DATABASES];
-    let mut scripts = Scripts::default();
-    let mut notify = Notify::default();
-    let mut blocked = Blocked::default();
-    let mut last: Option<usize> = None;
+    let mut out = Sections {
+        dbs: vec![Db::default(); DATABASES],
+        scripts: Scripts::default(),
+        notify: Notify::default(),
+        blocked: Blocked::default(),
+        locks: Locks::default(),
+    };
+    // Sections come in a fixed order, each at most once (databases in
+    // increasing index): config, databases, scripts, blocked, locks.
+    let mut last: Option<u8> = None;
+    let mut last_db: Option<usize> = None;
+    let mut next = |rank: u8| -> Result<(), SnapshotError> {
+        let repeated = last.is_some_and(|l| rank < l || (rank == l && rank != 1));
+        if repeated || (version < 2 && rank != 1) {
+            return Err(SnapshotError::Corrupt("snapshot sections out of order"));
+        }
+        last = Some(rank);
+        Ok(())
+    };
     loop {
         match get_u8(r)? {
-            TAG_END => return Ok(Sections { dbs, scripts, notify, blocked }),
-            TAG_BLOCKED if version >= 2 && blocked == Blocked::default() => {
-                blocked = read_blocked(r)?;
-                // The blocked section comes last.
-                last = Some(DATABASES + 1);
-            }
-            TAG_CONFIG if version >= 2 && last.is_none() && notify == Notify::default() => {
+            TAG_END => return Ok(out),
+            TAG_CONFIG => {
+                next(0)?;
                 let flags = get_varint(r)?;
-                notify = Notify(
+                out.notify = Notify(
                     u32::try_from(flags).map_err(|_| SnapshotError::Corrupt("config flags"))?,
                 );
-                if notify == Notify::default() {
+                if out.notify == Notify::default() {
                     return Err(SnapshotError::Corrupt("empty config section"));
                 }
             }
-            TAG_SCRIPTS if version >= 2 && scripts.is_empty() && last <= Some(DATABASES) => {
-                let n = get_len(r)?;
-                for _ in 0..n {
-                    let body = get_bytes(r)?;
-                    scripts.insert(crate::script::sha1_hex(&body), body);
-                }
-                if scripts.len() != n {
-                    return Err(SnapshotError::Corrupt("duplicate scripts"));
-                }
-                // Scripts come after every database.
-                last = Some(DATABASES);
-            }
             TAG_DB => {
+                next(1)?;
                 let index = get_len(r)?;
-                if index >= DATABASES || last.is_some_and(|l| index <= l) {
+                if index >= DATABASES || last_db.is_some_and(|l| index <= l) {
                     return Err(SnapshotError::Corrupt("database index out of order"));
                 }
-                last = Some(index);
+                last_db = Some(index);
                 let count = get_len(r)?;
                 for _ in 0..count {
                     let tag = get_u8(r)?;
                     let expire_at =
                         if tag & FLAG_EXPIRY != 0 { Some(get_signed(r)?) } else { None };
                     let key = get_bytes(r)?;
-                    let version = if version >= 2 { get_varint(r)? } else { 0 };
+                    let key_version = if version >= 2 { get_varint(r)? } else { 0 };
                     let value = read_value(r, tag & 0x0f)?;
                     if value.is_empty_collection() {
                         return Err(SnapshotError::Corrupt("empty collection"));
                     }
-                    if dbs[index].keymap().contains_key(&key) {
+                    if out.dbs[index].keymap().contains_key(&key) {
                         return Err(SnapshotError::Corrupt("duplicate keys"));
                     }
-                    let obj = Object { value, expire_at, raw: tag & FLAG_RAW != 0, version };
-                    dbs[index].restore_insert(key, obj);
+                    let obj =
+                        Object { value, expire_at, raw: tag & FLAG_RAW != 0, version: key_version };
+                    out.dbs[index].restore_insert(key, obj);
                 }
                 if version >= 2 {
-                    dbs[index].gone = read_tombstones(r)?;
+                    out.dbs[index].gone = read_tombstones(r)?;
                 }
+            }
+            TAG_SCRIPTS => {
+                next(2)?;
+                let n = get_len(r)?;
+                for _ in 0..n {
+                    let body = get_bytes(r)?;
+                    out.scripts.insert(crate::script::sha1_hex(&body), body);
+                }
+                if out.scripts.len() != n || n == 0 {
+                    return Err(SnapshotError::Corrupt("duplicate or no scripts"));
+                }
+            }
+            TAG_BLOCKED => {
+                next(3)?;
+                out.blocked = read_blocked(r)?;
+            }
+            TAG_LOCKS => {
+                next(4)?;
+                out.locks = read_locks(r)?;
             }
             _ => return Err(SnapshotError::Corrupt("unknown section tag")),
         }
     }
+}
+
+fn write_locks(w: &mut impl Write, locks: &Locks) -> io::Result<()> {
+    if locks.is_empty() {
+        return Ok(());
+    }
+    w.write_all(&[TAG_LOCKS])?;
+    put_varint(w, locks.last_token)?;
+    put_varint(w, locks.held.len() as u64)?;
+    for (name, lock) in &locks.held {
+        put_bytes(w, name)?;
+        put_bytes(w, &lock.owner)?;
+        put_varint(w, lock.token)?;
+        put_signed(w, lock.expires_at)?;
+    }
+    Ok(())
+}
+
+fn read_locks(r: &mut impl Read) -> Result<Locks, SnapshotError> {
+    let mut locks = Locks { last_token: get_varint(r)?, ..Locks::default() };
+    let n = get_len(r)?;
+    for _ in 0..n {
+        let name = get_bytes(r)?;
+        let owner = get_bytes(r)?;
+        let token = get_varint(r)?;
+        let expires_at = get_signed(r)?;
+        locks.held.insert(name, Lock { owner, token, expires_at });
+    }
+    if locks.len() != n || locks.is_empty() {
+        return Err(SnapshotError::Corrupt("duplicate or no locks"));
+    }
+    Ok(locks)
 }
 
 /// Buffer size for snapshot files.
@@ -760,6 +829,7 @@ impl State {
         write_dbs(&mut counter, &self.dbs)?;
         write_scripts(&mut counter, &self.scripts)?;
         write_blocked(&mut counter, &self.blocked)?;
+        write_locks(&mut counter, &self.locks)?;
         counter.write_all(&[TAG_END])?;
         let count = counter.count + 4;
         let crc = w.crc.clone().finalize();
@@ -798,7 +868,7 @@ impl State {
         let applied_index = get_varint(&mut r)?;
         let cluster_id = get_varint(&mut r)?;
         let sessions = read_sessions(&mut r)?;
-        let Sections { dbs, scripts, notify, blocked } = read_sections(&mut r, version)?;
+        let Sections { dbs, scripts, notify, blocked, locks } = read_sections(&mut r, version)?;
         let computed = r.crc.clone().finalize();
         let mut stored = [0u8; 4];
         r.inner.read_exact(&mut stored)?;
@@ -816,6 +886,7 @@ impl State {
             sessions,
             cluster_id,
             scripts,
+            locks,
             ..State::default()
         };
         state.set_notify(notify);
@@ -835,6 +906,7 @@ impl State {
         write_dbs(&mut hasher, &self.dbs).expect("hashing cannot fail");
         write_scripts(&mut hasher, &self.scripts).expect("hashing cannot fail");
         write_blocked(&mut hasher, &self.blocked).expect("hashing cannot fail");
+        write_locks(&mut hasher, &self.locks).expect("hashing cannot fail");
         hasher.update(&[TAG_END]);
         *hasher.finalize().as_bytes()
     }

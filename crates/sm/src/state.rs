@@ -30,6 +30,7 @@ use crate::cmd::scripting::{Scripts, VmCell};
 use crate::command::{self, Kind};
 use crate::db::Db;
 use crate::event::{Class, Event, Notify, Outbox};
+use crate::locks::{Locks, LOCK_DB};
 use crate::reply::Reply;
 use crate::session::{Check, Origin, Sessions};
 
@@ -163,6 +164,9 @@ pub struct Exec<'a> {
     /// The replicated script cache and this node's interpreter.
     pub scripts: &'a mut Scripts,
     pub vm: &'a VmCell,
+    /// Locks, and the blocked clients (lock waiters among them).
+    pub locks: &'a mut Locks,
+    pub blocked: &'a mut Blocked,
     /// The client's selected database.
     pub db: usize,
     /// The entry's effective time (monotonic).
@@ -233,6 +237,8 @@ impl Exec<'_> {
             dbs: self.dbs,
             scripts: self.scripts,
             vm: self.vm,
+            locks: self.locks,
+            blocked: self.blocked,
             db: self.db,
             now: self.now,
             rng: self.rng.clone(),
@@ -266,6 +272,8 @@ pub struct Query<'a> {
     pub dbs: &'a [Db],
     pub scripts: &'a Scripts,
     pub vm: &'a VmCell,
+    pub locks: &'a Locks,
+    pub blocked: &'a Blocked,
     pub db: usize,
     pub now: i64,
     pub rng: Rng,
@@ -297,6 +305,8 @@ pub struct State {
     pub(crate) vm: VmCell,
     /// Blocked clients and served elements not yet confirmed: replicated.
     pub(crate) blocked: Blocked,
+    /// Held locks (LOCK.ACQUIRE): replicated.
+    pub(crate) locks: Locks,
     /// Events of the entries applied since the last [`State::take_events`]:
     /// output, not state (see [`crate::event`]).
     pub(crate) events: Outbox,
@@ -314,6 +324,7 @@ impl Default for State {
             scripts: Scripts::default(),
             vm: VmCell::default(),
             blocked: Blocked::default(),
+            locks: Locks::default(),
             events: Outbox::default(),
         }
     }
@@ -390,6 +401,8 @@ impl State {
             track: self.events.1,
             scripts: &mut self.scripts,
             vm: &self.vm,
+            locks: &mut self.locks,
+            blocked: &mut self.blocked,
             db,
             now,
             rng: Rng::new(stamp.seed ^ stamp.index.rotate_left(17)),
@@ -435,9 +448,10 @@ impl State {
     /// Keeps each database's set of awaited keys equal to the keys that have
     /// waiters, after `w` left its queues.
     fn sync_awaited(&mut self, w: &Waiter) {
+        let Some(db) = self.dbs.get_mut(w.db as usize) else { return };
         for key in &w.keys {
             if !self.blocked.has_waiters(w.db, key) {
-                self.dbs[w.db as usize].awaited.remove(key);
+                db.awaited.remove(key);
             }
         }
     }
@@ -474,14 +488,19 @@ impl State {
         match blocking::try_now(&mut x, &b) {
             Err(e) => e,
             Ok(Some((reply, _))) => reply,
-            Ok(None) if self.blocked.waiters.len() >= MAX_WAITERS => b.timed_out(),
+            Ok(None) if self.blocked.waiters.len() >= MAX_WAITERS || b.timeout_ms.is_none() => {
+                b.timed_out()
+            }
             Ok(None) => {
                 let timeout = b.timeout_ms.unwrap_or(0);
                 let deadline = if timeout == 0 { 0 } else { now.saturating_add(timeout) };
-                for key in &b.keys {
-                    self.dbs[db].awaited.insert(key.clone());
+                let queue_db = if b.is_lock() { LOCK_DB } else { db as u32 };
+                if !b.is_lock() {
+                    for key in &b.keys {
+                        self.dbs[db].awaited.insert(key.clone());
+                    }
                 }
-                let w = Waiter { db: db as u32, argv: argv.to_vec(), keys: b.keys, deadline };
+                let w = Waiter { db: queue_db, argv: argv.to_vec(), keys: b.keys, deadline };
                 self.blocked.add(waiter, w);
                 Reply::Blocked
             }
@@ -571,6 +590,10 @@ impl State {
                 }
                 if !self.blocked.is_empty() {
                     self.purge_blocked(now, stamp);
+                }
+                if !self.locks.is_empty() {
+                    let mut x = self.exec_in(0, now, stamp);
+                    crate::cmd::locks::purge(&mut x);
                 }
                 Reply::Int(removed as i64)
             }
@@ -707,6 +730,8 @@ impl State {
                     track: self.events.1,
                     scripts: &mut self.scripts,
                     vm: &self.vm,
+                    locks: &mut self.locks,
+                    blocked: &mut self.blocked,
                     db,
                     now,
                     rng,
@@ -715,8 +740,16 @@ impl State {
                 f(&mut exec, argv).unwrap_or_else(|e| e)
             }
             Kind::Read(f) => {
-                let mut query =
-                    Query { dbs: &self.dbs, scripts: &self.scripts, vm: &self.vm, db, now, rng };
+                let mut query = Query {
+                    dbs: &self.dbs,
+                    scripts: &self.scripts,
+                    vm: &self.vm,
+                    locks: &self.locks,
+                    blocked: &self.blocked,
+                    db,
+                    now,
+                    rng,
+                };
                 f(&mut query, argv).unwrap_or_else(|e| e)
             }
             Kind::Connection => {
@@ -742,6 +775,8 @@ impl State {
                     dbs: &self.dbs,
                     scripts: &self.scripts,
                     vm: &self.vm,
+                    locks: &self.locks,
+                    blocked: &self.blocked,
                     db,
                     now: self.read_time(now_ms),
                     rng: Rng::new(seed),
@@ -826,7 +861,12 @@ impl State {
     /// The earliest expiry time in any database, for the reaper.
     pub fn next_expiry(&self) -> Option<i64> {
         let keys = self.dbs.iter().filter_map(Db::next_expiry).min();
-        keys.into_iter().chain(self.blocked.next_deadline()).min()
+        keys.into_iter().chain(self.blocked.next_deadline()).chain(self.locks.next_expiry()).min()
+    }
+
+    /// The held locks.
+    pub fn locks(&self) -> &Locks {
+        &self.locks
     }
 
     /// The blocked clients and unconfirmed served elements.
@@ -838,7 +878,10 @@ impl State {
     /// of each database that follow from them.
     pub(crate) fn set_blocked(&mut self, blocked: Blocked) {
         for (db, key) in blocked.queues.keys() {
-            self.dbs[*db as usize].awaited.insert(key.clone());
+            // Lock waiters (LOCK_DB) wait on no database.
+            if let Some(db) = self.dbs.get_mut(*db as usize) {
+                db.awaited.insert(key.clone());
+            }
         }
         self.blocked = blocked;
     }

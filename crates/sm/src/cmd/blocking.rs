@@ -16,6 +16,7 @@ use crate::args::{self, is, Res};
 use crate::blocked::GiveBack;
 use crate::cmd::keys::notify_if_gone;
 use crate::cmd::lists::{lmove_generic, pop, popped, side};
+use crate::cmd::locks;
 use crate::command::Spec;
 use crate::event::Class;
 use crate::float::{self, LongDouble};
@@ -35,11 +36,20 @@ pub const COMMANDS: &[Spec] = &[
     Spec::write("bzmpop", -5, (0, 0, 0), plain),
 ];
 
-/// True for the commands that may block a client.
+/// True for the commands that may block a client (LOCK.ACQUIRE only with
+/// WAIT, which its parse tells).
 pub fn blocks(name: &str) -> bool {
     matches!(
         name,
-        "blpop" | "brpop" | "brpoplpush" | "blmove" | "blmpop" | "bzpopmin" | "bzpopmax" | "bzmpop"
+        "blpop"
+            | "brpop"
+            | "brpoplpush"
+            | "blmove"
+            | "blmpop"
+            | "bzpopmin"
+            | "bzpopmax"
+            | "bzmpop"
+            | "lock.acquire"
     )
 }
 
@@ -54,6 +64,8 @@ pub enum Action {
     /// BZPOPMIN/MAX (`count` None: `[key, member, score]`) or (B)ZMPOP
     /// (`[key, [[member, score] …]]`).
     ZPop { max: bool, count: Option<u64> },
+    /// LOCK.ACQUIRE … WAIT: the fencing token.
+    Lock { owner: Bytes, ttl_ms: i64 },
 }
 
 /// A parsed (possibly) blocking command.
@@ -69,9 +81,14 @@ impl Blocking {
     /// The reply when nothing can be served (timeout, or may not block).
     pub fn timed_out(&self) -> Reply {
         match self.action {
-            Action::Move { .. } => Reply::Nil,
+            Action::Move { .. } | Action::Lock { .. } => Reply::Nil,
             _ => Reply::NilArray,
         }
+    }
+
+    /// True for LOCK.ACQUIRE (its queue is a lock's, not a key's).
+    pub fn is_lock(&self) -> bool {
+        matches!(self.action, Action::Lock { .. })
     }
 
     /// True for list commands (the keys must hold lists), false for sorted sets.
@@ -206,6 +223,14 @@ pub fn parse(argv: &[Bytes], now: i64) -> Res<Blocking> {
             let timeout_ms = if blocking { Some(timeout(&argv[1], now)?) } else { None };
             Blocking { keys, timeout_ms, action: Action::ZPop { max, count } }
         }
+        b"lock.acquire" => {
+            let a = locks::parse_acquire(argv)?;
+            Blocking {
+                keys: vec![a.name],
+                timeout_ms: a.wait_ms,
+                action: Action::Lock { owner: a.owner, ttl_ms: a.ttl_ms },
+            }
+        }
         _ => return Err(Reply::err("ERR not a blocking command")),
     })
 }
@@ -220,6 +245,15 @@ fn plain(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
 /// the keys before it (WRONGTYPE), as Redis does; `None` if every key is
 /// missing.
 pub fn try_now(x: &mut Exec, b: &Blocking) -> Res<Option<(Reply, GiveBack)>> {
+    if let Action::Lock { owner, ttl_ms } = &b.action {
+        let a = locks::Acquire {
+            name: b.keys[0].clone(),
+            owner: owner.clone(),
+            ttl_ms: *ttl_ms,
+            wait_ms: b.timeout_ms,
+        };
+        return Ok(locks::try_acquire(x, &a).map(|r| (r, GiveBack::Nothing)));
+    }
     let now = x.now;
     for key in &b.keys {
         let db = x.db();
@@ -273,6 +307,8 @@ pub fn serve_key(x: &mut Exec, b: &Blocking, key: &Bytes) -> Option<(Reply, Give
             let reply = lmove_generic(x, key, dst, *from_left, *to_left).ok()?;
             Some((reply, GiveBack::Nothing))
         }
+        // Locks are granted by their own commands, not by keys.
+        Action::Lock { .. } => None,
         Action::ZPop { max, count } => {
             let z = x.db().zset_mut(key, now).ok()??;
             let n = count.unwrap_or(1).min(z.len() as u64) as usize;
@@ -334,6 +370,7 @@ pub fn give_back(x: &mut Exec, what: &GiveBack) {
             x.notify(Class::ZSet, "zadd", key);
             x.modified(key);
         }
+        GiveBack::Lock { name, token } => locks::give_back(x, name, *token),
         GiveBack::Nothing => {}
     }
 }

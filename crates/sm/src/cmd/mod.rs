@@ -16,6 +16,7 @@ pub mod hyperloglog;
 pub mod keys;
 pub mod lcs;
 pub mod lists;
+pub mod locks;
 pub mod pubsub;
 pub mod scripting;
 pub mod server;
@@ -39,4 +40,5 @@ pub const FAMILIES: &[&[Spec]] = &[
     lcs::COMMANDS,
     pubsub::COMMANDS,
     blocking::COMMANDS,
+    locks::COMMANDS,
 ];
