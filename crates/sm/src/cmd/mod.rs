@@ -18,6 +18,7 @@ pub mod lists;
 pub mod scripting;
 pub mod server;
 pub mod sets;
+pub mod sort;
 pub mod strings;
 pub mod zsets;
 
@@ -35,4 +36,5 @@ pub const FAMILIES: &[&[Spec]] = &[
     bitmaps::COMMANDS,
     hyperloglog::COMMANDS,
     lcs::COMMANDS,
+    sort::COMMANDS,
 ];
