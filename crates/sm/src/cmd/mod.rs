@@ -10,11 +10,13 @@ use crate::command::Spec;
 
 pub mod bitmaps;
 pub mod connection;
+pub mod dump;
 pub mod hashes;
 pub mod hyperloglog;
 pub mod keys;
 pub mod lcs;
 pub mod lists;
+pub mod rdb;
 pub mod scripting;
 pub mod server;
 pub mod sets;
@@ -37,4 +39,5 @@ pub const FAMILIES: &[&[Spec]] = &[
     hyperloglog::COMMANDS,
     lcs::COMMANDS,
     sort::COMMANDS,
+    dump::COMMANDS,
 ];
