@@ -11,6 +11,7 @@ use crate::command::Spec;
 pub mod bitmaps;
 pub mod blocking;
 pub mod connection;
+pub mod dump;
 pub mod hashes;
 pub mod hyperloglog;
 pub mod keys;
@@ -18,9 +19,11 @@ pub mod lcs;
 pub mod lists;
 pub mod locks;
 pub mod pubsub;
+pub mod rdb;
 pub mod scripting;
 pub mod server;
 pub mod sets;
+pub mod sort;
 pub mod strings;
 pub mod zsets;
 
@@ -41,4 +44,6 @@ pub const FAMILIES: &[&[Spec]] = &[
     pubsub::COMMANDS,
     blocking::COMMANDS,
     locks::COMMANDS,
+    sort::COMMANDS,
+    dump::COMMANDS,
 ];

@@ -16,12 +16,14 @@ use bytes::Bytes;
 
 use crate::args::{self, is, Res};
 use crate::cmd::keys::{adds_key, notify_if_gone, notify_new, scan_reply, ScanArgs};
+use crate::cmd::sets::store_nothing;
 use crate::command::Spec;
+use crate::db::Db;
 use crate::event::Class;
 use crate::float;
 use crate::reply::{errors, Reply};
 use crate::state::{Exec, Query};
-use crate::value::{Score, ZSetVal};
+use crate::value::{Score, SetVal, Value, ZSetVal};
 
 pub const COMMANDS: &[Spec] = &[
     Spec::write("zadd", -4, (1, 1, 1), zadd),
@@ -46,6 +48,17 @@ pub const COMMANDS: &[Spec] = &[
     Spec::write("zpopmin", -2, (1, 1, 1), zpopmin),
     Spec::write("zpopmax", -2, (1, 1, 1), zpopmax),
     Spec::read("zscan", -3, (1, 1, 1), zscan),
+    // Keys follow a numkeys argument: Redis 7.0 reports (0, 0, 0) for the
+    // reads and the destination alone for the STORE variants.
+    Spec::read("zunion", -3, (0, 0, 0), zunion),
+    Spec::read("zinter", -3, (0, 0, 0), zinter),
+    Spec::read("zdiff", -3, (0, 0, 0), zdiff),
+    Spec::write("zunionstore", -4, (1, 1, 1), zunionstore),
+    Spec::write("zinterstore", -4, (1, 1, 1), zinterstore),
+    Spec::write("zdiffstore", -4, (1, 1, 1), zdiffstore),
+    Spec::read("zintercard", -3, (0, 0, 0), zintercard),
+    Spec::write("zrangestore", -5, (1, 2, 1), zrangestore),
+    Spec::read("zrandmember", -2, (1, 1, 1), zrandmember),
 ];
 
 /// A (member, score) pair as stored.
@@ -595,17 +608,40 @@ enum Direction {
     Reverse,
 }
 
-/// Redis's `zrangeGenericCommand`: options first, then the conflicts between
-/// them, then the range, then the key.
-fn zrange_generic(q: &Query, argv: &[Bytes], mut by: RangeBy, mut dir: Direction) -> Res<Reply> {
+/// The parsed range of a ZRANGE-family command.
+enum Parsed<'a> {
+    Rank(i64, i64),
+    Score(ScoreRange),
+    Lex(LexRange<'a>),
+}
+
+/// A ZRANGE-family command's arguments after parsing.
+struct RangeArgs<'a> {
+    parsed: Parsed<'a>,
+    rev: bool,
+    withscores: bool,
+    offset: i64,
+    limit: i64,
+}
+
+/// Redis's `zrangeGenericCommand` up to the key lookup: options first, then
+/// the conflicts between them, then the range. `base` is the index of the
+/// source key (1, or 2 for ZRANGESTORE, which takes no WITHSCORES).
+fn parse_range<'a>(
+    argv: &'a [Bytes],
+    base: usize,
+    store: bool,
+    mut by: RangeBy,
+    mut dir: Direction,
+) -> Res<RangeArgs<'a>> {
     let mut withscores = false;
     let mut offset = 0i64;
     let mut limit = -1i64;
-    let mut j = 4;
+    let mut j = base + 3;
     while j < argv.len() {
         let left = argv.len() - j - 1;
         let opt = &argv[j];
-        if is(opt, "withscores") {
+        if !store && is(opt, "withscores") {
             withscores = true;
         } else if is(opt, "limit") && left >= 2 {
             offset = args::int(&argv[j + 1])?;
@@ -638,30 +674,46 @@ fn zrange_generic(q: &Query, argv: &[Bytes], mut by: RangeBy, mut dir: Direction
         ));
     }
     // Reversed score and lex ranges are given as max, min.
-    let (min, max) =
-        if rev && by != RangeBy::Rank { (&argv[3], &argv[2]) } else { (&argv[2], &argv[3]) };
-
-    enum Parsed<'a> {
-        Rank(i64, i64),
-        Score(ScoreRange),
-        Lex(LexRange<'a>),
-    }
+    let (min, max) = if rev && by != RangeBy::Rank {
+        (&argv[base + 2], &argv[base + 1])
+    } else {
+        (&argv[base + 1], &argv[base + 2])
+    };
     let parsed = match by {
         RangeBy::Score => Parsed::Score(ScoreRange::parse(min, max)?),
         RangeBy::Lex => Parsed::Lex(LexRange::parse(min, max)?),
         _ => Parsed::Rank(args::int(min)?, args::int(max)?),
     };
+    Ok(RangeArgs { parsed, rev, withscores, offset, limit })
+}
 
+impl<'a> RangeArgs<'a> {
+    /// The entries in range, in reply order.
+    fn entries<'z>(&self, z: &'z ZSetVal) -> Vec<Entry<'z>>
+    where
+        'a: 'z,
+    {
+        match &self.parsed {
+            Parsed::Rank(start, end) => match rank_bounds(*start, *end, z.len()) {
+                Some((start, end)) => rank_entries(z, start, end, self.rev),
+                None => Vec::new(),
+            },
+            Parsed::Score(range) => {
+                limited(range.entries(z, self.rev), z.len(), self.offset, self.limit)
+            }
+            Parsed::Lex(range) => {
+                limited(range.entries(z, self.rev), z.len(), self.offset, self.limit)
+            }
+        }
+    }
+}
+
+/// Redis's `zrangeGenericCommand` for a reply: parse, look the key up, reply.
+fn zrange_generic(q: &Query, argv: &[Bytes], by: RangeBy, dir: Direction) -> Res<Reply> {
+    let ra = parse_range(argv, 1, false, by, dir)?;
     let Some(z) = q.db().get_zset(&argv[1], q.now)? else { return Ok(Reply::Array(Vec::new())) };
-    let entries: Vec<Entry> = match parsed {
-        Parsed::Rank(start, end) => match rank_bounds(start, end, z.len()) {
-            Some((start, end)) => rank_entries(z, start, end, rev),
-            None => Vec::new(),
-        },
-        Parsed::Score(range) => limited(range.entries(z, rev), z.len(), offset, limit),
-        Parsed::Lex(range) => limited(range.entries(z, rev), z.len(), offset, limit),
-    };
-    Ok(if withscores {
+    let entries = ra.entries(z);
+    Ok(if ra.withscores {
         Reply::Pairs(entries.into_iter().map(|(m, s)| member_score(m, s)).collect())
     } else {
         Reply::Array(entries.into_iter().map(|(m, _)| Reply::Bulk(m.clone())).collect())
@@ -839,6 +891,504 @@ fn zscan(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
         next
     };
     Ok(scan_reply(next, items))
+}
+
+// ---------------------------------------------------------------------------
+// ZUNION, ZINTER, ZDIFF, their STORE variants and ZINTERCARD
+
+/// Which set operation (Redis's `SET_OP_*`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SetOp {
+    Union,
+    Inter,
+    Diff,
+}
+
+/// How scores of one member in several inputs combine (`AGGREGATE`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Aggregate {
+    Sum,
+    Min,
+    Max,
+}
+
+impl Aggregate {
+    /// Redis's `zunionInterAggregate`: a sum that is NaN (inf + -inf) is 0;
+    /// MIN and MAX keep the current value when the new one is NaN, and when
+    /// both are zeros (so the first of 0 and -0 stays).
+    fn fold(self, target: &mut f64, val: f64) {
+        match self {
+            Aggregate::Sum => {
+                *target += val;
+                if target.is_nan() {
+                    *target = 0.0;
+                }
+            }
+            Aggregate::Min => {
+                if val < *target {
+                    *target = val;
+                }
+            }
+            Aggregate::Max => {
+                if val > *target {
+                    *target = val;
+                }
+            }
+        }
+    }
+}
+
+/// One input of a set operation: a zset, a set (every member scores 1, as
+/// Redis allows) or a missing key (empty).
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Missing,
+    ZSet(&'a ZSetVal),
+    Set(&'a SetVal),
+}
+
+impl Source<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Source::Missing => 0,
+            Source::ZSet(z) => z.len(),
+            Source::Set(s) => s.len(),
+        }
+    }
+
+    fn score(&self, member: &[u8]) -> Option<f64> {
+        match self {
+            Source::Missing => None,
+            Source::ZSet(z) => z.score(member),
+            Source::Set(s) => s.contains(member).then_some(1.0),
+        }
+    }
+
+    /// The members with their scores. (Redis walks a zset from its highest
+    /// member down; no result depends on the order, which decides neither
+    /// membership nor, since every member meets its inputs in input order,
+    /// any score.)
+    fn entries(&self) -> Vec<(Bytes, f64)> {
+        match self {
+            Source::Missing => Vec::new(),
+            Source::ZSet(z) => z.iter().map(|(m, s)| (m.clone(), s)).collect(),
+            Source::Set(s) => s.iter().map(|m| (m, 1.0)).collect(),
+        }
+    }
+
+    /// True if both are the same key's value (Redis compares the objects).
+    fn same(&self, other: &Source) -> bool {
+        match (self, other) {
+            (Source::ZSet(a), Source::ZSet(b)) => std::ptr::eq(*a, *b),
+            (Source::Set(a), Source::Set(b)) => std::ptr::eq(*a, *b),
+            _ => false,
+        }
+    }
+}
+
+/// The parsed arguments of a set operation.
+struct SetOpArgs<'a> {
+    /// The inputs with their weights, in key order.
+    sources: Vec<(Source<'a>, f64)>,
+    aggregate: Aggregate,
+    withscores: bool,
+    /// ZINTERCARD's LIMIT (0: none).
+    limit: u64,
+}
+
+/// Redis's `zunionInterDiffGenericCommand` up to the computation: numkeys,
+/// then the keys (WRONGTYPE beats a syntax error in the options), then the
+/// options. `numkeys` is the index of the numkeys argument.
+fn parse_setop<'a>(
+    db: &'a Db,
+    now: i64,
+    argv: &[Bytes],
+    numkeys: usize,
+    op: SetOp,
+    store: bool,
+    card_only: bool,
+) -> Res<SetOpArgs<'a>> {
+    let setnum = args::int(&argv[numkeys])?;
+    if setnum < 1 {
+        let name = String::from_utf8_lossy(&argv[0]).to_ascii_lowercase();
+        return Err(Reply::error(format!(
+            "ERR at least 1 input key is needed for '{name}' command"
+        )));
+    }
+    if setnum > (argv.len() - (numkeys + 1)) as i64 {
+        return Err(Reply::err(errors::SYNTAX));
+    }
+    let setnum = setnum as usize;
+    let keys = &argv[numkeys + 1..numkeys + 1 + setnum];
+    let mut sources = Vec::with_capacity(setnum);
+    for key in keys {
+        let source = match db.get(key, now) {
+            None => Source::Missing,
+            Some(Value::ZSet(z)) => Source::ZSet(z),
+            Some(Value::Set(s)) => Source::Set(s),
+            Some(_) => return Err(Reply::err(errors::WRONGTYPE)),
+        };
+        sources.push((source, 1.0));
+    }
+    let mut out = SetOpArgs { sources, aggregate: Aggregate::Sum, withscores: false, limit: 0 };
+    let mut j = numkeys + 1 + setnum;
+    while j < argv.len() {
+        let remaining = argv.len() - j;
+        let opt = &argv[j];
+        if op != SetOp::Diff && !card_only && remaining > setnum && is(opt, "weights") {
+            for (i, w) in argv[j + 1..j + 1 + setnum].iter().enumerate() {
+                out.sources[i].1 =
+                    float::parse_f64(w).ok_or(Reply::err("ERR weight value is not a float"))?;
+            }
+            j += 1 + setnum;
+        } else if op != SetOp::Diff && !card_only && remaining >= 2 && is(opt, "aggregate") {
+            let how = &argv[j + 1];
+            out.aggregate = if is(how, "sum") {
+                Aggregate::Sum
+            } else if is(how, "min") {
+                Aggregate::Min
+            } else if is(how, "max") {
+                Aggregate::Max
+            } else {
+                return Err(Reply::err(errors::SYNTAX));
+            };
+            j += 2;
+        } else if !store && !card_only && is(opt, "withscores") {
+            out.withscores = true;
+            j += 1;
+        } else if card_only && remaining >= 2 && is(opt, "limit") {
+            out.limit = match args::parse_i64(&argv[j + 1]) {
+                Some(n) if n >= 0 => n as u64,
+                _ => return Err(Reply::err("ERR LIMIT can't be negative")),
+            };
+            j += 2;
+        } else {
+            return Err(Reply::err(errors::SYNTAX));
+        }
+    }
+    Ok(out)
+}
+
+/// The result of a set operation, unordered (the caller sorts or stores
+/// it). With `card_only` only its size counts (up to `limit`), and the
+/// members are not collected.
+fn compute_setop(a: &SetOpArgs, op: SetOp, card_only: bool) -> (Vec<(Bytes, f64)>, u64) {
+    let mut sources = a.sources.clone();
+    // Redis orders the inputs by size (a stable sort), which decides the
+    // order every member's scores are combined in.
+    if op != SetOp::Diff {
+        sources.sort_by_key(|(s, _)| s.len());
+    }
+    let mut out = Vec::new();
+    match op {
+        SetOp::Inter => {
+            let (first, w0) = sources[0];
+            if first.len() == 0 {
+                return (out, 0);
+            }
+            let mut card = 0u64;
+            for (member, s0) in first.entries() {
+                let mut score = w0 * s0;
+                if score.is_nan() {
+                    score = 0.0;
+                }
+                let mut everywhere = true;
+                for (source, w) in &sources[1..] {
+                    let found = if source.same(&first) { Some(s0) } else { source.score(&member) };
+                    match found {
+                        Some(v) => a.aggregate.fold(&mut score, v * w),
+                        None => {
+                            everywhere = false;
+                            break;
+                        }
+                    }
+                }
+                if !everywhere {
+                    continue;
+                }
+                card += 1;
+                if card_only {
+                    if a.limit != 0 && card >= a.limit {
+                        break;
+                    }
+                } else {
+                    out.push((member, score));
+                }
+            }
+            (out, card)
+        }
+        SetOp::Union => {
+            let mut acc: std::collections::HashMap<Bytes, f64> = std::collections::HashMap::new();
+            let mut order = Vec::new();
+            for (source, w) in &sources {
+                for (member, s) in source.entries() {
+                    let mut score = w * s;
+                    if score.is_nan() {
+                        score = 0.0;
+                    }
+                    match acc.get_mut(&member) {
+                        Some(total) => a.aggregate.fold(total, score),
+                        None => {
+                            acc.insert(member.clone(), score);
+                            order.push(member);
+                        }
+                    }
+                }
+            }
+            let out: Vec<(Bytes, f64)> = order.into_iter().map(|m| (m.clone(), acc[&m])).collect();
+            let card = out.len() as u64;
+            (out, card)
+        }
+        SetOp::Diff => {
+            let (first, _) = sources[0];
+            // Subtracting the first input from itself leaves nothing.
+            if first.len() == 0 || sources[1..].iter().any(|(s, _)| s.same(&first)) {
+                return (out, 0);
+            }
+            for (member, score) in first.entries() {
+                if !sources[1..].iter().any(|(s, _)| s.score(&member).is_some()) {
+                    out.push((member, score));
+                }
+            }
+            let card = out.len() as u64;
+            (out, card)
+        }
+    }
+}
+
+/// Sorts a result the way a zset orders it: by score, then member.
+fn sort_result(entries: &mut [(Bytes, f64)]) {
+    entries.sort_by(|a, b| Score(a.1).cmp(&Score(b.1)).then_with(|| a.0.cmp(&b.0)));
+}
+
+/// ZUNION, ZINTER, ZDIFF: the result, ascending, with or without scores.
+fn setop_reply(q: &mut Query, argv: &[Bytes], op: SetOp) -> Res<Reply> {
+    let a = parse_setop(q.db(), q.now, argv, 1, op, false, false)?;
+    let (mut entries, _) = compute_setop(&a, op, false);
+    sort_result(&mut entries);
+    Ok(if a.withscores {
+        Reply::Pairs(entries.into_iter().map(|(m, s)| (Reply::Bulk(m), Reply::Double(s))).collect())
+    } else {
+        Reply::Array(entries.into_iter().map(|(m, _)| Reply::Bulk(m)).collect())
+    })
+}
+
+/// ZUNIONSTORE, ZINTERSTORE, ZDIFFSTORE.
+fn setop_store(x: &mut Exec, argv: &[Bytes], op: SetOp, event: &'static str) -> Res<Reply> {
+    let a = parse_setop(&x.dbs[x.db], x.now, argv, 2, op, true, false)?;
+    let (entries, _) = compute_setop(&a, op, false);
+    let numkeys = a.sources.len();
+    drop(a);
+    Ok(store_zset(x, &argv[1], &argv[3..3 + numkeys], entries, event))
+}
+
+/// A zset built the way Redis builds a computed result: as a skiplist,
+/// converted to a listpack if it is small enough (`zsetConvertToListpack
+/// IfNeeded`, which turns a -0 score into 0 like every listpack insert).
+fn computed_zset(entries: Vec<(Bytes, f64)>) -> ZSetVal {
+    let small = entries.len() <= crate::value::ZSET_MAX_LISTPACK_ENTRIES
+        && entries.iter().all(|(m, _)| m.len() <= crate::value::ZSET_MAX_LISTPACK_VALUE);
+    let mut z = ZSetVal { listpack: small, ..ZSetVal::default() };
+    for (m, s) in entries {
+        store_score(&mut z, &m, s);
+    }
+    z
+}
+
+/// Stores a computed result at `dst` (no TTL) with `event`, or deletes
+/// `dst` if the result is empty; replies with the result's size.
+fn store_zset(
+    x: &mut Exec,
+    dst: &Bytes,
+    sources: &[Bytes],
+    entries: Vec<(Bytes, f64)>,
+    event: &'static str,
+) -> Reply {
+    if entries.is_empty() {
+        store_nothing(x, dst, sources);
+        return Reply::Int(0);
+    }
+    let z = computed_zset(entries);
+    store_value(x, dst, z, event)
+}
+
+/// Redis's `setKey` of a zset followed by the command's event.
+fn store_value(x: &mut Exec, dst: &Bytes, z: ZSetVal, event: &'static str) -> Reply {
+    let len = z.len();
+    let adds = adds_key(x, x.db, dst);
+    x.db().set(dst, Value::ZSet(z));
+    let db = x.db;
+    notify_new(x, db, dst, adds);
+    x.modified(dst);
+    x.notify(Class::ZSet, event, dst);
+    Reply::Int(len as i64)
+}
+
+/// ZUNION numkeys key [key ...] [WEIGHTS weight [weight ...]] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]
+fn zunion(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
+    setop_reply(q, argv, SetOp::Union)
+}
+
+/// ZINTER numkeys key [key ...] [WEIGHTS weight [weight ...]] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]
+fn zinter(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
+    setop_reply(q, argv, SetOp::Inter)
+}
+
+/// ZDIFF numkeys key [key ...] [WITHSCORES]
+fn zdiff(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
+    setop_reply(q, argv, SetOp::Diff)
+}
+
+/// ZUNIONSTORE destination numkeys key [key ...] [WEIGHTS weight [weight ...]] [AGGREGATE SUM|MIN|MAX]
+fn zunionstore(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
+    setop_store(x, argv, SetOp::Union, "zunionstore")
+}
+
+/// ZINTERSTORE destination numkeys key [key ...] [WEIGHTS weight [weight ...]] [AGGREGATE SUM|MIN|MAX]
+fn zinterstore(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
+    setop_store(x, argv, SetOp::Inter, "zinterstore")
+}
+
+/// ZDIFFSTORE destination numkeys key [key ...]
+fn zdiffstore(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
+    setop_store(x, argv, SetOp::Diff, "zdiffstore")
+}
+
+/// ZINTERCARD numkeys key [key ...] [LIMIT limit]
+fn zintercard(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
+    let a = parse_setop(q.db(), q.now, argv, 1, SetOp::Inter, false, true)?;
+    Ok(Reply::Int(compute_setop(&a, SetOp::Inter, true).1 as i64))
+}
+
+// ---------------------------------------------------------------------------
+// ZRANGESTORE
+
+/// ZRANGESTORE dst src min max [BYSCORE | BYLEX] [REV] [LIMIT offset count]
+///
+/// Built as Redis's store handler builds it: a rank range longer than the
+/// listpack limit starts as a skiplist, anything else as a listpack that
+/// converts when it outgrows the limits (so a -0 stored before the
+/// conversion reads back as 0).
+fn zrangestore(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
+    let ra = parse_range(argv, 2, true, RangeBy::Auto, Direction::Auto)?;
+    let now = x.now;
+    let (entries, skiplist): (Vec<(Bytes, f64)>, bool) = match x.dbs[x.db].get(&argv[2], now) {
+        None => (Vec::new(), false),
+        Some(Value::ZSet(z)) => {
+            let found = ra.entries(z);
+            let skiplist = matches!(ra.parsed, Parsed::Rank(..))
+                && found.len() > crate::value::ZSET_MAX_LISTPACK_ENTRIES;
+            (found.into_iter().map(|(m, s)| (m.clone(), s)).collect(), skiplist)
+        }
+        Some(_) => return Err(Reply::err(errors::WRONGTYPE)),
+    };
+    let dst = &argv[1];
+    if entries.is_empty() {
+        store_nothing(x, dst, &argv[2..3]);
+        return Ok(Reply::Int(0));
+    }
+    let mut z = ZSetVal { listpack: !skiplist, ..ZSetVal::default() };
+    for (m, s) in entries {
+        store_score(&mut z, &m, s);
+    }
+    Ok(store_value(x, dst, z, "zrangestore"))
+}
+
+// ---------------------------------------------------------------------------
+// ZRANDMEMBER
+
+/// ZRANDMEMBER with a count picks until it has this many times fewer
+/// distinct members than the zset holds; closer to the whole zset it drops
+/// random members instead (Redis's `ZRANDMEMBER_SUB_STRATEGY_MUL`).
+const ZRANDMEMBER_SUB_STRATEGY_MUL: u64 = 3;
+
+/// ZRANDMEMBER key [count [WITHSCORES]]
+///
+/// Every pick is uniform: the `n`-th member of the zset's member map for a
+/// uniform `n` (see [`KeyMap::pick`](crate::keymap::KeyMap::pick)), drawn from
+/// the read's seed, so a replica answers deterministically.
+fn zrandmember(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
+    if argv.len() >= 3 {
+        let count = args::int(&argv[2])?;
+        if count == i64::MIN {
+            return Err(Reply::err(
+                "ERR value is out of range, value must between -9223372036854775807 and \
+                 9223372036854775807",
+            ));
+        }
+        if argv.len() > 4 || (argv.len() == 4 && !is(&argv[3], "withscores")) {
+            return Err(Reply::err(errors::SYNTAX));
+        }
+        let withscores = argv.len() == 4;
+        if withscores && !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&count) {
+            return Err(Reply::err("ERR value is out of range"));
+        }
+        return zrandmember_count(q, &argv[1], count, withscores);
+    }
+    let Some(z) = q.db().get_zset(&argv[1], q.now)? else { return Ok(Reply::Nil) };
+    let (m, _) = z.scores.pick(q.rng.next_u64()).expect("a zset is never empty");
+    Ok(Reply::Bulk(m.clone()))
+}
+
+/// Redis's `zrandmemberWithCountCommand`.
+fn zrandmember_count(q: &mut Query, key: &[u8], count: i64, withscores: bool) -> Res<Reply> {
+    let Some(z) = q.db().get_zset(key, q.now)? else { return Ok(Reply::Array(Vec::new())) };
+    if count == 0 {
+        return Ok(Reply::Array(Vec::new()));
+    }
+    let size = z.len();
+    let rng = &mut q.rng;
+    let picks: Vec<(&Bytes, f64)> = if count < 0 || count == 1 {
+        // Case 1: independent picks, repeats allowed.
+        if count.unsigned_abs() > args::MAX_RANDOM_REPLY {
+            return Err(Reply::err(args::COUNT_TOO_LARGE));
+        }
+        (0..count.unsigned_abs())
+            .map(|_| {
+                let (m, s) = z.scores.pick(rng.next_u64()).expect("not empty");
+                (m, *s)
+            })
+            .collect()
+    } else if count as u64 >= size as u64 {
+        // Case 2: the whole zset, from its highest member down, as Redis
+        // walks it.
+        z.iter().rev().collect()
+    } else if count as u64 * ZRANDMEMBER_SUB_STRATEGY_MUL > size as u64 {
+        // Case 3: drop random members until `count` are left (a partial
+        // Fisher-Yates shuffle of the positions), replied in map order.
+        let count = count as usize;
+        let mut idx: Vec<usize> = (0..size).collect();
+        for i in 0..size - count {
+            let j = i + rng.below(size - i);
+            idx.swap(i, j);
+        }
+        let mut kept = idx.split_off(size - count);
+        kept.sort_unstable();
+        kept.into_iter()
+            .map(|n| {
+                let (m, s) = z.scores.nth(n).expect("in range");
+                (m, *s)
+            })
+            .collect()
+    } else {
+        // Case 4: pick until `count` distinct members, in pick order.
+        let count = count as usize;
+        let mut seen = std::collections::BTreeSet::new();
+        let mut out = Vec::with_capacity(count);
+        while out.len() < count {
+            let n = rng.below(size);
+            if seen.insert(n) {
+                let (m, s) = z.scores.nth(n).expect("in range");
+                out.push((m, *s));
+            }
+        }
+        out
+    };
+    Ok(if withscores {
+        Reply::Pairs(picks.into_iter().map(|(m, s)| member_score(m, s)).collect())
+    } else {
+        Reply::Array(picks.into_iter().map(|(m, _)| Reply::Bulk(m.clone())).collect())
+    })
 }
 
 #[cfg(test)]
