@@ -173,7 +173,7 @@ impl Handler {
     fn write_push(&mut self, push: Push) {
         let resp3 = self.session.proto == Protocol::Resp3;
         match push {
-            Push::Message { kind, pattern, channel, payload } => {
+            Push::Message { kind, pattern, channel, payload, .. } => {
                 let mut items = vec![Reply::Bulk(Bytes::from_static(kind.as_bytes()))];
                 items.extend(pattern.map(Reply::Bulk));
                 items.push(Reply::Bulk(channel));
@@ -203,10 +203,13 @@ impl Handler {
         }
     }
 
-    /// Writes the pushes already waiting: messages now (before the replies
-    /// of the command whose entry caused them, as Redis orders them);
-    /// invalidations are returned, to go after the replies (Redis tells a
-    /// client of its own change after the command's reply).
+    /// Writes the pushes already waiting: messages and keyspace
+    /// notifications now, before the replies of the command whose entry
+    /// caused them (as Redis orders PUBLISH and most notifications: it sends
+    /// those of list, hash and sorted-set writes after the reply, a
+    /// difference DIFFERENCES.md lists); invalidations are returned, to go
+    /// after the replies (Redis tells a client of its own change after the
+    /// command's reply).
     fn drain_pushes(&mut self) -> Vec<Push> {
         let mut later = Vec::new();
         while let Some(push) = self.pushes.as_mut().and_then(|rx| rx.try_recv().ok()) {
@@ -553,13 +556,23 @@ impl Handler {
     /// SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE and their UN- forms: one reply per
     /// channel (pushes in RESP3), as Redis sends them.
     fn subscription(&mut self, name: &str, kind: SubKind, argv: &[Bytes]) {
+        for items in self.subscribe_changes(name, kind, argv) {
+            if self.session.reply_mode == ReplyMode::On {
+                self.push_frame(&items);
+            }
+        }
+    }
+
+    /// Carries out a SUBSCRIBE-family command and returns its confirmations,
+    /// one `[kind, channel, count]` per channel.
+    fn subscribe_changes(&mut self, name: &str, kind: SubKind, argv: &[Bytes]) -> Vec<[Reply; 3]> {
         let id = self.entry.id;
         let hub = self.shared.hub.clone();
-        let (reply_name, subscribe) = match name {
-            "subscribe" | "psubscribe" | "ssubscribe" => (name, true),
-            _ => (name, false),
+        let confirm = |channel: Reply, count: usize| {
+            [Reply::bulk(name.as_bytes()), channel, Reply::Int(count as i64)]
         };
-        if subscribe {
+        let mut out = Vec::new();
+        if matches!(name, "subscribe" | "psubscribe" | "ssubscribe") {
             if self.pushes.is_none() {
                 self.pushes = Some(hub.attach(id));
             }
@@ -567,25 +580,23 @@ impl Handler {
                 if hub.subscribe(id, kind, channel) {
                     self.session.subs.of(kind).push(channel.clone());
                 }
-                let count = self.session.subs.count(kind);
-                self.confirm(reply_name, Reply::Bulk(channel.clone()), count);
+                out.push(confirm(Reply::Bulk(channel.clone()), self.session.subs.count(kind)));
             }
-            return;
+            return out;
         }
         // Unsubscribing: the channels named, or every one of this kind.
         let names: Vec<Bytes> =
             if argv.len() > 1 { argv[1..].to_vec() } else { self.session.subs.of(kind).clone() };
         if names.is_empty() {
-            let count = self.session.subs.count(kind);
-            self.confirm(reply_name, Reply::Nil, count);
-            return;
+            out.push(confirm(Reply::Nil, self.session.subs.count(kind)));
+            return out;
         }
         for channel in names {
             hub.unsubscribe(id, kind, &channel);
             self.session.subs.of(kind).retain(|c| *c != channel);
-            let count = self.session.subs.count(kind);
-            self.confirm(reply_name, Reply::Bulk(channel), count);
+            out.push(confirm(Reply::Bulk(channel), self.session.subs.count(kind)));
         }
+        out
     }
 
     /// A blocking command (see `raftcache_sm::blocked`): one `Op::Block`
@@ -712,14 +723,6 @@ impl Handler {
         Reply::Ok
     }
 
-    /// One subscription confirmation: `[kind, channel, count]`.
-    fn confirm(&mut self, kind: &str, channel: Reply, count: usize) {
-        let items = [Reply::bulk(kind.as_bytes()), channel, Reply::Int(count as i64)];
-        if self.session.reply_mode == ReplyMode::On {
-            self.push_frame(&items);
-        }
-    }
-
     /// MULTI, EXEC, DISCARD, WATCH and UNWATCH (outside a transaction's
     /// queue; see [`crate::transaction`]).
     async fn transaction(&mut self, name: &str, argv: &[Bytes]) -> Reply {
@@ -780,6 +783,16 @@ impl Handler {
             return Reply::err(transaction::EXECABORT);
         }
         let mut plan = tx.plan();
+        let published: Vec<(usize, Bytes, bool)> = plan
+            .calls
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let shard = c.argv[0].eq_ignore_ascii_case(b"spublish");
+                (shard || c.argv[0].eq_ignore_ascii_case(b"publish"))
+                    .then(|| (i, c.argv[1].clone(), shard))
+            })
+            .collect();
         let engine = if !plan.needs_engine(!watches.is_empty()) {
             Reply::Array(Vec::new())
         } else if plan.writes {
@@ -795,8 +808,39 @@ impl Handler {
                 Err(e) => return e.reply(),
             }
         };
-        let (shared, entry, session) = (&self.shared, &self.entry, &mut self.session);
-        plan.assemble(engine, |name, argv| session.execute(shared, entry, name, argv))
+        // Messages the transaction published come before its reply, and
+        // PUBLISH counts this node's receivers (as a plain PUBLISH does).
+        let later = self.drain_pushes();
+        let engine = match engine {
+            Reply::Array(mut items) => {
+                for (i, channel, shard) in published {
+                    if let Some(reply @ Reply::Int(_)) = items.get_mut(i) {
+                        *reply = Reply::Int(self.shared.hub.receivers(&channel, shard) as i64);
+                    }
+                }
+                Reply::Array(items)
+            }
+            other => other,
+        };
+        let reply = plan.assemble(engine, |name, argv| self.run_queued(name, argv));
+        for push in later {
+            self.write_push(push);
+        }
+        reply
+    }
+
+    /// A node command queued in a transaction, run at EXEC.
+    fn run_queued(&mut self, name: &'static str, argv: &[Bytes]) -> Reply {
+        if let Some(kind) = subscription_command(name) {
+            let mut confirmations = self.subscribe_changes(name, kind, argv);
+            return match confirmations.len() {
+                1 => Reply::Array(confirmations.pop().expect("one").to_vec()),
+                _ => Reply::Array(
+                    confirmations.into_iter().map(|c| Reply::Array(c.to_vec())).collect(),
+                ),
+            };
+        }
+        self.session.execute(&self.shared, &self.entry, name, argv)
     }
 
     /// Publishes this connection's state for CLIENT LIST and INFO.
@@ -853,7 +897,7 @@ fn subscription_command(name: &str) -> Option<SubKind> {
 /// `client|list` for container commands, the plain name otherwise.
 fn full_name(name: &str, argv: &[Bytes]) -> String {
     match (name, argv.get(1)) {
-        ("client" | "config" | "command", Some(sub)) => {
+        ("client" | "config" | "command" | "pubsub" | "object" | "script", Some(sub)) => {
             format!("{name}|{}", String::from_utf8_lossy(sub).to_ascii_lowercase())
         }
         _ => name.to_string(),

@@ -41,8 +41,15 @@ pub const FRESHNESS_MS: i64 = 5_000;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Push {
     /// `message` / `smessage` (`pattern` None) or `pmessage` (with the
-    /// pattern that matched).
-    Message { kind: &'static str, pattern: Option<Bytes>, channel: Bytes, payload: Bytes },
+    /// pattern that matched). `notification`: a keyspace notification, not
+    /// a PUBLISH.
+    Message {
+        kind: &'static str,
+        pattern: Option<Bytes>,
+        channel: Bytes,
+        payload: Bytes,
+        notification: bool,
+    },
     /// Client-side caching: these keys changed (`None`: everything, a
     /// flush). A RESP3 `invalidate` push, or in RESP2 a message on
     /// `__redis__:invalidate` for a subscribed connection.
@@ -118,49 +125,30 @@ impl Registry {
 
     /// Delivers a message to this node's subscribers; returns how many
     /// connections received it (PUBLISH's reply, counted here).
-    fn deliver(&self, channel: &Bytes, payload: &Bytes, shard: bool) -> usize {
+    fn deliver(&self, channel: &Bytes, payload: &Bytes, shard: bool, notification: bool) -> usize {
         let mut received = 0;
+        let message = |kind, pattern| Push::Message {
+            kind,
+            pattern,
+            channel: channel.clone(),
+            payload: payload.clone(),
+            notification,
+        };
         if shard {
             for &id in self.shard.get(channel).into_iter().flatten() {
-                let kind = "smessage";
-                self.send(
-                    id,
-                    Push::Message {
-                        kind,
-                        pattern: None,
-                        channel: channel.clone(),
-                        payload: payload.clone(),
-                    },
-                );
+                self.send(id, message("smessage", None));
                 received += 1;
             }
             return received;
         }
         for &id in self.channels.get(channel).into_iter().flatten() {
-            let kind = "message";
-            self.send(
-                id,
-                Push::Message {
-                    kind,
-                    pattern: None,
-                    channel: channel.clone(),
-                    payload: payload.clone(),
-                },
-            );
+            self.send(id, message("message", None));
             received += 1;
         }
         for (pattern, ids) in &self.patterns {
             if glob::matches(pattern, channel) {
                 for &id in ids {
-                    self.send(
-                        id,
-                        Push::Message {
-                            kind: "pmessage",
-                            pattern: Some(pattern.clone()),
-                            channel: channel.clone(),
-                            payload: payload.clone(),
-                        },
-                    );
+                    self.send(id, message("pmessage", Some(pattern.clone())));
                     received += 1;
                 }
             }
@@ -422,18 +410,18 @@ impl Hub {
                 }
                 _ if !fresh || r.conns.is_empty() => {}
                 Event::Message { channel, message, shard } => {
-                    r.deliver(&channel, &message, shard);
+                    r.deliver(&channel, &message, shard, false);
                 }
                 Event::Keyspace { db, event, key, .. } => {
                     let name = Bytes::from_static(event.as_bytes());
                     if notify.0 & Notify::KEYSPACE != 0 {
                         let mut channel = format!("__keyspace@{db}__:").into_bytes();
                         channel.extend_from_slice(&key);
-                        r.deliver(&Bytes::from(channel), &name, false);
+                        r.deliver(&Bytes::from(channel), &name, false, true);
                     }
                     if notify.0 & Notify::KEYEVENT != 0 {
                         let channel = Bytes::from(format!("__keyevent@{db}__:{event}"));
-                        r.deliver(&channel, &key, false);
+                        r.deliver(&channel, &key, false, true);
                     }
                 }
             }
@@ -467,7 +455,13 @@ mod tests {
         hub.dispatch(applied);
         assert_eq!(
             one.try_recv().unwrap(),
-            Push::Message { kind: "message", pattern: None, channel: b("news"), payload: b("hi") }
+            Push::Message {
+                kind: "message",
+                pattern: None,
+                channel: b("news"),
+                payload: b("hi"),
+                notification: false
+            }
         );
         assert_eq!(
             two.try_recv().unwrap(),
@@ -475,7 +469,8 @@ mod tests {
                 kind: "pmessage",
                 pattern: Some(b("n*")),
                 channel: b("news"),
-                payload: b("hi")
+                payload: b("hi"),
+                notification: false
             }
         );
         hub.detach(1);

@@ -660,7 +660,7 @@ const PUBSUB_HELP: &[&str] = &[
     "SHARDNUMSUB [<shardchannel> ...]",
     "    Return the number of subscribers for the specified shard level channel(s)",
     "HELP",
-    "    Print this help.",
+    "    Prints this help.",
 ];
 
 /// PUBSUB CHANNELS | NUMSUB | NUMPAT | SHARDCHANNELS | SHARDNUMSUB | HELP:
@@ -675,7 +675,10 @@ fn pubsub(shared: &Shared, argv: &[Bytes]) -> Reply {
     let hub = &shared.hub;
     let channels = |kind| {
         if argv.len() > 3 {
-            return Reply::err(errors::SYNTAX);
+            return Reply::error(format!(
+                "ERR unknown subcommand or wrong number of arguments for '{}'. Try PUBSUB HELP.",
+                String::from_utf8_lossy(&argv[1])
+            ));
         }
         Reply::bulks(hub.channels(kind, argv.get(2).map(|p| &p[..])))
     };

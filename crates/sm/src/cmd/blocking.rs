@@ -78,8 +78,18 @@ pub struct Blocking {
 }
 
 impl Blocking {
-    /// The reply when nothing can be served (timeout, or may not block).
+    /// The reply of a blocked client whose timeout passed: Redis's null
+    /// array for every blocking command (BLMOVE too), nil for LOCK.ACQUIRE.
     pub fn timed_out(&self) -> Reply {
+        match self.action {
+            Action::Lock { .. } => Reply::Nil,
+            _ => Reply::NilArray,
+        }
+    }
+
+    /// The reply when nothing can be served and the client may not block
+    /// (inside MULTI): BLMOVE answers like LMOVE on an empty list.
+    pub fn would_block(&self) -> Reply {
         match self.action {
             Action::Move { .. } | Action::Lock { .. } => Reply::Nil,
             _ => Reply::NilArray,
@@ -97,30 +107,27 @@ impl Blocking {
     }
 }
 
-/// Redis's `getTimeoutFromObjectOrReply` in seconds: a float, not negative,
-/// to milliseconds (truncated); `now` bounds it so that `now + timeout` fits.
-fn timeout(arg: &[u8], now: i64) -> Res<i64> {
+/// Redis 7.0's `getTimeoutFromObjectOrReply` in seconds: a float, not
+/// negative, to milliseconds rounded up (`ceill`), so a tiny timeout is 1 ms
+/// and only 0 waits forever.
+fn timeout(arg: &[u8], _now: i64) -> Res<i64> {
     let bad = || Reply::err("ERR timeout is not a float or out of range");
     let seconds = match float::classify_long_double(arg) {
         LongDouble::Invalid => return Err(bad()),
-        // `(long long)(inf * 1000)` is out of range: C leaves it undefined and
-        // x86-64 gives LLONG_MIN, which Redis then calls negative.
+        // `(long long)ceill(inf * 1000)` is out of range: x86-64 gives
+        // LLONG_MIN, which Redis then calls negative.
         LongDouble::Infinite => return Err(Reply::err("ERR timeout is negative")),
         LongDouble::Finite => float::parse_f64(arg).or_else(|| parse_plain(arg)).ok_or_else(bad)?,
     };
-    let ms = seconds * 1000.0;
+    let ms = (seconds * 1000.0).ceil();
     if ms.is_nan() {
         return Err(bad());
     }
-    // The C cast from a long double truncates toward zero; out of the
-    // `long long` range x86-64 gives LLONG_MIN.
+    // Out of the `long long` range the C cast gives LLONG_MIN on x86-64.
     const LIMIT: f64 = 9.223_372_036_854_776e18;
     let ms = if (-LIMIT..LIMIT).contains(&ms) { ms as i64 } else { i64::MIN };
     if ms < 0 {
         return Err(Reply::err("ERR timeout is negative"));
-    }
-    if ms > 0 && ms > i64::MAX - now {
-        return Err(Reply::err("ERR timeout is out of range"));
     }
     Ok(ms)
 }
@@ -130,12 +137,13 @@ fn parse_plain(arg: &[u8]) -> Option<f64> {
     std::str::from_utf8(arg).ok()?.trim().parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
-/// `numkeys` of LMPOP/ZMPOP and friends, with Redis's message.
+/// `numkeys` of LMPOP/ZMPOP and friends: Redis's
+/// `getRangeLongFromObjectOrReply` gives its one message for anything but
+/// a positive integer.
 fn numkeys(arg: &[u8]) -> Res<usize> {
     match args::parse_i64(arg) {
         Some(n) if n >= 1 => Ok(n as usize),
-        Some(_) => Err(Reply::err("ERR numkeys should be greater than 0")),
-        None => Err(Reply::err(errors::NOT_INTEGER)),
+        _ => Err(Reply::err("ERR numkeys should be greater than 0")),
     }
 }
 
@@ -149,8 +157,7 @@ fn mpop_count(argv: &[Bytes], from: usize) -> Res<Option<u64>> {
             j += 1;
             match args::parse_i64(&argv[j]) {
                 Some(n) if n >= 1 => count = Some(n as u64),
-                Some(_) => return Err(Reply::err("ERR count should be greater than 0")),
-                None => return Err(Reply::err(errors::NOT_INTEGER)),
+                _ => return Err(Reply::err("ERR count should be greater than 0")),
             }
         } else {
             return Err(Reply::err(errors::SYNTAX));
@@ -238,7 +245,7 @@ pub fn parse(argv: &[Bytes], now: i64) -> Res<Blocking> {
 /// The command as a plain (never blocking) command.
 fn plain(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     let b = parse(argv, x.now)?;
-    Ok(try_now(x, &b)?.map_or_else(|| b.timed_out(), |(reply, _)| reply))
+    Ok(try_now(x, &b)?.map_or_else(|| b.would_block(), |(reply, _)| reply))
 }
 
 /// Serves from the first of the keys that has data, checking the types of
@@ -323,15 +330,26 @@ pub fn serve_key(x: &mut Exec, b: &Blocking, key: &Bytes) -> Option<(Reply, Give
             x.notify(Class::ZSet, if *max { "zpopmax" } else { "zpopmin" }, key);
             x.modified(key);
             notify_if_gone(x, key);
-            let pair = |(m, s): &(Bytes, f64)| (Reply::Bulk(m.clone()), Reply::Double(*s));
             let reply = match count {
                 None => {
-                    let (m, s) = pair(&items[0]);
-                    Reply::Array(vec![Reply::Bulk(key.clone()), m, s])
+                    let (m, s) = &items[0];
+                    Reply::Array(vec![
+                        Reply::Bulk(key.clone()),
+                        Reply::Bulk(m.clone()),
+                        Reply::Double(*s),
+                    ])
                 }
+                // (B)ZMPOP nests each pair, in RESP2 too.
                 Some(_) => Reply::Array(vec![
                     Reply::Bulk(key.clone()),
-                    Reply::Pairs(items.iter().map(pair).collect()),
+                    Reply::Array(
+                        items
+                            .iter()
+                            .map(|(m, s)| {
+                                Reply::Array(vec![Reply::Bulk(m.clone()), Reply::Double(*s)])
+                            })
+                            .collect(),
+                    ),
                 ]),
             };
             Some((reply, GiveBack::ZSet { db: db_index, key: key.clone(), items }))
