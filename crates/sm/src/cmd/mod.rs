@@ -10,6 +10,7 @@ use crate::command::Spec;
 
 pub mod bitmaps;
 pub mod blocking;
+pub mod conditional;
 pub mod connection;
 pub mod hashes;
 pub mod hyperloglog;
@@ -39,4 +40,5 @@ pub const FAMILIES: &[&[Spec]] = &[
     lcs::COMMANDS,
     pubsub::COMMANDS,
     blocking::COMMANDS,
+    conditional::COMMANDS,
 ];
