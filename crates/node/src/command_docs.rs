@@ -105,6 +105,21 @@ const EXTENSIONS: &[(&str, &str, &str, &str)] = &[
         "raftcache 0.1.0",
         "lock",
     ),
+    // Newer than the captured Redis 7.0.
+    ("delifeq", "Delete key if value matches string.", "9.0.0 (Valkey)", "string"),
+    (
+        "delex",
+        "Conditionally removes the specified key based on value or digest comparison.",
+        "8.4.0",
+        "string",
+    ),
+    ("digest", "Returns the XXH3 hash of a string value.", "8.4.0", "string"),
+    (
+        "increx",
+        "Increments the numeric value of a key within bounds and sets its expiration time.",
+        "8.8.0",
+        "string",
+    ),
 ];
 
 /// COMMAND INFO and DOCS for an extension command, from its table entry.

@@ -10,6 +10,7 @@ use crate::command::Spec;
 
 pub mod bitmaps;
 pub mod blocking;
+pub mod conditional;
 pub mod connection;
 pub mod dump;
 pub mod hashes;
@@ -46,4 +47,5 @@ pub const FAMILIES: &[&[Spec]] = &[
     locks::COMMANDS,
     sort::COMMANDS,
     dump::COMMANDS,
+    conditional::COMMANDS,
 ];

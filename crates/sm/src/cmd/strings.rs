@@ -3,6 +3,7 @@
 use bytes::{Bytes, BytesMut};
 
 use crate::args::{self, Res};
+use crate::cmd::conditional::digest_matches;
 use crate::cmd::keys::{adds_key, invalid_expire, notify_new};
 use crate::command::{arity_error, Spec};
 use crate::db::Object;
@@ -61,10 +62,56 @@ enum Ttl {
     Persist,
 }
 
+/// SET's value conditions (Redis 8.4): compare the current string, or its
+/// digest, with the argument.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cond<'a> {
+    /// IFEQ: set only if the value equals (a missing key is not created).
+    Eq(&'a [u8]),
+    /// IFNE: set only if the value differs (a missing key is created).
+    Ne(&'a [u8]),
+    /// IFDEQ: set only if the value's digest equals (missing: not created).
+    DigestEq(&'a [u8]),
+    /// IFDNE: set only if the value's digest differs (missing: created).
+    DigestNe(&'a [u8]),
+}
+
+impl<'a> Cond<'a> {
+    fn parse(word: &[u8], arg: &'a [u8]) -> Option<Cond<'a>> {
+        Some(match word.to_ascii_uppercase().as_slice() {
+            b"IFEQ" => Cond::Eq(arg),
+            b"IFNE" => Cond::Ne(arg),
+            b"IFDEQ" => Cond::DigestEq(arg),
+            b"IFDNE" => Cond::DigestNe(arg),
+            _ => return None,
+        })
+    }
+
+    /// Whether the condition lets SET write over `current` (`None`: the key
+    /// does not exist). A digest argument is checked only when there is a
+    /// value to compare it with, as Redis does.
+    fn allows(self, current: Option<&[u8]>) -> Res<bool> {
+        Ok(match (self, current) {
+            (Cond::Eq(_) | Cond::DigestEq(_), None) => false,
+            (Cond::Ne(_) | Cond::DigestNe(_), None) => true,
+            (Cond::Eq(v), Some(cur)) => cur == v,
+            (Cond::Ne(v), Some(cur)) => cur != v,
+            (Cond::DigestEq(d), Some(cur)) => digest_matches(cur, d)?,
+            (Cond::DigestNe(d), Some(cur)) => !digest_matches(cur, d)?,
+        })
+    }
+
+    fn same_kind(self, other: Cond) -> bool {
+        std::mem::discriminant(&self) == std::mem::discriminant(&other)
+    }
+}
+
 /// The parsed options of SET / GETEX (Redis's `parseExtendedStringArgumentsOrReply`).
 struct StringOpts<'a> {
     nx: bool,
     xx: bool,
+    /// IFEQ / IFNE / IFDEQ / IFDNE (SET only).
+    cond: Option<Cond<'a>>,
     get: bool,
     ttl: Ttl,
     /// The EX/PX/EXAT/PXAT argument and whether it is in seconds.
@@ -72,16 +119,40 @@ struct StringOpts<'a> {
 }
 
 fn parse_string_opts(argv: &[Bytes], first: usize, is_set: bool) -> Res<StringOpts<'_>> {
-    let mut o = StringOpts { nx: false, xx: false, get: false, ttl: Ttl::Unchanged, expire: None };
+    let mut o = StringOpts {
+        nx: false,
+        xx: false,
+        cond: None,
+        get: false,
+        ttl: Ttl::Unchanged,
+        expire: None,
+    };
     let mut j = first;
     while j < argv.len() {
         let opt = argv[j].as_ref();
         let has_next = j + 1 < argv.len();
         let no_ttl = o.ttl == Ttl::Unchanged;
         let upper = opt.to_ascii_uppercase();
+        // The conditions exclude each other, in either order (Redis 8.10:
+        // `SET k v IFEQ a NX` and `SET k v NX IFEQ a` are syntax errors). The
+        // same one may repeat, as NX and XX always could; for IF* the last
+        // argument wins. Choice: the repeat of an IF* option is not covered
+        // by the docs or tests; it is treated like a repeated EX.
+        let cond = match (is_set, has_next) {
+            (true, true) => Cond::parse(&upper, &argv[j + 1]),
+            _ => None,
+        };
+        if let Some(cond) = cond {
+            if o.nx || o.xx || o.cond.is_some_and(|c| !c.same_kind(cond)) {
+                return Err(Reply::err(errors::SYNTAX));
+            }
+            o.cond = Some(cond);
+            j += 2;
+            continue;
+        }
         match upper.as_slice() {
-            b"NX" if is_set && !o.xx => o.nx = true,
-            b"XX" if is_set && !o.nx => o.xx = true,
+            b"NX" if is_set && !o.xx && o.cond.is_none() => o.nx = true,
+            b"XX" if is_set && !o.nx && o.cond.is_none() => o.xx = true,
             b"GET" if is_set => o.get = true,
             b"KEEPTTL" if is_set && (no_ttl || o.ttl == Ttl::Keep) => o.ttl = Ttl::Keep,
             b"PERSIST" if !is_set && (no_ttl || o.ttl == Ttl::Persist) => o.ttl = Ttl::Persist,
@@ -121,8 +192,18 @@ fn expire_ms(o: &StringOpts, now: i64, name: &str) -> Res<Option<i64>> {
     Ok(Some(ms))
 }
 
-/// SET key value [NX | XX] [GET] [EX seconds | PX milliseconds |
-///   EXAT unix-time-seconds | PXAT unix-time-milliseconds | KEEPTTL]
+/// SET key value [NX | XX | IFEQ ifeq-value | IFNE ifne-value |
+///   IFDEQ ifdeq-digest | IFDNE ifdne-digest] [GET] [EX seconds |
+///   PX milliseconds | EXAT unix-time-seconds | PXAT unix-time-milliseconds |
+///   KEEPTTL]
+///
+/// The IF* conditions are Redis 8.4's (redis.io/commands/set): a failed
+/// condition replies nil (or, with GET, the old value) and changes nothing;
+/// IFEQ/IFDEQ never create a missing key, IFNE/IFDNE do; a key of another type
+/// is WRONGTYPE (with GET, from GET itself); a digest of the wrong length is
+/// an error only when there is a value to compare. Choice: with GET and a
+/// digest of the wrong length Redis sends the old value and then the error
+/// (two replies to one command); here the reply is the error alone.
 fn set(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     let o = parse_string_opts(argv, 3, true)?;
     set_generic(x, &argv[1], &argv[2], &o, "set", Reply::Ok, Reply::Nil)
@@ -148,6 +229,16 @@ fn set_generic(
             return Ok(old.map_or(abort, Reply::from));
         }
     }
+    if let Some(cond) = o.cond {
+        let current = match db.object(key, now) {
+            None => None,
+            Some(Object { value: Value::Str(s), .. }) => Some(s),
+            Some(_) => return Err(Reply::err(errors::WRONGTYPE)),
+        };
+        if !cond.allows(current.map(|s| s.as_ref()))? {
+            return Ok(old.map_or(abort, Reply::from));
+        }
+    }
     let value = Value::Str(own(value));
     let adds = adds_key(x, x.db, key);
     let db = x.db();
@@ -168,7 +259,14 @@ fn set_generic(
 
 /// SETNX key value
 fn setnx(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
-    let o = StringOpts { nx: true, xx: false, get: false, ttl: Ttl::Unchanged, expire: None };
+    let o = StringOpts {
+        nx: true,
+        xx: false,
+        cond: None,
+        get: false,
+        ttl: Ttl::Unchanged,
+        expire: None,
+    };
     set_generic(x, &argv[1], &argv[2], &o, "setnx", Reply::Int(1), Reply::Int(0))
 }
 
@@ -177,6 +275,7 @@ fn setex(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     let o = StringOpts {
         nx: false,
         xx: false,
+        cond: None,
         get: false,
         ttl: Ttl::Relative,
         expire: Some((&argv[2], true)),
@@ -189,6 +288,7 @@ fn psetex(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     let o = StringOpts {
         nx: false,
         xx: false,
+        cond: None,
         get: false,
         ttl: Ttl::Relative,
         expire: Some((&argv[2], false)),
