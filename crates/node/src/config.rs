@@ -159,6 +159,11 @@ pub struct Settings {
     pub client_query_buffer_limit: u64,
     pub appendfsync: String,
     pub loglevel: String,
+    /// CONFIG SET save: accepted and shown (snapshots do not follow it).
+    pub save: String,
+    /// CONFIG SET busy-reply-threshold / lua-time-limit: accepted and shown
+    /// (scripts are bounded by instructions, not time).
+    pub busy_reply_threshold: u64,
 }
 
 impl Settings {
@@ -173,6 +178,8 @@ impl Settings {
             client_query_buffer_limit: args.client_query_buffer_limit,
             appendfsync: args.appendfsync.clone(),
             loglevel: args.loglevel.clone(),
+            save: String::new(),
+            busy_reply_threshold: 5000,
         }
     }
 }

@@ -1,8 +1,9 @@
 //! CONFIG GET/SET/RESETSTAT/REWRITE for the parameters the server has.
 //!
-//! Encoding thresholds (`hash-max-listpack-entries` …) are readable but
-//! immutable: replicas must pick identical encodings, so they are fixed at
-//! Redis's defaults (see tests/differential/DIFFERENCES.md).
+//! Cluster-wide parameters — `notify-keyspace-events` and the encoding
+//! thresholds (`hash-max-listpack-entries` …), which every replica must
+//! apply at the same index — are set through the log (`Op::Config`, sent by
+//! the connection) and read from the engine; the others are this node's.
 
 use std::sync::atomic::Ordering;
 use std::sync::RwLockWriteGuard;
@@ -11,10 +12,6 @@ use bytes::Bytes;
 use raftcache_sm::glob;
 use raftcache_sm::reply::errors;
 use raftcache_sm::state::DATABASES;
-use raftcache_sm::value::{
-    HASH_MAX_LISTPACK_ENTRIES, HASH_MAX_LISTPACK_VALUE, SET_MAX_INTSET_ENTRIES,
-    ZSET_MAX_LISTPACK_ENTRIES, ZSET_MAX_LISTPACK_VALUE,
-};
 use raftcache_sm::Reply;
 
 use crate::config::{parse_memory, Settings};
@@ -131,30 +128,53 @@ const PARAMS: &[Param] = &[
     },
     fixed("appendonly", |_, _| "no".into()),
     fixed("appendfsync", |_, c| c.appendfsync.clone()),
-    fixed("save", |_, _| String::new()),
-    fixed("hash-max-listpack-entries", |_, _| HASH_MAX_LISTPACK_ENTRIES.to_string()),
-    fixed("hash-max-listpack-value", |_, _| HASH_MAX_LISTPACK_VALUE.to_string()),
-    fixed("hash-max-ziplist-entries", |_, _| HASH_MAX_LISTPACK_ENTRIES.to_string()),
-    fixed("hash-max-ziplist-value", |_, _| HASH_MAX_LISTPACK_VALUE.to_string()),
-    fixed("set-max-intset-entries", |_, _| SET_MAX_INTSET_ENTRIES.to_string()),
-    fixed("zset-max-listpack-entries", |_, _| ZSET_MAX_LISTPACK_ENTRIES.to_string()),
-    fixed("zset-max-listpack-value", |_, _| ZSET_MAX_LISTPACK_VALUE.to_string()),
-    fixed("zset-max-ziplist-entries", |_, _| ZSET_MAX_LISTPACK_ENTRIES.to_string()),
-    fixed("zset-max-ziplist-value", |_, _| ZSET_MAX_LISTPACK_VALUE.to_string()),
-    fixed("list-max-listpack-size", |_, _| "-2".into()),
-    fixed("list-max-ziplist-size", |_, _| "-2".into()),
-    // Cluster-wide: set through the log (see `replicated`), read from the
-    // engine.
-    fixed("notify-keyspace-events", |s, _| {
-        s.cluster.sm.read().state.config_value("notify-keyspace-events").unwrap_or_default()
-    }),
+    // Snapshots follow --snapshot-every and the log's size, not RDB save
+    // points: `save` is accepted (tools set it, often to "") and shown.
+    Param {
+        name: "save",
+        get: |_, c| c.save.clone(),
+        set: Some(|c, v| {
+            c.save = v.to_string();
+            Ok(())
+        }),
+    },
+    // Scripts are stopped by an instruction budget, the same on every
+    // replica, not by time: these are accepted and shown, and change nothing.
+    Param {
+        name: "lua-time-limit",
+        get: |_, c| c.busy_reply_threshold.to_string(),
+        set: Some(|c, v| {
+            c.busy_reply_threshold = non_negative(v)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "busy-reply-threshold",
+        get: |_, c| c.busy_reply_threshold.to_string(),
+        set: Some(|c, v| {
+            c.busy_reply_threshold = non_negative(v)?;
+            Ok(())
+        }),
+    },
 ];
+
+fn non_negative(v: &str) -> Result<u64, String> {
+    let n: i64 =
+        v.parse().map_err(|_| "argument couldn't be parsed into an integer".to_string())?;
+    u64::try_from(n)
+        .map_err(|_| "argument must be between 0 and 9223372036854775807 inclusive".to_string())
+}
 
 /// True if CONFIG SET of `name` must go through the log (every replica
 /// changes it at the same index).
 pub fn replicated(name: &[u8]) -> bool {
     let name = String::from_utf8_lossy(name).to_ascii_lowercase();
-    raftcache_sm::state::REPLICATED_CONFIG.contains(&name.as_str())
+    raftcache_sm::state::is_replicated_config(&name)
+}
+
+/// The cluster-wide parameters CONFIG GET shows (read from the engine).
+fn replicated_names() -> impl Iterator<Item = &'static str> {
+    std::iter::once("notify-keyspace-events").chain(raftcache_sm::encodings::Encodings::names())
 }
 
 const HELP: &[&str] = &[
@@ -180,13 +200,19 @@ pub fn config(shared: &Shared, argv: &[Bytes]) -> Reply {
     match sub {
         Sub("get") => {
             let settings = shared.config.settings();
-            let pairs = PARAMS
+            let wanted =
+                |name: &str| argv[2..].iter().any(|pat| glob::matches_nocase(pat, name.as_bytes()));
+            let mut pairs: Vec<(Reply, Reply)> = PARAMS
                 .iter()
-                .filter(|p| {
-                    argv[2..].iter().any(|pat| glob::matches_nocase(pat, p.name.as_bytes()))
-                })
+                .filter(|p| wanted(p.name))
                 .map(|p| (bulk(p.name), bulk(&(p.get)(shared, &settings))))
                 .collect();
+            drop(settings);
+            let machine = shared.cluster.sm.read();
+            for name in replicated_names().filter(|n| wanted(n)) {
+                let value = machine.state.config_value(name).unwrap_or_default();
+                pairs.push((bulk(name), bulk(&value)));
+            }
             Reply::Map(pairs)
         }
         Sub("set") => config_set(shared, argv),
@@ -231,7 +257,7 @@ pub fn prepare_set(
     for pair in argv[2..].chunks(2) {
         let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
         if replicated(&pair[0]) {
-            raftcache_sm::State::check_config(&name, &pair[1])?;
+            shared.cluster.sm.read().state.check_config(&name, &pair[1])?;
             replicated_out.push((name, pair[1].clone()));
             continue;
         }

@@ -34,6 +34,7 @@
 //! - [`db`]: one database: keyspace, expiry index, change marks for WATCH.
 //! - [`event`]: what apply reports besides replies (keyspace notifications …).
 //! - [`value`]: value types and their Redis encodings.
+//! - [`encodings`]: the encoding thresholds, cluster-wide configuration.
 //! - [`keymap`]: the insertion-order-independent map behind keyspace and SCAN.
 //! - [`snapshot`]: the versioned, checksummed snapshot format and the digest.
 //! - [`reply`]: protocol-independent replies and Redis's error texts.
@@ -47,6 +48,7 @@ pub mod blocked;
 pub mod cmd;
 pub mod command;
 pub mod db;
+pub mod encodings;
 pub mod event;
 pub mod float;
 pub mod glob;

@@ -8,8 +8,10 @@
 //! sessions count (varint), then per session in id order: id, ack_below
 //!          (varints), last_seen_ms (zigzag varint), cached reply count, then
 //!          per cached proposal: seq, reply count, replies (see `put_reply`)
-//! config   if a cluster-wide parameter is not at its default: 0xFC, then
-//!          notify-keyspace-events flags (varint)
+//! config   if a cluster-wide parameter is not at its default: 0xFC, count,
+//!          then (name, value) pairs (bytes each) as CONFIG GET shows them:
+//!          notify-keyspace-events first, then the encoding thresholds in
+//!          their fixed order
 //! per database with keys or tombstones, in index order:
 //!          0xFE, db index (varint), key count (varint),
 //!          then each key in canonical (KeyMap) order:
@@ -62,6 +64,7 @@ use thiserror::Error;
 use crate::blocked::{Blocked, GiveBack, Pending, Waiter, WaiterId};
 use crate::cmd::scripting::Scripts;
 use crate::db::{Db, Object, Tombstones, MAX_TOMBSTONES};
+use crate::encodings::Encodings;
 use crate::event::Notify;
 use crate::keymap::KeyMap;
 use crate::locks::{Lock, Locks};
@@ -546,12 +549,22 @@ fn read_blocked(r: &mut impl Read) -> Result<Blocked, SnapshotError> {
     Ok(b)
 }
 
-fn write_config(w: &mut impl Write, notify: Notify) -> io::Result<()> {
-    if notify == Notify::default() {
+fn write_config(w: &mut impl Write, notify: Notify, encodings: &Encodings) -> io::Result<()> {
+    let mut pairs: Vec<(&str, String)> = Vec::new();
+    if notify != Notify::default() {
+        pairs.push(("notify-keyspace-events", notify.to_text()));
+    }
+    pairs.extend(encodings.changed());
+    if pairs.is_empty() {
         return Ok(());
     }
     w.write_all(&[TAG_CONFIG])?;
-    put_varint(w, u64::from(notify.0))
+    put_varint(w, pairs.len() as u64)?;
+    for (name, value) in pairs {
+        put_bytes(w, name.as_bytes())?;
+        put_bytes(w, value.as_bytes())?;
+    }
+    Ok(())
 }
 
 fn write_scripts(w: &mut impl Write, scripts: &Scripts) -> io::Result<()> {
@@ -684,6 +697,7 @@ struct Sections {
     dbs: Vec<Db>,
     scripts: Scripts,
     notify: Notify,
+    encodings: Encodings,
     blocked: Blocked,
     locks: Locks,
 }
@@ -693,6 +707,7 @@ fn read_sections(r: &mut impl Read, version: u16) -> Result<Sections, SnapshotEr
         dbs: vec![Db::default(); DATABASES],
         scripts: Scripts::default(),
         notify: Notify::default(),
+        encodings: Encodings::default(),
         blocked: Blocked::default(),
         locks: Locks::default(),
     };
@@ -713,12 +728,21 @@ fn read_sections(r: &mut impl Read, version: u16) -> Result<Sections, SnapshotEr
             TAG_END => return Ok(out),
             TAG_CONFIG => {
                 next(0)?;
-                let flags = get_varint(r)?;
-                out.notify = Notify(
-                    u32::try_from(flags).map_err(|_| SnapshotError::Corrupt("config flags"))?,
-                );
-                if out.notify == Notify::default() {
+                let n = get_len(r)?;
+                if n == 0 {
                     return Err(SnapshotError::Corrupt("empty config section"));
+                }
+                for _ in 0..n {
+                    let name = get_bytes(r)?;
+                    let value = get_bytes(r)?;
+                    let name = std::str::from_utf8(&name)
+                        .map_err(|_| SnapshotError::Corrupt("config name"))?;
+                    if name == "notify-keyspace-events" {
+                        out.notify = Notify::parse(&value)
+                            .ok_or(SnapshotError::Corrupt("notify-keyspace-events value"))?;
+                    } else if out.encodings.set(name, &value).is_err() {
+                        return Err(SnapshotError::Corrupt("unknown or bad config parameter"));
+                    }
                 }
             }
             TAG_DB => {
@@ -825,7 +849,7 @@ impl State {
         put_varint(&mut counter, self.applied_index)?;
         put_varint(&mut counter, self.cluster_id)?;
         write_sessions(&mut counter, &self.sessions)?;
-        write_config(&mut counter, self.notify)?;
+        write_config(&mut counter, self.notify, &self.encodings)?;
         write_dbs(&mut counter, &self.dbs)?;
         write_scripts(&mut counter, &self.scripts)?;
         write_blocked(&mut counter, &self.blocked)?;
@@ -868,7 +892,8 @@ impl State {
         let applied_index = get_varint(&mut r)?;
         let cluster_id = get_varint(&mut r)?;
         let sessions = read_sessions(&mut r)?;
-        let Sections { dbs, scripts, notify, blocked, locks } = read_sections(&mut r, version)?;
+        let Sections { dbs, scripts, notify, encodings, blocked, locks } =
+            read_sections(&mut r, version)?;
         let computed = r.crc.clone().finalize();
         let mut stored = [0u8; 4];
         r.inner.read_exact(&mut stored)?;
@@ -890,6 +915,7 @@ impl State {
             ..State::default()
         };
         state.set_notify(notify);
+        state.set_encodings(encodings);
         state.set_blocked(blocked);
         Ok(state)
     }
@@ -902,7 +928,7 @@ impl State {
         put_signed(&mut hasher, self.clock_ms).expect("hashing cannot fail");
         put_varint(&mut hasher, self.cluster_id).expect("hashing cannot fail");
         write_sessions(&mut hasher, &self.sessions).expect("hashing cannot fail");
-        write_config(&mut hasher, self.notify).expect("hashing cannot fail");
+        write_config(&mut hasher, self.notify, &self.encodings).expect("hashing cannot fail");
         write_dbs(&mut hasher, &self.dbs).expect("hashing cannot fail");
         write_scripts(&mut hasher, &self.scripts).expect("hashing cannot fail");
         write_blocked(&mut hasher, &self.blocked).expect("hashing cannot fail");

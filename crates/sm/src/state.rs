@@ -29,6 +29,7 @@ use crate::cmd::blocking;
 use crate::cmd::scripting::{Scripts, VmCell};
 use crate::command::{self, Kind};
 use crate::db::Db;
+use crate::encodings::Encodings;
 use crate::event::{Class, Event, Notify, Outbox};
 use crate::locks::{Locks, LOCK_DB};
 use crate::reply::Reply;
@@ -85,10 +86,13 @@ pub enum Op {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReplicatedConfig {
     Notify(Notify),
+    Encodings(Encodings),
 }
 
-/// The names of the cluster-wide parameters.
-pub const REPLICATED_CONFIG: &[&str] = &["notify-keyspace-events"];
+/// True if `name` is a cluster-wide parameter (set through the log).
+pub fn is_replicated_config(name: &str) -> bool {
+    name == "notify-keyspace-events" || Encodings::knows(name)
+}
 
 /// One queued command of a transaction.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -299,6 +303,8 @@ pub struct State {
     pub(crate) cluster_id: u64,
     /// Which keyspace events are recorded (`notify-keyspace-events`).
     pub(crate) notify: Notify,
+    /// The encoding thresholds (`hash-max-listpack-entries` …).
+    pub(crate) encodings: Encodings,
     /// The script cache (EVAL, SCRIPT LOAD): replicated.
     pub(crate) scripts: Scripts,
     /// This node's Lua interpreter: not replicated (see [`VmCell`]).
@@ -321,6 +327,7 @@ impl Default for State {
             sessions: Sessions::default(),
             cluster_id: 0,
             notify: Notify::default(),
+            encodings: Encodings::default(),
             scripts: Scripts::default(),
             vm: VmCell::default(),
             blocked: Blocked::default(),
@@ -340,6 +347,7 @@ impl State {
     /// sequence number) is not applied again and gets the first replies; a
     /// stale one (its origin gave up on it) is not applied at all.
     pub fn apply_proposal(&mut self, index: u64, p: &Proposal) -> Vec<Reply> {
+        self.encodings.enter();
         self.clock_ms = self.clock_ms.max(p.time_ms);
         self.applied_index = index;
         if index.is_multiple_of(SESSION_SWEEP_EVERY) {
@@ -378,6 +386,7 @@ impl State {
     /// Applies one operation and returns the client's reply. Pure: see the
     /// module docs. `stamp.index` becomes the applied index.
     pub fn apply(&mut self, stamp: &Stamp, op: &Op) -> Reply {
+        self.encodings.enter();
         self.clock_ms = self.clock_ms.max(stamp.time_ms);
         self.applied_index = stamp.index;
         let now = self.clock_ms;
@@ -621,17 +630,23 @@ impl State {
     /// Sets a cluster-wide parameter; the checks and error texts are CONFIG
     /// SET's (the node checks first too, so a bad value rarely gets here).
     fn apply_config(&mut self, name: &str, value: &[u8]) -> Reply {
-        match Self::check_config(name, value) {
+        match self.check_config(name, value) {
             Ok(ReplicatedConfig::Notify(flags)) => {
                 self.set_notify(flags);
+                Reply::Ok
+            }
+            Ok(ReplicatedConfig::Encodings(e)) => {
+                self.encodings = e;
+                e.enter();
                 Reply::Ok
             }
             Err(e) => e,
         }
     }
 
-    /// Parses a value of a cluster-wide parameter, with CONFIG SET's error.
-    pub fn check_config(name: &str, value: &[u8]) -> Result<ReplicatedConfig, Reply> {
+    /// Parses a value of a cluster-wide parameter against this state, with
+    /// CONFIG SET's error.
+    pub fn check_config(&self, name: &str, value: &[u8]) -> Result<ReplicatedConfig, Reply> {
         let failed = |msg: &str| {
             Reply::error(format!(
                 "ERR CONFIG SET failed (possibly related to argument '{name}') - {msg}"
@@ -641,6 +656,11 @@ impl State {
             "notify-keyspace-events" => Notify::parse(value)
                 .map(ReplicatedConfig::Notify)
                 .ok_or_else(|| failed("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.")),
+            _ if Encodings::knows(name) => {
+                let mut e = self.encodings;
+                e.set(name, value).map_err(|msg| failed(&msg))?;
+                Ok(ReplicatedConfig::Encodings(e))
+            }
             _ => Err(Reply::error(format!(
                 "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
             ))),
@@ -651,8 +671,18 @@ impl State {
     pub fn config_value(&self, name: &str) -> Option<String> {
         match name {
             "notify-keyspace-events" => Some(self.notify.to_text()),
-            _ => None,
+            _ => self.encodings.get(name),
         }
+    }
+
+    /// The encoding thresholds in force.
+    pub fn encodings(&self) -> Encodings {
+        self.encodings
+    }
+
+    /// Restores the encoding thresholds from a snapshot.
+    pub(crate) fn set_encodings(&mut self, e: Encodings) {
+        self.encodings = e;
     }
 
     /// EXEC: checks the watches, then applies every call in order at the same
@@ -762,6 +792,7 @@ impl State {
     /// replicated clock is used if it is later). `seed` feeds SRANDMEMBER and
     /// friends. Write commands are refused: they must go through [`State::apply`].
     pub fn query(&self, db: usize, argv: &[Bytes], now_ms: i64, seed: u64) -> Reply {
+        self.encodings.enter();
         if db >= self.dbs.len() {
             return Reply::err(crate::reply::errors::DB_INDEX);
         }

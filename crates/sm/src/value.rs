@@ -18,18 +18,12 @@ use std::collections::{BTreeSet, VecDeque};
 use bytes::Bytes;
 
 use crate::args::parse_i64;
+use crate::encodings::{
+    hash_max_listpack_entries, hash_max_listpack_value, set_max_intset_entries,
+    zset_max_listpack_entries, zset_max_listpack_value,
+};
 use crate::keymap::KeyMap;
 
-/// `hash-max-listpack-entries`
-pub const HASH_MAX_LISTPACK_ENTRIES: usize = 512;
-/// `hash-max-listpack-value`
-pub const HASH_MAX_LISTPACK_VALUE: usize = 64;
-/// `set-max-intset-entries`
-pub const SET_MAX_INTSET_ENTRIES: usize = 512;
-/// `zset-max-listpack-entries`
-pub const ZSET_MAX_LISTPACK_ENTRIES: usize = 128;
-/// `zset-max-listpack-value`
-pub const ZSET_MAX_LISTPACK_VALUE: usize = 64;
 /// Longest string Redis stores as "embstr".
 pub const EMBSTR_SIZE_LIMIT: usize = 44;
 
@@ -110,12 +104,12 @@ impl HashVal {
     /// hash outgrows the listpack limits, as Redis does.
     pub fn insert(&mut self, field: Bytes, value: Bytes) -> bool {
         if let HashVal::Listpack(v) = self {
-            if field.len() > HASH_MAX_LISTPACK_VALUE || value.len() > HASH_MAX_LISTPACK_VALUE {
+            if field.len() > hash_max_listpack_value() || value.len() > hash_max_listpack_value() {
                 self.convert_to_table();
             } else if let Some(slot) = v.iter_mut().find(|(f, _)| *f == field) {
                 slot.1 = value;
                 return false;
-            } else if v.len() < HASH_MAX_LISTPACK_ENTRIES {
+            } else if v.len() < hash_max_listpack_entries() {
                 v.push((field, value));
                 return true;
             } else {
@@ -213,7 +207,7 @@ impl SetVal {
             match parse_i64(member) {
                 Some(n) => match v.binary_search(&n) {
                     Ok(_) => return false,
-                    Err(i) if v.len() < SET_MAX_INTSET_ENTRIES => {
+                    Err(i) if v.len() < set_max_intset_entries() => {
                         v.insert(i, n);
                         return true;
                     }
@@ -334,7 +328,8 @@ impl ZSetVal {
             }
         };
         if self.listpack
-            && (self.len() > ZSET_MAX_LISTPACK_ENTRIES || member.len() > ZSET_MAX_LISTPACK_VALUE)
+            && (self.len() > zset_max_listpack_entries()
+                || member.len() > zset_max_listpack_value())
         {
             self.listpack = false;
         }
@@ -382,7 +377,7 @@ mod tests {
     #[test]
     fn hash_converts_like_redis() {
         let mut h = HashVal::default();
-        for i in 0..HASH_MAX_LISTPACK_ENTRIES {
+        for i in 0..hash_max_listpack_entries() {
             assert!(h.insert(b(&format!("f{i}")), b("v")));
         }
         assert_eq!(h.encoding(), "listpack");

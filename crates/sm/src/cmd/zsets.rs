@@ -1186,8 +1186,8 @@ fn setop_store(x: &mut Exec, argv: &[Bytes], op: SetOp, event: &'static str) -> 
 /// converted to a listpack if it is small enough (`zsetConvertToListpack
 /// IfNeeded`, which turns a -0 score into 0 like every listpack insert).
 fn computed_zset(entries: Vec<(Bytes, f64)>) -> ZSetVal {
-    let small = entries.len() <= crate::value::ZSET_MAX_LISTPACK_ENTRIES
-        && entries.iter().all(|(m, _)| m.len() <= crate::value::ZSET_MAX_LISTPACK_VALUE);
+    let small = entries.len() <= crate::encodings::zset_max_listpack_entries()
+        && entries.iter().all(|(m, _)| m.len() <= crate::encodings::zset_max_listpack_value());
     let mut z = ZSetVal { listpack: small, ..ZSetVal::default() };
     for (m, s) in entries {
         store_score(&mut z, &m, s);
@@ -1277,7 +1277,7 @@ fn zrangestore(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
         Some(Value::ZSet(z)) => {
             let found = ra.entries(z);
             let skiplist = matches!(ra.parsed, Parsed::Rank(..))
-                && found.len() > crate::value::ZSET_MAX_LISTPACK_ENTRIES;
+                && found.len() > crate::encodings::zset_max_listpack_entries();
             (found.into_iter().map(|(m, s)| (m.clone(), s)).collect(), skiplist)
         }
         Some(_) => return Err(Reply::err(errors::WRONGTYPE)),

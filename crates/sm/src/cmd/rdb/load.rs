@@ -11,12 +11,13 @@ use bytes::Bytes;
 use super::listpack::{self, Entry};
 use super::{lzf, types, ziplist};
 use crate::args::parse_i64;
+use crate::encodings::{
+    hash_max_listpack_entries, hash_max_listpack_value, set_max_intset_entries,
+    zset_max_listpack_entries, zset_max_listpack_value,
+};
 use crate::float;
 use crate::keymap::KeyMap;
-use crate::value::{
-    HashVal, SetVal, Value, ZSetVal, HASH_MAX_LISTPACK_ENTRIES, HASH_MAX_LISTPACK_VALUE,
-    SET_MAX_INTSET_ENTRIES, ZSET_MAX_LISTPACK_ENTRIES, ZSET_MAX_LISTPACK_VALUE,
-};
+use crate::value::{HashVal, SetVal, Value, ZSetVal};
 
 /// The most bytes LZF-compressed strings of one payload may expand to.
 /// Redis would allocate whatever a payload asks for; a replica must not let
@@ -191,10 +192,10 @@ fn hash_from_pairs(pairs: Vec<(Bytes, Bytes)>, check_lengths: bool) -> Load<Hash
         }
     }
     let too_long = check_lengths
-        && pairs
-            .iter()
-            .any(|(f, v)| f.len() > HASH_MAX_LISTPACK_VALUE || v.len() > HASH_MAX_LISTPACK_VALUE);
-    if pairs.len() > HASH_MAX_LISTPACK_ENTRIES || too_long {
+        && pairs.iter().any(|(f, v)| {
+            f.len() > hash_max_listpack_value() || v.len() > hash_max_listpack_value()
+        });
+    if pairs.len() > hash_max_listpack_entries() || too_long {
         Ok(HashVal::Table(pairs.into_iter().collect()))
     } else {
         Ok(HashVal::Listpack(pairs))
@@ -215,7 +216,7 @@ fn packed_zset(entries: &[Entry]) -> Load<Value> {
     if z.is_empty() {
         return Err(BadData);
     }
-    z.listpack = z.len() <= ZSET_MAX_LISTPACK_ENTRIES;
+    z.listpack = z.len() <= zset_max_listpack_entries();
     Ok(Value::ZSet(z))
 }
 
@@ -240,7 +241,7 @@ fn load_value(r: &mut Reader, rdbtype: u8) -> Load<Value> {
                 return Err(BadData);
             }
             // Too many for an intset: a table from the start.
-            let mut set = if len > SET_MAX_INTSET_ENTRIES as u64 {
+            let mut set = if len > set_max_intset_entries() as u64 {
                 SetVal::Table(KeyMap::new())
             } else {
                 SetVal::Intset(Vec::new())
@@ -274,8 +275,8 @@ fn load_value(r: &mut Reader, rdbtype: u8) -> Load<Value> {
                 entries.push((member, score));
             }
             // Loaded as a skiplist, converted if small (which turns -0 into 0).
-            let small = entries.len() <= ZSET_MAX_LISTPACK_ENTRIES
-                && entries.iter().all(|(m, _)| m.len() <= ZSET_MAX_LISTPACK_VALUE);
+            let small = entries.len() <= zset_max_listpack_entries()
+                && entries.iter().all(|(m, _)| m.len() <= zset_max_listpack_value());
             let mut z = ZSetVal { listpack: false, ..ZSetVal::default() };
             for (m, s) in &entries {
                 if !z.insert(m, *s) {
@@ -354,7 +355,7 @@ fn load_value(r: &mut Reader, rdbtype: u8) -> Load<Value> {
         types::SET_INTSET => {
             let data = r.string()?;
             let v = intset(&data).ok_or(BadData)?;
-            if v.len() > SET_MAX_INTSET_ENTRIES {
+            if v.len() > set_max_intset_entries() {
                 return Ok(Value::Set(SetVal::Table(
                     v.into_iter().map(|n| (crate::args::int_bytes(n), ())).collect(),
                 )));
