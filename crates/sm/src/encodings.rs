@@ -192,6 +192,40 @@ enum Slot<'a> {
     I(&'a mut i64),
 }
 
+/// `hash-max-listpack-entries` in force.
+#[inline]
+pub fn hash_max_listpack_entries() -> usize {
+    as_usize(Encodings::current().hash_max_listpack_entries)
+}
+
+/// `hash-max-listpack-value` in force.
+#[inline]
+pub fn hash_max_listpack_value() -> usize {
+    as_usize(Encodings::current().hash_max_listpack_value)
+}
+
+/// `set-max-intset-entries` in force.
+#[inline]
+pub fn set_max_intset_entries() -> usize {
+    as_usize(Encodings::current().set_max_intset_entries)
+}
+
+/// `zset-max-listpack-entries` in force.
+#[inline]
+pub fn zset_max_listpack_entries() -> usize {
+    as_usize(Encodings::current().zset_max_listpack_entries)
+}
+
+/// `zset-max-listpack-value` in force.
+#[inline]
+pub fn zset_max_listpack_value() -> usize {
+    as_usize(Encodings::current().zset_max_listpack_value)
+}
+
+fn as_usize(v: u64) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,38 +262,4 @@ mod tests {
             ]
         );
     }
-}
-
-/// `hash-max-listpack-entries` in force.
-#[inline]
-pub fn hash_max_listpack_entries() -> usize {
-    as_usize(Encodings::current().hash_max_listpack_entries)
-}
-
-/// `hash-max-listpack-value` in force.
-#[inline]
-pub fn hash_max_listpack_value() -> usize {
-    as_usize(Encodings::current().hash_max_listpack_value)
-}
-
-/// `set-max-intset-entries` in force.
-#[inline]
-pub fn set_max_intset_entries() -> usize {
-    as_usize(Encodings::current().set_max_intset_entries)
-}
-
-/// `zset-max-listpack-entries` in force.
-#[inline]
-pub fn zset_max_listpack_entries() -> usize {
-    as_usize(Encodings::current().zset_max_listpack_entries)
-}
-
-/// `zset-max-listpack-value` in force.
-#[inline]
-pub fn zset_max_listpack_value() -> usize {
-    as_usize(Encodings::current().zset_max_listpack_value)
-}
-
-fn as_usize(v: u64) -> usize {
-    usize::try_from(v).unwrap_or(usize::MAX)
 }
