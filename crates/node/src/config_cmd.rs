@@ -219,6 +219,7 @@ pub fn config(shared: &Shared, argv: &[Bytes]) -> Reply {
         Sub("resetstat") => {
             shared.stats.commands.store(0, Ordering::Relaxed);
             shared.stats.expired_keys.store(0, Ordering::Relaxed);
+            shared.stats.calls.reset();
             Reply::Ok
         }
         Sub("rewrite") => Reply::err("ERR The server is running without a config file"),

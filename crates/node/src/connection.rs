@@ -269,6 +269,9 @@ impl Handler {
                     if let Some(tx) = &mut self.session.multi {
                         tx.dirty = true;
                     }
+                    if self.last_cmd != "unknown" {
+                        self.shared.stats.calls.rejected(self.last_cmd);
+                    }
                     self.emit(&reply);
                 }
                 Class::Queued(reply) => {
@@ -276,22 +279,32 @@ impl Handler {
                 }
                 Class::Transaction(name, argv) => {
                     self.flush_group(&mut group).await;
+                    let started = Instant::now();
                     let reply = self.transaction(name, &argv).await;
+                    let usec = started.elapsed().as_micros() as u64;
+                    self.shared.stats.calls.ran(name, usec, &reply);
                     self.emit(&reply);
                 }
                 Class::Subscription(name, kind, argv) => {
                     self.flush_group(&mut group).await;
                     self.subscription(name, kind, &argv);
+                    self.shared.stats.calls.ran(name, 0, &Reply::Ok);
                 }
                 Class::Block(cmd) => {
                     self.flush_group(&mut group).await;
+                    let (started, name) = (Instant::now(), self.last_cmd);
                     match self.block(cmd).await {
-                        Some(reply) => self.emit(&reply),
+                        Some(reply) => {
+                            let usec = started.elapsed().as_micros() as u64;
+                            self.shared.stats.calls.ran(name, usec, &reply);
+                            self.emit(&reply)
+                        }
                         None => return Ok(true),
                     }
                 }
                 Class::Connection(name, argv) => {
                     self.flush_group(&mut group).await;
+                    let started = Instant::now();
                     // CLIENT LIST shows the command being run, like Redis.
                     self.publish();
                     self.entry.view.lock().expect("client view lock").last_cmd =
@@ -310,6 +323,8 @@ impl Handler {
                     if self.session.tracking.is_some() && self.pushes.is_none() {
                         self.pushes = Some(self.shared.hub.attach(self.entry.id));
                     }
+                    let usec = started.elapsed().as_micros() as u64;
+                    self.shared.stats.calls.ran(&full_name(name, &argv), usec, &reply);
                     self.emit(&reply);
                 }
                 Class::Write(cmd) => {
@@ -349,6 +364,13 @@ impl Handler {
     /// Runs a pending group through the cluster and writes its replies.
     async fn flush_group(&mut self, group: &mut Group) {
         let mut published: Vec<(usize, Bytes, bool)> = Vec::new();
+        let started = Instant::now();
+        let names: Vec<&'static str> = match group {
+            Group::Reads(cmds) | Group::Writes(cmds) => {
+                cmds.iter().map(|c| lookup(&c.argv[0]).map_or("unknown", |s| s.name)).collect()
+            }
+            Group::None => Vec::new(),
+        };
         let (result, n) = match std::mem::replace(group, Group::None) {
             Group::None => return,
             Group::Writes(cmds) => {
@@ -391,6 +413,10 @@ impl Handler {
                         *reply = Reply::Int(self.shared.hub.receivers(&channel, shard) as i64);
                     }
                 }
+                let usec = started.elapsed().as_micros() as u64 / names.len().max(1) as u64;
+                for (name, reply) in names.iter().zip(&replies) {
+                    self.shared.stats.calls.ran(name, usec, reply);
+                }
                 replies.iter().for_each(|r| self.emit(r))
             }
             Err(e) => {
@@ -426,6 +452,9 @@ impl Handler {
 
     /// Writes a reply unless CLIENT REPLY says otherwise.
     fn emit(&mut self, reply: &Reply) {
+        if reply.is_error() {
+            self.shared.stats.calls.error_reply(reply);
+        }
         match self.session.reply_mode {
             ReplyMode::On => encode(reply, self.session.proto, &mut self.wbuf),
             ReplyMode::Off => {}
@@ -513,7 +542,7 @@ impl Handler {
             if argv.len() > 2 {
                 return Class::Reply(raftcache_sm::command::arity_error("ping"));
             }
-            return Class::Reply(Reply::Array(vec![Reply::bulk(b"pong"), Reply::Bulk(arg)]));
+            return Class::Queued(Reply::Array(vec![Reply::bulk(b"pong"), Reply::Bulk(arg)]));
         }
         let mut cmd = Command { db: self.session.db as u32, argv };
         match spec.kind {
@@ -917,7 +946,8 @@ enum Class {
     /// Answered at once (unknown command, wrong arity, NOAUTH); inside MULTI
     /// it aborts the transaction.
     Reply(Reply),
-    /// Queued inside MULTI: the reply is `+QUEUED`.
+    /// Answered at once, no error (`+QUEUED` inside MULTI, PING in RESP2's
+    /// subscribed mode).
     Queued(Reply),
     /// MULTI, EXEC, DISCARD, WATCH, UNWATCH.
     Transaction(&'static str, Vec<Bytes>),

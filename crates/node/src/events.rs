@@ -315,6 +315,21 @@ impl Hub {
         !r.tracking.is_empty()
     }
 
+    /// Number of clients of this node that track keys.
+    pub fn tracking_count(&self) -> usize {
+        self.lock().tracking.len()
+    }
+
+    /// Number of clients of this node with a pub/sub subscription.
+    pub fn subscribed_count(&self) -> usize {
+        let r = self.lock();
+        let mut ids: BTreeSet<u64> = BTreeSet::new();
+        for map in [&r.channels, &r.patterns, &r.shard] {
+            ids.extend(map.values().flatten());
+        }
+        ids.len()
+    }
+
     /// True if some client of this node tracks keys.
     pub fn tracking(&self) -> bool {
         !self.lock().tracking.is_empty()

@@ -15,19 +15,35 @@ use crate::server::Shared;
 /// command set and behaviour follow Redis 7.0.
 pub const REDIS_VERSION: &str = "7.0.15";
 
-const SECTIONS: &[&str] =
-    &["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "keyspace"];
+const SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "commandstats",
+    "errorstats",
+    "keyspace",
+];
+
+/// Sections INFO without arguments (or `default`) leaves out, as Redis does.
+const NOT_DEFAULT: &[&str] = &["commandstats"];
 // Note: "replication" carries the raft_* fields (role, term, leader, indices).
 
 /// INFO [section ...]
 pub fn info(shared: &Shared, argv: &[Bytes]) -> Reply {
     let wanted: Vec<String> =
         argv[1..].iter().map(|s| String::from_utf8_lossy(s).to_ascii_lowercase()).collect();
-    let all = wanted.is_empty()
-        || wanted.iter().any(|w| matches!(w.as_str(), "all" | "everything" | "default"));
+    let all = wanted.iter().any(|w| matches!(w.as_str(), "all" | "everything"));
+    let default = wanted.is_empty() || wanted.iter().any(|w| w == "default");
     let mut out = String::new();
     for section in SECTIONS {
-        if !all && !wanted.iter().any(|w| w == section) {
+        let chosen = all
+            || wanted.iter().any(|w| w == section)
+            || (default && !NOT_DEFAULT.contains(section));
+        if !chosen {
             continue;
         }
         if !out.is_empty() {
@@ -99,8 +115,9 @@ fn render(shared: &Shared, section: &str, out: &mut String) {
             out.push_str("# Clients\r\n");
             field!("connected_clients:{}", shared.clients.count());
             field!("maxclients:{}", settings.maxclients);
-            field!("blocked_clients:0");
-            field!("tracking_clients:0");
+            field!("blocked_clients:{}", shared.hub.blocked_count());
+            field!("tracking_clients:{}", shared.hub.tracking_count());
+            field!("pubsub_clients:{}", shared.hub.subscribed_count());
         }
         "memory" => {
             let rss = rss_bytes();
@@ -134,10 +151,39 @@ fn render(shared: &Shared, section: &str, out: &mut String) {
                 shared.clients.rejected_connections.load(Ordering::Relaxed)
             );
             field!("expired_keys:{}", shared.stats.expired_keys.load(Ordering::Relaxed));
+            field!(
+                "pubsub_channels:{}",
+                shared.hub.channels(crate::events::Kind::Channel, None).len()
+            );
+            field!("pubsub_patterns:{}", shared.hub.patterns());
+            field!(
+                "total_error_replies:{}",
+                shared.stats.calls.total_error_replies.load(Ordering::Relaxed)
+            );
+        }
+        "commandstats" => {
+            out.push_str("# Commandstats\r\n");
+            for line in shared.stats.calls.command_lines() {
+                field!("{line}");
+            }
+        }
+        "errorstats" => {
+            out.push_str("# Errorstats\r\n");
+            for line in shared.stats.calls.error_lines() {
+                field!("{line}");
+            }
         }
         "replication" => {
             out.push_str("# Replication\r\n");
-            for (k, v) in shared.cluster.info_fields() {
+            let raft = shared.cluster.info_fields();
+            // Redis's role line first, then its replication fields, then Raft's.
+            for (k, v) in raft.iter().take(1) {
+                field!("{k}:{v}");
+            }
+            for (k, v) in shared.cluster.redis_replication_fields() {
+                field!("{k}:{v}");
+            }
+            for (k, v) in raft.iter().skip(1) {
                 field!("{k}:{v}");
             }
             let p = &shared.cluster.proposer;

@@ -18,6 +18,7 @@
 //! - [`encode`]: replies to RESP2/RESP3 bytes.
 //! - [`events`]: the engine's events routed to connections (pub/sub, keyspace notifications).
 //! - [`clients`], [`subcommand`]: client registry, subcommand resolution.
+//! - [`stats`]: INFO commandstats and errorstats counters.
 
 // gRPC handlers return `tonic::Status`, which is large by design; boxing it
 // would only add an allocation to every error path.
@@ -35,5 +36,6 @@ pub mod events;
 pub mod info;
 pub mod server;
 pub mod session;
+pub mod stats;
 pub mod subcommand;
 pub mod transaction;

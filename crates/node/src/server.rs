@@ -27,6 +27,8 @@ use crate::events::Hub;
 pub struct Stats {
     pub commands: AtomicU64,
     pub expired_keys: AtomicU64,
+    /// INFO commandstats and errorstats.
+    pub calls: crate::stats::CommandStats,
 }
 
 /// What every connection shares.

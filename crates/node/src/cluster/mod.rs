@@ -248,6 +248,81 @@ impl Cluster {
         self.proposer.write(ops).await
     }
 
+    /// The Redis replication fields, mapped onto Raft: the leader is the
+    /// master (its `master_repl_offset` is the last log index, each
+    /// follower a `slaveN` with its matched index as offset), a follower a
+    /// replica of the leader (its offsets the applied index). Followers take
+    /// writes too (they forward them), so `slave_read_only` is 0.
+    pub fn redis_replication_fields(&self) -> Vec<(String, String)> {
+        let m = self.metrics();
+        let last = m.last_log_index.unwrap_or(0);
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        let replid = format!("{:040x}", self.sm.read().state.cluster_id());
+        let mut out: Vec<(String, String)> = Vec::new();
+        let mut push = |k: &str, v: String| out.push((k.to_string(), v));
+        match self.leader() {
+            Leader::Me => {
+                let followers: Vec<(NodeId, u64)> = m
+                    .replication
+                    .as_ref()
+                    .map(|r| {
+                        r.iter()
+                            .filter(|(id, _)| **id != self.node_id)
+                            .map(|(id, log)| (*id, log.map_or(0, |l| l.index)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                push("connected_slaves", followers.len().to_string());
+                let addrs = self.resp_addrs.lock().expect("addr cache").clone();
+                for (i, (id, matched)) in followers.iter().enumerate() {
+                    let (ip, port) = addrs
+                        .get(id)
+                        .and_then(|a| a.rsplit_once(':'))
+                        .map_or(("?".to_string(), "0".to_string()), |(h, p)| {
+                            (h.to_string(), p.to_string())
+                        });
+                    push(
+                        &format!("slave{i}"),
+                        format!(
+                            "ip={ip},port={port},state=online,offset={matched},lag={}",
+                            last.saturating_sub(*matched)
+                        ),
+                    );
+                }
+                push("master_failover_state", "no-failover".into());
+                push("master_replid", replid);
+                push("master_repl_offset", last.to_string());
+            }
+            leader => {
+                let (host, port) = match &leader {
+                    Leader::Other { id, .. } => self
+                        .resp_addrs
+                        .lock()
+                        .expect("addr cache")
+                        .get(id)
+                        .and_then(|a| {
+                            a.rsplit_once(':').map(|(h, p)| (h.to_string(), p.to_string()))
+                        })
+                        .unwrap_or_default(),
+                    _ => Default::default(),
+                };
+                push("master_host", host);
+                push("master_port", port);
+                let up = matches!(leader, Leader::Other { .. });
+                push("master_link_status", if up { "up" } else { "down" }.into());
+                push("master_sync_in_progress", "0".into());
+                push("slave_read_repl_offset", applied.to_string());
+                push("slave_repl_offset", applied.to_string());
+                push("slave_read_only", "0".into());
+                push("connected_slaves", "0".into());
+                push("master_failover_state", "no-failover".into());
+                push("master_replid", replid);
+                push("master_repl_offset", applied.to_string());
+            }
+        }
+        out
+    }
+
     /// The INFO replication section's fields.
     pub fn info_fields(&self) -> Vec<(String, String)> {
         let m = self.metrics();
