@@ -376,3 +376,88 @@ impl Host for ReadHost<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use crate::reply::Reply;
+    use crate::state::{Op, Stamp, State};
+
+    /// redis-py's `Lock.LUA_EXTEND_SCRIPT`, byte for byte.
+    const LOCK_EXTEND: &str = "
+        local token = redis.call('get', KEYS[1])
+        if not token or token ~= ARGV[1] then
+            return 0
+        end
+        local expiration = redis.call('pttl', KEYS[1])
+        if not expiration then
+            expiration = 0
+        end
+        if expiration < 0 then
+            return 0
+        end
+
+        local newttl = ARGV[2]
+        if ARGV[3] == \"0\" then
+            newttl = ARGV[2] + expiration
+        end
+        redis.call('pexpire', KEYS[1], newttl)
+        return 1
+    ";
+
+    fn command(parts: &[&str]) -> Op {
+        Op::Command {
+            db: 0,
+            argv: parts.iter().map(|p| Bytes::copy_from_slice(p.as_bytes())).collect(),
+        }
+    }
+
+    /// µs per `State::apply` of EVALSHA of redis-py's Lock.extend against INCR,
+    /// in alternating rounds (median of each). A measurement, not a check: run
+    /// `SCRIPT_BENCH_ITERS=1000000 cargo test --release -p raftcache-sm --lib
+    /// evalsha_apply_overhead -- --nocapture` for real figures.
+    #[test]
+    fn evalsha_apply_overhead() {
+        let iters: u64 =
+            std::env::var("SCRIPT_BENCH_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+        let rounds = 5;
+        let per_round = (iters / rounds).max(1);
+        let mut state = State::new();
+        let mut index = 0;
+        let mut apply = |state: &mut State, op: &Op| {
+            index += 1;
+            state.apply(&Stamp { index, time_ms: 1_000_000, seed: index }, op)
+        };
+        let set = command(&["set", "lock:x", "token", "px", "100000"]);
+        assert_eq!(apply(&mut state, &set), Reply::Ok);
+        let Reply::Bulk(sha) = apply(&mut state, &command(&["script", "load", LOCK_EXTEND])) else {
+            panic!("SCRIPT LOAD replies the sha");
+        };
+        let sha = std::str::from_utf8(&sha).unwrap().to_owned();
+        let extend = command(&["evalsha", &sha, "1", "lock:x", "token", "1000", "0"]);
+        let incr = command(&["incr", "counter"]);
+        assert_eq!(apply(&mut state, &extend), Reply::Int(1));
+        let (mut ext, mut inc) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            for (op, times) in [(&extend, &mut ext), (&incr, &mut inc)] {
+                let start = std::time::Instant::now();
+                for _ in 0..per_round {
+                    let reply = apply(&mut state, op);
+                    debug_assert!(matches!(reply, Reply::Int(n) if n > 0));
+                }
+                times.push(start.elapsed().as_secs_f64() * 1e6 / per_round as f64);
+            }
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (e, i) = (median(&mut ext), median(&mut inc));
+        println!(
+            "apply: EVALSHA Lock.extend {e:.2} us, INCR {i:.2} us, difference {:.2} us \
+             (medians of {rounds} alternating rounds of {per_round})",
+            e - i
+        );
+    }
+}
