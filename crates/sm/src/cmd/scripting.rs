@@ -26,7 +26,7 @@ use bytes::Bytes;
 use crate::args::{self, Res};
 use crate::command::{self, arity_error, unknown_subcommand_error, Kind, Spec};
 use crate::reply::{errors, Reply};
-use crate::script::{self, Host, RunOptions, ScriptVm};
+use crate::script::{self, Host, RunOptions, ScriptVm, Sha};
 use crate::state::{Exec, Query, Rng};
 
 pub const COMMANDS: &[Spec] = &[
@@ -49,6 +49,12 @@ impl Scripts {
         std::str::from_utf8(sha).ok().and_then(|s| self.bodies.get(s))
     }
 
+    /// The body of the script EVALSHA names (any case), and its SHA1.
+    fn find(&self, sha: &[u8]) -> Option<(Sha, &Bytes)> {
+        let sha = Sha::parse(sha)?;
+        Some((sha, self.bodies.get(sha.as_str())?))
+    }
+
     pub fn len(&self) -> usize {
         self.bodies.len()
     }
@@ -60,6 +66,13 @@ impl Scripts {
     /// Adds a body (EVAL, SCRIPT LOAD) under its SHA1.
     pub(crate) fn insert(&mut self, sha: String, body: Bytes) {
         self.bodies.entry(sha).or_insert(body);
+    }
+
+    /// [`Scripts::insert`] without making a key for a body already there.
+    fn add(&mut self, sha: Sha, body: &Bytes) {
+        if !self.bodies.contains_key(sha.as_str()) {
+            self.bodies.insert(sha.to_string(), body.clone());
+        }
     }
 
     /// The scripts in SHA1 order (snapshot, digest).
@@ -144,8 +157,8 @@ fn eval(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     // A script that does not compile is not cached (Redis adds it only once
     // it compiled).
     let sha = vm.with(|vm| vm.compile(&body))?;
-    x.scripts.insert(sha.to_string(), body.clone());
-    run_write(x, &body, keys, args)
+    x.scripts.add(sha, &body);
+    run_write(x, sha, &body, keys, args)
 }
 
 /// EVALSHA sha1 numkeys [key ...] [arg ...]
@@ -154,24 +167,25 @@ fn evalsha(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
         return Err(Reply::err(NOSCRIPT));
     }
     let (keys, args) = split_keys(argv)?;
-    let Some(body) = x.scripts.get(&lowercase(&argv[1])).cloned() else {
+    let Some((sha, body)) = x.scripts.find(&argv[1]) else {
         return Err(Reply::err(NOSCRIPT));
     };
-    run_write(x, &body, keys, args)
+    let body = body.clone();
+    run_write(x, sha, &body, keys, args)
 }
 
-fn run_write(x: &mut Exec, body: &Bytes, keys: &[Bytes], args: &[Bytes]) -> Res<Reply> {
+fn run_write(x: &mut Exec, sha: Sha, body: &Bytes, keys: &[Bytes], args: &[Bytes]) -> Res<Reply> {
     let opts = options(&mut x.rng, false);
     let vm = x.vm;
     let db = x.db;
     let mut host = WriteHost { x, db };
-    Ok(vm.with(|vm| vm.run(body, keys, args, &opts, &mut host)))
+    Ok(vm.with(|vm| vm.run_sha(sha, body, keys, args, &opts, &mut host)))
 }
 
 /// EVAL_RO script numkeys [key ...] [arg ...]
 fn eval_ro(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
     let (keys, args) = split_keys(argv)?;
-    run_read(q, &argv[1].clone(), keys, args)
+    run_read(q, None, &argv[1].clone(), keys, args)
 }
 
 /// EVALSHA_RO sha1 numkeys [key ...] [arg ...]
@@ -180,13 +194,20 @@ fn evalsha_ro(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
         return Err(Reply::err(NOSCRIPT));
     }
     let (keys, args) = split_keys(argv)?;
-    let Some(body) = q.scripts.get(&lowercase(&argv[1])).cloned() else {
+    let Some((sha, body)) = q.scripts.find(&argv[1]) else {
         return Err(Reply::err(NOSCRIPT));
     };
-    run_read(q, &body, keys, args)
+    let body = body.clone();
+    run_read(q, Some(sha), &body, keys, args)
 }
 
-fn run_read(q: &mut Query, body: &Bytes, keys: &[Bytes], args: &[Bytes]) -> Res<Reply> {
+fn run_read(
+    q: &mut Query,
+    sha: Option<Sha>,
+    body: &Bytes,
+    keys: &[Bytes],
+    args: &[Bytes],
+) -> Res<Reply> {
     let opts = options(&mut q.rng, true);
     let vm = q.vm;
     let mut host = ReadHost {
@@ -197,11 +218,10 @@ fn run_read(q: &mut Query, body: &Bytes, keys: &[Bytes], args: &[Bytes]) -> Res<
         now: q.now,
         rng: Rng::new(opts.seed),
     };
-    Ok(vm.with(|vm| vm.run(body, keys, args, &opts, &mut host)))
-}
-
-fn lowercase(sha: &[u8]) -> Vec<u8> {
-    sha.to_ascii_lowercase()
+    Ok(vm.with(|vm| match sha {
+        Some(sha) => vm.run_sha(sha, body, keys, args, &opts, &mut host),
+        None => vm.run(body, keys, args, &opts, &mut host),
+    }))
 }
 
 const SCRIPT_HELP: &[&str] = &[
@@ -257,7 +277,7 @@ fn script(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
         "script|exists" => Ok(Reply::Array(
             argv[2..]
                 .iter()
-                .map(|sha| Reply::Int(i64::from(x.scripts.get(&lowercase(sha)).is_some())))
+                .map(|sha| Reply::Int(i64::from(x.scripts.find(sha).is_some())))
                 .collect(),
         )),
         "script|flush" => {

@@ -81,7 +81,10 @@
 //! # Layout
 //! - `mod.rs`: the public interface ([`ScriptVm`], [`Host`], [`RunOptions`],
 //!   [`ScriptFlags`], [`Sha`], [`sha1_hex`], [`parse_shebang`]).
-//! - `vm.rs`: the interpreter, its cache, the hook and one run.
+//! - `vm.rs`: the interpreter, its cache (by SHA1, checked against the body),
+//!   the hook and one run. A run and `redis.call` use Lua's C API directly
+//!   (no mlua call, lock or references per run): they are the per-call cost
+//!   every replica pays.
 //! - `prelude.lua`: the sandbox in Lua (read-only proxies, wrapped builtins,
 //!   the error handler, the per-run entry point).
 //! - `sandbox.rs`: the builtins that bypass metatables, aware of the proxies.
@@ -223,6 +226,21 @@ impl Sha {
     /// The hex digits.
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).expect("hex digits are ASCII")
+    }
+
+    /// A SHA1 as a client writes it: 40 hex digits in either case.
+    pub fn parse(hex: &[u8]) -> Option<Sha> {
+        let mut out = [0u8; 40];
+        if hex.len() != 40 {
+            return None;
+        }
+        for (o, &h) in out.iter_mut().zip(hex) {
+            if !h.is_ascii_hexdigit() {
+                return None;
+            }
+            *o = h.to_ascii_lowercase();
+        }
+        Some(Sha(out))
     }
 
     pub(crate) fn of(body: &[u8]) -> Sha {

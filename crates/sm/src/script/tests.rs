@@ -890,6 +890,50 @@ fn per_call_overhead() {
     assert_eq!(vm.cached_scripts(), 2, "cached scripts are not compiled again");
 }
 
+/// Two bodies under one SHA1 (a collision, simulated here by naming the
+/// wrong one) each run as themselves: the cache by SHA1 checks the body.
+#[test]
+fn a_colliding_sha_runs_its_own_body() {
+    let mut vm = ScriptVm::new();
+    let opts = RunOptions::default();
+    let sha = vm.compile(b"return 1").unwrap();
+    assert_eq!(vm.run_sha(sha, b"return 1", &[], &[], &opts, &mut Noop), Reply::Int(1));
+    assert_eq!(vm.run_sha(sha, b"return 2", &[], &[], &opts, &mut Noop), Reply::Int(2));
+    assert_eq!(vm.run_sha(sha, b"return 2", &[], &[], &opts, &mut Noop), Reply::Int(2));
+    assert_eq!(vm.run(b"return 1", &[], &[], &opts, &mut Noop), Reply::Int(1));
+    assert_eq!(vm.cached_scripts(), 2);
+    // An error names the SHA1 it was run under.
+    let err = vm.run_sha(sha, b"error('x')", &[], &[], &opts, &mut Noop);
+    assert!(matches!(&err, Reply::Error(e) if e.contains(sha.as_str())), "{err:?}");
+}
+
+/// A host that panics: the run stops (a script's pcall cannot catch it),
+/// the panic reaches the caller, and the VM keeps working.
+#[test]
+fn a_host_panic_stops_the_run_and_reaches_the_caller() {
+    struct Panics;
+    impl Host for Panics {
+        fn call(&mut self, _: &[Bytes]) -> Reply {
+            panic!("host bug");
+        }
+    }
+    let mut vm = ScriptVm::new();
+    let opts = RunOptions::default();
+    for body in [
+        "return redis.call('get', 'k')",
+        "local ok = pcall(redis.call, 'get', 'k') return 'swallowed'",
+        "return redis.pcall('get', 'k')",
+    ] {
+        let mut vm = std::panic::AssertUnwindSafe(&mut vm);
+        let opts = &opts;
+        let caught =
+            std::panic::catch_unwind(move || vm.run(body.as_bytes(), &[], &[], opts, &mut Panics));
+        let payload = caught.expect_err("the panic reaches the caller");
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"host bug"));
+    }
+    assert_eq!(vm.run(b"return redis.call('get', 'k')", &[], &[], &opts, &mut Noop), bulk("token"));
+}
+
 #[test]
 fn the_vm_is_send_and_reusable() {
     fn assert_send<T: Send>() {}
