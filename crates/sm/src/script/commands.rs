@@ -9,6 +9,10 @@
 //! Arity of plain commands comes from the engine's own table, which matches
 //! Redis's.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::OnceLock;
+
 use bytes::Bytes;
 
 use crate::command;
@@ -35,6 +39,7 @@ impl Refusal {
 }
 
 /// What the checks need to know about one command or subcommand.
+#[derive(Clone, Copy)]
 struct Info {
     arity: i32,
     noscript: bool,
@@ -66,39 +71,86 @@ pub(crate) fn exists(argv: &[Bytes]) -> bool {
     lookup(argv).is_some()
 }
 
+type Table = HashMap<&'static [u8], Entry, BuildHasherDefault<NameHasher>>;
+
+/// Hashes command names (FxHash's step, 8 bytes at a time): the table never
+/// grows, so it needs no keyed hash, and names are short.
+#[derive(Default)]
+struct NameHasher(u64);
+
+impl Hasher for NameHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+        }
+    }
+}
+
+/// What the name alone says about a command (see [`table`]).
+#[derive(Clone, Copy)]
+enum Entry {
+    /// Flagged `noscript`: refused whether or not this engine implements it
+    /// (MULTI, EVAL …), after its arity is checked.
+    NoScript(i32),
+    /// A container command (its subcommand decides); `known`: this engine
+    /// implements it.
+    Container { subs: &'static [Sub], known: bool },
+    /// Any other command this engine implements.
+    Plain(Info),
+}
+
+/// Script-visible facts of every command name Redis or this engine knows,
+/// lowercase, computed once from the tables below and the engine's own: one
+/// hash lookup per `redis.call` instead of a binary search, a linear search
+/// and another hash lookup.
+fn table() -> &'static Table {
+    static TABLE: OnceLock<Table> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut map = Table::default();
+        for &(name, arity) in NOSCRIPT {
+            map.insert(name.as_bytes(), Entry::NoScript(arity));
+        }
+        for &(name, subs) in SUBCOMMANDS {
+            let known = command::lookup(name.as_bytes()).is_some();
+            map.entry(name.as_bytes()).or_insert(Entry::Container { subs, known });
+        }
+        for spec in command::all() {
+            let write = spec.is_write() || WRITE.binary_search(&spec.name).is_ok();
+            let info = Info { arity: spec.arity, noscript: false, write };
+            map.entry(spec.name.as_bytes()).or_insert(Entry::Plain(info));
+        }
+        map
+    })
+}
+
 fn lookup(argv: &[Bytes]) -> Option<Info> {
     let raw = argv.first()?;
     let mut buf = [0u8; 32];
     let name = buf.get_mut(..raw.len())?;
     name.copy_from_slice(raw);
     name.make_ascii_lowercase();
-    let name = std::str::from_utf8(name).ok()?;
-    // Refused whether or not this engine implements them (MULTI, EVAL …).
-    if let Ok(i) = NOSCRIPT.binary_search_by(|(n, _)| n.cmp(&name)) {
-        return Some(Info { arity: NOSCRIPT[i].1, noscript: true, write: false });
-    }
-    let known = command::lookup(name.as_bytes());
-    if let Some(subs) = subcommands(name) {
-        if argv.len() == 1 {
-            // Every container command has arity -2.
-            return Some(Info { arity: -2, noscript: false, write: false });
+    match *table().get(&*name)? {
+        Entry::NoScript(arity) => Some(Info { arity, noscript: true, write: false }),
+        Entry::Plain(info) => Some(info),
+        Entry::Container { subs, known } => {
+            if argv.len() == 1 {
+                // Every container command has arity -2.
+                return Some(Info { arity: -2, noscript: false, write: false });
+            }
+            let sub = subs.iter().find(|s| s.name.as_bytes().eq_ignore_ascii_case(&argv[1]))?;
+            if !sub.noscript && !known {
+                return None;
+            }
+            Some(Info { arity: sub.arity, noscript: sub.noscript, write: sub.write })
         }
-        let sub = subs.iter().find(|s| s.name.as_bytes().eq_ignore_ascii_case(&argv[1]))?;
-        if !sub.noscript {
-            known?;
-        }
-        return Some(Info { arity: sub.arity, noscript: sub.noscript, write: sub.write });
     }
-    let spec = known?;
-    Some(Info {
-        arity: spec.arity,
-        noscript: false,
-        write: spec.is_write() || WRITE.binary_search(&spec.name).is_ok(),
-    })
-}
-
-fn subcommands(name: &str) -> Option<&'static [Sub]> {
-    SUBCOMMANDS.iter().find(|(n, _)| *n == name).map(|(_, subs)| *subs)
 }
 
 /// One subcommand of a container command.
@@ -438,6 +490,59 @@ const SUBCOMMANDS: &[(&str, &[Sub])] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The lookup as it was before the precomputed table.
+    fn reference(argv: &[Bytes]) -> Option<(i32, bool, bool)> {
+        let raw = argv.first()?;
+        let lower = raw.to_ascii_lowercase();
+        if lower.len() > 32 {
+            return None;
+        }
+        let name = std::str::from_utf8(&lower).ok()?;
+        if let Ok(i) = NOSCRIPT.binary_search_by(|(n, _)| n.cmp(&name)) {
+            return Some((NOSCRIPT[i].1, true, false));
+        }
+        let known = command::lookup(name.as_bytes());
+        if let Some((_, subs)) = SUBCOMMANDS.iter().find(|(n, _)| *n == name) {
+            if argv.len() == 1 {
+                return Some((-2, false, false));
+            }
+            let sub = subs.iter().find(|s| s.name.as_bytes().eq_ignore_ascii_case(&argv[1]))?;
+            if !sub.noscript {
+                known?;
+            }
+            return Some((sub.arity, sub.noscript, sub.write));
+        }
+        let spec = known?;
+        Some((spec.arity, false, spec.is_write() || WRITE.binary_search(&spec.name).is_ok()))
+    }
+
+    #[test]
+    fn the_table_answers_as_the_lists_do() {
+        let b = |s: &str| Bytes::copy_from_slice(s.as_bytes());
+        let mut names: Vec<String> = NOSCRIPT.iter().map(|(n, _)| n.to_string()).collect();
+        names.extend(WRITE.iter().map(|n| n.to_string()));
+        names.extend(command::all().map(|s| s.name.to_string()));
+        names.extend(
+            ["nosuch", "", "a-very-long-command-name-of-more-than-32-bytes"].map(String::from),
+        );
+        let mut argvs: Vec<Vec<Bytes>> = Vec::new();
+        for name in &names {
+            argvs.push(vec![b(name)]);
+            argvs.push(vec![b(&name.to_ascii_uppercase()), b("x")]);
+        }
+        for (name, subs) in SUBCOMMANDS {
+            argvs.push(vec![b(name)]);
+            argvs.push(vec![b(name), b("nosuch")]);
+            for sub in *subs {
+                argvs.push(vec![b(&name.to_ascii_uppercase()), b(&sub.name.to_ascii_uppercase())]);
+            }
+        }
+        for argv in &argvs {
+            let got = lookup(argv).map(|i| (i.arity, i.noscript, i.write));
+            assert_eq!(got, reference(argv), "{argv:?}");
+        }
+    }
 
     #[test]
     fn tables_are_sorted_for_binary_search() {
