@@ -890,6 +890,49 @@ fn per_call_overhead() {
     assert_eq!(vm.cached_scripts(), 2, "cached scripts are not compiled again");
 }
 
+/// KEYS and ARGV tables are reused from run to run when a run left them as
+/// it found them: whatever a script does to them, the next run sees what a
+/// fresh VM would show it.
+#[test]
+fn keys_and_argv_look_fresh_to_every_run() {
+    let firsts = [
+        "return 1",
+        "KEYS[1] = 'changed' ARGV[2] = 'changed'",
+        "setmetatable(KEYS, {__index = function() return 'meta' end}) setmetatable(ARGV, KEYS)",
+        "KEYS.x = 1 ARGV.y = 2",
+        "KEYS.x = 1 KEYS.x = nil",
+        "KEYS[#KEYS + 1] = 'more' ARGV[#ARGV + 1] = 'more'",
+        "for i = 1, #KEYS do KEYS[i] = nil end for i = 1, #ARGV do ARGV[i] = nil end",
+        // Back to an array part of the same length without a hash part.
+        "for i = 1, 4 do KEYS[i] = nil end KEYS.a = 1 KEYS.a = nil \
+         for i = 1, 4 do KEYS[i] = 'x' .. i end",
+        "error(KEYS)",
+        "return ARGV",
+        "local t = {} for i = 1, 10 do KEYS[i * 3] = i end",
+        "table.remove(KEYS) table.insert(ARGV, 'z') table.sort(KEYS)",
+    ];
+    let second = "local t = {} for k, v in pairs(KEYS) do t[#t + 1] = tostring(k) .. '=' .. tostring(v) end \
+        KEYS.p = 1 KEYS.q = 2 KEYS[9] = 3 ARGV.r = 4 \
+        for k, v in pairs(KEYS) do t[#t + 1] = tostring(k) end \
+        for k, v in pairs(ARGV) do t[#t + 1] = tostring(k) .. '=' .. tostring(v) end \
+        t[#t + 1] = #KEYS .. ' ' .. #ARGV .. ' ' .. tostring(getmetatable(KEYS)) .. ' ' .. tostring(KEYS[7]) \
+        return t";
+    let opts = RunOptions::default();
+    for (nk, na) in [(0, 0), (1, 3), (4, 2), (4, 4)] {
+        let keys: Vec<Bytes> = (0..nk).map(|i| b(&format!("k{i}"))).collect();
+        let args: Vec<Bytes> = (0..na).map(|i| b(&format!("a{i}"))).collect();
+        let want = ScriptVm::new().run(second.as_bytes(), &keys, &args, &opts, &mut Noop);
+        assert!(matches!(&want, Reply::Array(items) if !items.is_empty()), "{want:?}");
+        let mut vm = ScriptVm::new();
+        assert!(vm.reuses_arg_tables(), "the Table layout check passes");
+        for first in firsts {
+            vm.run(first.as_bytes(), &keys, &args, &opts, &mut Noop);
+            let got = vm.run(second.as_bytes(), &keys, &args, &opts, &mut Noop);
+            assert_eq!(got, want, "after {first:?} with {nk} keys and {na} args");
+        }
+    }
+}
+
 /// Two bodies under one SHA1 (a collision, simulated here by naming the
 /// wrong one) each run as themselves: the cache by SHA1 checks the body.
 #[test]

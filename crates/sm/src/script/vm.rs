@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::ffi::CStr;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::os::raw::c_int;
+use std::os::raw::{c_int, c_void};
 
 use bytes::Bytes;
 use mlua::chunk::ChunkMode;
@@ -81,6 +81,7 @@ unsafe impl Send for MainState {}
 struct Engine {
     lua: Lua,
     state: MainState,
+    args: ArgTables,
     /// The prelude's entry point, `run(f, keys, argv) -> ok, value`.
     runner: RegistryKey,
     /// Compiled scripts by SHA1: EVALSHA knows it, and 40 bytes hash faster
@@ -149,9 +150,12 @@ impl ScriptVm {
                 return Err(e);
             }
         };
+        // SAFETY: the live main state.
+        let args = unsafe { ArgTables::new(state) };
         let engine = Engine {
             lua,
             state: MainState(state),
+            args,
             runner,
             scripts: HashMap::default(),
             shas: HashMap::default(),
@@ -189,6 +193,13 @@ impl ScriptVm {
     /// (`ERR Error compiling script (new function): user_script:1: …`).
     pub fn compile(&mut self, body: &[u8]) -> Result<Sha, Reply> {
         self.cached(None, body).map(|c| c.sha)
+    }
+
+    /// Whether KEYS and ARGV tables are reused (the `Table` layout check
+    /// passed).
+    #[cfg(test)]
+    pub(crate) fn reuses_arg_tables(&self) -> bool {
+        self.engine.args.dummy.is_some()
     }
 
     /// Number of compiled scripts held.
@@ -351,8 +362,7 @@ impl ScriptVm {
             ffi::luaL_checkstack(l, 5, std::ptr::null());
             ffi::lua_rawgeti_(l, ffi::LUA_REGISTRYINDEX, self.engine.runner.id());
             ffi::lua_rawgeti_(l, ffi::LUA_REGISTRYINDEX, script.func);
-            push_strings(l, keys);
-            push_strings(l, args);
+            self.engine.args.push(l, keys, args);
             {
                 let ctx = shared.ctx();
                 // `host` outlives this function, and `ctx.end()` below runs
@@ -513,14 +523,151 @@ impl Failure {
     }
 }
 
-/// Pushes a Lua array of strings (KEYS, ARGV).
+/// KEYS and ARGV tables up to this length are kept from run to run.
+const POOLED: usize = 16;
+
+/// The head of Lua 5.1.5's `Table` (`lobject.h`), read to tell whether a
+/// KEYS or ARGV table an earlier run had is still exactly as
+/// `lua_createtable(l, n, 0)` makes it. Checked against tables of known
+/// shape when the VM is built ([`ArgTables::new`]); if the layout does not
+/// match, nothing is reused.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct RawTable {
+    next: *const c_void,
+    tt: u8,
+    marked: u8,
+    flags: u8,
+    lsizenode: u8,
+    metatable: *const c_void,
+    array: *const c_void,
+    node: *const c_void,
+    lastfree: *const c_void,
+    gclist: *const c_void,
+    sizearray: c_int,
+}
+
+/// A copy of the head of the table at `idx`, as Lua lays it out.
 ///
 /// # Safety
-/// `l` is live with room for 2 more values.
-unsafe fn push_strings(l: *mut ffi::lua_State, items: &[Bytes]) {
+/// `idx` holds a table.
+unsafe fn raw_table(l: *mut ffi::lua_State, idx: c_int) -> RawTable {
+    // SAFETY: `lua_topointer` of a table is its `Table *`.
+    unsafe { std::ptr::read(ffi::lua_topointer(l, idx) as *const RawTable) }
+}
+
+/// KEYS and ARGV tables reused across runs, so that a run whose script
+/// allocates nothing allocates nothing at all (four blocks per run
+/// otherwise, and as many to sweep and free at the next collection).
+///
+/// A script may do anything to them (add fields, a metatable, grow or
+/// shrink them), so a table is reused only if it is indistinguishable from
+/// a fresh one: no metatable, an array part of exactly the length wanted,
+/// no hash part (Lua's shared `dummynode`); its elements are all written
+/// again. The flags byte is a cache of absent metamethods of the table as a
+/// metatable, and none can be present without a hash part. Only the address
+/// differs, which nothing deterministic depends on (see the module docs).
+/// No run can keep a reference to one for a later run: the sandbox leaves
+/// scripts nowhere to store it.
+struct ArgTables {
+    /// Lua's `dummynode` (the `node` of a table without hash part); None if
+    /// the layout check failed.
+    dummy: Option<*const c_void>,
+    /// Registry references of the kept tables by length (`LUA_NOREF`: none).
+    keys: [c_int; POOLED],
+    argv: [c_int; POOLED],
+}
+
+// SAFETY: `dummy` is only compared with, never dereferenced.
+unsafe impl Send for ArgTables {}
+
+impl ArgTables {
+    /// Checks the `Table` layout on tables of known shape.
+    ///
+    /// # Safety
+    /// `l` is the live main state (allocation outside a protected call: see
+    /// `run_cached`).
+    unsafe fn new(l: *mut ffi::lua_State) -> ArgTables {
+        // SAFETY: the caller's guarantee; the stack is restored.
+        let dummy = unsafe {
+            let top = ffi::lua_gettop(l);
+            ffi::luaL_checkstack(l, 4, std::ptr::null());
+            ffi::lua_createtable(l, 3, 0);
+            ffi::lua_createtable(l, 0, 4);
+            ffi::lua_createtable(l, 0, 0);
+            let (array, hash, empty) =
+                (raw_table(l, top + 1), raw_table(l, top + 2), raw_table(l, top + 3));
+            let shapes = array.tt == ffi::LUA_TTABLE as u8
+                && array.sizearray == 3
+                && array.metatable.is_null()
+                && hash.sizearray == 0
+                && hash.lsizenode == 2
+                && hash.node != array.node
+                && empty.sizearray == 0
+                && empty.node == array.node;
+            ffi::lua_pushvalue(l, top + 3);
+            ffi::lua_setmetatable(l, top + 1);
+            let meta = raw_table(l, top + 1).metatable == ffi::lua_topointer(l, top + 3);
+            let dummy = (shapes && meta).then_some(array.node);
+            ffi::lua_settop(l, top);
+            dummy
+        };
+        ArgTables { dummy, keys: [ffi::LUA_NOREF; POOLED], argv: [ffi::LUA_NOREF; POOLED] }
+    }
+
+    /// Pushes KEYS and ARGV.
+    ///
+    /// # Safety
+    /// As `ArgTables::new`, with room for 4 more values.
+    unsafe fn push(&mut self, l: *mut ffi::lua_State, keys: &[Bytes], args: &[Bytes]) {
+        // SAFETY: the caller's guarantee.
+        unsafe {
+            push_strings(l, &mut self.keys, self.dummy, keys);
+            push_strings(l, &mut self.argv, self.dummy, args);
+        }
+    }
+}
+
+/// Pushes a Lua array of strings (KEYS, ARGV): the pool's table of that
+/// length if it is still pristine (see [`ArgTables`]), else a new one, which
+/// the pool keeps.
+///
+/// # Safety
+/// `l` is live with room for 2 more values; `pool` holds references of
+/// its registry.
+unsafe fn push_strings(
+    l: *mut ffi::lua_State,
+    pool: &mut [c_int; POOLED],
+    dummy: Option<*const c_void>,
+    items: &[Bytes],
+) {
+    let n = items.len();
     // SAFETY: the caller's guarantee.
     unsafe {
-        ffi::lua_createtable(l, items.len() as c_int, 0);
+        match (dummy, pool.get_mut(n)) {
+            (Some(dummy), Some(slot)) => {
+                let mut fresh = true;
+                if *slot != ffi::LUA_NOREF {
+                    ffi::lua_rawgeti_(l, ffi::LUA_REGISTRYINDEX, *slot);
+                    let t = raw_table(l, -1);
+                    fresh =
+                        !(t.metatable.is_null() && t.sizearray == n as c_int && t.node == dummy);
+                    if fresh {
+                        ffi::lua_pop(l, 1);
+                    }
+                }
+                if fresh {
+                    ffi::lua_createtable(l, n as c_int, 0);
+                    ffi::lua_pushvalue(l, -1);
+                    if *slot == ffi::LUA_NOREF {
+                        *slot = ffi::luaL_ref(l, ffi::LUA_REGISTRYINDEX);
+                    } else {
+                        ffi::lua_rawseti_(l, ffi::LUA_REGISTRYINDEX, *slot);
+                    }
+                }
+            }
+            _ => ffi::lua_createtable(l, n as c_int, 0),
+        }
         for (i, item) in items.iter().enumerate() {
             push_bytes(l, item);
             ffi::lua_rawseti_(l, -2, (i + 1) as c_int);
