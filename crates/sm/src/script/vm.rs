@@ -76,14 +76,27 @@ struct MainState(*mut ffi::lua_State);
 // only used through `&mut ScriptVm`.
 unsafe impl Send for MainState {}
 
+/// The registry references a run uses (see `ScriptVm::run_cached`).
+struct Refs {
+    /// The error handler (`__redis__err__handler`).
+    handler: RegistryKey,
+    /// The real global table (scripts see it through a read-only proxy).
+    globals: RegistryKey,
+    /// The prelude's per-run state (`RUN`: `tostring`'s numbering).
+    run_state: RegistryKey,
+    /// The strings "KEYS" and "ARGV".
+    keys_name: RegistryKey,
+    argv_name: RegistryKey,
+}
+
 /// The Lua state and everything that refers into it (dropped before the
 /// meter its allocator reports to).
 struct Engine {
     lua: Lua,
     state: MainState,
     args: ArgTables,
-    /// The prelude's entry point, `run(f, keys, argv) -> ok, value`.
-    runner: RegistryKey,
+    /// What a run needs from the prelude, in the registry.
+    refs: Refs,
     /// Compiled scripts by SHA1: EVALSHA knows it, and 40 bytes hash faster
     /// than a body. A hit counts only if the body is the same too: two
     /// bodies with one SHA1 (a deliberate collision) must each run as
@@ -140,8 +153,8 @@ impl ScriptVm {
         // SAFETY: the state is live and ours; the box is kept in the VM and
         // outlives the state's use of it (see `Drop`).
         let shared = unsafe { Shared::install(&lua, state) };
-        let runner = match Self::set_up(&lua, state) {
-            Ok(runner) => runner,
+        let refs = match Self::set_up(&lua, state) {
+            Ok(refs) => refs,
             Err(e) => {
                 // The state is about to close: give it its allocator back
                 // before the meter goes.
@@ -156,7 +169,7 @@ impl ScriptVm {
             lua,
             state: MainState(state),
             args,
-            runner,
+            refs,
             scripts: HashMap::default(),
             shas: HashMap::default(),
             colliding: HashMap::default(),
@@ -164,15 +177,21 @@ impl ScriptVm {
         Ok(ScriptVm { engine, shared })
     }
 
-    /// Installs the sandbox; returns the per-run entry point.
-    fn set_up(lua: &Lua, state: *mut ffi::lua_State) -> mlua::Result<RegistryKey> {
+    /// Installs the sandbox; returns what a run needs of it.
+    fn set_up(lua: &Lua, state: *mut ffi::lua_State) -> mlua::Result<Refs> {
         lua.gc_stop();
         let globals = lua.globals();
         let primitives = api::primitives(lua)?;
         // Its chunk name, "=?", marks its frames for the error handler.
         let prelude = lua.load(PRELUDE).set_name("=?").into_function()?;
-        let exports: Table = prelude.call((primitives, globals))?;
-        let runner: Function = exports.raw_get("run")?;
+        let exports: Table = prelude.call((primitives, &globals))?;
+        let refs = Refs {
+            handler: lua.create_registry_value(exports.raw_get::<Function>("handler")?)?,
+            globals: lua.create_registry_value(globals)?,
+            run_state: lua.create_registry_value(exports.raw_get::<Table>("run_state")?)?,
+            keys_name: lua.create_registry_value(lua.create_string("KEYS")?)?,
+            argv_name: lua.create_registry_value(lua.create_string("ARGV")?)?,
+        };
         let env: Table = exports.raw_get("env")?;
         // The protected proxy becomes the thread's global table: scripts,
         // `loadstring` chunks and coroutines all get it as their environment.
@@ -185,7 +204,7 @@ impl ScriptVm {
         // SAFETY: plain hook bookkeeping on the live main state.
         unsafe { ffi::lua_sethook(state, Some(hook), ffi::LUA_MASKCOUNT, HOOK_EVERY as c_int) };
         full_collect(lua)?;
-        lua.create_registry_value(runner)
+        Ok(refs)
     }
 
     /// Compiles `body` (once: compiled scripts are cached) and returns its
@@ -326,18 +345,17 @@ impl ScriptVm {
         let reply = match self.run_cached(script, keys, args, opts, host) {
             Outcome::Returned(reply) => reply,
             Outcome::Failed(err) => err.reply(&sha),
-            Outcome::Error(e) => {
-                Reply::error(one_line(format!("ERR Error running script {sha}, {e} ")))
-            }
         };
         let _ = self.maybe_collect();
         reply
     }
 
-    /// One run, on the raw Lua API: it pushes the prelude's runner, the
-    /// script's function, KEYS and ARGV (all before the meter starts, as
-    /// they are not the script's doing), restarts the hook's count, calls,
-    /// and converts the result straight from the stack.
+    /// One run, on the raw Lua API, as Redis's `luaCallFunction`: KEYS and
+    /// ARGV set in the real global table (before the meter starts: they are
+    /// not the script's doing), `tostring`'s numbering reset, the hook's count
+    /// restarted, then the script called by `lua_pcall` with the error
+    /// handler, keeping its first result, which converts straight from the
+    /// stack.
     fn run_cached(
         &mut self,
         script: Compiled,
@@ -348,6 +366,7 @@ impl ScriptVm {
     ) -> Outcome {
         let l = self.engine.state.0;
         let shared = &*self.shared;
+        let refs = &self.engine.refs;
         let budget = opts.instruction_budget.max(1);
         let step = budget.min(HOOK_EVERY as u64);
         // SAFETY: `l` is the live main state, used by nothing else during
@@ -359,10 +378,20 @@ impl ScriptVm {
         // panic then ends the process, as a failed Rust allocation would.
         unsafe {
             let top = ffi::lua_gettop(l);
-            ffi::luaL_checkstack(l, 5, std::ptr::null());
-            ffi::lua_rawgeti_(l, ffi::LUA_REGISTRYINDEX, self.engine.runner.id());
+            ffi::luaL_checkstack(l, 8, std::ptr::null());
+            let registry = |r: &RegistryKey| ffi::lua_rawgeti_(l, ffi::LUA_REGISTRYINDEX, r.id());
+            registry(&refs.handler);
             ffi::lua_rawgeti_(l, ffi::LUA_REGISTRYINDEX, script.func);
-            self.engine.args.push(l, keys, args);
+            registry(&refs.globals);
+            let tables = &mut self.engine.args;
+            registry(&refs.keys_name);
+            push_strings(l, &mut tables.keys, tables.dummy, keys);
+            ffi::lua_rawset(l, top + 3);
+            registry(&refs.argv_name);
+            push_strings(l, &mut tables.argv, tables.dummy, args);
+            ffi::lua_rawset(l, top + 3);
+            ffi::lua_pop(l, 1);
+            reset_run_state(l, &refs.run_state);
             {
                 let ctx = shared.ctx();
                 // `host` outlives this function, and `ctx.end()` below runs
@@ -378,7 +407,7 @@ impl ScriptVm {
             // instructions of this run, whatever earlier runs left over.
             ffi::lua_sethook(l, Some(hook), ffi::LUA_MASKCOUNT, step as c_int);
             shared.meter.begin_run(opts.memory_limit);
-            let status = ffi::lua_pcall(l, 3, 2, 0);
+            let status = ffi::lua_pcall(l, 0, 1, top + 1);
             shared.meter.end_run();
             let (kill, panic, resp3) = {
                 let ctx = shared.ctx();
@@ -388,17 +417,19 @@ impl ScriptVm {
             };
             let outcome = if let Some(panic) = panic {
                 ffi::lua_settop(l, top);
+                clear_run(l, refs);
                 std::panic::resume_unwind(panic);
             } else if let Some(kill) = kill {
                 Outcome::Failed(Failure::Killed(kill, budget, opts.memory_limit))
-            } else if status != ffi::LUA_OK {
-                Outcome::Error(status_error(l, status))
-            } else if ffi::lua_toboolean(l, top + 1) != 0 {
+            } else if status == ffi::LUA_OK {
                 Outcome::Returned(stack_to_reply(l, top + 2, resp3))
             } else {
+                // The handler's table, or Lua's message for an error the
+                // handler did not see (out of memory, an error in the handler).
                 Outcome::Failed(Failure::from_stack(l, top + 2))
             };
             ffi::lua_settop(l, top);
+            clear_run(l, refs);
             outcome
         }
     }
@@ -415,21 +446,39 @@ impl ScriptVm {
 enum Outcome {
     Returned(Reply),
     Failed(Failure),
-    /// The call itself failed (out of memory outside the script's handler).
-    Error(String),
 }
 
-/// mlua's text for an error that reached the top of a call.
+/// Starts `tostring`'s numbering afresh (`RUN` in the prelude).
 ///
 /// # Safety
-/// `l` is live with the error value on top.
-unsafe fn status_error(l: *mut ffi::lua_State, status: c_int) -> String {
+/// `l` is live with room for 2 more values.
+unsafe fn reset_run_state(l: *mut ffi::lua_State, run_state: &RegistryKey) {
     // SAFETY: the caller's guarantee.
-    let msg = unsafe { value_text(l, ffi::lua_gettop(l)) };
-    let msg = msg.map_or_else(String::new, |m| String::from_utf8_lossy(&m).into_owned());
-    match status {
-        ffi::LUA_ERRMEM => format!("memory error: {msg}"),
-        _ => format!("runtime error: {msg}"),
+    unsafe {
+        ffi::lua_rawgeti_(l, ffi::LUA_REGISTRYINDEX, run_state.id());
+        ffi::lua_pushnil(l);
+        ffi::lua_rawseti_(l, -2, 1);
+        ffi::lua_pushinteger(l, 0);
+        ffi::lua_rawseti_(l, -2, 2);
+        ffi::lua_pop(l, 1);
+    }
+}
+
+/// After a run: nothing of it stays reachable (KEYS, ARGV, the numbering).
+///
+/// # Safety
+/// `l` is live with room for 3 more values.
+unsafe fn clear_run(l: *mut ffi::lua_State, refs: &Refs) {
+    // SAFETY: the caller's guarantee.
+    unsafe {
+        ffi::lua_rawgeti_(l, ffi::LUA_REGISTRYINDEX, refs.globals.id());
+        for name in [&refs.keys_name, &refs.argv_name] {
+            ffi::lua_rawgeti_(l, ffi::LUA_REGISTRYINDEX, name.id());
+            ffi::lua_pushnil(l);
+            ffi::lua_rawset(l, -3);
+        }
+        ffi::lua_pop(l, 1);
+        reset_run_state(l, &refs.run_state);
     }
 }
 
@@ -613,18 +662,6 @@ impl ArgTables {
             dummy
         };
         ArgTables { dummy, keys: [ffi::LUA_NOREF; POOLED], argv: [ffi::LUA_NOREF; POOLED] }
-    }
-
-    /// Pushes KEYS and ARGV.
-    ///
-    /// # Safety
-    /// As `ArgTables::new`, with room for 4 more values.
-    unsafe fn push(&mut self, l: *mut ffi::lua_State, keys: &[Bytes], args: &[Bytes]) {
-        // SAFETY: the caller's guarantee.
-        unsafe {
-            push_strings(l, &mut self.keys, self.dummy, keys);
-            push_strings(l, &mut self.argv, self.dummy, args);
-        }
     }
 }
 
