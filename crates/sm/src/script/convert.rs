@@ -122,14 +122,23 @@ pub(crate) fn c_cast(d: f64) -> i64 {
 pub(crate) fn lua_to_arg(v: &Value) -> Option<Bytes> {
     match v {
         Value::String(s) => Some(Bytes::copy_from_slice(&s.as_bytes())),
-        Value::Integer(i) => Some(integer_arg(*i)),
-        Value::Number(n) => Some(Bytes::from(fmt_g(*n, 17))),
+        Value::Integer(i) => Some(number_arg(*i as f64)),
+        Value::Number(n) => Some(number_arg(*n)),
         _ => None,
     }
 }
 
-fn integer_arg(i: i64) -> Bytes {
-    Bytes::copy_from_slice(itoa::Buffer::new().format(i).as_bytes())
+/// A number as `%.17g` prints it: plain digits for an integer of fewer than
+/// 18 digits (the common case, without formatting a double), else
+/// [`fmt_g`] (`1e+17`, `0.10000000000000001`, `-0`).
+fn number_arg(n: f64) -> Bytes {
+    const PLAIN: f64 = 1e17;
+    match exact_integer(n) {
+        Some(i) if n.abs() < PLAIN => {
+            Bytes::copy_from_slice(itoa::Buffer::new().format(i).as_bytes())
+        }
+        _ => Bytes::from(fmt_g(n, 17)),
+    }
 }
 
 /// The integer mlua makes of a Lua 5.1 number (its `Value::Integer`): one
@@ -153,13 +162,7 @@ pub(crate) unsafe fn arg_at(l: *mut ffi::lua_State, idx: c_int) -> Option<Bytes>
     unsafe {
         match ffi::lua_type(l, idx) {
             ffi::LUA_TSTRING => Some(Bytes::copy_from_slice(string_at(l, idx))),
-            ffi::LUA_TNUMBER => {
-                let n = ffi::lua_tonumber(l, idx);
-                Some(match exact_integer(n) {
-                    Some(i) => integer_arg(i),
-                    None => Bytes::from(fmt_g(n, 17)),
-                })
-            }
+            ffi::LUA_TNUMBER => Some(number_arg(ffi::lua_tonumber(l, idx))),
             _ => None,
         }
     }

@@ -341,7 +341,8 @@ fn call_arguments_reach_the_host_as_redis_formats_them() {
     // (Separate constants: Lua 5.1 merges 0 and -0.0 in a function's constant
     // table, so `-0.0, 1/0` in one function would divide by -0.0.)
     let body = "redis.call('SET', KEYS[1], ARGV[1]) \
-                redis.call('set', 'n', 0.1, 1e20, -0.0, math.huge, math.huge - math.huge, 42, -7, 2^53, 'a\\0b')";
+                redis.call('set', 'n', 0.1, 1e20, -0.0, math.huge, math.huge - math.huge, 42, -7, 2^53, 'a\\0b', \
+                1e16 * 9.9, 1e17, -1e17, 123456789012345678, 2^63)";
     let reply = eval_with(&mut vm, &mut host, body, &["k1"], &["v1"], &RunOptions::default());
     assert_eq!(reply, Reply::Nil);
     let argv = |v: &[&[u8]]| v.iter().map(|s| Bytes::copy_from_slice(s)).collect::<Vec<_>>();
@@ -359,7 +360,13 @@ fn call_arguments_reach_the_host_as_redis_formats_them() {
             b"42",
             b"-7",
             b"9007199254740992",
-            b"a\0b"
+            b"a\0b",
+            // redis-server 7.0.15 (`redis.call('set', 'n', …)` then GET).
+            b"99000000000000000",
+            b"1e+17",
+            b"-1e+17",
+            b"1.2345678901234568e+17",
+            b"9.2233720368547758e+18"
         ])
     );
 }
