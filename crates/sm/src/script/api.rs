@@ -476,13 +476,19 @@ unsafe fn execute(shared: &Shared, l: *mut ffi::lua_State) -> Called {
             ctx.argv = argv;
             return Called::NoRun;
         };
-        if let Err(refusal) = commands::check(&argv, ctx.read_only) {
-            ctx.argv = argv;
-            return Called::Refused { text: refusal.text(), from_command: true };
-        }
+        let spec = match commands::check(&argv, ctx.read_only) {
+            Ok(spec) => spec,
+            Err(refusal) => {
+                ctx.argv = argv;
+                return Called::Refused { text: refusal.text(), from_command: true };
+            }
+        };
         // See `HostPtr`: set for this run, which is still going on. A panic
         // must not unwind through Lua: it stops the run and is resumed after.
-        let result = catch_unwind(AssertUnwindSafe(|| (*host).call(&argv)));
+        let result = catch_unwind(AssertUnwindSafe(|| match spec {
+            Some(spec) => (*host).call_command(spec, &argv),
+            None => (*host).call(&argv),
+        }));
         argv.clear();
         let ctx = shared.ctx();
         ctx.argv = argv;

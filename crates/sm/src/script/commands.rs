@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 use bytes::Bytes;
 
-use crate::command;
+use crate::command::{self, Spec};
 
 /// Why a script may not run a command, as Redis 7.0 words it (without the
 /// `ERR ` that the error table adds).
@@ -44,12 +44,15 @@ struct Info {
     arity: i32,
     noscript: bool,
     write: bool,
+    /// The engine's command (the container, for a subcommand), if it has it.
+    spec: Option<&'static Spec>,
 }
 
 /// Checks `argv` the way Redis's `scriptCall` does before running it: the
 /// command exists (for a container, the subcommand too), its arity, the
-/// `noscript` flag, and no writes in a read-only run.
-pub(crate) fn check(argv: &[Bytes], read_only: bool) -> Result<(), Refusal> {
+/// `noscript` flag, and no writes in a read-only run. On success, the
+/// engine's command for `argv[0]`.
+pub(crate) fn check(argv: &[Bytes], read_only: bool) -> Result<Option<&'static Spec>, Refusal> {
     let info = lookup(argv).ok_or(Refusal::Unknown)?;
     let argc = argv.len() as i32;
     let arity_ok = if info.arity >= 0 { argc == info.arity } else { argc >= -info.arity };
@@ -62,7 +65,7 @@ pub(crate) fn check(argv: &[Bytes], read_only: bool) -> Result<(), Refusal> {
     if read_only && info.write {
         return Err(Refusal::WriteInReadOnly);
     }
-    Ok(())
+    Ok(info.spec)
 }
 
 /// Whether `argv` names a command Redis has and this engine implements, or
@@ -99,9 +102,8 @@ enum Entry {
     /// Flagged `noscript`: refused whether or not this engine implements it
     /// (MULTI, EVAL …), after its arity is checked.
     NoScript(i32),
-    /// A container command (its subcommand decides); `known`: this engine
-    /// implements it.
-    Container { subs: &'static [Sub], known: bool },
+    /// A container command (its subcommand decides); `spec`: this engine's.
+    Container { subs: &'static [Sub], spec: Option<&'static Spec> },
     /// Any other command this engine implements.
     Plain(Info),
 }
@@ -118,12 +120,12 @@ fn table() -> &'static Table {
             map.insert(name.as_bytes(), Entry::NoScript(arity));
         }
         for &(name, subs) in SUBCOMMANDS {
-            let known = command::lookup(name.as_bytes()).is_some();
-            map.entry(name.as_bytes()).or_insert(Entry::Container { subs, known });
+            let spec = command::lookup(name.as_bytes());
+            map.entry(name.as_bytes()).or_insert(Entry::Container { subs, spec });
         }
         for spec in command::all() {
             let write = spec.is_write() || WRITE.binary_search(&spec.name).is_ok();
-            let info = Info { arity: spec.arity, noscript: false, write };
+            let info = Info { arity: spec.arity, noscript: false, write, spec: Some(spec) };
             map.entry(spec.name.as_bytes()).or_insert(Entry::Plain(info));
         }
         map
@@ -137,18 +139,18 @@ fn lookup(argv: &[Bytes]) -> Option<Info> {
     name.copy_from_slice(raw);
     name.make_ascii_lowercase();
     match *table().get(&*name)? {
-        Entry::NoScript(arity) => Some(Info { arity, noscript: true, write: false }),
+        Entry::NoScript(arity) => Some(Info { arity, noscript: true, write: false, spec: None }),
         Entry::Plain(info) => Some(info),
-        Entry::Container { subs, known } => {
+        Entry::Container { subs, spec } => {
             if argv.len() == 1 {
                 // Every container command has arity -2.
-                return Some(Info { arity: -2, noscript: false, write: false });
+                return Some(Info { arity: -2, noscript: false, write: false, spec });
             }
             let sub = subs.iter().find(|s| s.name.as_bytes().eq_ignore_ascii_case(&argv[1]))?;
-            if !sub.noscript && !known {
+            if !sub.noscript && spec.is_none() {
                 return None;
             }
-            Some(Info { arity: sub.arity, noscript: sub.noscript, write: sub.write })
+            Some(Info { arity: sub.arity, noscript: sub.noscript, write: sub.write, spec })
         }
     }
 }
@@ -539,8 +541,13 @@ mod tests {
             }
         }
         for argv in &argvs {
-            let got = lookup(argv).map(|i| (i.arity, i.noscript, i.write));
+            let info = lookup(argv);
+            let got = info.map(|i| (i.arity, i.noscript, i.write));
             assert_eq!(got, reference(argv), "{argv:?}");
+            if let Some(Info { noscript: false, spec, .. }) = info {
+                let want = command::lookup(&argv[0]).map(|s| s.name);
+                assert_eq!(spec.map(|s| s.name), want, "{argv:?}");
+            }
         }
     }
 

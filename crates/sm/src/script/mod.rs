@@ -153,6 +153,7 @@ use std::fmt;
 
 use bytes::Bytes;
 
+use crate::command::Spec;
 use crate::reply::Reply;
 
 pub use shebang::parse_shebang;
@@ -184,6 +185,14 @@ pub trait Host {
     /// deterministic the host must answer them from the log entry (its time
     /// and seed), as the engine's handlers already do.
     fn call(&mut self, argv: &[Bytes]) -> Reply;
+
+    /// [`Host::call`] of a command the VM found in the engine's command
+    /// table (`spec`, what `command::lookup(&argv[0])` returns), which saves
+    /// the host looking it up again.
+    fn call_command(&mut self, spec: &'static Spec, argv: &[Bytes]) -> Reply {
+        let _ = spec;
+        self.call(argv)
+    }
 }
 
 /// Per-run settings: all of them deterministic inputs from the log entry (or,
@@ -219,8 +228,15 @@ impl Default for RunOptions {
 }
 
 /// A script's SHA1 as 40 lowercase hex digits (EVALSHA's name for it).
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Sha([u8; 40]);
+
+impl std::hash::Hash for Sha {
+    /// The digits alone (no length prefix), in one `write`.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write(&self.0);
+    }
+}
 
 impl Sha {
     /// The hex digits.
