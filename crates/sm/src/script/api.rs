@@ -25,8 +25,10 @@ use bytes::Bytes;
 use mlua::{ffi, FromLua, Lua, MultiValue, Table, Value, Variadic};
 
 use super::alloc::Meter;
-use super::commands;
-use super::convert::{self, arg_at, error_table, lua_str2number, lua_to_arg, push_error_table};
+use super::commands::{self, Command};
+use super::convert::{
+    self, arg_at, error_table, lua_str2number, lua_to_arg, push_error_table, string_at,
+};
 use super::Host;
 use crate::reply::Reply;
 
@@ -462,7 +464,19 @@ unsafe fn execute(shared: &Shared, l: *mut ffi::lua_State) -> Called {
         let ctx = shared.ctx();
         let mut argv = std::mem::take(&mut ctx.argv);
         argv.clear();
-        for i in 1..=n {
+        // The name first, looked up once; spelled as the command table does
+        // (lowercase, as scripts usually write it), it needs no copy.
+        let mut command = None;
+        if ffi::lua_type(l, 1) == ffi::LUA_TSTRING {
+            let raw = string_at(l, 1);
+            let found = Command::find(raw);
+            argv.push(match found.static_name(raw) {
+                Some(name) => Bytes::from_static(name.as_bytes()),
+                None => Bytes::copy_from_slice(raw),
+            });
+            command = Some(found);
+        }
+        for i in argv.len() as c_int + 1..=n {
             match arg_at(l, i) {
                 Some(arg) => argv.push(arg),
                 None => {
@@ -476,7 +490,8 @@ unsafe fn execute(shared: &Shared, l: *mut ffi::lua_State) -> Called {
             ctx.argv = argv;
             return Called::NoRun;
         };
-        let spec = match commands::check(&argv, ctx.read_only) {
+        let command = command.unwrap_or_else(|| Command::find(&argv[0]));
+        let spec = match command.check(&argv, ctx.read_only) {
             Ok(spec) => spec,
             Err(refusal) => {
                 ctx.argv = argv;

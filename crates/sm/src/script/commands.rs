@@ -48,36 +48,110 @@ struct Info {
     spec: Option<&'static Spec>,
 }
 
-/// Checks `argv` the way Redis's `scriptCall` does before running it: the
-/// command exists (for a container, the subcommand too), its arity, the
-/// `noscript` flag, and no writes in a read-only run. On success, the
-/// engine's command for `argv[0]`.
-pub(crate) fn check(argv: &[Bytes], read_only: bool) -> Result<Option<&'static Spec>, Refusal> {
-    let info = lookup(argv).ok_or(Refusal::Unknown)?;
-    let argc = argv.len() as i32;
-    let arity_ok = if info.arity >= 0 { argc == info.arity } else { argc >= -info.arity };
-    if !arity_ok {
-        return Err(Refusal::Arity);
+/// A command name looked up in [`table`] (once per `redis.call`).
+#[derive(Clone, Copy)]
+pub(crate) struct Command(Option<(&'static str, Entry)>);
+
+impl Command {
+    /// Looks `name` up, ignoring case.
+    pub(crate) fn find(name: &[u8]) -> Command {
+        Command(Name::new(name).and_then(|key| table().get(&key).copied()))
     }
-    if info.noscript {
-        return Err(Refusal::NoScript);
+
+    /// The table's spelling of the name, if `raw` is exactly that (as
+    /// scripts usually write it): argv[0] can then be static, not a copy.
+    pub(crate) fn static_name(&self, raw: &[u8]) -> Option<&'static str> {
+        self.0.map(|(name, _)| name).filter(|name| name.as_bytes() == raw)
     }
-    if read_only && info.write {
-        return Err(Refusal::WriteInReadOnly);
+
+    /// Checks `argv` (whose name this is) the way Redis's `scriptCall` does
+    /// before running it: the command exists (for a container, the
+    /// subcommand too), its arity, the `noscript` flag, and no writes in a
+    /// read-only run. On success, the engine's command for `argv[0]`.
+    pub(crate) fn check(
+        &self,
+        argv: &[Bytes],
+        read_only: bool,
+    ) -> Result<Option<&'static Spec>, Refusal> {
+        let info = self.info(argv).ok_or(Refusal::Unknown)?;
+        let argc = argv.len() as i32;
+        let arity_ok = if info.arity >= 0 { argc == info.arity } else { argc >= -info.arity };
+        if !arity_ok {
+            return Err(Refusal::Arity);
+        }
+        if info.noscript {
+            return Err(Refusal::NoScript);
+        }
+        if read_only && info.write {
+            return Err(Refusal::WriteInReadOnly);
+        }
+        Ok(info.spec)
     }
-    Ok(info.spec)
+
+    fn info(&self, argv: &[Bytes]) -> Option<Info> {
+        match self.0?.1 {
+            Entry::NoScript(arity) => {
+                Some(Info { arity, noscript: true, write: false, spec: None })
+            }
+            Entry::Plain(info) => Some(info),
+            Entry::Container { subs, spec } => {
+                if argv.len() == 1 {
+                    // Every container command has arity -2.
+                    return Some(Info { arity: -2, noscript: false, write: false, spec });
+                }
+                let sub = subs.iter().find(|s| s.name.as_bytes().eq_ignore_ascii_case(&argv[1]))?;
+                if !sub.noscript && spec.is_none() {
+                    return None;
+                }
+                Some(Info { arity: sub.arity, noscript: sub.noscript, write: sub.write, spec })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+fn lookup(argv: &[Bytes]) -> Option<Info> {
+    Command::find(argv.first()?).info(argv)
 }
 
 /// Whether `argv` names a command Redis has and this engine implements, or
 /// one a script may not call anyway (`redis.acl_check_cmd`).
 pub(crate) fn exists(argv: &[Bytes]) -> bool {
-    lookup(argv).is_some()
+    argv.first().is_some_and(|name| Command::find(name).info(argv).is_some())
 }
 
-type Table = HashMap<&'static [u8], Entry, BuildHasherDefault<NameHasher>>;
+/// A command name as the table's key: lowercase, zero-padded to 32 bytes
+/// (longer names are unknown), with its length (a NUL is not padding).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Name {
+    words: [u64; 4],
+    len: usize,
+}
 
-/// Hashes command names (FxHash's step, 8 bytes at a time): the table never
-/// grows, so it needs no keyed hash, and names are short.
+impl Name {
+    fn new(raw: &[u8]) -> Option<Name> {
+        let mut buf = [0u8; 32];
+        buf.get_mut(..raw.len())?.copy_from_slice(raw);
+        buf.make_ascii_lowercase();
+        let word =
+            |i: usize| u64::from_le_bytes(buf[8 * i..8 * i + 8].try_into().expect("8 bytes"));
+        Some(Name { words: [word(0), word(1), word(2), word(3)], len: raw.len() })
+    }
+}
+
+impl std::hash::Hash for Name {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let [a, b, c, d] = self.words;
+        state.write_u64(
+            a ^ b.rotate_left(16) ^ c.rotate_left(32) ^ d.rotate_left(48) ^ self.len as u64,
+        );
+    }
+}
+
+type Table = HashMap<Name, (&'static str, Entry), BuildHasherDefault<NameHasher>>;
+
+/// Hashes a [`Name`] (one multiplication, FxHash's): the table never grows,
+/// so it needs no keyed hash.
 #[derive(Default)]
 struct NameHasher(u64);
 
@@ -87,12 +161,13 @@ impl Hasher for NameHasher {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x517c_c1b7_2722_0a95;
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+        for &b in bytes {
+            self.write_u64(b as u64);
         }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
     }
 }
 
@@ -109,50 +184,30 @@ enum Entry {
 }
 
 /// Script-visible facts of every command name Redis or this engine knows,
-/// lowercase, computed once from the tables below and the engine's own: one
-/// hash lookup per `redis.call` instead of a binary search, a linear search
-/// and another hash lookup.
+/// computed once from the tables below and the engine's own: one hash lookup
+/// per `redis.call` instead of a binary search, a linear search and another
+/// hash lookup.
 fn table() -> &'static Table {
     static TABLE: OnceLock<Table> = OnceLock::new();
     TABLE.get_or_init(|| {
         let mut map = Table::default();
+        let mut add = |name: &'static str, entry: Entry| {
+            let key = Name::new(name.as_bytes()).expect("command names are short");
+            map.entry(key).or_insert((name, entry));
+        };
         for &(name, arity) in NOSCRIPT {
-            map.insert(name.as_bytes(), Entry::NoScript(arity));
+            add(name, Entry::NoScript(arity));
         }
         for &(name, subs) in SUBCOMMANDS {
-            let spec = command::lookup(name.as_bytes());
-            map.entry(name.as_bytes()).or_insert(Entry::Container { subs, spec });
+            add(name, Entry::Container { subs, spec: command::lookup(name.as_bytes()) });
         }
         for spec in command::all() {
             let write = spec.is_write() || WRITE.binary_search(&spec.name).is_ok();
             let info = Info { arity: spec.arity, noscript: false, write, spec: Some(spec) };
-            map.entry(spec.name.as_bytes()).or_insert(Entry::Plain(info));
+            add(spec.name, Entry::Plain(info));
         }
         map
     })
-}
-
-fn lookup(argv: &[Bytes]) -> Option<Info> {
-    let raw = argv.first()?;
-    let mut buf = [0u8; 32];
-    let name = buf.get_mut(..raw.len())?;
-    name.copy_from_slice(raw);
-    name.make_ascii_lowercase();
-    match *table().get(&*name)? {
-        Entry::NoScript(arity) => Some(Info { arity, noscript: true, write: false, spec: None }),
-        Entry::Plain(info) => Some(info),
-        Entry::Container { subs, spec } => {
-            if argv.len() == 1 {
-                // Every container command has arity -2.
-                return Some(Info { arity: -2, noscript: false, write: false, spec });
-            }
-            let sub = subs.iter().find(|s| s.name.as_bytes().eq_ignore_ascii_case(&argv[1]))?;
-            if !sub.noscript && spec.is_none() {
-                return None;
-            }
-            Some(Info { arity: sub.arity, noscript: sub.noscript, write: sub.write, spec })
-        }
-    }
 }
 
 /// One subcommand of a container command.
