@@ -246,17 +246,27 @@ impl Sha {
 
     /// A SHA1 as a client writes it: 40 hex digits in either case.
     pub fn parse(hex: &[u8]) -> Option<Sha> {
-        let mut out = [0u8; 40];
-        if hex.len() != 40 {
-            return None;
-        }
-        for (o, &h) in out.iter_mut().zip(hex) {
-            if !h.is_ascii_hexdigit() {
-                return None;
+        /// Each byte's lowercase hex digit, or 0 if it is not one.
+        const DIGIT: [u8; 256] = {
+            let mut t = [0u8; 256];
+            let mut b = 0;
+            while b < 256 {
+                let c = b as u8;
+                if c.is_ascii_hexdigit() {
+                    t[b] = c.to_ascii_lowercase();
+                }
+                b += 1;
             }
-            *o = h.to_ascii_lowercase();
+            t
+        };
+        let hex: &[u8; 40] = hex.try_into().ok()?;
+        let mut out = [0u8; 40];
+        let mut bad = false;
+        for (o, &h) in out.iter_mut().zip(hex) {
+            *o = DIGIT[h as usize];
+            bad |= *o == 0;
         }
-        Some(Sha(out))
+        (!bad).then_some(Sha(out))
     }
 
     pub(crate) fn of(body: &[u8]) -> Sha {

@@ -940,6 +940,19 @@ fn keys_and_argv_look_fresh_to_every_run() {
     }
 }
 
+#[test]
+fn sha_parse_takes_40_hex_digits_in_either_case() {
+    let sha = sha1_hex(b"return 1");
+    assert_eq!(Sha::parse(sha.as_bytes()).map(|s| s.to_string()), Some(sha.clone()));
+    let upper = sha.to_ascii_uppercase();
+    assert_eq!(Sha::parse(upper.as_bytes()).map(|s| s.to_string()), Some(sha.clone()));
+    for bad in
+        [&sha[..39], &format!("{sha}0"), &format!("g{}", &sha[1..]), &format!("{}\0", &sha[..39])]
+    {
+        assert!(Sha::parse(bad.as_bytes()).is_none(), "{bad:?}");
+    }
+}
+
 /// Two bodies under one SHA1 (a collision, simulated here by naming the
 /// wrong one) each run as themselves: the cache by SHA1 checks the body.
 #[test]

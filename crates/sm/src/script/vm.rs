@@ -417,7 +417,7 @@ impl ScriptVm {
             };
             let outcome = if let Some(panic) = panic {
                 ffi::lua_settop(l, top);
-                clear_run(l, refs);
+                clear_run(l, refs, keys.len(), args.len());
                 std::panic::resume_unwind(panic);
             } else if let Some(kill) = kill {
                 Outcome::Failed(Failure::Killed(kill, budget, opts.memory_limit))
@@ -429,7 +429,7 @@ impl ScriptVm {
                 Outcome::Failed(Failure::from_stack(l, top + 2))
             };
             ffi::lua_settop(l, top);
-            clear_run(l, refs);
+            clear_run(l, refs, keys.len(), args.len());
             outcome
         }
     }
@@ -464,11 +464,16 @@ unsafe fn reset_run_state(l: *mut ffi::lua_State, run_state: &RegistryKey) {
     }
 }
 
-/// After a run: nothing of it stays reachable (KEYS, ARGV, the numbering).
+/// After a run: KEYS and ARGV too long to be kept for the next run are no
+/// longer reachable (the pooled ones are kept anyway; the next run sets both
+/// before anything can see them, and resets the numbering).
 ///
 /// # Safety
 /// `l` is live with room for 3 more values.
-unsafe fn clear_run(l: *mut ffi::lua_State, refs: &Refs) {
+unsafe fn clear_run(l: *mut ffi::lua_State, refs: &Refs, keys: usize, args: usize) {
+    if keys < POOLED && args < POOLED {
+        return;
+    }
     // SAFETY: the caller's guarantee.
     unsafe {
         ffi::lua_rawgeti_(l, ffi::LUA_REGISTRYINDEX, refs.globals.id());
@@ -478,7 +483,6 @@ unsafe fn clear_run(l: *mut ffi::lua_State, refs: &Refs) {
             ffi::lua_rawset(l, -3);
         }
         ffi::lua_pop(l, 1);
-        reset_run_state(l, &refs.run_state);
     }
 }
 
