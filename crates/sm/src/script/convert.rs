@@ -481,6 +481,10 @@ unsafe fn table_to_reply(l: *mut ffi::lua_State, t: c_int, resp3: bool, depth: u
     unsafe {
         ffi::luaL_checkstack(l, 3, std::ptr::null());
         let top = ffi::lua_gettop(l);
+        if super::vm::without_hash_part(l, t) {
+            // An array (`{…}` of values): none of the fields below.
+            return array_reply(l, t, top, resp3, depth);
+        }
         let pop = |reply: Reply| {
             ffi::lua_settop(l, top);
             reply
@@ -534,7 +538,24 @@ unsafe fn table_to_reply(l: *mut ffi::lua_State, t: c_int, resp3: bool, depth: u
             return pop(Reply::Set(items));
         }
         ffi::lua_settop(l, top);
-        let mut items = Vec::new();
+        array_reply(l, t, top, resp3, depth)
+    }
+}
+
+/// The elements `t[1]`, `t[2]` … up to the first nil, as an array reply.
+///
+/// # Safety
+/// As `table_to_reply`, with the stack at `top` and room for one value.
+unsafe fn array_reply(
+    l: *mut ffi::lua_State,
+    t: c_int,
+    top: c_int,
+    resp3: bool,
+    depth: usize,
+) -> Reply {
+    let mut items = Vec::new();
+    // SAFETY: the caller's guarantee; each element is popped again.
+    unsafe {
         for i in 1.. {
             ffi::lua_rawgeti_(l, t, i);
             if ffi::lua_type(l, -1) == ffi::LUA_TNIL {
@@ -543,6 +564,7 @@ unsafe fn table_to_reply(l: *mut ffi::lua_State, t: c_int, resp3: bool, depth: u
             items.push(to_reply(l, top + 1, resp3, depth + 1));
             ffi::lua_settop(l, top);
         }
-        pop(Reply::Array(items))
+        ffi::lua_settop(l, top);
     }
+    Reply::Array(items)
 }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::ffi::CStr;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::os::raw::{c_int, c_void};
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 use bytes::Bytes;
 use mlua::chunk::ChunkMode;
@@ -600,6 +601,21 @@ struct RawTable {
     sizearray: c_int,
 }
 
+/// Lua's `dummynode` (a static of the Lua library, so the same for every
+/// VM), once a VM has checked the `Table` layout; null until then.
+static DUMMY_NODE: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Whether the table at `idx` certainly has no hash part, hence no key but
+/// the integers of its array part (false if the layout is not known).
+///
+/// # Safety
+/// `idx` holds a table.
+pub(super) unsafe fn without_hash_part(l: *mut ffi::lua_State, idx: c_int) -> bool {
+    let dummy = DUMMY_NODE.load(Ordering::Relaxed);
+    // SAFETY: the caller's guarantee.
+    !dummy.is_null() && std::ptr::eq(unsafe { raw_table(l, idx) }.node, dummy)
+}
+
 /// A copy of the head of the table at `idx`, as Lua lays it out.
 ///
 /// # Safety
@@ -663,6 +679,9 @@ impl ArgTables {
             let meta = raw_table(l, top + 1).metatable == ffi::lua_topointer(l, top + 3);
             let dummy = (shapes && meta).then_some(array.node);
             ffi::lua_settop(l, top);
+            if let Some(dummy) = dummy {
+                DUMMY_NODE.store(dummy as *mut c_void, Ordering::Relaxed);
+            }
             dummy
         };
         ArgTables { dummy, keys: [ffi::LUA_NOREF; POOLED], argv: [ffi::LUA_NOREF; POOLED] }
