@@ -103,8 +103,8 @@ struct Engine {
     /// bodies with one SHA1 (a deliberate collision) must each run as
     /// themselves on every replica, whatever this VM compiled first.
     scripts: HashMap<Sha, Cached, BuildHasherDefault<BodyHasher>>,
-    /// The SHA1 of every cached body (EVAL has only the body).
-    shas: ByBody<Sha>,
+    /// Every cached script by body (EVAL has only the body).
+    by_body: ByBody<Compiled>,
     /// Scripts whose SHA1 is that of another cached body, by body.
     colliding: ByBody<Cached>,
 }
@@ -172,7 +172,7 @@ impl ScriptVm {
             args,
             refs,
             scripts: HashMap::default(),
-            shas: HashMap::default(),
+            by_body: HashMap::default(),
             colliding: HashMap::default(),
         };
         Ok(ScriptVm { engine, shared })
@@ -230,7 +230,7 @@ impl ScriptVm {
     /// Forgets every compiled script (SCRIPT FLUSH) and collects.
     pub fn flush(&mut self) {
         self.engine.scripts.clear();
-        self.engine.shas.clear();
+        self.engine.by_body.clear();
         self.engine.colliding.clear();
         self.engine.lua.expire_registry_values();
         let _ = full_collect(&self.engine.lua);
@@ -241,12 +241,15 @@ impl ScriptVm {
     /// is looked up by body, or computed for a new body.
     fn cached(&mut self, known: Option<Sha>, body: &[u8]) -> Result<Compiled, Reply> {
         let engine = &self.engine;
-        let sha = match known.or_else(|| engine.shas.get(body).copied()) {
+        let sha = match known {
             Some(sha) => sha,
-            None => Sha::of(body),
+            None => match engine.by_body.get(body) {
+                Some(compiled) => return Ok(*compiled),
+                None => Sha::of(body),
+            },
         };
-        match engine.scripts.get(&sha) {
-            Some(c) if *c.body == *body => Ok(c.compiled()),
+        let compiled = match engine.scripts.get(&sha) {
+            Some(c) if *c.body == *body => return Ok(c.compiled()),
             Some(_) => {
                 if let Some(c) = engine.colliding.get(body) {
                     return Ok(c.compiled());
@@ -254,16 +257,17 @@ impl ScriptVm {
                 let cached = self.compile_new(sha, body)?;
                 let compiled = cached.compiled();
                 self.engine.colliding.insert(body.into(), cached);
-                Ok(compiled)
+                compiled
             }
             None => {
                 let cached = self.compile_new(sha, body)?;
                 let compiled = cached.compiled();
                 self.engine.scripts.insert(sha, cached);
-                self.engine.shas.insert(body.into(), sha);
-                Ok(compiled)
+                compiled
             }
-        }
+        };
+        self.engine.by_body.insert(body.into(), compiled);
+        Ok(compiled)
     }
 
     fn compile_new(&mut self, sha: Sha, body: &[u8]) -> Result<Cached, Reply> {
