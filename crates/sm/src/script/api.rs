@@ -381,6 +381,9 @@ impl FromLua for Arg {
     }
 }
 
+/// Arguments of `redis.call` whose vector is kept for the next call.
+const KEPT_ARGV: usize = 256;
+
 /// `redis.call`: runs a command, raises its error reply.
 pub(crate) unsafe extern "C-unwind" fn redis_call(l: *mut ffi::lua_State) -> c_int {
     // SAFETY: Lua calls this with a live state of a `ScriptVm`.
@@ -505,6 +508,10 @@ unsafe fn execute(shared: &Shared, l: *mut ffi::lua_State) -> Called {
             None => (*host).call(&argv),
         }));
         argv.clear();
+        if argv.capacity() > KEPT_ARGV {
+            // Don't keep a huge call's vector (`redis.call(unpack(t))`).
+            argv = Vec::new();
+        }
         let ctx = shared.ctx();
         ctx.argv = argv;
         match result {

@@ -46,6 +46,11 @@
 //!   strings, numbers and booleans iterate in a deterministic order (Lua 5.1
 //!   has no hash seed), though for strings of 32 bytes or more it differs from
 //!   Redis's, whose Lua hashes every byte.
+//! - KEYS and ARGV tables are reused from run to run (saving their
+//!   allocation and collection), but only a table the previous run left
+//!   exactly as a fresh one (no metatable, an array part of the same length,
+//!   no hash part: `vm.rs` reads Lua 5.1.5's `Table` for this, after checking
+//!   its layout), with every element written again: a run cannot tell.
 //! - `collectgarbage("count")` and `gcinfo()` report 0: no memory figure is
 //!   the same on every replica (see below). `collectgarbage()` and
 //!   `collectgarbage("step")` collect at that point (which is deterministic);
