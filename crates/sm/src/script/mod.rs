@@ -91,7 +91,7 @@
 //!   (no mlua call, lock or references per run): they are the per-call cost
 //!   every replica pays.
 //! - `prelude.lua`: the sandbox in Lua (read-only proxies, wrapped builtins,
-//!   the error handler, the per-run entry point).
+//!   the error handler, `tostring`'s per-run numbering).
 //! - `sandbox.rs`: the builtins that bypass metatables, aware of the proxies.
 //! - `api.rs`: the `redis.*` functions written in Rust and `math.random`.
 //! - `commands.rs`: which commands a script may call (Redis's `noscript`,
