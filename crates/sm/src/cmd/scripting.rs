@@ -26,7 +26,7 @@ use bytes::Bytes;
 use crate::args::{self, Res};
 use crate::command::{self, arity_error, unknown_subcommand_error, Kind, Spec};
 use crate::reply::{errors, Reply};
-use crate::script::{self, Host, RunOptions, ScriptVm};
+use crate::script::{self, Host, RunOptions, ScriptVm, Sha};
 use crate::state::{Exec, Query, Rng};
 
 pub const COMMANDS: &[Spec] = &[
@@ -49,6 +49,12 @@ impl Scripts {
         std::str::from_utf8(sha).ok().and_then(|s| self.bodies.get(s))
     }
 
+    /// The body of the script EVALSHA names (any case), and its SHA1.
+    fn find(&self, sha: &[u8]) -> Option<(Sha, &Bytes)> {
+        let sha = Sha::parse(sha)?;
+        Some((sha, self.bodies.get(sha.as_str())?))
+    }
+
     pub fn len(&self) -> usize {
         self.bodies.len()
     }
@@ -60,6 +66,13 @@ impl Scripts {
     /// Adds a body (EVAL, SCRIPT LOAD) under its SHA1.
     pub(crate) fn insert(&mut self, sha: String, body: Bytes) {
         self.bodies.entry(sha).or_insert(body);
+    }
+
+    /// [`Scripts::insert`] without making a key for a body already there.
+    fn add(&mut self, sha: Sha, body: &Bytes) {
+        if !self.bodies.contains_key(sha.as_str()) {
+            self.bodies.insert(sha.to_string(), body.clone());
+        }
     }
 
     /// The scripts in SHA1 order (snapshot, digest).
@@ -144,8 +157,8 @@ fn eval(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     // A script that does not compile is not cached (Redis adds it only once
     // it compiled).
     let sha = vm.with(|vm| vm.compile(&body))?;
-    x.scripts.insert(sha.to_string(), body.clone());
-    run_write(x, &body, keys, args)
+    x.scripts.add(sha, &body);
+    run_write(x, sha, &body, keys, args)
 }
 
 /// EVALSHA sha1 numkeys [key ...] [arg ...]
@@ -154,24 +167,25 @@ fn evalsha(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
         return Err(Reply::err(NOSCRIPT));
     }
     let (keys, args) = split_keys(argv)?;
-    let Some(body) = x.scripts.get(&lowercase(&argv[1])).cloned() else {
+    let Some((sha, body)) = x.scripts.find(&argv[1]) else {
         return Err(Reply::err(NOSCRIPT));
     };
-    run_write(x, &body, keys, args)
+    let body = body.clone();
+    run_write(x, sha, &body, keys, args)
 }
 
-fn run_write(x: &mut Exec, body: &Bytes, keys: &[Bytes], args: &[Bytes]) -> Res<Reply> {
+fn run_write(x: &mut Exec, sha: Sha, body: &Bytes, keys: &[Bytes], args: &[Bytes]) -> Res<Reply> {
     let opts = options(&mut x.rng, false);
     let vm = x.vm;
     let db = x.db;
     let mut host = WriteHost { x, db };
-    Ok(vm.with(|vm| vm.run(body, keys, args, &opts, &mut host)))
+    Ok(vm.with(|vm| vm.run_sha(sha, body, keys, args, &opts, &mut host)))
 }
 
 /// EVAL_RO script numkeys [key ...] [arg ...]
 fn eval_ro(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
     let (keys, args) = split_keys(argv)?;
-    run_read(q, &argv[1].clone(), keys, args)
+    run_read(q, None, &argv[1].clone(), keys, args)
 }
 
 /// EVALSHA_RO sha1 numkeys [key ...] [arg ...]
@@ -180,13 +194,20 @@ fn evalsha_ro(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
         return Err(Reply::err(NOSCRIPT));
     }
     let (keys, args) = split_keys(argv)?;
-    let Some(body) = q.scripts.get(&lowercase(&argv[1])).cloned() else {
+    let Some((sha, body)) = q.scripts.find(&argv[1]) else {
         return Err(Reply::err(NOSCRIPT));
     };
-    run_read(q, &body, keys, args)
+    let body = body.clone();
+    run_read(q, Some(sha), &body, keys, args)
 }
 
-fn run_read(q: &mut Query, body: &Bytes, keys: &[Bytes], args: &[Bytes]) -> Res<Reply> {
+fn run_read(
+    q: &mut Query,
+    sha: Option<Sha>,
+    body: &Bytes,
+    keys: &[Bytes],
+    args: &[Bytes],
+) -> Res<Reply> {
     let opts = options(&mut q.rng, true);
     let vm = q.vm;
     let mut host = ReadHost {
@@ -199,11 +220,10 @@ fn run_read(q: &mut Query, body: &Bytes, keys: &[Bytes], args: &[Bytes]) -> Res<
         now: q.now,
         rng: Rng::new(opts.seed),
     };
-    Ok(vm.with(|vm| vm.run(body, keys, args, &opts, &mut host)))
-}
-
-fn lowercase(sha: &[u8]) -> Vec<u8> {
-    sha.to_ascii_lowercase()
+    Ok(vm.with(|vm| match sha {
+        Some(sha) => vm.run_sha(sha, body, keys, args, &opts, &mut host),
+        None => vm.run(body, keys, args, &opts, &mut host),
+    }))
 }
 
 const SCRIPT_HELP: &[&str] = &[
@@ -259,7 +279,7 @@ fn script(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
         "script|exists" => Ok(Reply::Array(
             argv[2..]
                 .iter()
-                .map(|sha| Reply::Int(i64::from(x.scripts.get(&lowercase(sha)).is_some())))
+                .map(|sha| Reply::Int(i64::from(x.scripts.find(sha).is_some())))
                 .collect(),
         )),
         "script|flush" => {
@@ -320,9 +340,13 @@ struct WriteHost<'a, 'b> {
 
 impl Host for WriteHost<'_, '_> {
     fn call(&mut self, argv: &[Bytes]) -> Reply {
-        let Some(spec) = command::lookup(&argv[0]) else {
-            return command::unknown_command_error(argv);
-        };
+        match command::lookup(&argv[0]) {
+            Some(spec) => self.call_command(spec, argv),
+            None => command::unknown_command_error(argv),
+        }
+    }
+
+    fn call_command(&mut self, spec: &'static Spec, argv: &[Bytes]) -> Reply {
         match spec.kind {
             Kind::Write(f) => {
                 let saved = self.x.db;
@@ -357,9 +381,13 @@ struct ReadHost<'a> {
 
 impl Host for ReadHost<'_> {
     fn call(&mut self, argv: &[Bytes]) -> Reply {
-        let Some(spec) = command::lookup(&argv[0]) else {
-            return command::unknown_command_error(argv);
-        };
+        match command::lookup(&argv[0]) {
+            Some(spec) => self.call_command(spec, argv),
+            None => command::unknown_command_error(argv),
+        }
+    }
+
+    fn call_command(&mut self, spec: &'static Spec, argv: &[Bytes]) -> Reply {
         match spec.kind {
             Kind::Read(f) => {
                 let mut q = Query {
@@ -380,5 +408,95 @@ impl Host for ReadHost<'_> {
             }
             Kind::Connection => connection_call(spec.name, argv, &mut self.db, self.now),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use crate::reply::Reply;
+    use crate::state::{Op, Stamp, State};
+
+    /// redis-py's `Lock.LUA_EXTEND_SCRIPT`, byte for byte.
+    const LOCK_EXTEND: &str = "
+        local token = redis.call('get', KEYS[1])
+        if not token or token ~= ARGV[1] then
+            return 0
+        end
+        local expiration = redis.call('pttl', KEYS[1])
+        if not expiration then
+            expiration = 0
+        end
+        if expiration < 0 then
+            return 0
+        end
+
+        local newttl = ARGV[2]
+        if ARGV[3] == \"0\" then
+            newttl = ARGV[2] + expiration
+        end
+        redis.call('pexpire', KEYS[1], newttl)
+        return 1
+    ";
+
+    fn command(parts: &[&str]) -> Op {
+        Op::Command {
+            db: 0,
+            argv: parts.iter().map(|p| Bytes::copy_from_slice(p.as_bytes())).collect(),
+        }
+    }
+
+    /// µs per `State::apply` of EVALSHA of redis-py's Lock.extend against INCR,
+    /// in alternating rounds (median of each). A measurement, not a check: run
+    /// `SCRIPT_BENCH_ITERS=1000000 cargo test --release -p raftcache-sm --lib
+    /// evalsha_apply_overhead -- --nocapture` for real figures.
+    #[test]
+    fn evalsha_apply_overhead() {
+        let iters: u64 =
+            std::env::var("SCRIPT_BENCH_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+        let rounds = 5;
+        let per_round = (iters / rounds).max(1);
+        let mut state = State::new();
+        let mut index = 0;
+        let mut apply = |state: &mut State, op: &Op| {
+            index += 1;
+            state.apply(&Stamp { index, time_ms: 1_000_000, seed: index }, op)
+        };
+        let set = command(&["set", "lock:x", "token", "px", "100000"]);
+        assert_eq!(apply(&mut state, &set), Reply::Ok);
+        let Reply::Bulk(sha) = apply(&mut state, &command(&["script", "load", LOCK_EXTEND])) else {
+            panic!("SCRIPT LOAD replies the sha");
+        };
+        let sha = std::str::from_utf8(&sha).unwrap().to_owned();
+        let extend = command(&["evalsha", &sha, "1", "lock:x", "token", "1000", "0"]);
+        let incr = command(&["incr", "counter"]);
+        assert_eq!(apply(&mut state, &extend), Reply::Int(1));
+        // SCRIPT_BENCH_OP=extend (or incr) runs only that one, for `perf stat`.
+        let only = std::env::var("SCRIPT_BENCH_OP").ok();
+        let (mut ext, mut inc) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            for (name, op, times) in [("extend", &extend, &mut ext), ("incr", &incr, &mut inc)] {
+                if only.as_deref().is_some_and(|o| o != name) {
+                    continue;
+                }
+                let start = std::time::Instant::now();
+                for _ in 0..per_round {
+                    let reply = apply(&mut state, op);
+                    debug_assert!(matches!(reply, Reply::Int(n) if n > 0));
+                }
+                times.push(start.elapsed().as_secs_f64() * 1e6 / per_round as f64);
+            }
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+        };
+        let (e, i) = (median(&mut ext), median(&mut inc));
+        println!(
+            "apply: EVALSHA Lock.extend {e:.2} us, INCR {i:.2} us, difference {:.2} us \
+             (medians of {rounds} alternating rounds of {per_round})",
+            e - i
+        );
     }
 }

@@ -73,17 +73,16 @@ pub(crate) struct Meter {
 unsafe impl Send for Meter {}
 
 impl Meter {
-    /// Installs a meter in front of the Lua state's allocator. The returned
-    /// box must outlive every allocation the state makes until
-    /// [`Meter::uninstall`].
+    /// A meter for the Lua state's current allocator (which it will call),
+    /// not installed yet (see [`Meter::install`]).
     ///
     /// # Safety
     /// `state` is a live Lua state, not in use by another thread.
-    pub(crate) unsafe fn install(state: *mut ffi::lua_State) -> Box<Meter> {
+    pub(crate) unsafe fn new(state: *mut ffi::lua_State) -> Meter {
         let mut inner_ud = std::ptr::null_mut();
         // SAFETY: the caller guarantees `state` is live.
         let inner = unsafe { ffi::lua_getallocf(state, &mut inner_ud) };
-        let meter = Box::new(Meter {
+        Meter {
             inner,
             inner_ud,
             running: Cell::new(false),
@@ -95,11 +94,20 @@ impl Meter {
             exceeded: Cell::new(false),
             since_gc: Cell::new(0),
             blocks: RefCell::new(Blocks::default()),
-        });
-        let ud = &*meter as *const Meter as *mut c_void;
+        }
+    }
+
+    /// Puts this meter in front of the state's allocator: the allocator's
+    /// user data becomes this meter's address (see `api::Shared::of`).
+    ///
+    /// # Safety
+    /// `state` is the live state this meter was made for; the meter does not
+    /// move, and outlives every allocation the state makes until
+    /// [`Meter::uninstall`].
+    pub(crate) unsafe fn install(&self, state: *mut ffi::lua_State) {
+        let ud = self as *const Meter as *mut c_void;
         // SAFETY: as above; `metered` forwards to `inner` with its own state.
         unsafe { ffi::lua_setallocf(state, metered, ud) };
-        meter
     }
 
     /// Puts the original allocator back (before the state closes, so that

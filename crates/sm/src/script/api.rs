@@ -9,15 +9,26 @@
 //! `pcall`, `xpcall`, `coroutine.resume`, `load` and the top-level handler)
 //! swaps the marker back for the stored value with `take_error`. Scripts
 //! therefore see exactly the values Redis would raise.
+//!
+//! `redis.call` and `redis.pcall` are the exception: they run on every call
+//! of nearly every script, so they are plain Lua C functions on the raw API
+//! (no mlua callback, no references), which raise their error tables
+//! themselves.
 
+use std::any::Any;
+use std::cell::UnsafeCell;
 use std::fmt;
+use std::os::raw::c_int;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use bytes::Bytes;
-use mlua::{FromLua, Lua, MultiValue, Table, Value, Variadic};
+use mlua::{ffi, FromLua, Lua, MultiValue, Table, Value, Variadic};
 
 use super::alloc::Meter;
-use super::commands;
-use super::convert::{self, error_table, lua_str2number, lua_to_arg, reply_to_lua};
+use super::commands::{self, Command};
+use super::convert::{
+    self, arg_at, error_table, lua_str2number, lua_to_arg, push_error_table, string_at,
+};
 use super::Host;
 use crate::reply::Reply;
 
@@ -69,7 +80,72 @@ pub(crate) struct MeterPtr(pub(crate) *const Meter);
 // SAFETY: the meter moves with the VM and is only used by its thread.
 unsafe impl Send for MeterPtr {}
 
-/// Per-VM state the callbacks share, kept as mlua app data.
+/// What the Rust side of a VM shares with its Lua state, boxed so that it
+/// never moves: the allocator's meter, first, so that the allocator's user
+/// data (the meter's address) is this struct's address too, which is how
+/// the C functions and the hook find it ([`Shared::of`]); and the context
+/// of the current run.
+#[repr(C)]
+pub(crate) struct Shared {
+    pub(crate) meter: Meter,
+    ctx: UnsafeCell<Ctx>,
+}
+
+/// The [`Shared`] of a VM, as mlua app data (for the mlua callbacks).
+struct SharedPtr(*const Shared);
+
+// SAFETY: the box moves with the VM and is only used by its thread.
+unsafe impl Send for SharedPtr {}
+
+impl Shared {
+    /// Installs a metered allocator on `lua` and the shared state its
+    /// callbacks use. The box must outlive the state's use of it (see
+    /// `ScriptVm`'s `Drop`).
+    ///
+    /// # Safety
+    /// `state` is the live main state of `lua`.
+    pub(crate) unsafe fn install(lua: &Lua, state: *mut ffi::lua_State) -> Box<Shared> {
+        // SAFETY: the caller's guarantee.
+        let meter = unsafe { Meter::new(state) };
+        let shared = Box::new(Shared { meter, ctx: UnsafeCell::new(Ctx::new()) });
+        let ptr: *const Shared = &*shared;
+        // SAFETY: nothing else uses the context yet.
+        unsafe { shared.ctx().meter = MeterPtr(&shared.meter) };
+        // SAFETY: the caller's guarantee; the box does not move.
+        unsafe { shared.meter.install(state) };
+        debug_assert_eq!(ptr as *const Meter, &shared.meter as *const Meter);
+        lua.set_app_data(SharedPtr(ptr));
+        shared
+    }
+
+    /// The shared state of the VM that `l` (its main state or a coroutine)
+    /// belongs to.
+    ///
+    /// # Safety
+    /// `l` is a live state of a `ScriptVm`, whose allocator is installed.
+    pub(crate) unsafe fn of<'a>(l: *mut ffi::lua_State) -> &'a Shared {
+        let mut ud = std::ptr::null_mut();
+        // SAFETY: the caller's guarantee; the user data is the meter, at
+        // the start of the `Shared` (`repr(C)`).
+        unsafe {
+            ffi::lua_getallocf(l, &mut ud);
+            &*(ud as *const Shared)
+        }
+    }
+
+    /// The run's context.
+    ///
+    /// # Safety
+    /// No other reference to the context is alive: callers hold it briefly,
+    /// never across a call into Lua or into the host.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn ctx(&self) -> &mut Ctx {
+        // SAFETY: the caller's guarantee.
+        unsafe { &mut *self.ctx.get() }
+    }
+}
+
+/// Per-VM state the callbacks share (in [`Shared`]).
 pub(crate) struct Ctx {
     host: Option<HostPtr>,
     pub(crate) read_only: bool,
@@ -87,10 +163,20 @@ pub(crate) struct Ctx {
     /// Bytes the run may allocate between two collections.
     pub(crate) gc_step: usize,
     pub(crate) meter: MeterPtr,
+    /// `redis.call`'s argument vector, kept for its capacity.
+    argv: Vec<Bytes>,
+    /// The reply `redis.call` is converting, held here rather than on the
+    /// stack of a function that Lua may longjmp out of.
+    reply: Option<Reply>,
+    /// Text being pushed to Lua (same reason).
+    scratch: Vec<u8>,
+    /// A host that panicked: the run is stopped, and the panic resumed once
+    /// it is over.
+    pub(crate) panic: Option<Box<dyn Any + Send>>,
 }
 
 impl Ctx {
-    pub(crate) fn new(meter: *const Meter) -> Ctx {
+    fn new() -> Ctx {
         Ctx {
             host: None,
             read_only: false,
@@ -103,7 +189,11 @@ impl Ctx {
             executed: 0,
             step: 1,
             gc_step: usize::MAX,
-            meter: MeterPtr(meter),
+            meter: MeterPtr(std::ptr::null()),
+            argv: Vec::new(),
+            reply: None,
+            scratch: Vec::new(),
+            panic: None,
         }
     }
 
@@ -130,6 +220,14 @@ impl Ctx {
     pub(crate) fn end(&mut self) {
         self.host = None;
         self.pending = None;
+        self.reply = None;
+        self.argv.clear();
+    }
+
+    /// The run was stopped (budget, memory, a host's panic): every catcher
+    /// raises again.
+    pub(crate) fn killed(&self) -> bool {
+        self.kill.is_some() || self.meter().exceeded() || self.panic.is_some()
     }
 
     pub(crate) fn meter(&self) -> &Meter {
@@ -150,13 +248,19 @@ impl fmt::Display for Raised {
 
 impl std::error::Error for Raised {}
 
-fn ctx(lua: &Lua) -> mlua::AppDataRefMut<'_, Ctx> {
-    lua.app_data_mut::<Ctx>().expect("script context installed at VM creation")
+/// The context, for an mlua callback (which must not hold it across a call
+/// into Lua: see [`Shared::ctx`]).
+#[allow(clippy::mut_from_ref)]
+pub(crate) fn ctx(lua: &Lua) -> &mut Ctx {
+    let shared =
+        lua.app_data_ref::<SharedPtr>().expect("script context installed at VM creation").0;
+    // SAFETY: the box outlives the state; see `Shared::ctx` for the rest.
+    unsafe { (*shared).ctx() }
 }
 
 /// Fails the current callback so that Lua sees `value` raised.
 pub(crate) fn raise(lua: &Lua, value: Value) -> mlua::Error {
-    let mut ctx = ctx(lua);
+    let ctx = ctx(lua);
     ctx.raised += 1;
     let n = ctx.raised;
     ctx.pending = Some((n, value));
@@ -176,7 +280,7 @@ fn raised_number(err: &mlua::Error) -> Option<u64> {
 fn take_error(lua: &Lua, e: Value) -> mlua::Result<Value> {
     if let Value::Error(err) = &e {
         if let Some(n) = raised_number(err) {
-            let mut ctx = ctx(lua);
+            let ctx = ctx(lua);
             if let Some((pending, _)) = &ctx.pending {
                 if *pending == n {
                     return Ok(ctx.pending.take().expect("checked").1);
@@ -277,35 +381,150 @@ impl FromLua for Arg {
     }
 }
 
-/// `redis.call` (`raise`) and `redis.pcall`.
-fn call(lua: &Lua, args: Variadic<Arg>, raise_errors: bool) -> mlua::Result<Value> {
-    let failed = |v: Value| if raise_errors { Err(raise(lua, v)) } else { Ok(v) };
-    if args.is_empty() {
-        let text = b"Please specify at least one argument for this redis lib call";
-        return failed(Value::Table(error_table(lua, text, false)?));
+/// Arguments of `redis.call` whose vector is kept for the next call.
+const KEPT_ARGV: usize = 256;
+
+/// `redis.call`: runs a command, raises its error reply.
+pub(crate) unsafe extern "C-unwind" fn redis_call(l: *mut ffi::lua_State) -> c_int {
+    // SAFETY: Lua calls this with a live state of a `ScriptVm`.
+    unsafe { command(l, true) }
+}
+
+/// `redis.pcall`: runs a command, returns its error reply.
+pub(crate) unsafe extern "C-unwind" fn redis_pcall(l: *mut ffi::lua_State) -> c_int {
+    // SAFETY: as above.
+    unsafe { command(l, false) }
+}
+
+/// How a `redis.call` went, before anything is pushed for Lua. Owns
+/// nothing: what the pushing needs is in [`Ctx`], since Lua may longjmp out
+/// of it (out of memory) and skip this frame.
+enum Called {
+    /// The reply is in [`Ctx::reply`].
+    Replied,
+    /// Not run: this error text (`from_command`: a refusal by the command
+    /// table, which carries `ignore_error_stats_update`).
+    Refused { text: &'static str, from_command: bool },
+    /// Called outside a run: raised even by `redis.pcall`.
+    NoRun,
+    /// The host panicked (the payload is in [`Ctx::panic`]).
+    Panicked,
+}
+
+/// `redis.call` (`raise`) and `redis.pcall`, as Redis's
+/// `luaRedisGenericCommand`: the arguments, checked as Redis checks them,
+/// then the command through the host, its reply converted for the script.
+unsafe fn command(l: *mut ffi::lua_State, raise: bool) -> c_int {
+    // SAFETY: the caller's guarantee. Each `ctx()` below is dropped before
+    // the next, and before anything that can call back into Lua.
+    unsafe {
+        let shared = Shared::of(l);
+        let called = execute(shared, l);
+        let Ctx { reply, resp3, scratch, .. } = shared.ctx();
+        match called {
+            Called::Replied => {
+                let Some(r) = reply.as_ref() else { return 0 };
+                let failed = matches!(r, Reply::Error(_));
+                super::convert::push_reply(l, r, *resp3, scratch);
+                *reply = None;
+                if failed && raise {
+                    ffi::lua_error(l);
+                }
+            }
+            Called::Refused { text, from_command } => {
+                ffi::luaL_checkstack(l, 3, std::ptr::null());
+                push_error_table(l, text.as_bytes(), false, from_command, scratch);
+                if raise {
+                    ffi::lua_error(l);
+                }
+            }
+            Called::NoRun => {
+                let text = "redis.call/pcall can only be called inside a script invocation";
+                ffi::luaL_checkstack(l, 3, std::ptr::null());
+                push_error_table(l, text.as_bytes(), false, false, scratch);
+                ffi::lua_error(l);
+            }
+            Called::Panicked => {
+                ffi::lua_pushnil(l);
+                ffi::lua_error(l);
+            }
+        }
+        1
     }
-    let Some(argv) = args.into_iter().map(|a| a.0).collect::<Option<Vec<_>>>() else {
-        let text = b"Lua redis lib command arguments must be strings or integers";
-        return failed(Value::Table(error_table(lua, text, false)?));
-    };
-    let (host, read_only, resp3) = {
-        let ctx = ctx(lua);
-        (ctx.host.as_ref().map(|h| h.0), ctx.read_only, ctx.resp3)
-    };
-    let Some(host) = host else {
-        let text = b"redis.call/pcall can only be called inside a script invocation";
-        return Err(raise(lua, Value::Table(error_table(lua, text, false)?)));
-    };
-    if let Err(refusal) = commands::check(&argv, read_only) {
-        return failed(Value::Table(error_table(lua, refusal.text().as_bytes(), true)?));
+}
+
+/// The Rust half of [`command`]: everything up to the reply, which it
+/// leaves in [`Ctx::reply`]. Raises nothing.
+unsafe fn execute(shared: &Shared, l: *mut ffi::lua_State) -> Called {
+    // SAFETY: `l` is live (the caller's guarantee); the context is borrowed
+    // afresh around the host call, not across it.
+    unsafe {
+        let n = ffi::lua_gettop(l);
+        if n == 0 {
+            let text = "Please specify at least one argument for this redis lib call";
+            return Called::Refused { text, from_command: false };
+        }
+        let ctx = shared.ctx();
+        let mut argv = std::mem::take(&mut ctx.argv);
+        argv.clear();
+        // The name first, looked up once; spelled as the command table does
+        // (lowercase, as scripts usually write it), it needs no copy.
+        let mut command = None;
+        if ffi::lua_type(l, 1) == ffi::LUA_TSTRING {
+            let raw = string_at(l, 1);
+            let found = Command::find(raw);
+            argv.push(match found.static_name(raw) {
+                Some(name) => Bytes::from_static(name.as_bytes()),
+                None => Bytes::copy_from_slice(raw),
+            });
+            command = Some(found);
+        }
+        for i in argv.len() as c_int + 1..=n {
+            match arg_at(l, i) {
+                Some(arg) => argv.push(arg),
+                None => {
+                    ctx.argv = argv;
+                    let text = "Lua redis lib command arguments must be strings or integers";
+                    return Called::Refused { text, from_command: false };
+                }
+            }
+        }
+        let Some(host) = ctx.host.as_ref().map(|h| h.0) else {
+            ctx.argv = argv;
+            return Called::NoRun;
+        };
+        let command = command.unwrap_or_else(|| Command::find(&argv[0]));
+        let spec = match command.check(&argv, ctx.read_only) {
+            Ok(spec) => spec,
+            Err(refusal) => {
+                ctx.argv = argv;
+                return Called::Refused { text: refusal.text(), from_command: true };
+            }
+        };
+        // See `HostPtr`: set for this run, which is still going on. A panic
+        // must not unwind through Lua: it stops the run and is resumed after.
+        let result = catch_unwind(AssertUnwindSafe(|| match spec {
+            Some(spec) => (*host).call_command(spec, &argv),
+            None => (*host).call(&argv),
+        }));
+        argv.clear();
+        if argv.capacity() > KEPT_ARGV {
+            // Don't keep a huge call's vector (`redis.call(unpack(t))`).
+            argv = Vec::new();
+        }
+        let ctx = shared.ctx();
+        ctx.argv = argv;
+        match result {
+            Ok(reply) => {
+                ctx.reply = Some(reply);
+                Called::Replied
+            }
+            Err(panic) => {
+                ctx.panic = Some(panic);
+                Called::Panicked
+            }
+        }
     }
-    // SAFETY: see `HostPtr`: set for this run, which is still going on.
-    let reply = unsafe { (*host).call(&argv) };
-    let value = reply_to_lua(lua, &reply, resp3)?;
-    if matches!(reply, Reply::Error(_)) {
-        return failed(value);
-    }
-    Ok(value)
 }
 
 fn sha1hex(lua: &Lua, args: MultiValue) -> mlua::Result<String> {
@@ -461,8 +680,11 @@ fn gc(lua: &Lua, opt: String) -> mlua::Result<Value> {
 pub(crate) fn primitives(lua: &Lua) -> mlua::Result<Table> {
     let p = lua.create_table()?;
     let redis = lua.create_table()?;
-    redis.raw_set("call", lua.create_function(|lua, a: Variadic<Arg>| call(lua, a, true))?)?;
-    redis.raw_set("pcall", lua.create_function(|lua, a: Variadic<Arg>| call(lua, a, false))?)?;
+    // SAFETY: both are C functions on the raw API of a `ScriptVm`'s state.
+    unsafe {
+        redis.raw_set("call", lua.create_c_function(redis_call)?)?;
+        redis.raw_set("pcall", lua.create_c_function(redis_pcall)?)?;
+    }
     redis.raw_set("sha1hex", lua.create_function(sha1hex)?)?;
     redis.raw_set("log", lua.create_function(log)?)?;
     redis.raw_set("setresp", lua.create_function(setresp)?)?;
@@ -479,13 +701,7 @@ pub(crate) fn primitives(lua: &Lua) -> mlua::Result<Table> {
     )?;
     p.raw_set("random", lua.create_function(random)?)?;
     p.raw_set("randomseed", lua.create_function(randomseed)?)?;
-    p.raw_set(
-        "killed",
-        lua.create_function(|lua, ()| {
-            let ctx = ctx(lua);
-            Ok(ctx.kill.is_some() || ctx.meter().exceeded())
-        })?,
-    )?;
+    p.raw_set("killed", lua.create_function(|lua, ()| Ok(ctx(lua).killed()))?)?;
     p.raw_set("take_error", lua.create_function(take_error)?)?;
     p.raw_set("gc", lua.create_function(gc)?)?;
     p.raw_set("null", Value::LightUserData(mlua::LightUserData(std::ptr::null_mut())))?;

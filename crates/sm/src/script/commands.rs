@@ -9,9 +9,13 @@
 //! Arity of plain commands comes from the engine's own table, which matches
 //! Redis's.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::OnceLock;
+
 use bytes::Bytes;
 
-use crate::command;
+use crate::command::{self, Spec};
 
 /// Why a script may not run a command, as Redis 7.0 words it (without the
 /// `ERR ` that the error table adds).
@@ -35,70 +39,175 @@ impl Refusal {
 }
 
 /// What the checks need to know about one command or subcommand.
+#[derive(Clone, Copy)]
 struct Info {
     arity: i32,
     noscript: bool,
     write: bool,
+    /// The engine's command (the container, for a subcommand), if it has it.
+    spec: Option<&'static Spec>,
 }
 
-/// Checks `argv` the way Redis's `scriptCall` does before running it: the
-/// command exists (for a container, the subcommand too), its arity, the
-/// `noscript` flag, and no writes in a read-only run.
-pub(crate) fn check(argv: &[Bytes], read_only: bool) -> Result<(), Refusal> {
-    let info = lookup(argv).ok_or(Refusal::Unknown)?;
-    let argc = argv.len() as i32;
-    let arity_ok = if info.arity >= 0 { argc == info.arity } else { argc >= -info.arity };
-    if !arity_ok {
-        return Err(Refusal::Arity);
+/// A command name looked up in [`table`] (once per `redis.call`).
+#[derive(Clone, Copy)]
+pub(crate) struct Command(Option<(&'static str, Entry)>);
+
+impl Command {
+    /// Looks `name` up, ignoring case.
+    pub(crate) fn find(name: &[u8]) -> Command {
+        Command(Name::new(name).and_then(|key| table().get(&key).copied()))
     }
-    if info.noscript {
-        return Err(Refusal::NoScript);
+
+    /// The table's spelling of the name, if `raw` is exactly that (as
+    /// scripts usually write it): argv[0] can then be static, not a copy.
+    pub(crate) fn static_name(&self, raw: &[u8]) -> Option<&'static str> {
+        self.0.map(|(name, _)| name).filter(|name| name.as_bytes() == raw)
     }
-    if read_only && info.write {
-        return Err(Refusal::WriteInReadOnly);
+
+    /// Checks `argv` (whose name this is) the way Redis's `scriptCall` does
+    /// before running it: the command exists (for a container, the
+    /// subcommand too), its arity, the `noscript` flag, and no writes in a
+    /// read-only run. On success, the engine's command for `argv[0]`.
+    pub(crate) fn check(
+        &self,
+        argv: &[Bytes],
+        read_only: bool,
+    ) -> Result<Option<&'static Spec>, Refusal> {
+        let info = self.info(argv).ok_or(Refusal::Unknown)?;
+        let argc = argv.len() as i32;
+        let arity_ok = if info.arity >= 0 { argc == info.arity } else { argc >= -info.arity };
+        if !arity_ok {
+            return Err(Refusal::Arity);
+        }
+        if info.noscript {
+            return Err(Refusal::NoScript);
+        }
+        if read_only && info.write {
+            return Err(Refusal::WriteInReadOnly);
+        }
+        Ok(info.spec)
     }
-    Ok(())
+
+    fn info(&self, argv: &[Bytes]) -> Option<Info> {
+        match self.0?.1 {
+            Entry::NoScript(arity) => {
+                Some(Info { arity, noscript: true, write: false, spec: None })
+            }
+            Entry::Plain(info) => Some(info),
+            Entry::Container { subs, spec } => {
+                if argv.len() == 1 {
+                    // Every container command has arity -2.
+                    return Some(Info { arity: -2, noscript: false, write: false, spec });
+                }
+                let sub = subs.iter().find(|s| s.name.as_bytes().eq_ignore_ascii_case(&argv[1]))?;
+                if !sub.noscript && spec.is_none() {
+                    return None;
+                }
+                Some(Info { arity: sub.arity, noscript: sub.noscript, write: sub.write, spec })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+fn lookup(argv: &[Bytes]) -> Option<Info> {
+    Command::find(argv.first()?).info(argv)
 }
 
 /// Whether `argv` names a command Redis has and this engine implements, or
 /// one a script may not call anyway (`redis.acl_check_cmd`).
 pub(crate) fn exists(argv: &[Bytes]) -> bool {
-    lookup(argv).is_some()
+    argv.first().is_some_and(|name| Command::find(name).info(argv).is_some())
 }
 
-fn lookup(argv: &[Bytes]) -> Option<Info> {
-    let raw = argv.first()?;
-    let mut buf = [0u8; 32];
-    let name = buf.get_mut(..raw.len())?;
-    name.copy_from_slice(raw);
-    name.make_ascii_lowercase();
-    let name = std::str::from_utf8(name).ok()?;
-    // Refused whether or not this engine implements them (MULTI, EVAL …).
-    if let Ok(i) = NOSCRIPT.binary_search_by(|(n, _)| n.cmp(&name)) {
-        return Some(Info { arity: NOSCRIPT[i].1, noscript: true, write: false });
+/// A command name as the table's key: lowercase, zero-padded to 32 bytes
+/// (longer names are unknown), with its length (a NUL is not padding).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Name {
+    words: [u64; 4],
+    len: usize,
+}
+
+impl Name {
+    fn new(raw: &[u8]) -> Option<Name> {
+        let mut buf = [0u8; 32];
+        buf.get_mut(..raw.len())?.copy_from_slice(raw);
+        buf.make_ascii_lowercase();
+        let word =
+            |i: usize| u64::from_le_bytes(buf[8 * i..8 * i + 8].try_into().expect("8 bytes"));
+        Some(Name { words: [word(0), word(1), word(2), word(3)], len: raw.len() })
     }
-    let known = command::lookup(name.as_bytes());
-    if let Some(subs) = subcommands(name) {
-        if argv.len() == 1 {
-            // Every container command has arity -2.
-            return Some(Info { arity: -2, noscript: false, write: false });
-        }
-        let sub = subs.iter().find(|s| s.name.as_bytes().eq_ignore_ascii_case(&argv[1]))?;
-        if !sub.noscript {
-            known?;
-        }
-        return Some(Info { arity: sub.arity, noscript: sub.noscript, write: sub.write });
+}
+
+impl std::hash::Hash for Name {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let [a, b, c, d] = self.words;
+        state.write_u64(
+            a ^ b.rotate_left(16) ^ c.rotate_left(32) ^ d.rotate_left(48) ^ self.len as u64,
+        );
     }
-    let spec = known?;
-    Some(Info {
-        arity: spec.arity,
-        noscript: false,
-        write: spec.is_write() || WRITE.binary_search(&spec.name).is_ok(),
+}
+
+type Table = HashMap<Name, (&'static str, Entry), BuildHasherDefault<NameHasher>>;
+
+/// Hashes a [`Name`] (one multiplication, FxHash's): the table never grows,
+/// so it needs no keyed hash.
+#[derive(Default)]
+struct NameHasher(u64);
+
+impl Hasher for NameHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+/// What the name alone says about a command (see [`table`]).
+#[derive(Clone, Copy)]
+enum Entry {
+    /// Flagged `noscript`: refused whether or not this engine implements it
+    /// (MULTI, EVAL …), after its arity is checked.
+    NoScript(i32),
+    /// A container command (its subcommand decides); `spec`: this engine's.
+    Container { subs: &'static [Sub], spec: Option<&'static Spec> },
+    /// Any other command this engine implements.
+    Plain(Info),
+}
+
+/// Script-visible facts of every command name Redis or this engine knows,
+/// computed once from the tables below and the engine's own: one hash lookup
+/// per `redis.call` instead of a binary search, a linear search and another
+/// hash lookup.
+fn table() -> &'static Table {
+    static TABLE: OnceLock<Table> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut map = Table::default();
+        let mut add = |name: &'static str, entry: Entry| {
+            let key = Name::new(name.as_bytes()).expect("command names are short");
+            map.entry(key).or_insert((name, entry));
+        };
+        for &(name, arity) in NOSCRIPT {
+            add(name, Entry::NoScript(arity));
+        }
+        for &(name, subs) in SUBCOMMANDS {
+            add(name, Entry::Container { subs, spec: command::lookup(name.as_bytes()) });
+        }
+        for spec in command::all() {
+            let write = spec.is_write() || WRITE.binary_search(&spec.name).is_ok();
+            let info = Info { arity: spec.arity, noscript: false, write, spec: Some(spec) };
+            add(spec.name, Entry::Plain(info));
+        }
+        map
     })
-}
-
-fn subcommands(name: &str) -> Option<&'static [Sub]> {
-    SUBCOMMANDS.iter().find(|(n, _)| *n == name).map(|(_, subs)| *subs)
 }
 
 /// One subcommand of a container command.
@@ -438,6 +547,64 @@ const SUBCOMMANDS: &[(&str, &[Sub])] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The lookup as it was before the precomputed table.
+    fn reference(argv: &[Bytes]) -> Option<(i32, bool, bool)> {
+        let raw = argv.first()?;
+        let lower = raw.to_ascii_lowercase();
+        if lower.len() > 32 {
+            return None;
+        }
+        let name = std::str::from_utf8(&lower).ok()?;
+        if let Ok(i) = NOSCRIPT.binary_search_by(|(n, _)| n.cmp(&name)) {
+            return Some((NOSCRIPT[i].1, true, false));
+        }
+        let known = command::lookup(name.as_bytes());
+        if let Some((_, subs)) = SUBCOMMANDS.iter().find(|(n, _)| *n == name) {
+            if argv.len() == 1 {
+                return Some((-2, false, false));
+            }
+            let sub = subs.iter().find(|s| s.name.as_bytes().eq_ignore_ascii_case(&argv[1]))?;
+            if !sub.noscript {
+                known?;
+            }
+            return Some((sub.arity, sub.noscript, sub.write));
+        }
+        let spec = known?;
+        Some((spec.arity, false, spec.is_write() || WRITE.binary_search(&spec.name).is_ok()))
+    }
+
+    #[test]
+    fn the_table_answers_as_the_lists_do() {
+        let b = |s: &str| Bytes::copy_from_slice(s.as_bytes());
+        let mut names: Vec<String> = NOSCRIPT.iter().map(|(n, _)| n.to_string()).collect();
+        names.extend(WRITE.iter().map(|n| n.to_string()));
+        names.extend(command::all().map(|s| s.name.to_string()));
+        names.extend(
+            ["nosuch", "", "a-very-long-command-name-of-more-than-32-bytes"].map(String::from),
+        );
+        let mut argvs: Vec<Vec<Bytes>> = Vec::new();
+        for name in &names {
+            argvs.push(vec![b(name)]);
+            argvs.push(vec![b(&name.to_ascii_uppercase()), b("x")]);
+        }
+        for (name, subs) in SUBCOMMANDS {
+            argvs.push(vec![b(name)]);
+            argvs.push(vec![b(name), b("nosuch")]);
+            for sub in *subs {
+                argvs.push(vec![b(&name.to_ascii_uppercase()), b(&sub.name.to_ascii_uppercase())]);
+            }
+        }
+        for argv in &argvs {
+            let info = lookup(argv);
+            let got = info.map(|i| (i.arity, i.noscript, i.write));
+            assert_eq!(got, reference(argv), "{argv:?}");
+            if let Some(Info { noscript: false, spec, .. }) = info {
+                let want = command::lookup(&argv[0]).map(|s| s.name);
+                assert_eq!(spec.map(|s| s.name), want, "{argv:?}");
+            }
+        }
+    }
 
     #[test]
     fn tables_are_sorted_for_binary_search() {

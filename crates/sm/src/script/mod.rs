@@ -46,6 +46,11 @@
 //!   strings, numbers and booleans iterate in a deterministic order (Lua 5.1
 //!   has no hash seed), though for strings of 32 bytes or more it differs from
 //!   Redis's, whose Lua hashes every byte.
+//! - KEYS and ARGV tables are reused from run to run (saving their
+//!   allocation and collection), but only a table the previous run left
+//!   exactly as a fresh one (no metatable, an array part of the same length,
+//!   no hash part: `vm.rs` reads Lua 5.1.5's `Table` for this, after checking
+//!   its layout), with every element written again: a run cannot tell.
 //! - `collectgarbage("count")` and `gcinfo()` report 0: no memory figure is
 //!   the same on every replica (see below). `collectgarbage()` and
 //!   `collectgarbage("step")` collect at that point (which is deterministic);
@@ -81,9 +86,12 @@
 //! # Layout
 //! - `mod.rs`: the public interface ([`ScriptVm`], [`Host`], [`RunOptions`],
 //!   [`ScriptFlags`], [`Sha`], [`sha1_hex`], [`parse_shebang`]).
-//! - `vm.rs`: the interpreter, its cache, the hook and one run.
+//! - `vm.rs`: the interpreter, its cache (by SHA1, checked against the body),
+//!   the hook and one run. A run and `redis.call` use Lua's C API directly
+//!   (no mlua call, lock or references per run): they are the per-call cost
+//!   every replica pays.
 //! - `prelude.lua`: the sandbox in Lua (read-only proxies, wrapped builtins,
-//!   the error handler, the per-run entry point).
+//!   the error handler, `tostring`'s per-run numbering).
 //! - `sandbox.rs`: the builtins that bypass metatables, aware of the proxies.
 //! - `api.rs`: the `redis.*` functions written in Rust and `math.random`.
 //! - `commands.rs`: which commands a script may call (Redis's `noscript`,
@@ -150,6 +158,7 @@ use std::fmt;
 
 use bytes::Bytes;
 
+use crate::command::Spec;
 use crate::reply::Reply;
 
 pub use shebang::parse_shebang;
@@ -181,6 +190,14 @@ pub trait Host {
     /// deterministic the host must answer them from the log entry (its time
     /// and seed), as the engine's handlers already do.
     fn call(&mut self, argv: &[Bytes]) -> Reply;
+
+    /// [`Host::call`] of a command the VM found in the engine's command
+    /// table (`spec`, what `command::lookup(&argv[0])` returns), which saves
+    /// the host looking it up again.
+    fn call_command(&mut self, spec: &'static Spec, argv: &[Bytes]) -> Reply {
+        let _ = spec;
+        self.call(argv)
+    }
 }
 
 /// Per-run settings: all of them deterministic inputs from the log entry (or,
@@ -216,13 +233,45 @@ impl Default for RunOptions {
 }
 
 /// A script's SHA1 as 40 lowercase hex digits (EVALSHA's name for it).
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Sha([u8; 40]);
+
+impl std::hash::Hash for Sha {
+    /// The digits alone (no length prefix), in one `write`.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write(&self.0);
+    }
+}
 
 impl Sha {
     /// The hex digits.
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).expect("hex digits are ASCII")
+    }
+
+    /// A SHA1 as a client writes it: 40 hex digits in either case.
+    pub fn parse(hex: &[u8]) -> Option<Sha> {
+        /// Each byte's lowercase hex digit, or 0 if it is not one.
+        const DIGIT: [u8; 256] = {
+            let mut t = [0u8; 256];
+            let mut b = 0;
+            while b < 256 {
+                let c = b as u8;
+                if c.is_ascii_hexdigit() {
+                    t[b] = c.to_ascii_lowercase();
+                }
+                b += 1;
+            }
+            t
+        };
+        let hex: &[u8; 40] = hex.try_into().ok()?;
+        let mut out = [0u8; 40];
+        let mut bad = false;
+        for (o, &h) in out.iter_mut().zip(hex) {
+            *o = DIGIT[h as usize];
+            bad |= *o == 0;
+        }
+        (!bad).then_some(Sha(out))
     }
 
     pub(crate) fn of(body: &[u8]) -> Sha {

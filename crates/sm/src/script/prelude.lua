@@ -67,7 +67,9 @@ end
 
 -- tostring(table/function/thread/userdata) shows a per-run sequence number
 -- instead of an address: the first such value printed in a run is 0x00000001.
-local ids, next_id = nil, 0
+-- RUN[1] maps the values printed so far to their numbers (weak keys), RUN[2]
+-- is the last number given; Rust resets both before every run.
+local RUN = { nil, 0 }
 local null = P.null
 local function tostring_det(...)
   if select('#', ...) == 0 then
@@ -80,13 +82,15 @@ local function tostring_det(...)
     if mt and rawget_raw(mt, '__tostring') ~= nil then
       return tostring_raw(v)
     end
+    local ids = RUN[1]
     if ids == nil then
       ids = setmetatable_raw({}, { __mode = 'k' })
+      RUN[1] = ids
     end
     local id = ids[v]
     if id == nil then
-      next_id = next_id + 1
-      id = next_id
+      id = RUN[2] + 1
+      RUN[2] = id
       ids[v] = id
     end
     return format('%s: 0x%08x', t, id)
@@ -318,17 +322,10 @@ table_real.insert = raw.insert
 local exports = {}
 exports.env = env
 
--- One call per EVAL: installs KEYS and ARGV, runs the script under the error
--- handler, and returns (ok, value) with the script's first result.
-exports.run = function(f, keys, argv)
-  rawset_raw(G, 'KEYS', keys)
-  rawset_raw(G, 'ARGV', argv)
-  ids, next_id = nil, 0
-  local ok, v = xpcall_raw(f, handler)
-  rawset_raw(G, 'KEYS', nil)
-  rawset_raw(G, 'ARGV', nil)
-  ids = nil
-  return ok, v
-end
+-- A run (script/vm.rs) is Redis's luaCallFunction: KEYS and ARGV set in G,
+-- RUN reset, the script called by lua_pcall with `handler` as its message
+-- handler, keeping its first result.
+exports.handler = handler
+exports.run_state = RUN
 
 return exports

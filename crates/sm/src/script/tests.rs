@@ -341,7 +341,8 @@ fn call_arguments_reach_the_host_as_redis_formats_them() {
     // (Separate constants: Lua 5.1 merges 0 and -0.0 in a function's constant
     // table, so `-0.0, 1/0` in one function would divide by -0.0.)
     let body = "redis.call('SET', KEYS[1], ARGV[1]) \
-                redis.call('set', 'n', 0.1, 1e20, -0.0, math.huge, math.huge - math.huge, 42, -7, 2^53, 'a\\0b')";
+                redis.call('set', 'n', 0.1, 1e20, -0.0, math.huge, math.huge - math.huge, 42, -7, 2^53, 'a\\0b', \
+                1e16 * 9.9, 1e17, -1e17, 123456789012345678, 2^63)";
     let reply = eval_with(&mut vm, &mut host, body, &["k1"], &["v1"], &RunOptions::default());
     assert_eq!(reply, Reply::Nil);
     let argv = |v: &[&[u8]]| v.iter().map(|s| Bytes::copy_from_slice(s)).collect::<Vec<_>>();
@@ -359,7 +360,13 @@ fn call_arguments_reach_the_host_as_redis_formats_them() {
             b"42",
             b"-7",
             b"9007199254740992",
-            b"a\0b"
+            b"a\0b",
+            // redis-server 7.0.15 (`redis.call('set', 'n', …)` then GET).
+            b"99000000000000000",
+            b"1e+17",
+            b"-1e+17",
+            b"1.2345678901234568e+17",
+            b"9.2233720368547758e+18"
         ])
     );
 }
@@ -876,9 +883,10 @@ fn per_call_overhead() {
     for (name, body, keys, args) in [
         ("return 1", "return 1", &keys[..0], &args[..0]),
         ("Lock.release", release, &keys[..], &args[..]),
+        ("an array", "return {KEYS[1], 2, {3}}", &keys[..], &args[..]),
     ] {
         let want = vm.run(body.as_bytes(), keys, args, &opts, &mut Noop);
-        assert_eq!(want, Reply::Int(1));
+        assert!(matches!(want, Reply::Int(1) | Reply::Array(_)), "{want:?}");
         let start = std::time::Instant::now();
         for _ in 0..iters {
             let reply = vm.run(body.as_bytes(), keys, args, &opts, &mut Noop);
@@ -887,7 +895,107 @@ fn per_call_overhead() {
         let per_call = start.elapsed().as_secs_f64() * 1e6 / iters as f64;
         println!("{name}: {per_call:.2} us per call over {iters} calls");
     }
-    assert_eq!(vm.cached_scripts(), 2, "cached scripts are not compiled again");
+    assert_eq!(vm.cached_scripts(), 3, "cached scripts are not compiled again");
+}
+
+/// KEYS and ARGV tables are reused from run to run when a run left them as
+/// it found them: whatever a script does to them, the next run sees what a
+/// fresh VM would show it.
+#[test]
+fn keys_and_argv_look_fresh_to_every_run() {
+    let firsts = [
+        "return 1",
+        "KEYS[1] = 'changed' ARGV[2] = 'changed'",
+        "setmetatable(KEYS, {__index = function() return 'meta' end}) setmetatable(ARGV, KEYS)",
+        "KEYS.x = 1 ARGV.y = 2",
+        "KEYS.x = 1 KEYS.x = nil",
+        "KEYS[#KEYS + 1] = 'more' ARGV[#ARGV + 1] = 'more'",
+        "for i = 1, #KEYS do KEYS[i] = nil end for i = 1, #ARGV do ARGV[i] = nil end",
+        // Back to an array part of the same length without a hash part.
+        "for i = 1, 4 do KEYS[i] = nil end KEYS.a = 1 KEYS.a = nil \
+         for i = 1, 4 do KEYS[i] = 'x' .. i end",
+        "error(KEYS)",
+        "return ARGV",
+        "local t = {} for i = 1, 10 do KEYS[i * 3] = i end",
+        "table.remove(KEYS) table.insert(ARGV, 'z') table.sort(KEYS)",
+    ];
+    let second = "local t = {} for k, v in pairs(KEYS) do t[#t + 1] = tostring(k) .. '=' .. tostring(v) end \
+        KEYS.p = 1 KEYS.q = 2 KEYS[9] = 3 ARGV.r = 4 \
+        for k, v in pairs(KEYS) do t[#t + 1] = tostring(k) end \
+        for k, v in pairs(ARGV) do t[#t + 1] = tostring(k) .. '=' .. tostring(v) end \
+        t[#t + 1] = #KEYS .. ' ' .. #ARGV .. ' ' .. tostring(getmetatable(KEYS)) .. ' ' .. tostring(KEYS[7]) \
+        return t";
+    let opts = RunOptions::default();
+    for (nk, na) in [(0, 0), (1, 3), (4, 2), (4, 4)] {
+        let keys: Vec<Bytes> = (0..nk).map(|i| b(&format!("k{i}"))).collect();
+        let args: Vec<Bytes> = (0..na).map(|i| b(&format!("a{i}"))).collect();
+        let want = ScriptVm::new().run(second.as_bytes(), &keys, &args, &opts, &mut Noop);
+        assert!(matches!(&want, Reply::Array(items) if !items.is_empty()), "{want:?}");
+        let mut vm = ScriptVm::new();
+        assert!(vm.reuses_arg_tables(), "the Table layout check passes");
+        for first in firsts {
+            vm.run(first.as_bytes(), &keys, &args, &opts, &mut Noop);
+            let got = vm.run(second.as_bytes(), &keys, &args, &opts, &mut Noop);
+            assert_eq!(got, want, "after {first:?} with {nk} keys and {na} args");
+        }
+    }
+}
+
+#[test]
+fn sha_parse_takes_40_hex_digits_in_either_case() {
+    let sha = sha1_hex(b"return 1");
+    assert_eq!(Sha::parse(sha.as_bytes()).map(|s| s.to_string()), Some(sha.clone()));
+    let upper = sha.to_ascii_uppercase();
+    assert_eq!(Sha::parse(upper.as_bytes()).map(|s| s.to_string()), Some(sha.clone()));
+    for bad in
+        [&sha[..39], &format!("{sha}0"), &format!("g{}", &sha[1..]), &format!("{}\0", &sha[..39])]
+    {
+        assert!(Sha::parse(bad.as_bytes()).is_none(), "{bad:?}");
+    }
+}
+
+/// Two bodies under one SHA1 (a collision, simulated here by naming the
+/// wrong one) each run as themselves: the cache by SHA1 checks the body.
+#[test]
+fn a_colliding_sha_runs_its_own_body() {
+    let mut vm = ScriptVm::new();
+    let opts = RunOptions::default();
+    let sha = vm.compile(b"return 1").unwrap();
+    assert_eq!(vm.run_sha(sha, b"return 1", &[], &[], &opts, &mut Noop), Reply::Int(1));
+    assert_eq!(vm.run_sha(sha, b"return 2", &[], &[], &opts, &mut Noop), Reply::Int(2));
+    assert_eq!(vm.run_sha(sha, b"return 2", &[], &[], &opts, &mut Noop), Reply::Int(2));
+    assert_eq!(vm.run(b"return 1", &[], &[], &opts, &mut Noop), Reply::Int(1));
+    assert_eq!(vm.cached_scripts(), 2);
+    // An error names the SHA1 it was run under.
+    let err = vm.run_sha(sha, b"error('x')", &[], &[], &opts, &mut Noop);
+    assert!(matches!(&err, Reply::Error(e) if e.contains(sha.as_str())), "{err:?}");
+}
+
+/// A host that panics: the run stops (a script's pcall cannot catch it),
+/// the panic reaches the caller, and the VM keeps working.
+#[test]
+fn a_host_panic_stops_the_run_and_reaches_the_caller() {
+    struct Panics;
+    impl Host for Panics {
+        fn call(&mut self, _: &[Bytes]) -> Reply {
+            panic!("host bug");
+        }
+    }
+    let mut vm = ScriptVm::new();
+    let opts = RunOptions::default();
+    for body in [
+        "return redis.call('get', 'k')",
+        "local ok = pcall(redis.call, 'get', 'k') return 'swallowed'",
+        "return redis.pcall('get', 'k')",
+    ] {
+        let mut vm = std::panic::AssertUnwindSafe(&mut vm);
+        let opts = &opts;
+        let caught =
+            std::panic::catch_unwind(move || vm.run(body.as_bytes(), &[], &[], opts, &mut Panics));
+        let payload = caught.expect_err("the panic reaches the caller");
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"host bug"));
+    }
+    assert_eq!(vm.run(b"return redis.call('get', 'k')", &[], &[], &opts, &mut Noop), bulk("token"));
 }
 
 #[test]
