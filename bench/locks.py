@@ -40,6 +40,13 @@ someone else): the run stops with an error otherwise.
                    [--threads 1] [--warmup 1] [--driver-procs 2]
                    [--workloads distinct,contended]
 
+The driver is Python (selectors, raw RESP, --driver-procs processes) on the
+same two cores as the servers, so redis-server's figures are partly bound by
+the driver, not the server: ratios in the distinct workload flatter
+raftcache somewhat. Contended SETNX on either server is as unfair as Redis
+locks are: the spinning clients that happen to be fast win again and again
+(see the p99), while LOCK's waiters are served in order.
+
 With --rounds N every measurement is repeated N times (the targets back to
 back in each round, in a rotating order); the table shows medians and the
 range of the per-round ratios.

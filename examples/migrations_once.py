@@ -273,10 +273,15 @@ class Worker:
 
 
 def has_command(r: redis.Redis, name: str) -> bool:
+    """True if the server knows the command (COMMAND INFO; redis-py parses a
+    known one into {name: {...}} and fails on the nil of an unknown one)."""
     try:
-        return bool(r.execute_command("COMMAND", "INFO", name)[0])
-    except (redis.exceptions.RedisError, IndexError, TypeError, KeyError):
+        info = r.execute_command("COMMAND", "INFO", name)
+    except Exception:  # noqa: BLE001 (unknown command, old server, parse error)
         return False
+    if isinstance(info, dict):
+        return name.lower() in {str(k).lower() for k in info}
+    return bool(info and info[0])
 
 
 def worker_main(args, me: int, stall_flag, barrier) -> None:

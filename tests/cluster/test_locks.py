@@ -891,6 +891,60 @@ def test_waiter_on_dead_node_is_skipped(make_cluster, procs):
     print(f"\nlive waiter granted {after:.1f}s after the release (dead waiter first)")
 
 
+def test_lock_queue_survives_snapshot_install_and_leader_kill(make_cluster, procs):
+    """A lock held through follower f1 with four waiters queued on f1; the
+    other follower is killed, 2000 writes and 50 grants go by (snapshots
+    every 100 entries), and it restarts and catches up by a snapshot: the
+    replicas' digests (locks and waiters included) agree. Then the leader is
+    killed -9. Under the new leader the lock still has its holder, the queue
+    its order: releasing one at a time grants w0..w3 in order, with tokens
+    above every token granted before."""
+    cluster = make_cluster(3, args=["--snapshot-every", "100"])
+    leader = cluster.leader()
+    f1, f2 = cluster.followers(leader)
+    h = cluster.client(f1)
+    t0 = int(h.execute_command("LOCK.ACQUIRE", "sq", "holder", 120000))
+    ws = []
+    for i in range(4):
+        w = session(procs, cluster, f1, name=f"waiter{i}@f1")
+        w.call("acq", "LOCK.ACQUIRE", "sq", f"w{i}", 120000, "WAIT", 0)
+        wait_waiters(cluster, "sq", i + 1, m=f1)
+        ws.append(w)
+    cluster.wait_applied_equal()
+    cluster.kill9(f2)
+    lc = cluster.client(leader)
+    before = [t0]
+    for i in range(2000):
+        assert lc.set(f"k:{i}", i) is True
+        if i % 40 == 0:
+            before.append(int(lc.execute_command("LOCK.ACQUIRE", f"other:{i}", "o", 1000)))
+            assert lc.execute_command("LOCK.RELEASE", f"other:{i}", "o") == 1
+    cluster.restart(f2)
+    cluster.wait_voter(f2, timeout=45)
+    log = cluster.node(f2).log().split("=== start #2")[-1]
+    assert "received snapshot stream" in log, "the restarted follower caught up without a snapshot"
+    cluster.assert_digests_equal(timeout=45)
+    lc.close()
+    cluster.kill9(leader)
+    new_leader = cluster.leader(timeout=30)
+    info = deadline_wait("LOCK.INFO under the new leader", lambda: lock_info(h, "sq"), 30)
+    assert info["owner"] == "holder" and int(info["token"]) == t0 and int(info["waiters"]) == 4
+    assert definite(lambda: h.execute_command("LOCK.RELEASE", "sq", "holder"), "release") == 1
+    tokens = []
+    for i, w in enumerate(ws):
+        got = w.next(20, f"waiter {i}'s grant")
+        assert isinstance(got.get("reply"), int), got
+        for j, other in enumerate(ws[i + 1:], start=i + 1):
+            assert other.pending() is None, f"waiter {j} answered before waiter {i} released"
+        tokens.append(got["reply"])
+        assert w.do(20, "LOCK.RELEASE", "sq", f"w{i}")["reply"] == 1
+    assert tokens == sorted(tokens) and len(set(tokens)) == 4, tokens
+    assert tokens[0] > max(before), (tokens, max(before))
+    cluster.assert_digests_equal(timeout=45)
+    print(f"\nnew leader {new_leader} (snapshot-installed node: {f2}); grants {tokens} "
+          f"after tokens up to {max(before)}")
+
+
 @pytest.mark.xfail(strict=False, raises=AssertionError, reason=(
     "bug (timing-dependent reproduction): a waiter whose Op::Delivered ends UNCERTAIN gets the token anyway, and the engine "
     "gives the unconfirmed grant to the next waiter 10 s later (two holders at once)"))
@@ -911,6 +965,7 @@ def test_uncertain_confirmation_never_gives_the_lock_to_two_clients(make_cluster
     # socket when the leader stops depends on its replication backoff: the
     # scenario is tried on fresh lock names until w's answer comes after the
     # request-timeout (the UNCERTAIN path); then the check runs.
+    reached = 0
     for attempt in range(6):
         name = f"x{attempt}"
         leader = cluster.wait_stable(timeout=30)
@@ -950,10 +1005,15 @@ def test_uncertain_confirmation_never_gives_the_lock_to_two_clients(make_cluster
             c2 = cluster.client(f2)
             assert definite(lambda: c2.execute_command("LOCK.FENCE", name, token),
                             "LOCK.FENCE") in ("OK", True)
-            return
+            # A slow election can also delay w's answer: two clean runs of the
+            # scenario are needed to pass.
+            reached += 1
+            if reached == 2:
+                return
         finally:
             cluster.sigcont(leader)
-    raise RuntimeError("the scenario (an uncertain Op::Delivered) was not reached in 6 tries")
+    if not reached:
+        raise RuntimeError("the scenario (an uncertain Op::Delivered) was not reached in 6 tries")
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
