@@ -36,13 +36,11 @@ What is checked (each test's docstring says more):
 6. ``examples/migrations_once.py`` (both modes) runs its migrations exactly
    once across workers on three nodes, including a stalled holder.
 
-Three tests are marked xfail: each reproduces a bug found here and states the
-behaviour the fix should give (strict where the reproduction is
-deterministic, so a fix makes them fail until the mark is removed):
+Three tests reproduce bugs found here (fixed since):
 ``test_owner_reacquiring_after_its_node_died_keeps_the_lock`` (two holders),
 ``test_uncertain_confirmation_never_gives_the_lock_to_two_clients`` (two
-holders; timing-dependent, not strict) and
-``test_waiter_disconnected_without_quorum_is_skipped`` (a 10 s stall).
+holders) and ``test_waiter_disconnected_without_quorum_is_skipped`` (a 10 s
+stall).
 """
 
 from __future__ import annotations
@@ -945,9 +943,6 @@ def test_lock_queue_survives_snapshot_install_and_leader_kill(make_cluster, proc
           f"after tokens up to {max(before)}")
 
 
-@pytest.mark.xfail(strict=False, raises=AssertionError, reason=(
-    "bug (timing-dependent reproduction): a waiter whose Op::Delivered ends UNCERTAIN gets the token anyway, and the engine "
-    "gives the unconfirmed grant to the next waiter 10 s later (two holders at once)"))
 def test_uncertain_confirmation_never_gives_the_lock_to_two_clients(make_cluster, procs):
     """Waiter w on follower f1 and w3 on follower f2 queue behind a holder. f1
     is paused, the holder releases (the grant to w commits with the leader and
@@ -990,8 +985,34 @@ def test_uncertain_confirmation_never_gives_the_lock_to_two_clients(make_cluster
             cluster.sigcont(f1)
             resumed = time.monotonic()
             got = w.next(20, "w's answer")
-            if not (isinstance(got.get("reply"), int) and got["t"] - resumed > 4.0):
+            if got["t"] - resumed <= 4.0:
                 continue  # w's confirmation did not hang on the paused leader
+            if "error" in got:
+                # The fixed behaviour: w hears that the outcome is unknown and
+                # holds no token. Whichever way the confirmation went, exactly
+                # one of w (re-acquiring as its owner) and w3 holds the lock.
+                assert got["error"].startswith("UNCERTAIN"), got
+                cluster.sigcont(leader)
+                c2 = cluster.client(f2)
+                retry = definite(
+                    lambda: c2.execute_command("LOCK.ACQUIRE", name, "w", 60000), "w's retry")
+                if retry is None:
+                    got3 = w3.next(20, "w3's grant")
+                    assert isinstance(got3.get("reply"), int), got3
+                    assert lock_info(c2, name)["owner"] == "w3"
+                    assert definite(lambda: c2.execute_command(
+                        "LOCK.FENCE", name, got3["reply"]), "LOCK.FENCE") in ("OK", True)
+                else:
+                    assert lock_info(c2, name)["owner"] == "w"
+                    end = time.monotonic() + 12
+                    while time.monotonic() < end:
+                        assert w3.pending() is None, (
+                            f"w re-acquired token {retry}, and w3 got the lock too")
+                        time.sleep(0.2)
+                reached += 1
+                if reached == 2:
+                    return
+                continue
             token = got["reply"]
             # w was told it holds the lock for 60 s: for the next 15 s (past the
             # 10 s pending timeout) nobody else may get it.
@@ -1016,9 +1037,6 @@ def test_uncertain_confirmation_never_gives_the_lock_to_two_clients(make_cluster
         raise RuntimeError("the scenario (an uncertain Op::Delivered) was not reached in 6 tries")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "bug: the owner re-acquiring a lock granted to its dead waiter gets the token, but the "
-    "pending give-back releases the lock 10 s later and another client acquires it"))
 def test_owner_reacquiring_after_its_node_died_keeps_the_lock(make_cluster):
     """Client X waits for `x` (owner ox, WAIT 0) on follower f1; f1 is killed
     -9, so X's connection breaks. The holder releases: the engine grants the
@@ -1069,9 +1087,6 @@ def test_owner_reacquiring_after_its_node_died_keeps_the_lock(make_cluster):
     assert lock_info(y, "x")["owner"] == "ox"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "bug: a waiter that disconnects while its node cannot commit Op::Unblock stays queued; "
-    "the lock is later granted to it and held 10 s (pending timeout) before the next waiter"))
 def test_waiter_disconnected_without_quorum_is_skipped(make_cluster, procs):
     """A waiter z on follower f1 disconnects (its process is killed) while f1
     cannot reach a quorum (leader killed, f2 paused), so f1's Op::Unblock for

@@ -675,7 +675,16 @@ impl Handler {
                                 return Some(b.timed_out());
                             }
                         }
-                        // Maybe confirmed: hand it over rather than lose it.
+                        // A lock is never handed over unconfirmed: if the
+                        // confirmation was lost the grant is given back and
+                        // goes on, so the client hears the outcome is unknown
+                        // (re-acquiring as the same owner gets the same token
+                        // if it was confirmed after all).
+                        Err(e @ ClusterError::Uncertain) if b.is_lock() => {
+                            give_up(&cluster, waiter);
+                            return Some(e.reply());
+                        }
+                        // An element: hand it over rather than lose it.
                         Err(ClusterError::Uncertain) => return Some(reply),
                         Err(e) => {
                             give_up(&cluster, waiter);
@@ -891,15 +900,30 @@ impl Handler {
 }
 
 /// Takes a waiter out of the engine's queues, in the background (its client
-/// is answered already): if it was served meanwhile, the element is given
-/// back. If this cannot commit, the waiter's deadline or the pending
-/// timeout does it (see `raftcache_sm::blocked`).
-fn give_up(cluster: &Arc<crate::cluster::Cluster>, waiter: WaiterId) {
+/// is answered already or gone): if it was served meanwhile, the element is
+/// given back. Retried while the cluster has no quorum, for
+/// [`GIVE_UP_RETRY`]; past that the waiter's deadline, the grant's pending
+/// timeout, or this node's give-back when the grant is applied does it (see
+/// `raftcache_sm::blocked` and [`crate::events::Hub::dispatch`]).
+pub(crate) fn give_up(cluster: &Arc<crate::cluster::Cluster>, waiter: WaiterId) {
     let cluster = cluster.clone();
     tokio::spawn(async move {
-        let _ = cluster.write_ops(vec![Op::Unblock { waiter }]).await;
+        let end = tokio::time::Instant::now() + GIVE_UP_RETRY;
+        loop {
+            match cluster.write_ops(vec![Op::Unblock { waiter }]).await {
+                Err(ClusterError::NoLeader | ClusterError::Uncertain)
+                    if tokio::time::Instant::now() < end =>
+                {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                _ => return,
+            }
+        }
     });
 }
+
+/// How long a node keeps trying to take a gone waiter out of the queues.
+const GIVE_UP_RETRY: Duration = Duration::from_secs(60);
 
 /// True for CONFIG SET naming a cluster-wide parameter.
 fn is_replicated_config_set(argv: &[Bytes]) -> bool {

@@ -396,8 +396,13 @@ impl Hub {
     }
 
     /// Takes the events of one applied entry (called by the state machine,
-    /// in log order, while it applies: it only looks up and sends).
-    pub fn dispatch(&self, applied: Applied) {
+    /// in log order, while it applies: it only looks up and sends). Returns
+    /// the waiters of this node's `session` that were served but whose
+    /// connection no longer waits (it timed out, disconnected … and its
+    /// `Op::Unblock` did not commit first): the caller gives those back at
+    /// once rather than leave them to the pending timeout.
+    pub fn dispatch(&self, applied: Applied, session: u64) -> Vec<WaiterId> {
+        let mut orphans = Vec::new();
         let notify = applied.notify;
         let fresh = now_ms() - applied.time_ms <= FRESHNESS_MS;
         let mut r = self.lock();
@@ -419,8 +424,12 @@ impl Hub {
                 // Not news but the answer a blocked client waits for: never
                 // dropped for age (a waiter of another node is not here).
                 Event::Unblocked { waiter, reply, served } => {
-                    if let Some(tx) = r.waiters.get(&waiter) {
-                        let _ = tx.send(Wakeup::Unblocked { reply, served });
+                    let sent = r
+                        .waiters
+                        .get(&waiter)
+                        .is_some_and(|tx| tx.send(Wakeup::Unblocked { reply, served }).is_ok());
+                    if !sent && served && waiter.session == session {
+                        orphans.push(waiter);
                     }
                 }
                 _ if !fresh || r.conns.is_empty() => {}
@@ -441,6 +450,7 @@ impl Hub {
                 }
             }
         }
+        orphans
     }
 }
 
@@ -467,7 +477,7 @@ mod tests {
             events: vec![Event::Message { channel: b("news"), message: b("hi"), shard: false }],
             notify: Notify::default(),
         };
-        hub.dispatch(applied);
+        hub.dispatch(applied, 0);
         assert_eq!(
             one.try_recv().unwrap(),
             Push::Message {
@@ -504,7 +514,7 @@ mod tests {
             events: vec![Event::Message { channel: b("c"), message: b("old"), shard: false }],
             notify: Notify::default(),
         };
-        hub.dispatch(old);
+        hub.dispatch(old, 0);
         assert!(rx.try_recv().is_err());
     }
 }

@@ -48,7 +48,16 @@ impl Shared {
         let run_id: String = (0..40).map(|_| format!("{:x}", rand::random::<u8>() % 16)).collect();
         let hub = Arc::new(Hub::default());
         let sink = hub.clone();
-        cluster.sm.set_event_sink(Box::new(move |applied| sink.dispatch(applied)));
+        let session = cluster.proposer.session;
+        let weak = Arc::downgrade(&cluster);
+        cluster.sm.set_event_sink(Box::new(move |applied| {
+            let orphans = sink.dispatch(applied, session);
+            if let Some(cluster) = weak.upgrade().filter(|_| !orphans.is_empty()) {
+                for waiter in orphans {
+                    crate::connection::give_up(&cluster, waiter);
+                }
+            }
+        }));
         Shared {
             config,
             cluster,

@@ -19,9 +19,14 @@
 //! given back to the head of the list (or the sorted set) it came from. So an
 //! element is never handed to two clients and never vanishes because its
 //! client did — with one hazard: if the `Delivered` entry's outcome is
-//! unknown (the leader died while confirming it), the node hands the element
-//! over rather than risk losing it, and if that entry was in fact never
-//! applied the element is also given back: delivered twice, never lost.
+//! unknown (the leader died while confirming it), the node hands a list or
+//! sorted-set element over rather than risk losing it, and if that entry was
+//! in fact never applied the element is also given back: delivered twice,
+//! never lost. A lock grant is never handed over unconfirmed (the client
+//! hears UNCERTAIN and the node gives the grant back; if the confirmation was
+//! applied after all, the grant stays and the owner re-acquiring gets it).
+//! A node that applies a grant to one of its own waiters whose connection no
+//! longer waits gives it back at once.
 //!
 //! Waiters whose timeout passes are also removed by the leader's purge
 //! entries (their node normally removes them first), and the waiters of an

@@ -15,7 +15,10 @@
 //! client with the blocked clients (`crate::blocked`, same queue rules: log
 //! order, whichever node), and a release or an expiry grants the lock to the
 //! first waiter in the same apply. A grant to a waiter whose client is gone is
-//! released at once (the give-back of a lock is its release).
+//! released at once (the give-back of a lock is its release). A grant still
+//! waiting for its waiter's confirmation is taken by its owner acquiring or
+//! renewing the lock some other way (say, through another node after the
+//! first connection broke), and is then no longer given back.
 //!
 //! Leases end by replicated time only. A lock past its deadline is free to
 //! every command at once (as an expired key is invisible), and the leader's

@@ -144,6 +144,30 @@ fn waiters_are_granted_in_order_on_release_and_expiry() {
     assert_eq!(log.read("LOCK.INFO job"), Reply::Nil);
 }
 
+#[test]
+fn the_owner_acting_on_an_unconfirmed_grant_takes_it() {
+    for how in ["LOCK.ACQUIRE job b 60000", "LOCK.RENEW job b 60000"] {
+        let mut log = Log::new();
+        token(&log.run("LOCK.ACQUIRE job a 1000"));
+        assert_eq!(log.wait(1, "LOCK.ACQUIRE job b 60000 WAIT 0"), Reply::Blocked);
+        assert_eq!(log.wait(2, "LOCK.ACQUIRE job c 60000 WAIT 0"), Reply::Blocked);
+        log.state.take_events();
+        log.run("LOCK.RELEASE job a");
+        let t = token(&log.grants()[0].1);
+        // b's first connection is gone; b acts on the lock through another
+        // one before its node (or the pending timeout) gives the grant back.
+        let reply = log.run(how);
+        assert!(reply == Reply::Int(t as i64) || reply == Reply::Int(1), "{how}: {reply:?}");
+        let waiter = WaiterId { session: 1, seq: 1 };
+        assert_eq!(log.apply(Op::Unblock { waiter }), Reply::Int(0), "{how}: nothing to give back");
+        log.time += 20_000;
+        log.apply(Op::PurgeExpired { limit: 10 });
+        assert!(log.grants().is_empty(), "{how}: c gets nothing while b's lease runs");
+        assert_eq!(log.read(&format!("LOCK.FENCE job {t}")), Reply::Ok, "{how}");
+        assert_eq!(log.apply(Op::Delivered { waiter }), Reply::Int(0), "{how}: taken already");
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Step {
     Acquire(u8, u8, bool),

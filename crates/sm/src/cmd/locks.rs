@@ -100,7 +100,9 @@ pub(crate) fn try_acquire(x: &mut Exec, a: &Acquire) -> Option<Reply> {
     if let Some(lock) = x.locks.held.get_mut(&a.name) {
         if lock.owner == a.owner {
             lock.expires_at = now.saturating_add(a.ttl_ms);
-            return Some(Reply::Int(lock.token as i64));
+            let token = lock.token;
+            taken_by_owner(x, &a.name, token);
+            return Some(Reply::Int(token as i64));
         }
         return None;
     }
@@ -111,6 +113,17 @@ pub(crate) fn try_acquire(x: &mut Exec, a: &Acquire) -> Option<Reply> {
     let lock = Lock { owner: a.owner.clone(), token, expires_at: now.saturating_add(a.ttl_ms) };
     x.locks.held.insert(a.name.clone(), lock);
     Some(Reply::Int(token as i64))
+}
+
+/// The owner of a grant still waiting for its waiter's confirmation acted
+/// on the lock itself (re-acquired or renewed it, e.g. from another node
+/// after its first connection broke): the grant is taken, so it is no longer
+/// given back when the waiter's confirmation never comes. The waiter's node,
+/// if it confirms later, hears 0 and its client re-acquires as the owner.
+fn taken_by_owner(x: &mut Exec, name: &Bytes, token: u64) {
+    x.blocked.pending.retain(|_, p| {
+        !matches!(&p.give_back, GiveBack::Lock { name: n, token: t } if n == name && *t == token)
+    });
 }
 
 /// Releases a lock granted to a waiter that never took it (if it still
@@ -159,6 +172,8 @@ fn renew(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     match x.locks.held.get_mut(name) {
         Some(lock) if lock.owner == argv[2] => {
             lock.expires_at = now.saturating_add(ttl_ms);
+            let token = lock.token;
+            taken_by_owner(x, name, token);
             Ok(Reply::Int(1))
         }
         _ => Ok(Reply::Int(0)),
