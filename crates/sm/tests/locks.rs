@@ -157,7 +157,7 @@ fn the_owner_acting_on_an_unconfirmed_grant_takes_it() {
         // b's first connection is gone; b acts on the lock through another
         // one before its node (or the pending timeout) gives the grant back.
         let reply = log.run(how);
-        assert!(reply == Reply::Int(t as i64) || reply == Reply::Int(1), "{how}: {reply:?}");
+        assert!(reply == Reply::Int(t) || reply == Reply::Int(1), "{how}: {reply:?}");
         let waiter = WaiterId { session: 1, seq: 1 };
         assert_eq!(log.apply(Op::Unblock { waiter }), Reply::Int(0), "{how}: nothing to give back");
         log.time += 20_000;
