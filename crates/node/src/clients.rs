@@ -21,6 +21,34 @@ pub struct ClientView {
     pub last_active: Instant,
     pub qbuf: usize,
     pub no_evict: bool,
+    /// Waiting in BLPOP and friends (flag `b`).
+    pub blocked: bool,
+    /// Subscriptions: channels, patterns, shard channels.
+    pub subs: [usize; 3],
+    /// Commands queued in MULTI, or -1 outside a transaction.
+    pub multi: i64,
+    pub tracking: bool,
+    pub bcast: bool,
+}
+
+impl ClientView {
+    /// The `flags=` letters, in Redis's order (`N` for none).
+    fn flags(&self) -> String {
+        let mut f = String::new();
+        let marks = [
+            (self.subs.iter().sum::<usize>() > 0, 'P'),
+            (self.multi >= 0, 'x'),
+            (self.blocked, 'b'),
+            (self.tracking, 't'),
+            (self.bcast, 'B'),
+            (self.no_evict, 'e'),
+        ];
+        f.extend(marks.iter().filter(|(on, _)| *on).map(|(_, c)| c));
+        if f.is_empty() {
+            f.push('N');
+        }
+        f
+    }
 }
 
 /// One connected client.
@@ -44,8 +72,8 @@ impl ClientEntry {
         let mut s = String::with_capacity(256);
         let _ = write!(
             s,
-            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 \
-             multi=-1 qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem=0 \
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} \
+             multi={} qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem=0 \
              tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
@@ -54,8 +82,12 @@ impl ClientEntry {
             text(&v.name),
             self.created.elapsed().as_secs(),
             v.last_active.elapsed().as_secs(),
-            if v.no_evict { "e" } else { "N" },
+            v.flags(),
             v.db,
+            v.subs[0],
+            v.subs[1],
+            v.subs[2],
+            v.multi,
             v.qbuf,
             if v.last_cmd.is_empty() { "NULL" } else { &v.last_cmd },
             v.resp,
@@ -97,6 +129,11 @@ impl Clients {
                 last_active: now,
                 qbuf: 0,
                 no_evict: false,
+                blocked: false,
+                subs: [0; 3],
+                multi: -1,
+                tracking: false,
+                bcast: false,
             }),
         });
         self.table.lock().expect("clients lock").insert(id, entry.clone());

@@ -255,8 +255,16 @@ pub fn prepare_set(
         return Err(Reply::err("ERR wrong number of arguments for 'config|set' command"));
     }
     let mut updates: Vec<(String, Setter, String)> = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
     for pair in argv[2..].chunks(2) {
         let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
+        if seen.contains(&name) {
+            return Err(Reply::error(format!(
+                "ERR CONFIG SET failed (possibly related to argument '{}') - duplicate parameter",
+                String::from_utf8_lossy(&pair[0])
+            )));
+        }
+        seen.push(name.clone());
         if replicated(&pair[0]) {
             shared.cluster.sm.read().state.check_config(&name, &pair[1])?;
             replicated_out.push((name, pair[1].clone()));

@@ -27,7 +27,7 @@ use crate::clock::now_ms;
 use crate::cluster::ClusterError;
 use crate::cluster::Command;
 use crate::encode::encode;
-use crate::events::{Kind as SubKind, Push, Wakeup};
+use crate::events::{Kind as SubKind, Push, Pushes, Wakeup};
 use crate::server::Shared;
 use crate::session::{ReplyMode, Session};
 use crate::transaction::{self, Transaction};
@@ -49,7 +49,7 @@ pub struct Handler {
     session: Session,
     last_cmd: &'static str,
     /// Pushes from the node's event hub, once the connection subscribed.
-    pushes: Option<mpsc::UnboundedReceiver<Push>>,
+    pushes: Option<Pushes>,
     /// The server's shutdown signal (a blocked client stops waiting on it).
     shutdown: CancellationToken,
 }
@@ -70,7 +70,7 @@ enum Wake {
 }
 
 /// The next push, or never if the connection has no push channel.
-async fn next_push(rx: &mut Option<mpsc::UnboundedReceiver<Push>>) -> Option<Push> {
+async fn next_push(rx: &mut Option<Pushes>) -> Option<Push> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
@@ -100,7 +100,11 @@ impl Handler {
 
     /// Runs the connection to its end.
     pub async fn run(mut self, shutdown: CancellationToken) {
+        // The connection's own token: the server's shutdown, or the hub
+        // closing it (output buffer limits).
+        let shutdown = shutdown.child_token();
         self.shutdown = shutdown.clone();
+        self.shared.hub.set_close(self.entry.id, shutdown.clone());
         if let Err(e) = self.serve(shutdown).await {
             debug!(client = self.entry.id, error = %e, "connection ended with an error");
         }
@@ -212,7 +216,7 @@ impl Handler {
     /// command's reply).
     fn drain_pushes(&mut self) -> Vec<Push> {
         let mut later = Vec::new();
-        while let Some(push) = self.pushes.as_mut().and_then(|rx| rx.try_recv().ok()) {
+        while let Some(push) = self.pushes.as_mut().and_then(|rx| rx.try_recv()) {
             match push {
                 Push::Message { .. } => self.write_push(push),
                 other => later.push(other),
@@ -234,7 +238,14 @@ impl Handler {
 
     async fn flush(&mut self) -> std::io::Result<()> {
         if !self.wbuf.is_empty() {
-            self.stream.write_all(&self.wbuf).await?;
+            tokio::select! {
+                r = self.stream.write_all(&self.wbuf) => r?,
+                // A client that does not read must not hold the connection
+                // past its closing.
+                _ = self.shutdown.cancelled() => {
+                    return Err(std::io::ErrorKind::ConnectionAborted.into());
+                }
+            }
             self.wbuf.clear();
         }
         Ok(())
@@ -661,9 +672,19 @@ impl Handler {
                 hub.unblocked(waiter, client);
                 return Some(reply);
             }
+            let name = String::from_utf8_lossy(&cmd.argv[0]).to_ascii_lowercase();
+            self.show_blocked(Some(&name));
             let wait = self.wait_blocked(&mut wakeups, deadline).await;
+            self.show_blocked(None);
             hub.unblocked(waiter, client);
             match wait {
+                // The engine took this waiter out of the queues because its
+                // node (this one) was silent too long: block again.
+                Wait::Wakeup(Wakeup::Unblocked { reply: Reply::Blocked, served: false }) => {
+                    if deadline.is_some_and(|d| d <= tokio::time::Instant::now()) {
+                        return Some(b.timed_out());
+                    }
+                }
                 Wait::Wakeup(Wakeup::Unblocked { reply, served: false }) => return Some(reply),
                 Wait::Wakeup(Wakeup::Unblocked { reply, served: true }) => {
                     match cluster.write_ops(vec![Op::Delivered { waiter }]).await {
@@ -734,6 +755,22 @@ impl Handler {
                 r = self.stream.read_buf(&mut self.rbuf) => match r {
                     Ok(0) | Err(_) => return Wait::Gone,
                     Ok(_) => {}
+                },
+                // A RESP3 client keeps getting its messages and
+                // invalidations while it is blocked, as in Redis.
+                p = next_push(&mut self.pushes) => match p {
+                    Some(push) => {
+                        self.write_push(push);
+                        while let Some(push) =
+                            self.pushes.as_mut().and_then(|rx| rx.try_recv())
+                        {
+                            self.write_push(push);
+                        }
+                        if self.flush().await.is_err() {
+                            return Wait::Gone;
+                        }
+                    }
+                    None => self.pushes = None,
                 },
             }
         }
@@ -896,6 +933,22 @@ impl Handler {
         view.lib_name.clone_from(&self.session.lib_name);
         view.lib_ver.clone_from(&self.session.lib_ver);
         view.no_evict = self.session.no_evict;
+        let subs = &self.session.subs;
+        view.subs = [subs.channels.len(), subs.patterns.len(), subs.shard.len()];
+        view.multi = self.session.multi.as_ref().map_or(-1, |t| t.queued() as i64);
+        view.tracking = self.session.tracking.is_some();
+        view.bcast = self.session.tracking.as_ref().is_some_and(|t| t.bcast);
+    }
+
+    /// Shows this connection as blocked in `cmd` (or no longer blocked).
+    fn show_blocked(&self, cmd: Option<&str>) {
+        let mut view = self.entry.view.lock().expect("client view lock");
+        view.blocked = cmd.is_some();
+        if let Some(cmd) = cmd {
+            view.last_cmd.clear();
+            view.last_cmd.push_str(cmd);
+            view.last_active = Instant::now();
+        }
     }
 }
 

@@ -20,8 +20,8 @@
 //! `Event::Keyspace` as `notify-keyspace-events` asks (`K`, `E`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use raftcache_raft::state_machine::Applied;
@@ -30,8 +30,19 @@ use raftcache_sm::event::Notify;
 use raftcache_sm::glob;
 use raftcache_sm::{Event, Reply};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
+
+/// Redis's `client-output-buffer-limit pubsub 32mb 8mb 60`: a connection
+/// with more than [`HARD_LIMIT`] bytes of pushes waiting, or more than
+/// [`SOFT_LIMIT`] for [`SOFT_SECONDS`], is closed (a subscriber that stops
+/// reading must not make the node's memory grow without bound).
+pub const HARD_LIMIT: usize = 32 << 20;
+/// See [`HARD_LIMIT`].
+pub const SOFT_LIMIT: usize = 8 << 20;
+/// See [`HARD_LIMIT`].
+pub const SOFT_SECONDS: i64 = 60;
 
 /// Messages of entries older than this (by the entry's time against this
 /// node's clock) are not delivered: they are history, not news.
@@ -56,6 +67,66 @@ pub enum Push {
     Invalidate { keys: Option<Vec<Bytes>> },
     /// The client that tracking redirects to is gone (RESP3 only).
     RedirectBroken { to: u64 },
+}
+
+impl Push {
+    /// Roughly the bytes it takes in an output buffer.
+    fn size(&self) -> usize {
+        match self {
+            Push::Message { pattern, channel, payload, .. } => {
+                40 + pattern.as_ref().map_or(0, Bytes::len) + channel.len() + payload.len()
+            }
+            Push::Invalidate { keys } => {
+                24 + keys.iter().flatten().map(|k| k.len() + 16).sum::<usize>()
+            }
+            Push::RedirectBroken { .. } => 40,
+        }
+    }
+}
+
+/// The pushes waiting for one connection, counted in bytes.
+#[derive(Default)]
+struct Backlog {
+    bytes: AtomicUsize,
+    /// When the backlog went over the soft limit (ms; 0: it is not over).
+    over_soft_since: AtomicU64,
+}
+
+/// A connection's push channel as the hub holds it.
+struct Outlet {
+    tx: mpsc::UnboundedSender<Push>,
+    backlog: Arc<Backlog>,
+    /// Closes the connection (set when it starts serving).
+    close: Option<CancellationToken>,
+}
+
+/// A connection's end of its push channel.
+pub struct Pushes {
+    rx: mpsc::UnboundedReceiver<Push>,
+    backlog: Arc<Backlog>,
+}
+
+impl Pushes {
+    fn taken(&self, push: &Push) {
+        let left = self.backlog.bytes.fetch_sub(push.size(), Ordering::Relaxed) - push.size();
+        if left <= SOFT_LIMIT {
+            self.backlog.over_soft_since.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// The next push (None once the hub let go of the channel).
+    pub async fn recv(&mut self) -> Option<Push> {
+        let push = self.rx.recv().await?;
+        self.taken(&push);
+        Some(push)
+    }
+
+    /// A push already waiting, if any.
+    pub fn try_recv(&mut self) -> Option<Push> {
+        let push = self.rx.try_recv().ok()?;
+        self.taken(&push);
+        Some(push)
+    }
 }
 
 /// A connection's CLIENT TRACKING settings.
@@ -92,7 +163,7 @@ pub enum Wakeup {
 #[derive(Default)]
 struct Registry {
     /// Each subscribed connection's push channel.
-    conns: HashMap<u64, mpsc::UnboundedSender<Push>>,
+    conns: HashMap<u64, Outlet>,
     /// Blocked connections of this node: by waiter, and the waiter of each
     /// client id (for CLIENT UNBLOCK).
     waiters: HashMap<WaiterId, mpsc::UnboundedSender<Wakeup>>,
@@ -118,9 +189,41 @@ impl Registry {
     }
 
     fn send(&self, id: u64, push: Push) {
-        if let Some(tx) = self.conns.get(&id) {
-            let _ = tx.send(push);
+        let Some(out) = self.conns.get(&id) else { return };
+        if out.close.as_ref().is_some_and(CancellationToken::is_cancelled) {
+            return;
         }
+        let size = push.size();
+        let bytes = out.backlog.bytes.fetch_add(size, Ordering::Relaxed) + size;
+        let over = if bytes > HARD_LIMIT {
+            true
+        } else if bytes > SOFT_LIMIT {
+            let now = now_ms().max(1) as u64;
+            let since = match out.backlog.over_soft_since.compare_exchange(
+                0,
+                now,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => now,
+                Err(since) => since,
+            };
+            now.saturating_sub(since) >= SOFT_SECONDS as u64 * 1000
+        } else {
+            false
+        };
+        if over {
+            if let Some(close) = &out.close {
+                tracing::warn!(
+                    client = id,
+                    bytes,
+                    "client scheduled to be closed ASAP for overcoming of output buffer limits"
+                );
+                close.cancel();
+                return;
+            }
+        }
+        let _ = out.tx.send(push);
     }
 
     /// Delivers a message to this node's subscribers; returns how many
@@ -224,10 +327,19 @@ impl Hub {
 
     /// Gives connection `id` a push channel (once, at its first
     /// subscription); the connection reads the receiver.
-    pub fn attach(&self, id: u64) -> mpsc::UnboundedReceiver<Push> {
+    pub fn attach(&self, id: u64) -> Pushes {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.lock().conns.insert(id, tx);
-        rx
+        let backlog = Arc::new(Backlog::default());
+        self.lock().conns.insert(id, Outlet { tx, backlog: backlog.clone(), close: None });
+        Pushes { rx, backlog }
+    }
+
+    /// The token that closes connection `id` if its pushes pile up past the
+    /// output buffer limits.
+    pub fn set_close(&self, id: u64, close: CancellationToken) {
+        if let Some(out) = self.lock().conns.get_mut(&id) {
+            out.close = Some(close);
+        }
     }
 
     /// Forgets connection `id` and all its subscriptions.
@@ -515,6 +627,6 @@ mod tests {
             notify: Notify::default(),
         };
         hub.dispatch(old, 0);
-        assert!(rx.try_recv().is_err());
+        assert!(rx.try_recv().is_none());
     }
 }

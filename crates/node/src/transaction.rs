@@ -73,6 +73,11 @@ impl Transaction {
         Transaction { order: Vec::new(), calls: Vec::new(), dirty: false, db }
     }
 
+    /// Number of commands queued.
+    pub fn queued(&self) -> usize {
+        self.order.len()
+    }
+
     /// Queues a command the engine runs.
     pub fn queue_engine(&mut self, argv: Vec<Bytes>, write: bool) {
         self.order.push(Queued::Engine { write });

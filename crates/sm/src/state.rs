@@ -19,6 +19,7 @@
 //! [`State::query`] serves reads with `&self`: a read can never change state,
 //! whatever the command, because the type system gives it no way to.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -555,6 +556,23 @@ impl State {
             .filter(|(_, p)| p.at + PENDING_TIMEOUT_MS <= now)
             .map(|(id, _)| *id)
             .collect();
+        // A node that did not confirm within the pending timeout is likely
+        // gone: its other waiters leave the queues first, so the element goes
+        // to a live client rather than to each dead one for another timeout.
+        // A live node's clients hear `Reply::Blocked` and block again.
+        let silent: BTreeSet<u64> = unconfirmed.iter().map(|w| w.session).collect();
+        let parked: Vec<WaiterId> =
+            self.blocked.waiters.keys().filter(|w| silent.contains(&w.session)).copied().collect();
+        for waiter in parked {
+            if let Some(w) = self.blocked.remove(waiter) {
+                self.sync_awaited(&w);
+                self.events.0.push(Event::Unblocked {
+                    waiter,
+                    reply: Reply::Blocked,
+                    served: false,
+                });
+            }
+        }
         for waiter in unconfirmed {
             if let Some(p) = self.blocked.pending.remove(&waiter) {
                 let mut x = self.exec_in(0, now, stamp);

@@ -126,6 +126,39 @@ fn an_undelivered_element_is_given_back() {
 }
 
 #[test]
+fn a_silent_nodes_other_waiters_leave_when_its_element_times_out() {
+    let mut log = Log::new();
+    let dead = |seq| WaiterId { session: 9, seq };
+    for seq in 1..=3 {
+        let op = Op::Block { waiter: dead(seq), db: 0, argv: argv("BLPOP k 0") };
+        assert_eq!(log.apply(op), Reply::Blocked);
+    }
+    assert_eq!(log.block(10, "BLPOP k 0"), Reply::Blocked);
+    log.run("RPUSH k a");
+    assert_eq!(log.unblocked(), vec![(1, pair("k", "a"), true)], "served to the first dead waiter");
+    log.time += PENDING_TIMEOUT_MS;
+    log.apply(Op::PurgeExpired { limit: 10 });
+    let events: Vec<(WaiterId, Reply, bool)> = log
+        .state
+        .take_events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Unblocked { waiter, reply, served } => Some((waiter, reply, served)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        events,
+        vec![
+            (dead(2), Reply::Blocked, false),
+            (dead(3), Reply::Blocked, false),
+            (w(10), pair("k", "a"), true),
+        ],
+        "the silent session's waiters are told to block again, the live one gets the element"
+    );
+}
+
+#[test]
 fn timeouts_unblock_and_waiting_clients_can_leave() {
     let mut log = Log::new();
     log.block(1, "BLPOP q 1.5");
