@@ -40,7 +40,9 @@ Three tests reproduce bugs found here (fixed since):
 ``test_owner_reacquiring_after_its_node_died_keeps_the_lock`` (two holders),
 ``test_uncertain_confirmation_never_gives_the_lock_to_two_clients`` (two
 holders) and ``test_waiter_disconnected_without_quorum_is_skipped`` (a 10 s
-stall).
+stall). ``test_grant_confirmed_after_its_lease_ended_is_not_handed_over``
+reproduces one not fixed yet and is marked xfail (strict: a fix makes it fail
+until the mark is removed).
 """
 
 from __future__ import annotations
@@ -1085,6 +1087,53 @@ def test_owner_reacquiring_after_its_node_died_keeps_the_lock(make_cluster):
         time.sleep(0.25)
     assert x.execute_command("LOCK.RENEW", "x", "ox", 60000) == 1
     assert lock_info(y, "x")["owner"] == "ox"
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "bug: a waiter's confirmation (Op::Delivered) succeeds for a lock grant whose lease "
+    "already ended and that went to the next waiter: the client gets a token for a lock "
+    "another client holds"))
+def test_grant_confirmed_after_its_lease_ended_is_not_handed_over(make_cluster, procs):
+    """Waiter w (1 s lease) on follower f1 and w3 on follower f2 queue behind a
+    holder; f1 is paused; the holder releases: the lock is granted to w, whose
+    node cannot confirm. The 1 s lease runs out and the lock goes to w3. Then f1
+    resumes and confirms w's grant. w must not be told it holds the lock (the
+    lock is w3's, and w cannot know its lease is over: it asked long before
+    the grant): it must get no token, or a token that is the current holder's
+    (LOCK.FENCE accepts it) and w3 must not be holding it too.
+
+    Today w's confirmation succeeds (the grant is still "pending", for 10 s)
+    and w gets its old token while w3 holds the lock."""
+    cluster = make_cluster(3)
+    leader = cluster.leader()
+    f1, f2 = cluster.followers(leader)
+    c = cluster.client(leader)
+    c.execute_command("LOCK.ACQUIRE", "x", "holder", 60000)
+    w = session(procs, cluster, f1, name="w@f1")
+    w.call("w", "LOCK.ACQUIRE", "x", "w", 1000, "WAIT", 0)
+    wait_waiters(cluster, "x", 1)
+    w3 = session(procs, cluster, f2, name="w3@f2")
+    w3.call("w3", "LOCK.ACQUIRE", "x", "w3", 60000, "WAIT", 0)
+    wait_waiters(cluster, "x", 2)
+    cluster.sigstop(f1)
+    try:
+        assert c.execute_command("LOCK.RELEASE", "x", "holder") == 1
+        assert lock_info(c, "x")["owner"] == "w"
+        got3 = w3.next(15, "w3's grant when w's lease ends")
+        assert isinstance(got3.get("reply"), int), got3
+    finally:
+        cluster.sigcont(f1)
+    # w: an answer once f1 confirms, or none (its request waits again).
+    try:
+        got = w.next(5, "w's answer")
+    except AssertionError:
+        got = None
+    holder = lock_info(c, "x")
+    if got is not None and isinstance(got.get("reply"), int):
+        assert holder["owner"] == "w" and holder["token"] == got["reply"], (
+            f"w was handed token {got['reply']} after its lease ended, while {holder['owner']} "
+            f"holds the lock with token {holder['token']}")
+    assert holder["owner"] == "w3" or holder["owner"] == "w", holder
 
 
 def test_waiter_disconnected_without_quorum_is_skipped(make_cluster, procs):
