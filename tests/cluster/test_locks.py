@@ -36,13 +36,12 @@ What is checked (each test's docstring says more):
 6. ``examples/migrations_once.py`` (both modes) runs its migrations exactly
    once across workers on three nodes, including a stalled holder.
 
-Three tests reproduce bugs found here (fixed since):
+Four tests reproduce bugs found here (fixed since):
 ``test_owner_reacquiring_after_its_node_died_keeps_the_lock`` (two holders),
 ``test_uncertain_confirmation_never_gives_the_lock_to_two_clients`` (two
-holders) and ``test_waiter_disconnected_without_quorum_is_skipped`` (a 10 s
-stall). ``test_grant_confirmed_after_its_lease_ended_is_not_handed_over``
-reproduces one not fixed yet and is marked xfail (strict: a fix makes it fail
-until the mark is removed).
+holders), ``test_waiter_disconnected_without_quorum_is_skipped`` (a 10 s
+stall) and ``test_grant_confirmed_after_its_lease_ended_is_not_handed_over``
+(a token for a lock another client holds).
 """
 
 from __future__ import annotations
@@ -955,7 +954,7 @@ def test_uncertain_confirmation_never_gives_the_lock_to_two_clients(make_cluster
     lock must not go to w3 while w's 60 s lease runs: either w gets no token,
     or w holds the lock (FENCE accepts its token) until it releases it.
 
-    Today w gets its token and 10 s after the grant the leader's purge gives the
+    Before the fix (ea4a266 and after), w gets its token and 10 s after the grant the leader's purge gives the
     "unconfirmed" grant back and w3 gets the lock: two clients hold it."""
     cluster = make_cluster(3)
     # Whether the leader's AppendEntries with the commit are already in f1's
@@ -1047,7 +1046,7 @@ def test_owner_reacquiring_after_its_node_died_keeps_the_lock(make_cluster):
     gets the same token): it gets the token with a fresh 60 s lease. For those
     60 s nobody else may acquire `x`, and X's RENEW must answer 1.
 
-    Today the unconfirmed grant is given back 10 s after the release (the
+    Before the fix (ea4a266 and after), the unconfirmed grant is given back 10 s after the release (the
     pending timeout), which frees the lock X now holds: Y acquires it with a
     new token while X's lease runs, and X's RENEW answers 0."""
     cluster = make_cluster(3)
@@ -1089,10 +1088,6 @@ def test_owner_reacquiring_after_its_node_died_keeps_the_lock(make_cluster):
     assert lock_info(y, "x")["owner"] == "ox"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "bug: a waiter's confirmation (Op::Delivered) succeeds for a lock grant whose lease "
-    "already ended and that went to the next waiter: the client gets a token for a lock "
-    "another client holds"))
 def test_grant_confirmed_after_its_lease_ended_is_not_handed_over(make_cluster, procs):
     """Waiter w (1 s lease) on follower f1 and w3 on follower f2 queue behind a
     holder; f1 is paused; the holder releases: the lock is granted to w, whose
@@ -1102,7 +1097,7 @@ def test_grant_confirmed_after_its_lease_ended_is_not_handed_over(make_cluster, 
     the grant): it must get no token, or a token that is the current holder's
     (LOCK.FENCE accepts it) and w3 must not be holding it too.
 
-    Today w's confirmation succeeds (the grant is still "pending", for 10 s)
+    Before the fix (ea4a266 and after), w's confirmation succeeds (the grant is still "pending", for 10 s)
     and w gets its old token while w3 holds the lock."""
     cluster = make_cluster(3)
     leader = cluster.leader()
@@ -1143,7 +1138,7 @@ def test_waiter_disconnected_without_quorum_is_skipped(make_cluster, procs):
     The holder's release must still reach the live waiter w at once: the grant
     to z, a client f1 knows is gone, should be released right away.
 
-    Today the lock goes to z (LOCK.INFO names it) and w waits the 10 s pending
+    Before the fix (ea4a266 and after), the lock goes to z (LOCK.INFO names it) and w waits the 10 s pending
     timeout."""
     cluster = make_cluster(3)
     leader = cluster.leader()

@@ -25,7 +25,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::blocked::{Blocked, Pending, Waiter, WaiterId, MAX_WAITERS, PENDING_TIMEOUT_MS};
+use crate::blocked::{
+    Blocked, GiveBack, Pending, Waiter, WaiterId, MAX_WAITERS, PENDING_TIMEOUT_MS,
+};
 use crate::cmd::blocking;
 use crate::cmd::scripting::{Scripts, VmCell};
 use crate::command::{self, Kind};
@@ -531,6 +533,26 @@ impl State {
         Reply::Int(0)
     }
 
+    /// `Op::Delivered`: 1 if the waiter's node may hand the served element
+    /// to its client. A lock grant must still be the lock's holder with its
+    /// lease running (its lease may have ended while the waiter's node was
+    /// paused, and the lock gone to the next waiter); its lease then starts
+    /// over from this entry, so the client gets the lease it asked for from
+    /// the moment it is told.
+    fn apply_delivered(&mut self, waiter: WaiterId, now: i64) -> Reply {
+        let Some(p) = self.blocked.pending.remove(&waiter) else { return Reply::Int(0) };
+        if let GiveBack::Lock { name, token } = &p.give_back {
+            match self.locks.held.get_mut(name) {
+                Some(lock) if lock.token == *token && lock.held(now) => {
+                    let ttl = lock.expires_at - p.at;
+                    lock.expires_at = now.saturating_add(ttl);
+                }
+                _ => return Reply::Int(0),
+            }
+        }
+        Reply::Int(1)
+    }
+
     /// Times out waiters past their deadline and gives back elements whose
     /// node never confirmed them (the leader's purge entries).
     fn purge_blocked(&mut self, now: i64, stamp: &Stamp) {
@@ -628,9 +650,7 @@ impl State {
                 self.apply_block(*waiter, *db as usize, argv, now, stamp)
             }
             Op::Unblock { waiter } => self.apply_unblock(*waiter, now, stamp),
-            Op::Delivered { waiter } => {
-                Reply::Int(i64::from(self.blocked.pending.remove(waiter).is_some()))
-            }
+            Op::Delivered { waiter } => self.apply_delivered(*waiter, now),
             Op::Exec { watches, calls } => self.apply_exec(watches, calls, now, stamp),
             Op::Config { name, value } => self.apply_config(name, value),
             Op::Noop => Reply::Ok,

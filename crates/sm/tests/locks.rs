@@ -168,6 +168,38 @@ fn the_owner_acting_on_an_unconfirmed_grant_takes_it() {
     }
 }
 
+#[test]
+fn a_grant_is_confirmed_only_while_it_holds_and_its_lease_starts_then() {
+    let mut log = Log::new();
+    token(&log.run("LOCK.ACQUIRE job a 1000"));
+    assert_eq!(log.wait(1, "LOCK.ACQUIRE job b 60000 WAIT 0"), Reply::Blocked);
+    log.state.take_events();
+    log.run("LOCK.RELEASE job a");
+    token(&log.grants()[0].1);
+    // b's node confirms 5 s later: b gets its whole lease from now.
+    log.time += 5000;
+    let waiter = WaiterId { session: 1, seq: 1 };
+    assert_eq!(log.apply(Op::Delivered { waiter }), Reply::Int(1));
+    let Reply::Map(info) = log.read("LOCK.INFO job") else { panic!("a map") };
+    assert_eq!(info[2].1, Reply::Int(60_000));
+
+    // c's grant (1 s lease) ends before its node confirms: c hears 0.
+    let mut log = Log::new();
+    token(&log.run("LOCK.ACQUIRE job a 1000"));
+    assert_eq!(log.wait(2, "LOCK.ACQUIRE job c 1000 WAIT 0"), Reply::Blocked);
+    assert_eq!(log.wait(3, "LOCK.ACQUIRE job d 60000 WAIT 0"), Reply::Blocked);
+    log.state.take_events();
+    log.run("LOCK.RELEASE job a");
+    assert_eq!(log.grants().iter().map(|g| g.0).collect::<Vec<_>>(), vec![2]);
+    log.time += 1500;
+    log.apply(Op::PurgeExpired { limit: 10 });
+    let d = log.grants();
+    assert_eq!(d.iter().map(|g| g.0).collect::<Vec<_>>(), vec![3], "the lease ended: d's turn");
+    let c = WaiterId { session: 1, seq: 2 };
+    assert_eq!(log.apply(Op::Delivered { waiter: c }), Reply::Int(0), "c's grant is over");
+    assert_eq!(log.read(&format!("LOCK.FENCE job {}", token(&d[0].1))), Reply::Ok);
+}
+
 #[derive(Debug, Clone)]
 enum Step {
     Acquire(u8, u8, bool),
