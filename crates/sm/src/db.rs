@@ -57,6 +57,14 @@ pub struct Db {
     keys: KeyMap<Object>,
     /// `(expire_at, key)` for every key with a TTL.
     expires: BTreeSet<(i64, Bytes)>,
+    /// Hashes with field TTLs by their earliest field expiry: `(at, key)`,
+    /// and `key → at` for the same entries. A function of the keyspace
+    /// (kept in step by every write, see [`Db::sync_field_expiry`]).
+    hexpires: BTreeSet<(i64, Bytes)>,
+    hexpire_of: BTreeMap<Bytes, i64>,
+    /// Hashes that lost fields because they expired, and whether the hash
+    /// went with them, while such events are wanted (`hexpired`, `del`).
+    pub(crate) expired_fields: Vec<(Bytes, bool)>,
     /// When keys that no longer exist last changed (WATCH on missing keys).
     pub(crate) gone: Tombstones,
     /// Keys removed because they expired, while `expired` keyspace events
@@ -205,9 +213,11 @@ impl Db {
         self.expires.range(..(now.saturating_add(1), Bytes::new())).count()
     }
 
-    /// The earliest expiry time of any key, for the reaper.
+    /// The earliest expiry time of any key or hash field, for the reaper.
     pub fn next_expiry(&self) -> Option<i64> {
-        self.expires.first().map(|(at, _)| *at)
+        let key = self.expires.first().map(|(at, _)| *at);
+        let field = self.hexpires.first().map(|(at, _)| *at);
+        key.into_iter().chain(field).min()
     }
 
     /// The object at `key`, if it is visible at `now`.
@@ -234,13 +244,111 @@ impl Db {
 
     /// Removes `key` if it is expired at `now` (lazy expiry, write path only).
     /// Returns true if it removed something.
+    ///
+    /// A hash also loses the fields expired at `now` (Redis's lazy field
+    /// expiry) and goes if that empties it, which counts as removed.
     pub fn expire_if_needed(&mut self, key: &[u8], now: i64) -> bool {
-        if self.keys.get(key).is_some_and(|o| o.is_expired(now)) {
-            self.remove_expired(key);
-            true
-        } else {
-            false
+        match self.keys.get(key) {
+            Some(o) if o.is_expired(now) => {
+                self.remove_expired(key);
+                true
+            }
+            Some(Object { value: Value::Hash(h), .. }) if h.has_expired(now) => {
+                self.expire_fields(key, now, usize::MAX, None).1
+            }
+            _ => false,
         }
+    }
+
+    /// Removes up to `limit` fields of the hash at `key` expired at `now`,
+    /// and the hash if that empties it. `index`: the purge entry's index
+    /// (the hash changed then); a lazy expiry leaves that to the command.
+    /// Returns (fields removed, hash removed).
+    fn expire_fields(
+        &mut self,
+        key: &[u8],
+        now: i64,
+        limit: usize,
+        index: Option<u64>,
+    ) -> (usize, bool) {
+        let Some((stored, obj)) = self.keys.get_key_value(key) else { return (0, false) };
+        let stored = stored.clone();
+        let version = obj.version;
+        let Some(Object { value: Value::Hash(h), .. }) = self.keys.get_mut(key) else {
+            return (0, false);
+        };
+        let n = h.remove_expired(now, limit);
+        if n == 0 {
+            return (0, false);
+        }
+        let gone = h.is_empty();
+        if gone {
+            self.remove(key);
+            self.gone.record(stored.clone(), index.unwrap_or(version));
+        } else {
+            if let Some(index) = index {
+                self.touch(key, index);
+            }
+            self.sync_field_expiry(key);
+        }
+        if self.track_expired {
+            self.expired_fields.push((stored, gone));
+        }
+        (n, gone)
+    }
+
+    /// Brings the index of hashes with field TTLs in step with the value at
+    /// `key` (after any change to it).
+    pub(crate) fn sync_field_expiry(&mut self, key: &[u8]) {
+        let new = match self.keys.get(key) {
+            Some(Object { value: Value::Hash(h), .. }) => h.min_ttl(),
+            _ => None,
+        };
+        if new.is_none() && self.hexpire_of.is_empty() {
+            return;
+        }
+        let old = self.hexpire_of.get(key).copied();
+        if old == new {
+            return;
+        }
+        let stored = match self.hexpire_of.remove_entry(key) {
+            Some((stored, at)) => {
+                self.hexpires.remove(&(at, stored.clone()));
+                stored
+            }
+            None => Bytes::copy_from_slice(key),
+        };
+        if let Some(at) = new {
+            self.hexpires.insert((at, stored.clone()));
+            self.hexpire_of.insert(stored, at);
+        }
+    }
+
+    /// Physically removes up to `limit` hash fields expired at `now`, from
+    /// the hashes with the earliest ones first (the purge entry at
+    /// `index`). Returns how many fields were removed.
+    pub fn purge_expired_fields(&mut self, now: i64, limit: usize, index: u64) -> usize {
+        let mut removed = 0;
+        while removed < limit {
+            let key = match self.hexpires.first() {
+                Some((at, key)) if *at <= now => key.clone(),
+                _ => break,
+            };
+            let (n, _) = self.expire_fields(&key, now, limit - removed, Some(index));
+            debug_assert!(n > 0, "field expiry index out of sync");
+            if n == 0 {
+                // Never expected; drop the entry rather than spin.
+                self.hexpire_of.remove(&key);
+                self.hexpires.pop_first();
+            }
+            removed += n;
+        }
+        removed
+    }
+
+    /// Number of hashes with field TTLs (INFO keyspace's `subexpiry`).
+    pub fn hashes_with_field_ttls(&self) -> usize {
+        self.hexpires.len()
     }
 
     /// Removes an expired key, leaving a tombstone with its last change.
@@ -249,6 +357,7 @@ impl Db {
             if let Some(at) = obj.expire_at {
                 self.expires.remove(&(at, stored.clone()));
             }
+            self.sync_field_expiry(&stored);
             if self.track_expired {
                 self.expired_keys.push(stored.clone());
             }
@@ -289,6 +398,7 @@ impl Db {
             if let Some(slot) = self.keys.get_mut(key) {
                 if slot.expire_at.is_none() {
                     *slot = obj;
+                    self.sync_field_expiry(key);
                     return;
                 }
             }
@@ -303,6 +413,7 @@ impl Db {
                     self.expires.insert((at, stored.clone()));
                 }
                 self.keys.insert(stored, obj);
+                self.sync_field_expiry(key);
             }
             None => {
                 let stored = Bytes::copy_from_slice(key);
@@ -313,6 +424,7 @@ impl Db {
                     self.created(key);
                 }
                 self.keys.insert(stored, obj);
+                self.sync_field_expiry(key);
             }
         }
     }
@@ -339,8 +451,9 @@ impl Db {
     pub fn remove(&mut self, key: &[u8]) -> Option<Object> {
         let (stored, obj) = self.keys.remove(key)?;
         if let Some(at) = obj.expire_at {
-            self.expires.remove(&(at, stored));
+            self.expires.remove(&(at, stored.clone()));
         }
+        self.sync_field_expiry(&stored);
         Some(obj)
     }
 
@@ -407,6 +520,7 @@ impl Db {
                     let (_, key) = self.expires.pop_first().expect("checked first");
                     let obj = self.keys.remove(&key);
                     debug_assert!(obj.is_some(), "expiry index out of sync");
+                    self.sync_field_expiry(&key);
                     if let Some((stored, obj)) = obj {
                         if self.track_expired {
                             self.expired_keys.push(stored.clone());
@@ -427,6 +541,8 @@ impl Db {
     pub fn flush(&mut self, index: u64) {
         let keys = std::mem::take(&mut self.keys);
         self.expires.clear();
+        self.hexpires.clear();
+        self.hexpire_of.clear();
         if keys.len() > MAX_TOMBSTONES {
             self.gone.forget_until(index);
         } else {
@@ -442,6 +558,8 @@ impl Db {
     pub fn swap_keyspaces(a: &mut Db, b: &mut Db, index: u64) {
         std::mem::swap(&mut a.keys, &mut b.keys);
         std::mem::swap(&mut a.expires, &mut b.expires);
+        std::mem::swap(&mut a.hexpires, &mut b.hexpires);
+        std::mem::swap(&mut a.hexpire_of, &mut b.hexpire_of);
         // After the swap, `b` holds what was in `a` and the other way round.
         let gone_from = |was: &Db, now: &Db| -> Vec<Bytes> {
             was.keys.keys().filter(|k| !now.keys.contains_key(k)).cloned().collect()
@@ -460,11 +578,13 @@ impl Db {
 
     /// Redis's `signalModifiedKey` at log index `index`: stamps the key's
     /// version, or leaves a tombstone if the command removed it.
+    /// A changed hash also brings its entry in the field expiry index in step.
     pub fn touch(&mut self, key: &[u8], index: u64) {
         match self.keys.get_mut(key) {
             Some(obj) => obj.version = index,
             None => self.gone.record(Bytes::copy_from_slice(key), index),
         }
+        self.sync_field_expiry(key);
     }
 
     /// True if `key` changed after log index `mark`, as EXEC checks a WATCH:
@@ -498,7 +618,8 @@ impl Db {
         if let Some(at) = obj.expire_at {
             self.expires.insert((at, key.clone()));
         }
-        self.keys.insert(key, obj);
+        self.keys.insert(key.clone(), obj);
+        self.sync_field_expiry(&key);
     }
 
     typed_access!(get_str, str_mut, str_or_create, Str, Bytes);

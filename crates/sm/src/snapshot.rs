@@ -17,7 +17,9 @@
 //!          then each key in canonical (KeyMap) order:
 //!            tag u8 (type in the low 4 bits, 0x80 = has expiry, 0x40 = raw string)
 //!            [expire_at (zigzag varint)]  key (bytes)  version (varint)
-//!            value (see `write_value`)
+//!            value (see `write_value`; a hash with field TTLs has its
+//!            own type tags, 7 and 8, read by builds since hash-field
+//!            expiration; other values keep their encoding)
 //!          tombstones: horizon (varint), count (varint), then in the order
 //!            they were recorded: index (varint), key (bytes)
 //! scripts  if the script cache is not empty: 0xFD, count (varint), then each
@@ -71,7 +73,7 @@ use crate::locks::{Lock, Locks};
 use crate::reply::Reply;
 use crate::session::{Session, Sessions};
 use crate::state::{State, DATABASES};
-use crate::value::{HashVal, SetVal, Value, ZSetVal};
+use crate::value::{HashFields, HashVal, SetVal, Value, ZSetVal};
 
 const MAGIC: &[u8; 8] = b"RCACHESN";
 /// The snapshot format version this build writes.
@@ -95,6 +97,11 @@ const T_HASH_TABLE: u8 = 3;
 const T_INTSET: u8 = 4;
 const T_SET_TABLE: u8 = 5;
 const T_ZSET: u8 = 6;
+/// A hash with field TTLs: fields as for the other hashes, each followed by
+/// 0 (no TTL) or 1 and its expiry time (zigzag varint). `LISTPACK_EX` is a
+/// listpack in Redis's "listpackex" encoding (its order is expiry order).
+const T_HASH_LISTPACK_EX: u8 = 7;
+const T_HASH_TABLE_TTL: u8 = 8;
 
 /// Largest allocation made up front from an unverified length.
 const PREALLOC_LIMIT: usize = 64 * 1024;
@@ -217,6 +224,20 @@ fn write_value(w: &mut impl Write, obj: &Object) -> io::Result<()> {
             put_varint(w, l.len() as u64)?;
             l.iter().try_for_each(|e| put_bytes(w, e))
         }
+        Value::Hash(h) if has_field_ttls(h) => {
+            put_varint(w, h.len() as u64)?;
+            h.iter().try_for_each(|(f, v)| {
+                put_bytes(w, f)?;
+                put_bytes(w, v)?;
+                match h.ttl(f) {
+                    Some(at) => {
+                        w.write_all(&[1])?;
+                        put_signed(w, at)
+                    }
+                    None => w.write_all(&[0]),
+                }
+            })
+        }
         Value::Hash(h) => {
             put_varint(w, h.len() as u64)?;
             h.iter().try_for_each(|(f, v)| {
@@ -243,12 +264,23 @@ fn write_value(w: &mut impl Write, obj: &Object) -> io::Result<()> {
     }
 }
 
+/// True for a hash written with its field TTLs (and "listpackex" mark).
+/// Other hashes keep the older encoding, so states without field TTLs write
+/// the bytes (and digest) they always did.
+fn has_field_ttls(h: &HashVal) -> bool {
+    h.ttl_count() > 0 || h.is_listpack_ex()
+}
+
 fn type_tag(obj: &Object) -> u8 {
     match &obj.value {
         Value::Str(_) => T_STR,
         Value::List(_) => T_LIST,
-        Value::Hash(HashVal::Listpack(_)) => T_HASH_LISTPACK,
-        Value::Hash(HashVal::Table(_)) => T_HASH_TABLE,
+        Value::Hash(h) => match (&h.fields, has_field_ttls(h)) {
+            (HashFields::Listpack(_), false) => T_HASH_LISTPACK,
+            (HashFields::Table(_), false) => T_HASH_TABLE,
+            (HashFields::Listpack(_), true) => T_HASH_LISTPACK_EX,
+            (HashFields::Table(_), true) => T_HASH_TABLE_TTL,
+        },
         Value::Set(SetVal::Intset(_)) => T_INTSET,
         Value::Set(SetVal::Table(_)) => T_SET_TABLE,
         Value::ZSet(_) => T_ZSET,
@@ -642,7 +674,7 @@ fn read_value(r: &mut impl Read, tag: u8) -> Result<Value, SnapshotError> {
             for _ in 0..n {
                 v.push((get_bytes(r)?, get_bytes(r)?));
             }
-            Value::Hash(HashVal::Listpack(v))
+            Value::Hash(HashVal::from_fields(HashFields::Listpack(v)))
         }
         T_HASH_TABLE => {
             let n = get_len(r)?;
@@ -650,7 +682,35 @@ fn read_value(r: &mut impl Read, tag: u8) -> Result<Value, SnapshotError> {
             for _ in 0..n {
                 t.insert(get_bytes(r)?, get_bytes(r)?);
             }
-            Value::Hash(HashVal::Table(t))
+            Value::Hash(HashVal::from_fields(HashFields::Table(t)))
+        }
+        T_HASH_LISTPACK_EX | T_HASH_TABLE_TTL => {
+            let n = get_len(r)?;
+            let mut v = Vec::with_capacity(n.min(PREALLOC_LIMIT));
+            let mut ttls = Vec::new();
+            for _ in 0..n {
+                let (f, value) = (get_bytes(r)?, get_bytes(r)?);
+                match get_u8(r)? {
+                    0 => {}
+                    1 => ttls.push((f.clone(), get_signed(r)?)),
+                    _ => return Err(SnapshotError::Corrupt("bad field TTL flag")),
+                }
+                v.push((f, value));
+            }
+            let fields = if tag == T_HASH_LISTPACK_EX {
+                HashFields::Listpack(v)
+            } else {
+                HashFields::Table(v.into_iter().collect())
+            };
+            let mut h = HashVal::from_fields(fields);
+            if h.len() != n {
+                return Err(SnapshotError::Corrupt("duplicate hash field"));
+            }
+            for (f, at) in ttls {
+                h.restore_ttl(f, at);
+            }
+            h.restore_listpack_ex(tag == T_HASH_LISTPACK_EX);
+            Value::Hash(h)
         }
         T_INTSET => {
             let n = get_len(r)?;

@@ -271,6 +271,29 @@ fn flush_expired(dbs: &mut [Db], events: &mut Vec<Event>, notify: Notify, track:
                 events.push(Event::Modified { db: i as u32, key });
             }
         }
+        // Hashes that lost expired fields: `hexpired`, then `del` if the
+        // hash went (Redis's active and lazy field expiry).
+        for (key, gone) in db.expired_fields.drain(..) {
+            if notify.wants(Class::Hash) {
+                events.push(Event::Keyspace {
+                    db: i as u32,
+                    class: Class::Hash,
+                    event: "hexpired",
+                    key: key.clone(),
+                });
+            }
+            if gone && notify.wants(Class::Generic) {
+                events.push(Event::Keyspace {
+                    db: i as u32,
+                    class: Class::Generic,
+                    event: "del",
+                    key: key.clone(),
+                });
+            }
+            if track {
+                events.push(Event::Modified { db: i as u32, key });
+            }
+        }
     }
 }
 
@@ -397,7 +420,7 @@ impl State {
         if !self.blocked.waiters.is_empty() {
             self.serve_ready(now, stamp);
         }
-        if self.notify.wants(Class::Expired) || self.events.1 {
+        if self.expiry_tracked() {
             flush_expired(&mut self.dbs, &mut self.events.0, self.notify, self.events.1);
         }
         reply
@@ -634,6 +657,9 @@ impl State {
                 let mut removed = 0;
                 for db in &mut self.dbs {
                     let n = db.purge_expired(now, left);
+                    left -= n;
+                    removed += n;
+                    let n = db.purge_expired_fields(now, left, stamp.index);
                     left -= n;
                     removed += n;
                 }
@@ -894,8 +920,17 @@ impl State {
         }
     }
 
+    /// Whether expired keys and hash fields are recorded for events:
+    /// `expired` (x), `hexpired` (h), `del` (g), or key changes for tracking.
+    fn expiry_tracked(&self) -> bool {
+        self.notify.wants(Class::Expired)
+            || self.notify.wants(Class::Hash)
+            || self.notify.wants(Class::Generic)
+            || self.events.1
+    }
+
     fn update_expired_tracking(&mut self) {
-        let track = self.notify.wants(Class::Expired) || self.events.1;
+        let track = self.expiry_tracked();
         for db in &mut self.dbs {
             db.track_expired = track;
         }

@@ -13,7 +13,7 @@
 //! canonical order (for snapshots and digests).
 
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 
@@ -61,24 +61,53 @@ impl Value {
     }
 }
 
-/// A hash: insertion-ordered while small ("listpack"), a [`KeyMap`] after.
+/// A hash's fields and values: insertion-ordered while small ("listpack"), a
+/// [`KeyMap`] after.
 #[derive(Clone, Debug, PartialEq)]
-pub enum HashVal {
+pub enum HashFields {
     Listpack(Vec<(Bytes, Bytes)>),
     Table(KeyMap<Bytes>),
 }
 
-impl Default for HashVal {
+impl Default for HashFields {
     fn default() -> Self {
-        HashVal::Listpack(Vec::new())
+        HashFields::Listpack(Vec::new())
     }
 }
 
+/// A hash: its fields in Redis's encoding, and the expiry times of fields
+/// that have one (Redis 7.4's hash-field expiration).
+///
+/// A field whose expiry time is at or before `now` is expired: the `*_live`
+/// reads skip it at once, and only writes remove it (the lazy expiry of a
+/// write, and the leader's purge entries, see [`crate::db`]).
+///
+/// Once a field of a listpack hash gets a TTL, Redis 7.4 switches it to the
+/// "listpackex" encoding for good (until it grows into a table): fields with
+/// a TTL come first, ordered by expiry time (a field given a time is placed
+/// before the fields with the same time), then the fields without one in
+/// insertion order. The listpack here keeps that order, which HGETALL shows.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HashVal {
+    pub fields: HashFields,
+    /// field → absolute expiry in ms.
+    ttl: BTreeMap<Bytes, i64>,
+    /// `(expiry, field)` for every field in `ttl`.
+    by_time: BTreeSet<(i64, Bytes)>,
+    /// A listpack in the "listpackex" encoding.
+    ex: bool,
+}
+
 impl HashVal {
+    /// A hash with these fields and no field TTLs.
+    pub fn from_fields(fields: HashFields) -> HashVal {
+        HashVal { fields, ..HashVal::default() }
+    }
+
     pub fn len(&self) -> usize {
-        match self {
-            HashVal::Listpack(v) => v.len(),
-            HashVal::Table(t) => t.len(),
+        match &self.fields {
+            HashFields::Listpack(v) => v.len(),
+            HashFields::Table(t) => t.len(),
         }
     }
 
@@ -87,23 +116,93 @@ impl HashVal {
     }
 
     pub fn encoding(&self) -> &'static str {
-        match self {
-            HashVal::Listpack(_) => "listpack",
-            HashVal::Table(_) => "hashtable",
+        match &self.fields {
+            HashFields::Listpack(_) if self.ex => "listpackex",
+            HashFields::Listpack(_) => "listpack",
+            HashFields::Table(_) => "hashtable",
         }
     }
 
+    /// Switches a listpack to "listpackex", as any HEXPIRE on an existing
+    /// hash does in Redis 7.4 (even one that sets no TTL).
+    pub fn mark_listpack_ex(&mut self) {
+        if let HashFields::Listpack(_) = self.fields {
+            self.ex = true;
+        }
+    }
+
+    /// True for a listpack in the "listpackex" encoding.
+    pub fn is_listpack_ex(&self) -> bool {
+        self.ex && matches!(self.fields, HashFields::Listpack(_))
+    }
+
+    /// The value of a field, expired or not (write paths, after their lazy
+    /// expiry).
     pub fn get(&self, field: &[u8]) -> Option<&Bytes> {
-        match self {
-            HashVal::Listpack(v) => v.iter().find(|(f, _)| f.as_ref() == field).map(|(_, v)| v),
-            HashVal::Table(t) => t.get(field),
+        match &self.fields {
+            HashFields::Listpack(v) => v.iter().find(|(f, _)| f.as_ref() == field).map(|(_, v)| v),
+            HashFields::Table(t) => t.get(field),
         }
     }
 
-    /// Sets a field; returns true if it is new. Converts to a table when the
-    /// hash outgrows the listpack limits, as Redis does.
+    /// The value of a field unless it is expired at `now`.
+    pub fn get_live(&self, field: &[u8], now: i64) -> Option<&Bytes> {
+        if self.is_expired(field, now) {
+            None
+        } else {
+            self.get(field)
+        }
+    }
+
+    /// The expiry time of a field, if it has one.
+    pub fn ttl(&self, field: &[u8]) -> Option<i64> {
+        self.ttl.get(field).copied()
+    }
+
+    /// True if `field` has an expiry time at or before `now`.
+    pub fn is_expired(&self, field: &[u8], now: i64) -> bool {
+        !self.ttl.is_empty() && self.ttl.get(field).is_some_and(|&at| at <= now)
+    }
+
+    /// The earliest field expiry time.
+    pub fn min_ttl(&self) -> Option<i64> {
+        self.by_time.first().map(|(at, _)| *at)
+    }
+
+    /// Number of fields with an expiry time (expired ones included).
+    pub fn ttl_count(&self) -> usize {
+        self.ttl.len()
+    }
+
+    /// True if some field is expired at `now`.
+    pub fn has_expired(&self, now: i64) -> bool {
+        self.min_ttl().is_some_and(|at| at <= now)
+    }
+
+    /// Number of fields not expired at `now`.
+    pub fn live_len(&self, now: i64) -> usize {
+        if !self.has_expired(now) {
+            return self.len();
+        }
+        self.len() - self.by_time.range(..(now.saturating_add(1), Bytes::new())).count()
+    }
+
+    /// Sets a field with no TTL (HSET: a TTL the field had goes); returns true
+    /// if it is new. Converts to a table when the hash outgrows the listpack
+    /// limits, as Redis does.
     pub fn insert(&mut self, field: Bytes, value: Bytes) -> bool {
-        if let HashVal::Listpack(v) = self {
+        let had_ttl = self.clear_ttl(&field);
+        if had_ttl && self.is_listpack_ex() {
+            // Redis re-inserts the field among those without a TTL (the end).
+            self.remove_from_fields(&field);
+        }
+        self.insert_keep_ttl(field, value)
+    }
+
+    /// Sets a field's value, keeping its TTL (HINCRBY); returns true if the
+    /// field is new.
+    pub fn insert_keep_ttl(&mut self, field: Bytes, value: Bytes) -> bool {
+        if let HashFields::Listpack(v) = &mut self.fields {
             if field.len() > hash_max_listpack_value() || value.len() > hash_max_listpack_value() {
                 self.convert_to_table();
             } else if let Some(slot) = v.iter_mut().find(|(f, _)| *f == field) {
@@ -116,38 +215,153 @@ impl HashVal {
                 self.convert_to_table();
             }
         }
-        match self {
-            HashVal::Table(t) => t.insert(field, value).is_none(),
-            HashVal::Listpack(_) => unreachable!("converted above"),
+        match &mut self.fields {
+            HashFields::Table(t) => t.insert(field, value).is_none(),
+            HashFields::Listpack(_) => unreachable!("converted above"),
         }
     }
 
-    /// Removes a field; returns true if it existed. Order of the rest is kept.
+    /// Removes a field (and its TTL); returns true if it existed. Order of the
+    /// rest is kept.
     pub fn remove(&mut self, field: &[u8]) -> bool {
-        match self {
-            HashVal::Listpack(v) => match v.iter().position(|(f, _)| f.as_ref() == field) {
+        self.clear_ttl(field);
+        self.remove_from_fields(field)
+    }
+
+    fn remove_from_fields(&mut self, field: &[u8]) -> bool {
+        match &mut self.fields {
+            HashFields::Listpack(v) => match v.iter().position(|(f, _)| f.as_ref() == field) {
                 Some(i) => {
                     v.remove(i);
                     true
                 }
                 None => false,
             },
-            HashVal::Table(t) => t.remove(field).is_some(),
+            HashFields::Table(t) => t.remove(field).is_some(),
         }
+    }
+
+    /// Removes a field's TTL from the indexes; true if it had one.
+    fn clear_ttl(&mut self, field: &[u8]) -> bool {
+        if self.ttl.is_empty() {
+            return false;
+        }
+        match self.ttl.remove_entry(field) {
+            Some((f, at)) => {
+                self.by_time.remove(&(at, f));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sets the expiry time of an existing field (the caller checked it
+    /// exists); a listpack becomes "listpackex" and the field moves to its
+    /// place in expiry order.
+    pub fn set_ttl(&mut self, field: &[u8], at: i64) {
+        let Some(stored) = self.stored_field(field) else { return };
+        self.clear_ttl(field);
+        self.ttl.insert(stored.clone(), at);
+        self.by_time.insert((at, stored.clone()));
+        if let HashFields::Listpack(_) = self.fields {
+            self.ex = true;
+            self.place_in_expiry_order(&stored, Some(at));
+        }
+    }
+
+    /// Removes the TTL of a field; true if it had one. In a "listpackex" the
+    /// field moves to the end, as Redis re-inserts it.
+    pub fn persist(&mut self, field: &[u8]) -> bool {
+        if !self.clear_ttl(field) {
+            return false;
+        }
+        if self.is_listpack_ex() {
+            if let Some(stored) = self.stored_field(field) {
+                self.place_in_expiry_order(&stored, None);
+            }
+        }
+        true
+    }
+
+    fn stored_field(&self, field: &[u8]) -> Option<Bytes> {
+        match &self.fields {
+            HashFields::Listpack(v) => {
+                v.iter().find(|(f, _)| f.as_ref() == field).map(|(f, _)| f.clone())
+            }
+            HashFields::Table(t) => t.get_key_value(field).map(|(f, _)| f.clone()),
+        }
+    }
+
+    /// Moves a listpack entry to where Redis's `listpackExAddInternal` puts
+    /// it: a field without TTL at the end, one with a TTL before the first
+    /// entry with no TTL or an equal or later one.
+    fn place_in_expiry_order(&mut self, field: &Bytes, at: Option<i64>) {
+        let HashFields::Listpack(v) = &mut self.fields else { return };
+        let Some(i) = v.iter().position(|(f, _)| f == field) else { return };
+        let entry = v.remove(i);
+        let pos = match at {
+            None => v.len(),
+            Some(at) => v
+                .iter()
+                .position(|(f, _)| self.ttl.get(f).is_none_or(|&t| t >= at))
+                .unwrap_or(v.len()),
+        };
+        v.insert(pos, entry);
+    }
+
+    /// Removes up to `limit` fields expired at `now`, earliest first; returns
+    /// how many.
+    pub fn remove_expired(&mut self, now: i64, limit: usize) -> usize {
+        let mut removed = 0;
+        while removed < limit {
+            match self.by_time.first() {
+                Some((at, _)) if *at <= now => {
+                    let (_, field) = self.by_time.pop_first().expect("checked first");
+                    self.ttl.remove(&field);
+                    self.remove_from_fields(&field);
+                    removed += 1;
+                }
+                _ => break,
+            }
+        }
+        removed
+    }
+
+    /// Restores a field's expiry time as read from a snapshot (the fields
+    /// are already in their stored order).
+    pub(crate) fn restore_ttl(&mut self, field: Bytes, at: i64) {
+        self.by_time.insert((at, field.clone()));
+        self.ttl.insert(field, at);
+    }
+
+    /// Restores the "listpackex" mark from a snapshot.
+    pub(crate) fn restore_listpack_ex(&mut self, ex: bool) {
+        self.ex = ex && matches!(self.fields, HashFields::Listpack(_));
     }
 
     fn convert_to_table(&mut self) {
-        if let HashVal::Listpack(v) = self {
+        if let HashFields::Listpack(v) = &mut self.fields {
             let table = std::mem::take(v).into_iter().collect();
-            *self = HashVal::Table(table);
+            self.fields = HashFields::Table(table);
+            self.ex = false;
         }
     }
 
-    /// Fields and values in the order HGETALL returns them.
+    /// Fields and values in the order HGETALL returns them, expired ones
+    /// included (snapshots).
     pub fn iter(&self) -> Box<dyn Iterator<Item = (&Bytes, &Bytes)> + '_> {
-        match self {
-            HashVal::Listpack(v) => Box::new(v.iter().map(|(f, v)| (f, v))),
-            HashVal::Table(t) => Box::new(t.iter()),
+        match &self.fields {
+            HashFields::Listpack(v) => Box::new(v.iter().map(|(f, v)| (f, v))),
+            HashFields::Table(t) => Box::new(t.iter()),
+        }
+    }
+
+    /// Fields and values not expired at `now`, in HGETALL order.
+    pub fn iter_live(&self, now: i64) -> Box<dyn Iterator<Item = (&Bytes, &Bytes)> + '_> {
+        if self.has_expired(now) {
+            Box::new(self.iter().filter(move |(f, _)| !self.is_expired(f, now)))
+        } else {
+            self.iter()
         }
     }
 }

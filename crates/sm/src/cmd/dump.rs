@@ -25,17 +25,42 @@ use crate::db::Object;
 use crate::event::Class;
 use crate::reply::{errors, Reply};
 use crate::state::{Exec, Query};
+use crate::value::{HashVal, Value};
 
 pub const COMMANDS: &[Spec] =
     &[Spec::read("dump", 2, (1, 1, 1), dump), Spec::write("restore", -4, (1, 1, 1), restore)];
 
 /// DUMP key
+///
+/// A hash with field TTLs that are still running is refused: Redis 7.4
+/// dumps it as a hash with metadata (RDB types 24/25), which this engine
+/// does not write, and dumping it without its TTLs would make RESTORE
+/// bring back fields for good. Expired fields are left out.
 fn dump(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
-    Ok(match q.db().object(&argv[1], q.now) {
+    let now = q.now;
+    Ok(match q.db().object(&argv[1], now) {
+        Some(Object { value: Value::Hash(h), .. }) if h.ttl_count() > 0 => {
+            let without_ttl = h.len() - h.ttl_count();
+            if h.live_len(now) > without_ttl {
+                return Err(Reply::err(DUMP_FIELD_TTLS));
+            }
+            let mut plain = HashVal::default();
+            for (f, v) in h.iter_live(now) {
+                plain.insert(f.clone(), v.clone());
+            }
+            if plain.is_empty() {
+                Reply::Nil
+            } else {
+                Reply::Bulk(Bytes::from(rdb::dump(&Value::Hash(plain))))
+            }
+        }
         Some(obj) => Reply::Bulk(Bytes::from(rdb::dump(&obj.value))),
         None => Reply::Nil,
     })
 }
+
+/// DUMP of a hash whose fields have expiry times.
+pub const DUMP_FIELD_TTLS: &str = "ERR DUMP of a hash with field expiration times is not supported";
 
 /// RESTORE key ttl serialized-value [REPLACE] [ABSTTL] [IDLETIME seconds] [FREQ frequency]
 ///

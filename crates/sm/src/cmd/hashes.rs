@@ -5,6 +5,12 @@
 //! listpack limits. [`HashVal::insert`] converts exactly when Redis would for
 //! every command here (HSET's up-front `hashTypeTryConversion` and the per-insert
 //! checks lead to the same final encoding), so handlers just insert.
+//!
+//! Hash-field expiration (Redis 7.4: HEXPIRE and friends, HTTL, HPERSIST):
+//! a field's TTL lives in the [`HashVal`]; reads skip fields expired at the
+//! command's time, writes first remove them (the lazy expiry in
+//! [`Db`](crate::db::Db)'s typed accessors), and the leader's purge entries
+//! remove the rest at the same index on every replica.
 
 use bytes::Bytes;
 
@@ -15,7 +21,7 @@ use crate::event::Class;
 use crate::float::{self, AddError, LongDouble};
 use crate::reply::{errors, Reply};
 use crate::state::{Exec, Query, Rng};
-use crate::value::HashVal;
+use crate::value::{HashFields, HashVal};
 
 pub const COMMANDS: &[Spec] = &[
     Spec::write("hset", -4, (1, 1, 1), hset),
@@ -34,6 +40,15 @@ pub const COMMANDS: &[Spec] = &[
     Spec::read("hstrlen", 3, (1, 1, 1), hstrlen),
     Spec::read("hscan", -3, (1, 1, 1), hscan),
     Spec::read("hrandfield", -2, (1, 1, 1), hrandfield),
+    Spec::write("hexpire", -6, (1, 1, 1), hexpire),
+    Spec::write("hpexpire", -6, (1, 1, 1), hpexpire),
+    Spec::write("hexpireat", -6, (1, 1, 1), hexpireat),
+    Spec::write("hpexpireat", -6, (1, 1, 1), hpexpireat),
+    Spec::read("httl", -5, (1, 1, 1), httl),
+    Spec::read("hpttl", -5, (1, 1, 1), hpttl),
+    Spec::read("hexpiretime", -5, (1, 1, 1), hexpiretime),
+    Spec::read("hpexpiretime", -5, (1, 1, 1), hpexpiretime),
+    Spec::write("hpersist", -5, (1, 1, 1), hpersist),
 ];
 
 const NOT_INTEGER_VALUE: &str = "ERR hash value is not an integer";
@@ -97,13 +112,16 @@ fn hsetnx(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
 /// HGET key field
 fn hget(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
     let h = q.db().get_hash(&argv[1], q.now)?;
-    Ok(h.and_then(|h| h.get(&argv[2])).cloned().into())
+    Ok(h.and_then(|h| h.get_live(&argv[2], q.now)).cloned().into())
 }
 
 /// HMGET key field [field ...]
 fn hmget(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
-    let h = q.db().get_hash(&argv[1], q.now)?;
-    Ok(Reply::Array(argv[2..].iter().map(|f| h.and_then(|h| h.get(f)).cloned().into()).collect()))
+    let now = q.now;
+    let h = q.db().get_hash(&argv[1], now)?;
+    Ok(Reply::Array(
+        argv[2..].iter().map(|f| h.and_then(|h| h.get_live(f, now)).cloned().into()).collect(),
+    ))
 }
 
 /// HDEL key field [field ...]
@@ -132,38 +150,39 @@ fn hdel(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
 /// HEXISTS key field
 fn hexists(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
     let h = q.db().get_hash(&argv[1], q.now)?;
-    Ok(h.is_some_and(|h| h.get(&argv[2]).is_some()).into())
+    Ok(h.is_some_and(|h| h.get_live(&argv[2], q.now).is_some()).into())
 }
 
 /// HGETALL key
 fn hgetall(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
     let h = q.db().get_hash(&argv[1], q.now)?;
     Ok(Reply::Map(h.map_or_else(Vec::new, |h| {
-        h.iter().map(|(f, v)| (Reply::Bulk(f.clone()), Reply::Bulk(v.clone()))).collect()
+        h.iter_live(q.now).map(|(f, v)| (Reply::Bulk(f.clone()), Reply::Bulk(v.clone()))).collect()
     })))
 }
 
 /// HKEYS key
 fn hkeys(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
     let h = q.db().get_hash(&argv[1], q.now)?;
-    Ok(Reply::bulks(h.into_iter().flat_map(|h| h.iter().map(|(f, _)| f.clone()))))
+    Ok(Reply::bulks(h.into_iter().flat_map(|h| h.iter_live(q.now).map(|(f, _)| f.clone()))))
 }
 
 /// HVALS key
 fn hvals(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
     let h = q.db().get_hash(&argv[1], q.now)?;
-    Ok(Reply::bulks(h.into_iter().flat_map(|h| h.iter().map(|(_, v)| v.clone()))))
+    Ok(Reply::bulks(h.into_iter().flat_map(|h| h.iter_live(q.now).map(|(_, v)| v.clone()))))
 }
 
 /// HLEN key
 fn hlen(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
-    Ok(q.db().get_hash(&argv[1], q.now)?.map_or(0, HashVal::len).into())
+    let now = q.now;
+    Ok(q.db().get_hash(&argv[1], now)?.map_or(0, |h| h.live_len(now)).into())
 }
 
 /// HSTRLEN key field
 fn hstrlen(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
     let h = q.db().get_hash(&argv[1], q.now)?;
-    Ok(h.and_then(|h| h.get(&argv[2])).map_or(0, Bytes::len).into())
+    Ok(h.and_then(|h| h.get_live(&argv[2], q.now)).map_or(0, Bytes::len).into())
 }
 
 /// HINCRBY key field increment
@@ -177,7 +196,8 @@ fn hincrby(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
         None => 0,
     };
     let value = current.checked_add(incr).ok_or(Reply::err(errors::OVERFLOW))?;
-    h.insert(own(&argv[2]), args::int_bytes(value));
+    // HINCRBY keeps the field's TTL, as in Redis.
+    h.insert_keep_ttl(own(&argv[2]), args::int_bytes(value));
     hash_written(x, &argv[1], adds, "hincrby");
     Ok(Reply::Int(value))
 }
@@ -198,7 +218,7 @@ fn hincrbyfloat(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
         AddError::IncrementNotFloat => Reply::err(errors::NOT_FLOAT),
         AddError::NanOrInfinity => Reply::err(errors::NAN_OR_INF),
     })?;
-    h.insert(own(&argv[2]), value.clone());
+    h.insert_keep_ttl(own(&argv[2]), value.clone());
     hash_written(x, &argv[1], adds, "hincrbyfloat");
     Ok(Reply::Bulk(value))
 }
@@ -209,19 +229,21 @@ fn hincrbyfloat(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
 /// only for an existing hash. A listpack hash is returned whole with cursor 0.
 fn hscan(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
     args::cursor(&argv[2])?;
-    let Some(h) = q.db().get_hash(&argv[1], q.now)? else { return Ok(scan_reply(0, Vec::new())) };
+    let now = q.now;
+    let Some(h) = q.db().get_hash(&argv[1], now)? else { return Ok(scan_reply(0, Vec::new())) };
     let opts = ScanArgs::parse(argv, 2, false)?;
     let pair = |(f, v): (&Bytes, &Bytes)| [Reply::Bulk(f.clone()), Reply::Bulk(v.clone())];
-    match h {
-        HashVal::Listpack(_) => {
-            let items = h.iter().filter(|(f, _)| opts.matches(f)).flat_map(pair).collect();
+    let wanted = |f: &Bytes| opts.matches(f) && !h.is_expired(f, now);
+    match &h.fields {
+        HashFields::Listpack(_) => {
+            let items = h.iter().filter(|(f, _)| wanted(f)).flat_map(pair).collect();
             Ok(scan_reply(0, items))
         }
-        HashVal::Table(t) => {
+        HashFields::Table(t) => {
             // COUNT counts entries (a field and its value), not reply items:
             // Redis 7.0.15 returns about 2*COUNT items per call.
             let (next, found) = t.scan(opts.cursor, opts.count);
-            let items = found.into_iter().filter(|(f, _)| opts.matches(f)).flat_map(pair).collect();
+            let items = found.into_iter().filter(|(f, _)| wanted(f)).flat_map(pair).collect();
             Ok(scan_reply(next, items))
         }
     }
@@ -246,24 +268,30 @@ fn hrandfield(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
         }
         return hrandfield_with_count(q, &argv[1], count, with_values);
     }
-    let Some(h) = q.db().get_hash(&argv[1], q.now)? else { return Ok(Reply::Nil) };
-    let entries = entries(h);
+    let now = q.now;
+    let Some(h) = q.db().get_hash(&argv[1], now)? else { return Ok(Reply::Nil) };
+    let entries = entries(h, now);
+    if entries.is_empty() {
+        return Ok(Reply::Nil);
+    }
     let (field, _) = entries[q.rng.below(entries.len())];
     Ok(Reply::Bulk(field.clone()))
 }
 
-/// The entries of a hash in reply order, indexable for random picks.
-fn entries(h: &HashVal) -> Vec<(&Bytes, &Bytes)> {
-    h.iter().collect()
+/// The entries of a hash not expired at `now` in reply order, indexable for
+/// random picks.
+fn entries(h: &HashVal, now: i64) -> Vec<(&Bytes, &Bytes)> {
+    h.iter_live(now).collect()
 }
 
 /// Redis's `hrandfieldWithCountCommand`.
 fn hrandfield_with_count(q: &mut Query, key: &[u8], count: i64, with_values: bool) -> Res<Reply> {
-    let Some(h) = q.db().get_hash(key, q.now)? else { return Ok(Reply::Array(Vec::new())) };
-    if count == 0 {
+    let now = q.now;
+    let Some(h) = q.db().get_hash(key, now)? else { return Ok(Reply::Array(Vec::new())) };
+    let entries = entries(h, now);
+    if count == 0 || entries.is_empty() {
         return Ok(Reply::Array(Vec::new()));
     }
-    let entries = entries(h);
     let size = entries.len();
     let rng = &mut q.rng;
     // Which entries to reply with, by index.
@@ -304,6 +332,214 @@ fn sample_distinct(rng: &mut Rng, size: usize, count: usize) -> Vec<usize> {
     idx.truncate(count);
     idx.sort_unstable();
     idx
+}
+
+/// Largest absolute field expiry time in ms (Redis's `HFE_MAX_ABS_TIME_MSEC`,
+/// `EB_EXPIRE_TIME_MAX >> 2`).
+const HFE_MAX_ABS_TIME_MSEC: i64 = 0x0000_FFFF_FFFF_FFFF >> 2;
+const FIELDS_MISSING: &str =
+    "ERR Mandatory argument FIELDS is missing or not at the right position";
+const NUMFIELDS_MISMATCH: &str = "ERR The `numfields` parameter must match the number of arguments";
+
+/// Reads `FIELDS numfields field ...` starting at `argv[at]` (the FIELDS
+/// token); `bad_count` is the error for a numfields below 1 or not a number.
+fn fields_arg<'a>(argv: &'a [Bytes], at: usize, bad_count: &'static str) -> Res<&'a [Bytes]> {
+    if !argv.get(at).is_some_and(|a| is(a, "fields")) {
+        return Err(Reply::err(FIELDS_MISSING));
+    }
+    let n = argv.get(at + 1).and_then(|a| parse_i64(a)).filter(|&n| n >= 1);
+    let Some(n) = n else { return Err(Reply::err(bad_count)) };
+    let fields = &argv[at + 2..];
+    if n as u64 != fields.len() as u64 {
+        return Err(Reply::err(NUMFIELDS_MISMATCH));
+    }
+    Ok(fields)
+}
+
+/// HEXPIRE's NX | XX | GT | LT.
+#[derive(Clone, Copy, PartialEq)]
+enum Cond {
+    Always,
+    Nx,
+    Xx,
+    Gt,
+    Lt,
+}
+
+/// HEXPIRE key seconds [NX | XX | GT | LT] FIELDS numfields field [field ...]
+fn hexpire(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
+    let now = x.now;
+    hexpire_generic(x, argv, "hexpire", now, 1000)
+}
+
+/// HPEXPIRE key milliseconds [NX | XX | GT | LT] FIELDS numfields field [field ...]
+fn hpexpire(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
+    let now = x.now;
+    hexpire_generic(x, argv, "hpexpire", now, 1)
+}
+
+/// HEXPIREAT key unix-time-seconds [NX | XX | GT | LT] FIELDS numfields field [field ...]
+fn hexpireat(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
+    hexpire_generic(x, argv, "hexpireat", 0, 1000)
+}
+
+/// HPEXPIREAT key unix-time-milliseconds [NX | XX | GT | LT] FIELDS numfields field [field ...]
+fn hpexpireat(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
+    hexpire_generic(x, argv, "hpexpireat", 0, 1)
+}
+
+/// Redis's `hexpireGenericCommand`: the time is relative to `basetime`
+/// (ms) and counted in units of `unit` ms. Checks in Redis's order: the
+/// type, the time, the condition, FIELDS and the count. Per field: -2 no
+/// such field, 0 the condition is not met, 1 the TTL is set, 2 the time has
+/// passed and the field is deleted.
+fn hexpire_generic(
+    x: &mut Exec,
+    argv: &[Bytes],
+    name: &str,
+    basetime: i64,
+    unit: i64,
+) -> Res<Reply> {
+    let now = x.now;
+    let key = &argv[1];
+    let exists = x.db().hash_mut(key, now)?.is_some();
+    let mut at = args::int(&argv[2])?;
+    if at < 0 {
+        return Err(Reply::err("ERR invalid expire time, must be >= 0"));
+    }
+    let bad_time = || Reply::error(format!("ERR invalid expire time in '{name}' command"));
+    if unit == 1000 {
+        if at > HFE_MAX_ABS_TIME_MSEC / 1000 {
+            return Err(bad_time());
+        }
+        at *= 1000;
+    }
+    if at > HFE_MAX_ABS_TIME_MSEC - basetime {
+        return Err(bad_time());
+    }
+    at += basetime;
+    let cond = match &argv[3] {
+        a if is(a, "nx") => Cond::Nx,
+        a if is(a, "xx") => Cond::Xx,
+        a if is(a, "gt") => Cond::Gt,
+        a if is(a, "lt") => Cond::Lt,
+        _ => Cond::Always,
+    };
+    let fields_at = if cond == Cond::Always { 3 } else { 4 };
+    let fields = fields_arg(argv, fields_at, "ERR Parameter `numFields` should be greater than 0")?;
+    if !exists {
+        return Ok(Reply::Array(vec![Reply::Int(-2); fields.len()]));
+    }
+    let Some(h) = x.db().hash_mut(key, now)? else { unreachable!("checked above") };
+    h.mark_listpack_ex();
+    let (mut updated, mut deleted) = (0, 0);
+    let mut replies = Vec::with_capacity(fields.len());
+    for field in fields {
+        if h.get(field).is_none() {
+            replies.push(Reply::Int(-2));
+            continue;
+        }
+        let prev = h.ttl(field);
+        let met = match (cond, prev) {
+            (Cond::Always, _) => true,
+            (Cond::Nx, p) => p.is_none(),
+            (Cond::Xx | Cond::Gt, None) => false,
+            (Cond::Lt, None) => true,
+            (Cond::Xx, Some(_)) => true,
+            (Cond::Gt, Some(p)) => at > p,
+            (Cond::Lt, Some(p)) => at < p,
+        };
+        if !met {
+            replies.push(Reply::Int(0));
+        } else if at <= now {
+            h.remove(field);
+            deleted += 1;
+            replies.push(Reply::Int(2));
+        } else {
+            h.set_ttl(field, at);
+            updated += 1;
+            replies.push(Reply::Int(1));
+        }
+    }
+    if updated + deleted > 0 {
+        let gone = x.db().remove_if_empty(key);
+        x.modified(key);
+        x.notify(Class::Hash, if deleted > 0 { "hdel" } else { "hexpire" }, key);
+        if gone {
+            x.notify(Class::Generic, "del", key);
+        }
+    }
+    Ok(Reply::Array(replies))
+}
+
+/// HTTL key FIELDS numfields field [field ...]
+fn httl(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
+    let now = q.now;
+    httl_generic(q, argv, |at| (at + 999 - now) / 1000)
+}
+
+/// HPTTL key FIELDS numfields field [field ...]
+fn hpttl(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
+    let now = q.now;
+    httl_generic(q, argv, |at| at - now)
+}
+
+/// HEXPIRETIME key FIELDS numfields field [field ...]
+fn hexpiretime(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
+    // Rounded up, as Redis 7.4 does.
+    httl_generic(q, argv, |at| (at + 999) / 1000)
+}
+
+/// HPEXPIRETIME key FIELDS numfields field [field ...]
+fn hpexpiretime(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
+    httl_generic(q, argv, |at| at)
+}
+
+const NUMFIELDS_NOT_POSITIVE: &str = "ERR Number of fields must be a positive integer";
+
+/// Redis's `httlGenericCommand`: per field -2 (no such field), -1 (no TTL)
+/// or `show(expiry)`.
+fn httl_generic(q: &mut Query, argv: &[Bytes], show: impl Fn(i64) -> i64) -> Res<Reply> {
+    let now = q.now;
+    let h = q.db().get_hash(&argv[1], now)?;
+    let fields = fields_arg(argv, 2, NUMFIELDS_NOT_POSITIVE)?;
+    let code = |field: &Bytes| match h {
+        Some(h) if h.get_live(field, now).is_some() => h.ttl(field).map_or(-1, &show),
+        _ => -2,
+    };
+    Ok(Reply::Array(fields.iter().map(|f| Reply::Int(code(f))).collect()))
+}
+
+/// HPERSIST key FIELDS numfields field [field ...]
+///
+/// Per field: -2 no such field, -1 no TTL, 1 the TTL is removed.
+fn hpersist(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
+    let now = x.now;
+    let key = &argv[1];
+    let exists = x.db().hash_mut(key, now)?.is_some();
+    let fields = fields_arg(argv, 2, NUMFIELDS_NOT_POSITIVE)?;
+    let Some(h) = x.db().hash_mut(key, now)?.filter(|_| exists) else {
+        return Ok(Reply::Array(vec![Reply::Int(-2); fields.len()]));
+    };
+    let mut changed = false;
+    let replies = fields
+        .iter()
+        .map(|field| {
+            Reply::Int(if h.get(field).is_none() {
+                -2
+            } else if h.persist(field) {
+                changed = true;
+                1
+            } else {
+                -1
+            })
+        })
+        .collect();
+    if changed {
+        x.notify(Class::Hash, "hpersist", key);
+        x.modified(key);
+    }
+    Ok(Reply::Array(replies))
 }
 
 #[cfg(test)]
@@ -686,6 +922,236 @@ mod tests {
         for (f, v) in pairs {
             assert_eq!(text(&f), format!("f{}", text(&v)));
         }
+    }
+
+    fn ints(v: &[i64]) -> Reply {
+        Reply::Array(v.iter().map(|&n| int(n)).collect())
+    }
+
+    /// The examples of the redis.io pages of HEXPIRE, HEXPIREAT, HTTL,
+    /// HEXPIRETIME, HPEXPIRE, HPTTL and HPERSIST. Where a page shows `(nil)`
+    /// for a missing key (written before 7.4.0 GA), Redis 7.4 replies -2 per
+    /// field (`hexpireGenericCommand`), and so does this engine.
+    #[test]
+    fn hfe_documented_examples() {
+        let mut h = Harness::new();
+        h.now = 1_715_704_404_000;
+        // HEXPIRE
+        assert_eq!(h.run("HEXPIRE no-key 20 NX FIELDS 2 field1 field2"), ints(&[-2, -2]));
+        assert_eq!(h.run("HSET mykey field1 hello field2 world"), int(2));
+        assert_eq!(h.run("HEXPIRE mykey 10 FIELDS 3 field1 field2 field3"), ints(&[1, 1, -2]));
+        h.advance(10_000);
+        assert_eq!(h.run("HGETALL mykey"), Reply::Map(vec![]));
+        // HEXPIREAT: 1715704971 is 567 s after the example's clock.
+        let mut h = Harness::new();
+        h.now = 1_715_704_404_000;
+        h.run("HSET mykey field1 hello field2 world");
+        assert_eq!(h.run("HEXPIREAT mykey 1715704971 FIELDS 2 field1 field2"), ints(&[1, 1]));
+        assert_eq!(h.run("HTTL mykey FIELDS 2 field1 field2"), ints(&[567, 567]));
+        // HTTL
+        h.run("DEL mykey");
+        assert_eq!(h.run("HTTL no-key FIELDS 3 field1 field2 field3"), ints(&[-2, -2, -2]));
+        h.run("HSET mykey field1 hello field2 world");
+        assert_eq!(h.run("HEXPIRE mykey 300 FIELDS 2 field1 field3"), ints(&[1, -2]));
+        h.advance(17_000);
+        assert_eq!(h.run("HTTL mykey FIELDS 3 field1 field2 field3"), ints(&[283, -1, -2]));
+        // HEXPIRETIME / HPEXPIRETIME
+        let mut h = Harness::new();
+        h.now = 1_715_705_614_000;
+        h.run("HSET mykey field1 hello field2 world");
+        assert_eq!(h.run("HEXPIRE mykey 300 FIELDS 2 field1 field2"), ints(&[1, 1]));
+        assert_eq!(
+            h.run("HEXPIRETIME mykey FIELDS 2 field1 field2"),
+            ints(&[1_715_705_914, 1_715_705_914])
+        );
+        assert_eq!(
+            h.run("HPEXPIRETIME mykey FIELDS 2 field1 field2"),
+            ints(&[1_715_705_914_000, 1_715_705_914_000])
+        );
+        // HPERSIST
+        h.run("DEL mykey");
+        h.run("HSET mykey field1 hello field2 world");
+        assert_eq!(h.run("HEXPIRE mykey 300 FIELDS 2 field1 field2"), ints(&[1, 1]));
+        assert_eq!(h.run("HPERSIST mykey FIELDS 1 field2"), ints(&[1]));
+        assert_eq!(h.run("HTTL mykey FIELDS 2 field1 field2"), ints(&[300, -1]));
+        // HPEXPIRE / HPTTL
+        h.run("DEL mykey");
+        h.run("HSET mykey field1 hello field2 world");
+        assert_eq!(h.run("HPEXPIRE mykey 2000 FIELDS 2 field1 field2"), ints(&[1, 1]));
+        h.advance(350);
+        assert_eq!(h.run("HPTTL mykey FIELDS 2 field1 field2"), ints(&[1650, 1650]));
+    }
+
+    #[test]
+    fn hexpire_conditions_and_codes() {
+        let mut h = Harness::new();
+        h.run("HSET h a 1 b 2 c 3");
+        assert_eq!(h.run("HPEXPIRE h 1000 NX FIELDS 2 a zz"), ints(&[1, -2]));
+        assert_eq!(h.run("HPEXPIRE h 2000 NX FIELDS 2 a b"), ints(&[0, 1]));
+        assert_eq!(h.run("HPEXPIRE h 500 XX FIELDS 2 a c"), ints(&[1, 0]));
+        assert_eq!(h.run("HPEXPIRE h 400 GT FIELDS 2 a c"), ints(&[0, 0]));
+        assert_eq!(h.run("HPEXPIRE h 600 GT FIELDS 1 a"), ints(&[1]));
+        // LT: a field without TTL counts as infinite.
+        assert_eq!(h.run("HPEXPIRE h 700 LT FIELDS 3 a b c"), ints(&[0, 1, 1]));
+        assert_eq!(h.run("HPTTL h FIELDS 3 a b c"), ints(&[600, 700, 700]));
+        // A time not in the future deletes the field (2); the last one
+        // deletes the hash.
+        assert_eq!(h.run("HPEXPIRE h 0 FIELDS 2 a a"), ints(&[2, -2]));
+        assert_eq!(h.run("HEXPIREAT h 1 FIELDS 2 b c"), ints(&[2, 2]));
+        assert_eq!(h.run("EXISTS h"), int(0));
+        // Errors, in Redis's order.
+        h.run("SET s x");
+        assert_eq!(h.run("HEXPIRE s abc FIELDS 1 a"), err(WRONGTYPE));
+        assert_eq!(h.run("HTTL s FIELDS 0 a"), err(WRONGTYPE));
+        assert_eq!(
+            h.run("HEXPIRE h abc FIELDS 1 a"),
+            err("ERR value is not an integer or out of range")
+        );
+        assert_eq!(h.run("HEXPIRE h -1 FIELDS 1 a"), err("ERR invalid expire time, must be >= 0"));
+        assert_eq!(
+            h.run("HEXPIRE h 70368744177664 FIELDS 1 a"),
+            err("ERR invalid expire time in 'hexpire' command")
+        );
+        assert_eq!(
+            h.run("HPEXPIREAT h 70368744177664 FIELDS 1 a"),
+            err("ERR invalid expire time in 'hpexpireat' command")
+        );
+        assert_eq!(
+            h.run("HEXPIRE h 10 XX 1 a"),
+            err("ERR Mandatory argument FIELDS is missing or not at the right position")
+        );
+        assert_eq!(
+            h.run("HEXPIRE h 10 FIELDS 0 a"),
+            err("ERR Parameter `numFields` should be greater than 0")
+        );
+        assert_eq!(
+            h.run("HEXPIRE h 10 FIELDS 2 a"),
+            err("ERR The `numfields` parameter must match the number of arguments")
+        );
+        assert_eq!(
+            h.run("HTTL h FIELDS x a"),
+            err("ERR Number of fields must be a positive integer")
+        );
+        assert_eq!(
+            h.run("HPERSIST h FIELDS 3 a"),
+            err("ERR The `numfields` parameter must match the number of arguments")
+        );
+        assert_eq!(h.run("HPERSIST nokey FIELDS 2 a b"), ints(&[-2, -2]));
+    }
+
+    #[test]
+    fn expired_fields_are_never_read() {
+        let mut h = Harness::new();
+        h.run("HSET h a 1 b 2 c 3");
+        h.run("HPEXPIRE h 100 FIELDS 2 a b");
+        h.advance(99);
+        assert_eq!(h.run("HGET h a"), bulk("1"));
+        h.advance(1);
+        // Expired at its time, before any purge or write.
+        assert_eq!(h.run("HGET h a"), Reply::Nil);
+        assert_eq!(h.run("HMGET h a c"), Reply::Array(vec![Reply::Nil, bulk("3")]));
+        assert_eq!(h.run("HEXISTS h b"), int(0));
+        assert_eq!(h.run("HLEN h"), int(1));
+        assert_eq!(h.run("HSTRLEN h a"), int(0));
+        assert_eq!(h.run("HGETALL h"), map(&[("c", "3")]));
+        assert_eq!(h.run("HKEYS h"), array(&["c"]));
+        assert_eq!(h.run("HVALS h"), array(&["3"]));
+        assert_eq!(h.run("HSCAN h 0"), Reply::Array(vec![bulk("0"), array(&["c", "3"])]));
+        assert_eq!(h.run("HRANDFIELD h"), bulk("c"));
+        assert_eq!(h.run("HRANDFIELD h -5"), array(&["c", "c", "c", "c", "c"]));
+        assert_eq!(h.run("HTTL h FIELDS 2 a c"), ints(&[-2, -1]));
+        assert_eq!(h.run("SORT l BY nosort GET h->a"), array(&[]));
+        // A write removes them first: HINCRBY starts from 0, HSETNX sets.
+        assert_eq!(h.run("HINCRBY h a 5"), int(5));
+        assert_eq!(h.run("HSETNX h b x"), int(1));
+        assert_eq!(h.run("HTTL h FIELDS 2 a b"), ints(&[-1, -1]));
+        // The last fields expiring leave an empty hash nobody reads.
+        h.run("HPEXPIRE h 10 FIELDS 3 a b c");
+        h.advance(10);
+        assert_eq!(h.run("HGETALL h"), Reply::Map(vec![]));
+        assert_eq!(h.run("HRANDFIELD h"), Reply::Nil);
+        assert_eq!(h.run("HRANDFIELD h 2 WITHVALUES"), array(&[]));
+        assert_eq!(h.run("HSET h z 1"), int(1));
+        assert_eq!(h.run("HGETALL h"), map(&[("z", "1")]));
+    }
+
+    #[test]
+    fn hset_clears_and_hincrby_keeps_field_ttl() {
+        let mut h = Harness::new();
+        h.run("HSET h a 1 b 2");
+        h.run("HEXPIRE h 100 FIELDS 2 a b");
+        h.run("HINCRBY h a 1");
+        h.run("HINCRBYFLOAT h b 1.5");
+        assert_eq!(h.run("HTTL h FIELDS 2 a b"), ints(&[100, 100]));
+        h.run("HSET h a 9");
+        assert_eq!(h.run("HTTL h FIELDS 2 a b"), ints(&[-1, 100]));
+        assert_eq!(h.run("HSETNX h b 7"), int(0));
+        assert_eq!(h.run("HTTL h FIELDS 1 b"), ints(&[100]));
+        h.run("HDEL h b");
+        h.run("HSET h b 1");
+        assert_eq!(h.run("HTTL h FIELDS 1 b"), ints(&[-1]));
+        assert_eq!(h.run("HPERSIST h FIELDS 2 a b"), ints(&[-1, -1]));
+    }
+
+    #[test]
+    fn listpackex_encoding_and_order() {
+        let mut h = Harness::new();
+        h.run("HSET h a 1 b 2 c 3 d 4");
+        assert_eq!(h.run("OBJECT ENCODING h"), bulk("listpack"));
+        // Any HEXPIRE on the hash switches it, even one that sets nothing.
+        assert_eq!(h.run("HEXPIRE h 100 FIELDS 1 nope"), ints(&[-2]));
+        assert_eq!(h.run("OBJECT ENCODING h"), bulk("listpackex"));
+        // Fields with a TTL come first by expiry, the rest keep their order.
+        h.run("HEXPIRE h 300 FIELDS 1 c");
+        h.run("HEXPIRE h 200 FIELDS 1 d");
+        assert_eq!(h.run("HKEYS h"), array(&["d", "c", "a", "b"]));
+        // Equal times: the field set last goes first.
+        h.run("HEXPIRE h 200 FIELDS 1 b");
+        assert_eq!(h.run("HKEYS h"), array(&["b", "d", "c", "a"]));
+        // HPERSIST and HSET move a field to the end; HINCRBY does not.
+        h.run("HPERSIST h FIELDS 1 d");
+        assert_eq!(h.run("HKEYS h"), array(&["b", "c", "a", "d"]));
+        h.run("HSET h b 9");
+        assert_eq!(h.run("HKEYS h"), array(&["c", "a", "d", "b"]));
+        h.run("HINCRBY h c 1");
+        assert_eq!(h.run("HKEYS h"), array(&["c", "a", "d", "b"]));
+        h.run("HPERSIST h FIELDS 1 c");
+        assert_eq!(h.run("OBJECT ENCODING h"), bulk("listpackex"));
+        h.run(&format!("HSET h long {}", long(70)));
+        assert_eq!(h.run("OBJECT ENCODING h"), bulk("hashtable"));
+        h.run("HEXPIRE h 50 FIELDS 1 a");
+        assert_eq!(h.run("HTTL h FIELDS 1 a"), ints(&[50]));
+    }
+
+    #[test]
+    fn field_ttls_travel_with_the_key_and_dump_refuses() {
+        let mut h = Harness::new();
+        h.run("HSET h a 1 b 2");
+        h.run("HPEXPIRE h 5000 FIELDS 1 a");
+        assert_eq!(h.run("RENAME h r"), Reply::Ok);
+        assert_eq!(h.run("HPTTL r FIELDS 2 a b"), ints(&[5000, -1]));
+        assert_eq!(h.run("COPY r c"), int(1));
+        assert_eq!(h.run("HPTTL c FIELDS 1 a"), ints(&[5000]));
+        assert_eq!(h.run("MOVE c 1"), int(1));
+        assert_eq!(
+            h.run("DUMP r"),
+            err("ERR DUMP of a hash with field expiration times is not supported")
+        );
+        // Once the TTL ran out, DUMP writes the fields that are left.
+        h.advance(5000);
+        let Reply::Bulk(payload) = h.run("DUMP r") else { panic!("DUMP") };
+        h.run("DEL r");
+        let argv = vec![
+            bytes::Bytes::from_static(b"RESTORE"),
+            bytes::Bytes::from_static(b"r"),
+            bytes::Bytes::from_static(b"0"),
+            payload,
+        ];
+        h.index += 1;
+        let stamp = crate::state::Stamp { index: h.index, time_ms: h.now, seed: 1 };
+        assert_eq!(h.state.apply(&stamp, &crate::state::Op::Command { db: 0, argv }), Reply::Ok);
+        assert_eq!(h.run("HGETALL r"), map(&[("b", "2")]));
+        assert_eq!(h.run("OBJECT ENCODING r"), bulk("listpack"));
     }
 
     fn text(r: &Reply) -> String {

@@ -147,7 +147,7 @@ fn lookup_by_pattern(db: &Db, now: i64, pattern: &[u8], subst: &Bytes) -> Option
     key.extend_from_slice(subst);
     key.extend_from_slice(postfix);
     match (db.get(&key, now)?, field) {
-        (Value::Hash(h), Some(field)) => h.get(field).cloned(),
+        (Value::Hash(h), Some(field)) => h.get_live(field, now).cloned(),
         (Value::Str(s), None) => Some(s.clone()),
         _ => None,
     }

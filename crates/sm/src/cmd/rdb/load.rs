@@ -17,7 +17,7 @@ use crate::encodings::{
 };
 use crate::float;
 use crate::keymap::KeyMap;
-use crate::value::{HashVal, SetVal, Value, ZSetVal};
+use crate::value::{HashFields, HashVal, SetVal, Value, ZSetVal};
 
 /// The most bytes LZF-compressed strings of one payload may expand to.
 /// Redis would allocate whatever a payload asks for; a replica must not let
@@ -196,9 +196,9 @@ fn hash_from_pairs(pairs: Vec<(Bytes, Bytes)>, check_lengths: bool) -> Load<Hash
             f.len() > hash_max_listpack_value() || v.len() > hash_max_listpack_value()
         });
     if pairs.len() > hash_max_listpack_entries() || too_long {
-        Ok(HashVal::Table(pairs.into_iter().collect()))
+        Ok(HashVal::from_fields(HashFields::Table(pairs.into_iter().collect())))
     } else {
-        Ok(HashVal::Listpack(pairs))
+        Ok(HashVal::from_fields(HashFields::Listpack(pairs)))
     }
 }
 

@@ -8,7 +8,7 @@ use super::listpack::Builder;
 use super::{lzf, types};
 use crate::args::parse_i64;
 use crate::float;
-use crate::value::{HashVal, SetVal, Value, ZSetVal};
+use crate::value::{HashFields, HashVal, SetVal, Value, ZSetVal};
 
 /// `rdbSaveLen`: 6-bit, 14-bit, 32-bit or 64-bit big-endian lengths.
 pub(crate) fn save_len(out: &mut Vec<u8>, len: u64) {
@@ -177,7 +177,7 @@ pub(crate) fn save_object(out: &mut Vec<u8>, value: &Value) {
                 out.extend_from_slice(&s.to_le_bytes());
             }
         }
-        Value::Hash(HashVal::Listpack(pairs)) => {
+        Value::Hash(HashVal { fields: HashFields::Listpack(pairs), .. }) => {
             out.push(types::HASH_LISTPACK);
             let mut lp = Builder::new();
             for (f, v) in pairs {
@@ -186,7 +186,7 @@ pub(crate) fn save_object(out: &mut Vec<u8>, value: &Value) {
             }
             save_string(out, &lp.finish());
         }
-        Value::Hash(HashVal::Table(t)) => {
+        Value::Hash(HashVal { fields: HashFields::Table(t), .. }) => {
             out.push(types::HASH);
             save_len(out, t.len() as u64);
             for (f, v) in t.iter() {
