@@ -287,3 +287,30 @@ def test_invalidation_after_a_leader_kill(make_cluster):
     assert t.next_push() == ["invalidate", ["lk"]]
     assert t.call("GET", "lk") == "2"
     t.close()
+
+
+def test_redis_py_client_side_cache_through_a_follower(make_cluster):
+    """redis-py 8's own cache (``cache_config``; it turns it on only when
+    HELLO reports 7.4 or later) on a follower: a cached key written through
+    the leader must not be served stale once the writer has its reply."""
+    from redis.cache import CacheConfig
+
+    cluster = make_cluster(3)
+    leader, f1, f2 = roles(cluster)
+    w = writer(cluster, leader)
+    w.set("cached", "v1")
+    c = cluster.client(f1, protocol=3, cache_config=CacheConfig())
+    cache = c.get_cache()
+    assert cache is not None, "redis-py did not enable its cache (HELLO version < 7.4?)"
+    assert c.get("cached") == "v1"
+    assert cache.size == 1, "the first read is cached"
+    # A second read is served from the cache: the server sees no GET.
+    before = int(writer(cluster, f1).info("commandstats").get("cmdstat_get", {}).get("calls", 0))
+    assert c.get("cached") == "v1"
+    after = int(writer(cluster, f1).info("commandstats").get("cmdstat_get", {}).get("calls", 0))
+    assert after == before, (before, after)
+    for via, value in [(leader, "v2"), (f2, "v3"), (leader, "v4")]:
+        assert writer(cluster, via).set("cached", value)
+        assert c.get("cached") == value, (via, value)
+        assert c.get("cached") == value
+    c.close()

@@ -120,6 +120,46 @@ const EXTENSIONS: &[(&str, &str, &str, &str)] = &[
         "8.8.0",
         "string",
     ),
+    // Hash-field expiration (Redis 7.4), summaries as Redis 7.4 has them.
+    (
+        "hexpire",
+        "Set expiry for hash field using relative time to expire (seconds)",
+        "7.4.0",
+        "hash",
+    ),
+    (
+        "hpexpire",
+        "Set expiry for hash field using relative time to expire (milliseconds)",
+        "7.4.0",
+        "hash",
+    ),
+    (
+        "hexpireat",
+        "Set expiry for hash field using an absolute Unix timestamp (seconds)",
+        "7.4.0",
+        "hash",
+    ),
+    (
+        "hpexpireat",
+        "Set expiry for hash field using an absolute Unix timestamp (milliseconds)",
+        "7.4.0",
+        "hash",
+    ),
+    ("httl", "Returns the TTL in seconds of a hash field.", "7.4.0", "hash"),
+    ("hpttl", "Returns the TTL in milliseconds of a hash field.", "7.4.0", "hash"),
+    (
+        "hexpiretime",
+        "Returns the expiration time of a hash field as a Unix timestamp, in seconds.",
+        "7.4.0",
+        "hash",
+    ),
+    (
+        "hpexpiretime",
+        "Returns the expiration time of a hash field as a Unix timestamp, in msec.",
+        "7.4.0",
+        "hash",
+    ),
+    ("hpersist", "Removes the expiration time for each specified field", "7.4.0", "hash"),
 ];
 
 /// COMMAND INFO and DOCS for an extension command, from its table entry.

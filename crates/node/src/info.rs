@@ -11,9 +11,11 @@ use raftcache_sm::Reply;
 use crate::clock::now_ms;
 use crate::server::Shared;
 
-/// The Redis version raftcache reports: clients pick features by it, and its
-/// command set and behaviour follow Redis 7.0.
-pub const REDIS_VERSION: &str = "7.0.15";
+/// The Redis version raftcache reports: clients pick features by it (redis-py
+/// turns its client-side cache on from 7.4). The command set and behaviour
+/// follow Redis 7.0, plus what clients of 7.2/7.4 rely on: hash-field
+/// expiration, `CLIENT SETINFO`/`NO-TOUCH` and `ZRANK … WITHSCORE` (README).
+pub const REDIS_VERSION: &str = "7.4.0";
 
 const SECTIONS: &[&str] = &[
     "server",

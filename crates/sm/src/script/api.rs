@@ -690,8 +690,9 @@ pub(crate) fn primitives(lua: &Lua) -> mlua::Result<Table> {
     redis.raw_set("setresp", lua.create_function(setresp)?)?;
     redis.raw_set("set_repl", lua.create_function(set_repl)?)?;
     redis.raw_set("acl_check_cmd", lua.create_function(acl_check_cmd)?)?;
-    redis.raw_set("REDIS_VERSION", "7.0.15")?;
-    redis.raw_set("REDIS_VERSION_NUM", 0x0007_000f)?;
+    // The version the node reports (crates/node/src/info.rs).
+    redis.raw_set("REDIS_VERSION", "7.4.0")?;
+    redis.raw_set("REDIS_VERSION_NUM", 0x0007_0400)?;
     p.raw_set("redis", redis)?;
     p.raw_set(
         "error_text",

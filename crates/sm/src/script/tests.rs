@@ -555,7 +555,7 @@ fn globals_and_libraries_match_redis() {
         ("return tostring(getmetatable('').__index == string)", "true"),
         ("local m = getmetatable(_G) local r = {} for k in pairs(m) do r[#r+1] = k end return r[1]", "__index"),
         ("return ('abc'):upper()", "ABC"),
-        ("return table.concat({redis.REDIS_VERSION, redis.REDIS_VERSION_NUM, redis.REPL_ALL, redis.LOG_WARNING}, ',')", "7.0.15,458767,3,3"),
+        ("return table.concat({redis.REDIS_VERSION, redis.REDIS_VERSION_NUM, redis.REPL_ALL, redis.LOG_WARNING}, ',')", "7.4.0,459776,3,3"),
         ("return tostring(redis.replicate_commands()) .. tostring(redis.breakpoint())", "truefalse"),
         ("return redis.sha1hex('')", "da39a3ee5e6b4b0d3255bfef95601890afd80709"),
         ("return redis.sha1hex(nil)", "da39a3ee5e6b4b0d3255bfef95601890afd80709"),
