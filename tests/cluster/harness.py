@@ -315,9 +315,17 @@ class Node:
         self._close_grpc()
 
     def sigstop(self) -> None:
+        """Stops the process and waits until every thread of it is stopped:
+        kill() returns once the signal is queued, and on a busy machine a
+        thread may still run (and, say, acknowledge an append) for a while."""
         assert self.alive()
         os.kill(self.proc.pid, signal.SIGSTOP)
         self.paused = True
+        deadline = time.monotonic() + 10
+        while not _all_threads_stopped(self.proc.pid):
+            if time.monotonic() >= deadline:
+                raise HarnessError(f"node {self.member} did not stop within 10 s of SIGSTOP")
+            time.sleep(0.005)
 
     def sigcont(self) -> None:
         if self.alive():
@@ -391,6 +399,24 @@ class Node:
     def status(self, timeout: float = 3.0):
         admin_pb2, _ = admin_modules()
         return self._stub().Status(admin_pb2.StatusRequest(), timeout=timeout)
+
+
+def _all_threads_stopped(pid: int) -> bool:
+    """True if every thread of pid is in state T (stopped) per /proc."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return True  # gone
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                # The state follows the parenthesised command name.
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state not in ("T", "t"):
+            return False
+    return True
 
 
 def _raw_info(r: redis.Redis) -> str:

@@ -191,6 +191,7 @@ fn render(shared: &Shared, section: &str, out: &mut String) {
             let p = &shared.cluster.proposer;
             field!("raft_proposed_entries:{}", p.batches.load(Ordering::Relaxed));
             field!("raft_proposed_commands:{}", p.ops.load(Ordering::Relaxed));
+            field!("raft_abandoned_attempts:{}", p.abandoned.load(Ordering::Relaxed));
             let r = &shared.cluster.reads;
             field!("raft_read_rounds:{}", r.rounds.load(Ordering::Relaxed));
             field!("raft_read_round_waiters:{}", r.waiters.load(Ordering::Relaxed));

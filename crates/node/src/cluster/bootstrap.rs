@@ -640,6 +640,14 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
             read_consistency: ReadConsistency::parse(&args.read_consistency),
             redirect: args.follower_mode == "redirect",
             lease: Duration::from_millis(args.election_timeout_ms / 2),
+            // The longest election timeout (openraft picks timeouts in
+            // [election-timeout, 2 x election-timeout]): by then the other
+            // voters are electing a leader without this one, as etcd's
+            // check-quorum assumes.
+            quorum_timeout: Duration::from_millis(args.election_timeout_ms * 2),
+            leaderless_timeout: Duration::from_millis(
+                (args.election_timeout_ms * 6).min(args.request_timeout),
+            ),
         },
         proposer,
         reads,
@@ -647,6 +655,7 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
         forwarder: Default::default(),
         vote,
         resp_addrs: Mutex::default(),
+        leaderless_since: Mutex::default(),
     });
     let _ = slot.set(cluster.clone());
     started.notify_waiters();

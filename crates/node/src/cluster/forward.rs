@@ -120,6 +120,9 @@ impl Forwarder {
         };
         let (tx, rx) = oneshot::channel();
         link.pending.lock().expect("pending lock").insert(id, tx);
+        // However this call ends (answered, timed out, or dropped because
+        // the caller gave up on this leader), its slot goes.
+        let _slot = Slot { pending: &link.pending, id };
         let queued = link.open.load(Ordering::Acquire)
             && matches!(
                 tokio::time::timeout_at(deadline.into(), link.requests.send(request)).await,
@@ -128,16 +131,11 @@ impl Forwarder {
         if !queued {
             // Never handed to the stream (closed, or full until the deadline:
             // the leader is not reading).
-            link.pending.lock().expect("pending lock").remove(&id);
             return Err(ForwardError::Refused);
         }
         let reply = match tokio::time::timeout_at(deadline.into(), rx).await {
             Ok(Ok(reply)) => reply,
-            Ok(Err(_)) => return Err(ForwardError::Unknown),
-            Err(_) => {
-                link.pending.lock().expect("pending lock").remove(&id);
-                return Err(ForwardError::Unknown);
-            }
+            Ok(Err(_)) | Err(_) => return Err(ForwardError::Unknown),
         };
         match ReplyError::try_from(reply.error) {
             Ok(ReplyError::None) => reply
@@ -148,6 +146,18 @@ impl Forwarder {
             Ok(ReplyError::NotLeader) => Err(ForwardError::Refused),
             _ => Err(ForwardError::Unknown),
         }
+    }
+}
+
+/// A forwarded batch's place in its stream's pending table, freed on drop.
+struct Slot<'a> {
+    pending: &'a Pending,
+    id: u64,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.pending.lock().expect("pending lock").remove(&self.id);
     }
 }
 

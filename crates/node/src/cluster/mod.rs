@@ -81,6 +81,12 @@ pub struct Options {
     pub redirect: bool,
     /// How long after a quorum acknowledgement a leader may serve lease reads.
     pub lease: Duration,
+    /// A leader that has heard from no majority for this long does not count
+    /// as a leader for this node's own requests (see [`Cluster::usable_leader`]).
+    pub quorum_timeout: Duration,
+    /// A node that has had no usable leader for this long answers its
+    /// clients at once instead of waiting out `request_timeout`.
+    pub leaderless_timeout: Duration,
 }
 
 /// Why a command could not be served; each maps to one error reply.
@@ -155,6 +161,8 @@ pub struct Cluster {
     pub vote: VoteCell,
     /// Client (RESP) addresses of other nodes, learned through Info.
     resp_addrs: Mutex<HashMap<NodeId, String>>,
+    /// Since when this node has seen no usable leader (as last checked).
+    leaderless_since: Mutex<Option<Instant>>,
 }
 
 impl Cluster {
@@ -179,21 +187,89 @@ impl Cluster {
         }
     }
 
-    /// Waits until a leader is known or `deadline` passes.
+    /// True if this node leads a group of several voters but has heard from
+    /// no majority of them for `quorum_timeout` (longer than the longest
+    /// election timeout): the other voters have elected, or are electing,
+    /// another leader. openraft 0.9 has no check-quorum step-down, so the
+    /// node stays leader in Raft's sense until it hears of the new term; this
+    /// is how the node itself knows it is cut off.
+    pub fn quorum_lost(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        if m.state != ServerState::Leader {
+            return false;
+        }
+        let voters = m.membership_config.membership().voter_ids().count();
+        voters > 1
+            && m.millis_since_quorum_ack
+                .is_some_and(|ms| Duration::from_millis(ms) > self.options.quorum_timeout)
+    }
+
+    /// The leader this node's requests should go to: [`Cluster::leader`],
+    /// except that a leader cut off from its quorum (see
+    /// [`Cluster::quorum_lost`]) counts as no leader.
+    pub fn usable_leader(&self) -> Leader {
+        match self.leader() {
+            Leader::Me if self.quorum_lost() => Leader::Unknown,
+            leader => leader,
+        }
+    }
+
+    /// The usable leader now, noting since when there has been none.
+    fn observe_leader(&self) -> (Leader, Duration) {
+        let leader = self.usable_leader();
+        let mut since = self.leaderless_since.lock().expect("leaderless lock");
+        if leader == Leader::Unknown {
+            let start = *since.get_or_insert_with(Instant::now);
+            (leader, start.elapsed())
+        } else {
+            *since = None;
+            (leader, Duration::ZERO)
+        }
+    }
+
+    /// Waits until a usable leader is known, `deadline` passes, or the node
+    /// has been without one for `leaderless_timeout` (it then answers at
+    /// once rather than holding every client for `request_timeout`).
     pub async fn wait_for_leader(&self, deadline: Instant) -> Result<Leader, ClusterError> {
         let mut watch = self.raft.metrics();
         loop {
-            let leader = self.leader();
+            let (leader, leaderless) = self.observe_leader();
             if leader != Leader::Unknown {
                 return Ok(leader);
             }
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .min(self.options.leaderless_timeout.saturating_sub(leaderless));
             if left.is_zero() {
                 return Err(ClusterError::NoLeader);
             }
             match tokio::time::timeout(left.min(Duration::from_millis(50)), watch.changed()).await {
                 Ok(Err(_)) => return Err(ClusterError::ShuttingDown),
                 _ => continue,
+            }
+        }
+    }
+
+    /// Resolves when the usable leader is no longer `leader`: a request
+    /// handed to it then is retried at once with the new one (under the same
+    /// session and sequence number, so it is applied at most once) instead
+    /// of waiting for an answer that a deposed or unreachable leader may
+    /// never give.
+    pub async fn leader_moved(&self, leader: &Leader) {
+        let mut watch = self.raft.metrics();
+        loop {
+            if self.usable_leader() != *leader {
+                return;
+            }
+            // Metrics are published on every turn of Raft's loop (at least
+            // every tick); the timeout covers a quorum acknowledgement that
+            // ages without any other change.
+            if let Ok(Err(_)) =
+                tokio::time::timeout(Duration::from_millis(50), watch.changed()).await
+            {
+                // Raft stopped: the attempt itself will end.
+                std::future::pending::<()>().await;
             }
         }
     }
@@ -349,6 +425,9 @@ impl Cluster {
             ("raft_role".into(), role.into()),
             ("raft_term".into(), m.current_term.to_string()),
             ("raft_leader_id".into(), leader),
+            // 1 while this node leads but has heard from no majority for
+            // the longest election timeout: it serves nothing as leader then.
+            ("raft_quorum_lost".into(), u8::from(self.quorum_lost()).to_string()),
             ("raft_last_log_index".into(), m.last_log_index.unwrap_or(0).to_string()),
             ("raft_applied_index".into(), m.last_applied.map_or(0, |l| l.index).to_string()),
             ("raft_members".into(), members.join(",")),

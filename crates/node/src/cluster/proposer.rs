@@ -65,6 +65,8 @@ pub struct Proposer {
     /// Entries proposed, batches, for INFO.
     pub batches: AtomicU64,
     pub ops: AtomicU64,
+    /// Attempts given up because their leader changed, for INFO.
+    pub abandoned: AtomicU64,
 }
 
 impl Proposer {
@@ -76,6 +78,7 @@ impl Proposer {
             seqs: Mutex::default(),
             batches: AtomicU64::new(0),
             ops: AtomicU64::new(0),
+            abandoned: AtomicU64::new(0),
         };
         (proposer, rx)
     }
@@ -188,18 +191,33 @@ async fn submit(
             seq,
             ack_below: cluster.proposer.ack_below(),
         };
-        let attempt = match leader {
-            Leader::Me => propose_local(cluster, origin, ops.clone(), deadline).await,
-            Leader::Other { raft_addr, .. } => {
-                forward_write(cluster, &raft_addr, origin, &ops, deadline).await
+        // An attempt is abandoned as soon as the leader it went to is no
+        // longer this node's leader (a new term, or this leader cut off from
+        // its quorum), and retried with the new one: nothing waits for the
+        // answer of a leader that is gone.
+        let moved = cluster.leader_moved(&leader);
+        let attempt = async {
+            match &leader {
+                Leader::Me => propose_local(cluster, origin, ops.clone(), deadline).await,
+                Leader::Other { raft_addr, .. } => {
+                    forward_write(cluster, raft_addr, origin, &ops, deadline).await
+                }
+                Leader::Unknown => Attempt::Refused,
             }
-            Leader::Unknown => Attempt::Refused,
+        };
+        let (attempt, abandoned) = tokio::select! {
+            attempt = attempt => (attempt, false),
+            () = moved => (Attempt::Unknown, true),
         };
         match attempt {
             Attempt::Done(replies) => return Ok(replies),
             Attempt::Fatal(e) => return Err(e),
             Attempt::Refused => {}
             Attempt::Unknown => maybe_applied = true,
+        }
+        if abandoned {
+            cluster.proposer.abandoned.fetch_add(1, Ordering::Relaxed);
+            continue;
         }
         if Instant::now() >= deadline {
             return Err(if maybe_applied {
