@@ -427,6 +427,44 @@ def test_everysec_kill9_all_nodes_resumes_and_serves(make_dcluster):
           f"{len(mid)} from 2-1 s before the crash")
 
 
+def test_everysec_old_leader_restarted_first_does_not_wedge_the_others(make_dcluster):
+    """Under everysec, after kill -9 of all nodes, the old leader is restarted
+    a second before the others. It resumes first (its grace period ends
+    first) and, restored from its own committed vote, is a leader to openraft
+    before anyone has acknowledged it. The others must not take that for a
+    live cluster and rejoin as new incarnations: the old leader could never
+    commit their addition (its quorum is their old incarnations), and the
+    cluster would stay wedged (CI saw it). They resume with their logs under
+    the same identities, and the cluster serves with every write that was
+    flushed before the crash."""
+    cluster = make_dcluster(3, args=EVERYSEC)
+    leader = cluster.leader()
+    c = cluster.client(leader)
+    for i in range(200):
+        assert c.set(f"k{i}", str(i)) is True
+    c.close()
+    written = time.monotonic()
+    # everysec flushes every second: give it two.
+    cluster.wait_for("2 s after the writes", lambda: time.monotonic() - written > 2.0, timeout=5)
+    before = raft_ids(cluster)
+    cluster.kill_all()
+    others = [m for m in cluster.nodes if m != leader]
+    cluster.node(leader).spawn()
+    started = time.monotonic()
+    cluster.wait_for("1 s after the old leader started",
+                     lambda: time.monotonic() - started > 1.0, timeout=5)
+    cluster.spawn(others)
+    new_leader = cluster.wait_stable(timeout=60)
+    after = raft_ids(cluster)
+    assert after == before, f"raft ids {before} -> {after}: a node rejoined as a new incarnation"
+    c = cluster.client(new_leader)
+    assert c.set("after:crash", "1") is True
+    values = mget_all(c, [f"k{i}" for i in range(200)])
+    assert all(values[f"k{i}"] == str(i) for i in range(200)), values
+    c.close()
+    cluster.assert_digests_equal(timeout=60)
+
+
 def test_everysec_clean_stop_resumes_same_identity(make_dcluster):
     """Under everysec a node stopped cleanly (SIGTERM: its log is flushed and
     the identity file says clean_shutdown=true) resumes under the same raft

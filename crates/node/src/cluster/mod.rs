@@ -205,6 +205,24 @@ impl Cluster {
                 .is_some_and(|ms| Duration::from_millis(ms) > self.options.quorum_timeout)
     }
 
+    /// True if this node leads and a majority of the voters acknowledged it
+    /// within `quorum_timeout` (a single voter always does). A node that
+    /// restarts with a committed vote for itself is a leader to openraft at
+    /// once, before anyone has heard from it: it is not one that a
+    /// restarting peer may join (its old incarnation would then be missing
+    /// from a quorum that can no longer form).
+    pub fn leads_with_quorum(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        if m.state != ServerState::Leader || m.current_leader != Some(self.node_id) {
+            return false;
+        }
+        let voters = m.membership_config.membership().voter_ids().count();
+        voters <= 1
+            || m.millis_since_quorum_ack
+                .is_some_and(|ms| Duration::from_millis(ms) <= self.options.quorum_timeout)
+    }
+
     /// The leader this node's requests should go to: [`Cluster::leader`],
     /// except that a leader cut off from its quorum (see
     /// [`Cluster::quorum_lost`]) counts as no leader.

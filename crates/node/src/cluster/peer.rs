@@ -240,8 +240,13 @@ impl RaftService for PeerService {
             let m = cluster.metrics();
             info.raft_node_id = cluster.node_id;
             info.initialized = m.membership_config.membership().nodes().next().is_some();
+            // A leader names itself only once a quorum has acknowledged it:
+            // restarting peers join a cluster that has a leader (see
+            // bootstrap's survey), and one restored from its own vote alone
+            // may have no live quorum.
             info.leader_raft_node_id = match cluster.leader() {
-                Leader::Me => cluster.node_id,
+                Leader::Me if cluster.leads_with_quorum() => cluster.node_id,
+                Leader::Me => 0,
                 Leader::Other { id, .. } => id,
                 Leader::Unknown => 0,
             };
@@ -253,8 +258,8 @@ impl RaftService for PeerService {
     async fn join(&self, request: Request<JoinRequest>) -> RpcResult<JoinReply> {
         let cluster = self.cluster()?;
         let JoinRequest { raft_node_id: new_id, raft_addr } = request.into_inner();
-        if cluster.leader() != Leader::Me {
-            return Err(Status::failed_precondition("not the leader"));
+        if !cluster.leads_with_quorum() {
+            return Err(Status::failed_precondition("not the leader (or no quorum yet)"));
         }
         let member = member_of(new_id);
         if !cluster.peers.contains_key(&member) {
