@@ -46,6 +46,8 @@ impl Admin for AdminService {
             applied_index: m.last_applied.map_or(0, |l| l.index),
             members,
             read_consistency: c.options.read_consistency.name().into(),
+            ready: c.ready(),
+            quorum_lost: c.quorum_lost(),
         }))
     }
 

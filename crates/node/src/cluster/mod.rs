@@ -223,6 +223,33 @@ impl Cluster {
                 .is_some_and(|ms| Duration::from_millis(ms) <= self.options.quorum_timeout)
     }
 
+    /// True once this node may be counted on: a voter of a settled (not
+    /// joint) membership in which it is its member's only incarnation, with
+    /// a usable leader (itself with a quorum, or another). A restarted node
+    /// that rejoins as a new incarnation is a learner until it has caught up,
+    /// and its old incarnation stays a voter until the leader swaps them:
+    /// restarting another node before this turns true can leave the dead
+    /// incarnations a majority of the voters. It is the signal rolling
+    /// restarts wait for (INFO `raft_ready`, the admin Status's `ready`).
+    pub fn ready(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let membership = m.membership_config.membership();
+        let settled = membership.get_joint_config().len() == 1;
+        let voter = membership.voter_ids().any(|id| id == self.node_id);
+        let me = member_of(self.node_id);
+        let alone = membership.nodes().filter(|(id, _)| member_of(**id) == me).count() == 1;
+        drop(m);
+        settled
+            && voter
+            && alone
+            && match self.usable_leader() {
+                Leader::Me => self.leads_with_quorum(),
+                Leader::Other { .. } => true,
+                Leader::Unknown => false,
+            }
+    }
+
     /// The leader this node's requests should go to: [`Cluster::leader`],
     /// except that a leader cut off from its quorum (see
     /// [`Cluster::quorum_lost`]) counts as no leader.
@@ -446,6 +473,9 @@ impl Cluster {
             // 1 while this node leads but has heard from no majority for
             // the longest election timeout: it serves nothing as leader then.
             ("raft_quorum_lost".into(), u8::from(self.quorum_lost()).to_string()),
+            // 1 once this node is a voter of a settled membership with a
+            // leader: what a rolling restart waits for before the next node.
+            ("raft_ready".into(), u8::from(self.ready()).to_string()),
             ("raft_last_log_index".into(), m.last_log_index.unwrap_or(0).to_string()),
             ("raft_applied_index".into(), m.last_applied.map_or(0, |l| l.index).to_string()),
             ("raft_members".into(), members.join(",")),
