@@ -162,6 +162,11 @@ const EXTENSIONS: &[(&str, &str, &str, &str)] = &[
     ("hpersist", "Removes the expiration time for each specified field", "7.4.0", "hash"),
 ];
 
+/// Commands whose arity changed after Redis 7.0, with the arity this server
+/// has (the captured 7.0 metadata is patched): ZRANK/ZREVRANK … WITHSCORE
+/// (7.2).
+const NEWER_ARITIES: &[(&str, i64)] = &[("zrank", -3), ("zrevrank", -3)];
+
 /// COMMAND INFO and DOCS for an extension command, from its table entry.
 fn extension_meta(spec: &command::Spec, summary: &str, since: &str, group: &str) -> Meta {
     let flag = if spec.is_write() { "write" } else { "readonly" };
@@ -206,6 +211,12 @@ fn table() -> &'static BTreeMap<String, Meta> {
             let info = filter_info(frame_to_reply(&parts[0]));
             let docs = filter_docs(frame_to_reply(&parts[1]));
             map.insert(name, Meta { info, docs });
+        }
+        // Arities that grew after 7.0 with options this server takes.
+        for (name, arity) in NEWER_ARITIES {
+            if let Some(Meta { info: Reply::Array(fields), .. }) = map.get_mut(*name) {
+                fields[1] = Reply::Int(*arity);
+            }
         }
         for (name, summary, since, group) in EXTENSIONS {
             if let Some(spec) = command::lookup(name.as_bytes()) {

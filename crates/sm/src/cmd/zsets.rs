@@ -17,7 +17,7 @@ use bytes::Bytes;
 use crate::args::{self, is, Res};
 use crate::cmd::keys::{adds_key, notify_if_gone, notify_new, scan_reply, ScanArgs};
 use crate::cmd::sets::store_nothing;
-use crate::command::Spec;
+use crate::command::{arity_error, Spec};
 use crate::db::Db;
 use crate::event::Class;
 use crate::float;
@@ -34,8 +34,8 @@ pub const COMMANDS: &[Spec] = &[
     Spec::read("zcard", 2, (1, 1, 1), zcard),
     Spec::read("zcount", 4, (1, 1, 1), zcount),
     Spec::read("zlexcount", 4, (1, 1, 1), zlexcount),
-    Spec::read("zrank", 3, (1, 1, 1), zrank),
-    Spec::read("zrevrank", 3, (1, 1, 1), zrevrank),
+    Spec::read("zrank", -3, (1, 1, 1), zrank),
+    Spec::read("zrevrank", -3, (1, 1, 1), zrevrank),
     Spec::read("zrange", -4, (1, 1, 1), zrange),
     Spec::read("zrevrange", -4, (1, 1, 1), zrevrange),
     Spec::read("zrangebyscore", -4, (1, 1, 1), zrangebyscore),
@@ -553,25 +553,39 @@ fn zcard(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
     Ok(q.db().get_zset(&argv[1], q.now)?.map_or(0, ZSetVal::len).into())
 }
 
-/// The 0-based rank of `member` in ascending order.
-fn rank_of(z: &ZSetVal, member: &[u8]) -> Option<usize> {
-    let (stored, &score) = z.scores.get_key_value(member)?;
-    let end = Bound::Excluded((Score(score), stored.clone()));
-    Some(z.order.range((Bound::Unbounded, end)).count())
-}
-
-/// ZRANK key member
+/// ZRANK key member [WITHSCORE]
 fn zrank(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
-    let z = q.db().get_zset(&argv[1], q.now)?;
-    Ok(z.and_then(|z| rank_of(z, &argv[2])).map_or(Reply::Nil, |r| Reply::Int(r as i64)))
+    rank_generic(q, argv, false)
 }
 
-/// ZREVRANK key member
+/// ZREVRANK key member [WITHSCORE]
 fn zrevrank(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
-    let Some(z) = q.db().get_zset(&argv[1], q.now)? else { return Ok(Reply::Nil) };
-    let Some((stored, &score)) = z.scores.get_key_value(&argv[2]) else { return Ok(Reply::Nil) };
-    let start = Bound::Excluded((Score(score), stored.clone()));
-    Ok(Reply::Int(z.order.range((start, Bound::Unbounded)).count() as i64))
+    rank_generic(q, argv, true)
+}
+
+/// ZRANK and ZREVRANK, with Redis 7.2's WITHSCORE: `[rank, score]`, and a
+/// nil array for a missing key or member when it is given.
+fn rank_generic(q: &mut Query, argv: &[Bytes], reverse: bool) -> Res<Reply> {
+    let name = if reverse { "zrevrank" } else { "zrank" };
+    if argv.len() > 4 {
+        return Err(arity_error(name));
+    }
+    let with_score = match argv.get(3) {
+        None => false,
+        Some(opt) if opt.eq_ignore_ascii_case(b"withscore") => true,
+        Some(_) => return Err(Reply::err(errors::SYNTAX)),
+    };
+    let missing = if with_score { Reply::NilArray } else { Reply::Nil };
+    let Some(z) = q.db().get_zset(&argv[1], q.now)? else { return Ok(missing) };
+    let Some((stored, &score)) = z.scores.get_key_value(&argv[2]) else { return Ok(missing) };
+    let at = (Score(score), stored.clone());
+    let rank = if reverse {
+        z.order.range((Bound::Excluded(at), Bound::Unbounded)).count()
+    } else {
+        z.order.range((Bound::Unbounded, Bound::Excluded(at))).count()
+    };
+    let rank = Reply::Int(rank as i64);
+    Ok(if with_score { Reply::Array(vec![rank, Reply::Double(score)]) } else { rank })
 }
 
 /// ZCOUNT key min max
@@ -1438,6 +1452,45 @@ mod tests {
                 .collect(),
             other => panic!("not an array: {other:?}"),
         }
+    }
+
+    #[test]
+    fn zrank_withscore_documented_examples() {
+        // The examples of redis.io's ZRANK and ZREVRANK pages (Redis 7.2's
+        // WITHSCORE), and t_zset.c's errors: a fifth argument is an arity
+        // error, another fourth one a syntax error, and a missing key or
+        // member is a nil array when WITHSCORE is given.
+        let mut h = Harness::new();
+        check(&mut h, "ZADD myzset 1 one 2 two 3 three", int(3));
+        check(&mut h, "ZRANK myzset three", int(2));
+        check(&mut h, "ZRANK myzset four", Reply::Nil);
+        check(
+            &mut h,
+            "ZRANK myzset three WITHSCORE",
+            Reply::Array(vec![int(2), Reply::Double(3.0)]),
+        );
+        check(&mut h, "ZRANK myzset four withscore", Reply::NilArray);
+        check(&mut h, "ZREVRANK myzset one", int(2));
+        check(&mut h, "ZREVRANK myzset four", Reply::Nil);
+        check(
+            &mut h,
+            "ZREVRANK myzset three WITHSCORE",
+            Reply::Array(vec![int(0), Reply::Double(3.0)]),
+        );
+        check(&mut h, "ZREVRANK myzset four WITHSCORE", Reply::NilArray);
+        check(&mut h, "ZRANK nokey a WITHSCORE", Reply::NilArray);
+        check(&mut h, "ZRANK myzset one WITHSCORES", err("ERR syntax error"));
+        check(
+            &mut h,
+            "ZRANK myzset one WITHSCORE x",
+            err("ERR wrong number of arguments for 'zrank' command"),
+        );
+        h.run("SET str x");
+        check(
+            &mut h,
+            "ZRANK str a WITHSCORE",
+            err("WRONGTYPE Operation against a key holding the wrong kind of value"),
+        );
     }
 
     #[test]
