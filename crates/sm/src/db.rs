@@ -49,6 +49,15 @@ impl Object {
     pub fn is_expired(&self, now: i64) -> bool {
         self.expire_at.is_some_and(|at| at <= now)
     }
+
+    /// The earliest field expiry of a hash with field TTLs.
+    #[inline]
+    fn field_expiry(&self) -> Option<i64> {
+        match &self.value {
+            Value::Hash(h) => h.min_ttl(),
+            _ => None,
+        }
+    }
 }
 
 /// One database.
@@ -59,7 +68,7 @@ pub struct Db {
     expires: BTreeSet<(i64, Bytes)>,
     /// Hashes with field TTLs by their earliest field expiry: `(at, key)`,
     /// and `key → at` for the same entries. A function of the keyspace
-    /// (kept in step by every write, see [`Db::sync_field_expiry`]).
+    /// (kept in step by every write, see [`Db::index_field_expiry`]).
     hexpires: BTreeSet<(i64, Bytes)>,
     hexpire_of: BTreeMap<Bytes, i64>,
     /// Hashes that lost fields because they expired, and whether the hash
@@ -282,14 +291,14 @@ impl Db {
             return (0, false);
         }
         let gone = h.is_empty();
+        let next = h.min_ttl();
         if gone {
             self.remove(key);
             self.gone.record(stored.clone(), index.unwrap_or(version));
+        } else if let Some(index) = index {
+            self.touch(key, index);
         } else {
-            if let Some(index) = index {
-                self.touch(key, index);
-            }
-            self.sync_field_expiry(key);
+            self.index_field_expiry(key, next);
         }
         if self.track_expired {
             self.expired_fields.push((stored, gone));
@@ -297,18 +306,16 @@ impl Db {
         (n, gone)
     }
 
-    /// Brings the index of hashes with field TTLs in step with the value at
-    /// `key` (after any change to it).
-    pub(crate) fn sync_field_expiry(&mut self, key: &[u8]) {
-        let new = match self.keys.get(key) {
-            Some(Object { value: Value::Hash(h), .. }) => h.min_ttl(),
-            _ => None,
-        };
-        if new.is_none() && self.hexpire_of.is_empty() {
+    /// Brings the index of hashes with field TTLs in step with `key`, whose
+    /// value now has `next` as its earliest field expiry (None: not a hash
+    /// with field TTLs, or gone). Callers pass what they have in hand, so a
+    /// write to a keyspace without field TTLs costs no lookup here.
+    fn index_field_expiry(&mut self, key: &[u8], next: Option<i64>) {
+        if next.is_none() && self.hexpire_of.is_empty() {
             return;
         }
         let old = self.hexpire_of.get(key).copied();
-        if old == new {
+        if old == next {
             return;
         }
         let stored = match self.hexpire_of.remove_entry(key) {
@@ -318,7 +325,7 @@ impl Db {
             }
             None => Bytes::copy_from_slice(key),
         };
-        if let Some(at) = new {
+        if let Some(at) = next {
             self.hexpires.insert((at, stored.clone()));
             self.hexpire_of.insert(stored, at);
         }
@@ -357,7 +364,7 @@ impl Db {
             if let Some(at) = obj.expire_at {
                 self.expires.remove(&(at, stored.clone()));
             }
-            self.sync_field_expiry(&stored);
+            self.index_field_expiry(&stored, None);
             if self.track_expired {
                 self.expired_keys.push(stored.clone());
             }
@@ -392,13 +399,14 @@ impl Db {
     /// Stores a whole object (value and expiry), replacing the old one.
     pub fn set_object(&mut self, key: &[u8], obj: Object) {
         let new_expiry = obj.expire_at;
+        let field_expiry = obj.field_expiry();
         // The common case, no TTL before or after: replace in place with one
         // lookup (the expiry index is untouched).
         if new_expiry.is_none() {
             if let Some(slot) = self.keys.get_mut(key) {
                 if slot.expire_at.is_none() {
                     *slot = obj;
-                    self.sync_field_expiry(key);
+                    self.index_field_expiry(key, field_expiry);
                     return;
                 }
             }
@@ -413,7 +421,7 @@ impl Db {
                     self.expires.insert((at, stored.clone()));
                 }
                 self.keys.insert(stored, obj);
-                self.sync_field_expiry(key);
+                self.index_field_expiry(key, field_expiry);
             }
             None => {
                 let stored = Bytes::copy_from_slice(key);
@@ -424,7 +432,7 @@ impl Db {
                     self.created(key);
                 }
                 self.keys.insert(stored, obj);
-                self.sync_field_expiry(key);
+                self.index_field_expiry(key, field_expiry);
             }
         }
     }
@@ -453,7 +461,7 @@ impl Db {
         if let Some(at) = obj.expire_at {
             self.expires.remove(&(at, stored.clone()));
         }
-        self.sync_field_expiry(&stored);
+        self.index_field_expiry(&stored, None);
         Some(obj)
     }
 
@@ -520,7 +528,7 @@ impl Db {
                     let (_, key) = self.expires.pop_first().expect("checked first");
                     let obj = self.keys.remove(&key);
                     debug_assert!(obj.is_some(), "expiry index out of sync");
-                    self.sync_field_expiry(&key);
+                    self.index_field_expiry(&key, None);
                     if let Some((stored, obj)) = obj {
                         if self.track_expired {
                             self.expired_keys.push(stored.clone());
@@ -580,11 +588,17 @@ impl Db {
     /// version, or leaves a tombstone if the command removed it.
     /// A changed hash also brings its entry in the field expiry index in step.
     pub fn touch(&mut self, key: &[u8], index: u64) {
-        match self.keys.get_mut(key) {
-            Some(obj) => obj.version = index,
-            None => self.gone.record(Bytes::copy_from_slice(key), index),
-        }
-        self.sync_field_expiry(key);
+        let field_expiry = match self.keys.get_mut(key) {
+            Some(obj) => {
+                obj.version = index;
+                obj.field_expiry()
+            }
+            None => {
+                self.gone.record(Bytes::copy_from_slice(key), index);
+                None
+            }
+        };
+        self.index_field_expiry(key, field_expiry);
     }
 
     /// True if `key` changed after log index `mark`, as EXEC checks a WATCH:
@@ -618,8 +632,9 @@ impl Db {
         if let Some(at) = obj.expire_at {
             self.expires.insert((at, key.clone()));
         }
+        let field_expiry = obj.field_expiry();
         self.keys.insert(key.clone(), obj);
-        self.sync_field_expiry(&key);
+        self.index_field_expiry(&key, field_expiry);
     }
 
     typed_access!(get_str, str_mut, str_or_create, Str, Bytes);
