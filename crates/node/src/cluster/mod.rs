@@ -46,6 +46,9 @@ use self::confirm::Confirmer;
 use self::proposer::Proposer;
 use self::reads::ReadBarrier;
 
+/// How often a write waiting on a leader checks that it still is one.
+const LEADER_POLL: Duration = Duration::from_millis(20);
+
 /// How reads are served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReadConsistency {
@@ -187,6 +190,21 @@ impl Cluster {
         }
     }
 
+    /// While this node leads: how long since a majority of the voters last
+    /// acknowledged it (`Some(None)`: none has yet; zero for a single
+    /// voter). `None` when it does not lead.
+    fn quorum_ack_age(&self) -> Option<Option<Duration>> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        if m.state != ServerState::Leader || m.current_leader != Some(self.node_id) {
+            return None;
+        }
+        if m.membership_config.membership().voter_ids().count() <= 1 {
+            return Some(Some(Duration::ZERO));
+        }
+        Some(m.millis_since_quorum_ack.map(Duration::from_millis))
+    }
+
     /// True if this node leads a group of several voters but has heard from
     /// no majority of them for `quorum_timeout` (longer than the longest
     /// election timeout): the other voters have elected, or are electing,
@@ -194,33 +212,17 @@ impl Cluster {
     /// node stays leader in Raft's sense until it hears of the new term; this
     /// is how the node itself knows it is cut off.
     pub fn quorum_lost(&self) -> bool {
-        let metrics = self.raft.metrics();
-        let m = metrics.borrow();
-        if m.state != ServerState::Leader {
-            return false;
-        }
-        let voters = m.membership_config.membership().voter_ids().count();
-        voters > 1
-            && m.millis_since_quorum_ack
-                .is_some_and(|ms| Duration::from_millis(ms) > self.options.quorum_timeout)
+        matches!(self.quorum_ack_age(), Some(Some(age)) if age > self.options.quorum_timeout)
     }
 
     /// True if this node leads and a majority of the voters acknowledged it
-    /// within `quorum_timeout` (a single voter always does). A node that
-    /// restarts with a committed vote for itself is a leader to openraft at
-    /// once, before anyone has heard from it: it is not one that a
-    /// restarting peer may join (its old incarnation would then be missing
-    /// from a quorum that can no longer form).
+    /// within `quorum_timeout`. A node that restarts with a committed vote
+    /// for itself is a leader to openraft at once, before anyone has heard
+    /// from it: it is not one that a restarting peer may join (its old
+    /// incarnation would then be missing from a quorum that can no longer
+    /// form).
     pub fn leads_with_quorum(&self) -> bool {
-        let metrics = self.raft.metrics();
-        let m = metrics.borrow();
-        if m.state != ServerState::Leader || m.current_leader != Some(self.node_id) {
-            return false;
-        }
-        let voters = m.membership_config.membership().voter_ids().count();
-        voters <= 1
-            || m.millis_since_quorum_ack
-                .is_some_and(|ms| Duration::from_millis(ms) <= self.options.quorum_timeout)
+        matches!(self.quorum_ack_age(), Some(Some(age)) if age <= self.options.quorum_timeout)
     }
 
     /// True once this node may be counted on: a voter of a settled (not
@@ -243,7 +245,7 @@ impl Cluster {
         settled
             && voter
             && alone
-            && match self.usable_leader() {
+            && match self.leader() {
                 Leader::Me => self.leads_with_quorum(),
                 Leader::Other { .. } => true,
                 Leader::Unknown => false,
@@ -302,19 +304,16 @@ impl Cluster {
     /// of waiting for an answer that a deposed or unreachable leader may
     /// never give.
     pub async fn leader_moved(&self, leader: &Leader) {
-        let mut watch = self.raft.metrics();
+        // Polled rather than woken by the metrics channel, which openraft
+        // publishes on every turn of its loop: that would wake every batch
+        // in flight many times per write. An election takes hundreds of
+        // milliseconds; noticing it within a poll is soon enough.
+        let mut poll = tokio::time::interval(LEADER_POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            poll.tick().await;
             if self.usable_leader() != *leader {
                 return;
-            }
-            // Metrics are published on every turn of Raft's loop (at least
-            // every tick); the timeout covers a quorum acknowledgement that
-            // ages without any other change.
-            if let Ok(Err(_)) =
-                tokio::time::timeout(Duration::from_millis(50), watch.changed()).await
-            {
-                // Raft stopped: the attempt itself will end.
-                std::future::pending::<()>().await;
             }
         }
     }
