@@ -5,46 +5,16 @@
 //! (`Op::Unblock`, or the purge after the pending timeout), and all of it
 //! survives a snapshot and replays identically.
 
-use bytes::Bytes;
 use proptest::prelude::*;
 use raftcache_sm::blocked::{WaiterId, PENDING_TIMEOUT_MS};
-use raftcache_sm::{Call, Event, Op, Reply, Stamp, State};
+use raftcache_sm::{Call, Event, Op, Reply, State};
 
-fn argv(line: &str) -> Vec<Bytes> {
-    line.split(' ').map(|w| Bytes::copy_from_slice(w.as_bytes())).collect()
-}
-
-fn bulk(s: &str) -> Reply {
-    Reply::Bulk(Bytes::copy_from_slice(s.as_bytes()))
-}
-
-struct Log {
-    state: State,
-    index: u64,
-    time: i64,
-}
+mod common;
+use common::{argv, bulk, Log};
 
 impl Log {
-    fn new() -> Log {
-        Log { state: State::new(), index: 0, time: 1_000_000 }
-    }
-
-    fn apply(&mut self, op: Op) -> Reply {
-        self.index += 1;
-        let stamp = Stamp { index: self.index, time_ms: self.time, seed: self.index };
-        self.state.apply(&stamp, &op)
-    }
-
-    fn run(&mut self, line: &str) -> Reply {
-        self.apply(Op::Command { db: 0, argv: argv(line) })
-    }
-
     fn block(&mut self, seq: u64, line: &str) -> Reply {
         self.apply(Op::Block { waiter: w(seq), db: 0, argv: argv(line) })
-    }
-
-    fn read(&self, line: &str) -> Reply {
-        self.state.query(0, &argv(line), self.time, 0)
     }
 
     /// The (waiter, reply, served) of the events since the last call.

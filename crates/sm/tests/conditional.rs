@@ -15,52 +15,14 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use raftcache_sm::{Call, Op, Reply, Stamp, State, Watch};
 
-fn argv(line: &str) -> Vec<Bytes> {
-    line.split(' ').map(|w| Bytes::copy_from_slice(w.as_bytes())).collect()
-}
+mod common;
+use common::{bulk, Log};
 
-fn bulk(s: &str) -> Reply {
-    Reply::Bulk(Bytes::copy_from_slice(s.as_bytes()))
-}
+/// The replicated clock at the first entry (ms).
+const START: i64 = 1_700_000_000_000;
 
 fn pair(a: i64, b: i64) -> Reply {
     Reply::Array(vec![Reply::Int(a), Reply::Int(b)])
-}
-
-/// An engine with a log index and a replicated clock.
-struct Log {
-    state: State,
-    index: u64,
-    time: i64,
-}
-
-impl Log {
-    fn new() -> Log {
-        Log { state: State::new(), index: 0, time: 1_700_000_000_000 }
-    }
-
-    fn apply(&mut self, op: Op) -> Reply {
-        self.index += 1;
-        let stamp = Stamp { index: self.index, time_ms: self.time, seed: self.index };
-        self.state.apply(&stamp, &op)
-    }
-
-    fn run(&mut self, line: &str) -> Reply {
-        self.apply(Op::Command { db: 0, argv: argv(line) })
-    }
-
-    fn read(&self, line: &str) -> Reply {
-        self.state.query(0, &argv(line), self.time, 0)
-    }
-
-    fn watch(&self, keys: &str) -> Vec<Watch> {
-        self.state.watch_marks(0, &argv(keys), self.time)
-    }
-
-    fn exec(&mut self, watches: Vec<Watch>, lines: &[&str]) -> Reply {
-        let calls = lines.iter().map(|l| Call { db: 0, argv: argv(l) }).collect();
-        self.apply(Op::Exec { watches, calls })
-    }
 }
 
 // --- WATCH --------------------------------------------------------------
@@ -109,7 +71,7 @@ const KEEPS: &[(&str, &str)] = &[
 #[test]
 fn watch_sees_conditional_writes_that_change_the_key() {
     for (setup, command) in CHANGES {
-        let mut log = Log::new();
+        let mut log = Log::at(START);
         if !setup.is_empty() {
             log.run(setup);
         }
@@ -122,7 +84,7 @@ fn watch_sees_conditional_writes_that_change_the_key() {
 #[test]
 fn watch_ignores_conditional_writes_that_do_not() {
     for (setup, command) in KEEPS {
-        let mut log = Log::new();
+        let mut log = Log::at(START);
         if !setup.is_empty() {
             log.run(setup);
         }
@@ -138,7 +100,7 @@ fn watch_ignores_conditional_writes_that_do_not() {
 
 #[test]
 fn conditional_writes_inside_a_transaction() {
-    let mut log = Log::new();
+    let mut log = Log::at(START);
     log.run("SET lock tokA");
     let reply = log.exec(
         vec![],
@@ -155,7 +117,7 @@ fn conditional_writes_inside_a_transaction() {
 /// neither extend nor release the new holder's lock.
 #[test]
 fn token_lock_over_replicated_time() {
-    let mut log = Log::new();
+    let mut log = Log::at(START);
     assert_eq!(log.run("SET lock tokA NX PX 1000"), Reply::Ok);
     assert_eq!(log.run("SET lock tokB NX PX 1000"), Reply::Nil);
     log.time += 500;
@@ -188,7 +150,7 @@ fn request(log: &mut Log, user: &str) -> bool {
 
 #[test]
 fn increx_is_a_fixed_window_rate_limiter_over_replicated_time() {
-    let mut log = Log::new();
+    let mut log = Log::at(START);
     let start = log.time;
     // The first request opens a 60 s window; three fit, the fourth does not.
     assert!(request(&mut log, "alice"));
@@ -228,8 +190,8 @@ fn increx_is_a_fixed_window_rate_limiter_over_replicated_time() {
 /// snapshot taken mid-window, give the same answers and the same state.
 #[test]
 fn replicas_agree_on_the_rate_limiter() {
-    let mut a = Log::new();
-    let mut b = Log::new();
+    let mut a = Log::at(START);
+    let mut b = Log::at(START);
     let mut answers = (Vec::new(), Vec::new(), Vec::new());
     let mut c: Option<Log> = None;
     for i in 0..40 {

@@ -14,38 +14,14 @@
 use bytes::Bytes;
 use raftcache_sm::{Event, Op, Reply, Stamp, State};
 
-fn argv(line: &str) -> Vec<Bytes> {
-    line.split(' ').map(|w| Bytes::copy_from_slice(w.as_bytes())).collect()
-}
+mod common;
+use common::{argv, Log};
+
+/// The replicated clock at the first entry (ms).
+const START: i64 = 1_700_000_000_000;
 
 fn ints(v: &[i64]) -> Reply {
     Reply::Array(v.iter().map(|&n| Reply::Int(n)).collect())
-}
-
-struct Log {
-    state: State,
-    index: u64,
-    time: i64,
-}
-
-impl Log {
-    fn new() -> Log {
-        Log { state: State::new(), index: 0, time: 1_700_000_000_000 }
-    }
-
-    fn apply(&mut self, op: Op) -> Reply {
-        self.index += 1;
-        let stamp = Stamp { index: self.index, time_ms: self.time, seed: self.index };
-        self.state.apply(&stamp, &op)
-    }
-
-    fn run(&mut self, line: &str) -> Reply {
-        self.apply(Op::Command { db: 0, argv: argv(line) })
-    }
-
-    fn read(&self, line: &str) -> Reply {
-        self.state.query(0, &argv(line), self.time, 0)
-    }
 }
 
 /// The same log on a second engine, entry by entry.
@@ -59,7 +35,7 @@ fn replay(entries: &[(Stamp, Op)]) -> State {
 
 #[test]
 fn purge_removes_due_fields_with_events() {
-    let mut log = Log::new();
+    let mut log = Log::at(START);
     log.apply(Op::Config {
         name: "notify-keyspace-events".into(),
         value: Bytes::from_static(b"KEA"),
@@ -109,7 +85,7 @@ fn purge_removes_due_fields_with_events() {
 
 #[test]
 fn purge_limit_counts_fields_and_resumes() {
-    let mut log = Log::new();
+    let mut log = Log::at(START);
     log.run("HSET h a 1 b 2 c 3 d 4");
     log.run("HPEXPIRE h 10 FIELDS 3 a b c");
     log.time += 10;
@@ -132,7 +108,7 @@ fn replicas_agree_and_snapshots_carry_field_ttls() {
         "RENAME small moved",
         "HSET plain x 1",
     ];
-    let mut log = Log::new();
+    let mut log = Log::at(START);
     let mut entries = Vec::new();
     for i in 0..600 {
         entries.push(format!("HSET big f{i} {i}"));
@@ -197,7 +173,7 @@ fn states_without_field_ttls_keep_their_snapshot_bytes() {
     // A hash that never had a field TTL is written with the older tags, so
     // a snapshot of it reads back on an older build as well; the digest of
     // such a state is unchanged by this feature.
-    let mut log = Log::new();
+    let mut log = Log::at(START);
     log.run("HSET h a 1");
     let bytes = log.state.snapshot_bytes();
     let tag_pos = bytes.windows(3).position(|w| w == [0xFE, 0, 1]).expect("db section") + 3;

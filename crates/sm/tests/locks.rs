@@ -6,37 +6,12 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 use raftcache_sm::blocked::WaiterId;
-use raftcache_sm::{Call, Event, Op, Reply, Stamp, State};
+use raftcache_sm::{Call, Event, Op, Reply, State};
 
-fn argv(line: &str) -> Vec<Bytes> {
-    line.split(' ').map(|w| Bytes::copy_from_slice(w.as_bytes())).collect()
-}
-
-struct Log {
-    state: State,
-    index: u64,
-    time: i64,
-}
+mod common;
+use common::{argv, Log};
 
 impl Log {
-    fn new() -> Log {
-        Log { state: State::new(), index: 0, time: 1_000_000 }
-    }
-
-    fn apply(&mut self, op: Op) -> Reply {
-        self.index += 1;
-        let stamp = Stamp { index: self.index, time_ms: self.time, seed: self.index };
-        self.state.apply(&stamp, &op)
-    }
-
-    fn run(&mut self, line: &str) -> Reply {
-        self.apply(Op::Command { db: 0, argv: argv(line) })
-    }
-
-    fn read(&self, line: &str) -> Reply {
-        self.state.query(0, &argv(line), self.time, 0)
-    }
-
     fn wait(&mut self, seq: u64, line: &str) -> Reply {
         self.apply(Op::Block { waiter: WaiterId { session: 1, seq }, db: 0, argv: argv(line) })
     }

@@ -4,49 +4,10 @@
 //! Redis 7.0.15 (see tests/differential/scripts/transactions for the same
 //! cases against a real server).
 
-use bytes::Bytes;
-use raftcache_sm::{Call, Op, Reply, Stamp, State, Watch};
+use raftcache_sm::{Call, Op, Reply, State};
 
-fn argv(line: &str) -> Vec<Bytes> {
-    line.split(' ').map(|w| Bytes::copy_from_slice(w.as_bytes())).collect()
-}
-
-/// An engine with a log index and a clock.
-struct Log {
-    state: State,
-    index: u64,
-    time: i64,
-}
-
-impl Log {
-    fn new() -> Log {
-        Log { state: State::new(), index: 0, time: 1_000_000 }
-    }
-
-    fn apply(&mut self, op: Op) -> Reply {
-        self.index += 1;
-        let stamp = Stamp { index: self.index, time_ms: self.time, seed: self.index };
-        self.state.apply(&stamp, &op)
-    }
-
-    fn run(&mut self, line: &str) -> Reply {
-        self.apply(Op::Command { db: 0, argv: argv(line) })
-    }
-
-    /// WATCH as a node does it: marks read at the applied index.
-    fn watch(&self, keys: &str) -> Vec<Watch> {
-        self.state.watch_marks(0, &argv(keys), self.time)
-    }
-
-    fn exec(&mut self, watches: Vec<Watch>, lines: &[&str]) -> Reply {
-        let calls = lines.iter().map(|l| Call { db: 0, argv: argv(l) }).collect();
-        self.apply(Op::Exec { watches, calls })
-    }
-}
-
-fn bulk(s: &str) -> Reply {
-    Reply::Bulk(Bytes::copy_from_slice(s.as_bytes()))
-}
+mod common;
+use common::{argv, bulk, Log};
 
 #[test]
 fn exec_applies_every_call_and_keeps_runtime_errors_in_place() {
