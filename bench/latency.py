@@ -27,12 +27,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from statistics import median
 
 sys.path.insert(0, os.path.dirname(__file__))
 from single_node import free_port, wait_ready  # noqa: E402
-from cluster import info  # noqa: E402
+from scripting import start_cluster  # noqa: E402
 
 TESTS = "ping_mbulk,set,incr,get"
 
@@ -65,36 +64,15 @@ def main():
     ap.add_argument("--threads", default="1", help="worker threads per node (default: %(default)s)")
     args = ap.parse_args()
 
-    resp = [free_port() for _ in range(3)]
-    raft = [free_port() for _ in range(3)]
-    admin = [free_port() for _ in range(3)]
-    peers = ",".join(f"{i + 1}=127.0.0.1:{raft[i]}" for i in range(3))
     procs = []
-    for i in range(3):
-        procs.append(subprocess.Popen([
-            args.bin, "--id", str(i + 1), "--peers", peers, "--bind", "127.0.0.1",
-            "--port", str(resp[i]), "--raft-port", str(raft[i]), "--admin-port", str(admin[i]),
-            "--threads", args.threads, "--loglevel", "warning"], stdout=sys.stderr))
-    redis_port = free_port()
-    procs.append(subprocess.Popen(["redis-server", "--port", str(redis_port), "--save", "",
-                                   "--appendonly", "no", "--bind", "127.0.0.1",
-                                   "--loglevel", "warning"], stdout=sys.stderr))
     try:
-        for i in range(3):
-            wait_ready(resp[i], procs[i], timeout=60)
-        wait_ready(redis_port, procs[3])
-        deadline = time.time() + 30
-        leader = None
-        while time.time() < deadline and leader is None:
-            roles = [info(p, "raft_role") for p in resp]
-            if roles.count("leader") == 1:
-                leader = roles.index("leader")
-            else:
-                time.sleep(0.2)
-        if leader is None:
-            sys.exit("no leader elected")
-        follower = (leader + 1) % 3
-        targets = [("leader", resp[leader]), ("follower", resp[follower]), ("redis", redis_port)]
+        redis_port = free_port()
+        procs.append(subprocess.Popen(["redis-server", "--port", str(redis_port), "--save", "",
+                                       "--appendonly", "no", "--bind", "127.0.0.1",
+                                       "--loglevel", "warning"], stdout=sys.stderr))
+        wait_ready(redis_port, procs[-1])
+        leader, follower = start_cluster(args, procs)
+        targets = [("leader", leader), ("follower", follower), ("redis", redis_port)]
         for _, port in targets:
             one_client(port, min(args.requests, 5000))  # warm-up, not counted
         runs = {}
