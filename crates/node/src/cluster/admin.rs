@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use raftcache_proto::admin::admin_server::Admin;
 use raftcache_proto::admin::{
-    DigestReply, DigestRequest, Member, SnapshotReply, SnapshotRequest, StatusReply, StatusRequest,
+    AddMemberRequest, DigestReply, DigestRequest, Member, MembersReply, MembersRequest,
+    PromoteMemberRequest, RemoveMemberRequest, ReplaceMemberRequest, SnapshotReply,
+    SnapshotRequest, StatusEvent, StatusReply, StatusRequest, TransferLeaderReply,
+    TransferLeaderRequest, WatchStatusRequest,
 };
 use raftcache_raft::types::member_of;
 use tonic::{Request, Response, Status};
@@ -34,6 +37,7 @@ impl Admin for AdminService {
                 raft_node_id: *id,
                 raft_addr: node.addr.clone(),
                 voter: membership.voter_ids().any(|v| v == *id),
+                ..Default::default()
             })
             .collect();
         Ok(Response::new(StatusReply {
@@ -48,6 +52,7 @@ impl Admin for AdminService {
             read_consistency: c.options.read_consistency.name().into(),
             ready: c.ready(),
             quorum_lost: c.quorum_lost(),
+            ..Default::default()
         }))
     }
 
@@ -66,6 +71,54 @@ impl Admin for AdminService {
             Some(index) => Ok(Response::new(SnapshotReply { index })),
             None => Err(Status::deadline_exceeded("the snapshot did not finish in time")),
         }
+    }
+    async fn members(&self, _r: Request<MembersRequest>) -> Result<Response<MembersReply>, Status> {
+        Err(Status::unimplemented("members"))
+    }
+
+    async fn add_member(
+        &self,
+        _r: Request<AddMemberRequest>,
+    ) -> Result<Response<MembersReply>, Status> {
+        Err(Status::unimplemented("add_member"))
+    }
+
+    async fn promote_member(
+        &self,
+        _r: Request<PromoteMemberRequest>,
+    ) -> Result<Response<MembersReply>, Status> {
+        Err(Status::unimplemented("promote_member"))
+    }
+
+    async fn remove_member(
+        &self,
+        _r: Request<RemoveMemberRequest>,
+    ) -> Result<Response<MembersReply>, Status> {
+        Err(Status::unimplemented("remove_member"))
+    }
+
+    async fn replace_member(
+        &self,
+        _r: Request<ReplaceMemberRequest>,
+    ) -> Result<Response<MembersReply>, Status> {
+        Err(Status::unimplemented("replace_member"))
+    }
+
+    async fn transfer_leader(
+        &self,
+        _r: Request<TransferLeaderRequest>,
+    ) -> Result<Response<TransferLeaderReply>, Status> {
+        Err(Status::unimplemented("transfer_leader"))
+    }
+
+    type WatchStatusStream =
+        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<StatusEvent, Status>> + Send>>;
+
+    async fn watch_status(
+        &self,
+        _r: Request<WatchStatusRequest>,
+    ) -> Result<Response<Self::WatchStatusStream>, Status> {
+        Err(Status::unimplemented("watch_status"))
     }
 }
 
@@ -98,6 +151,7 @@ impl Cluster {
             applied_index: machine.last_applied.map_or(0, |l| l.index),
             digest: machine.state.digest_hex(),
             keys: machine.state.dbs().iter().map(|db| db.len() as u64).sum(),
+            member_id: member_of(self.node_id),
         }
     }
 }

@@ -15,6 +15,7 @@ use raftcache_proto::raft::raft_server::Raft as RaftService;
 use raftcache_proto::raft::{
     ConfirmReply, ConfirmRequest, ForwardReply, ForwardRequest, InfoRequest, JoinReply,
     JoinRequest, NodeInfo, RaftPayload, ReadIndexReply, ReadIndexRequest, SnapshotChunk,
+    TimeoutNowReply, TimeoutNowRequest,
 };
 use raftcache_raft::codec::{decode, encode};
 use raftcache_raft::openraft::error::Fatal;
@@ -309,5 +310,12 @@ impl RaftService for PeerService {
                 .map_err(|e| Status::aborted(format!("change membership: {e}")))?;
         }
         Ok(Response::new(JoinReply {}))
+    }
+
+    async fn timeout_now(
+        &self,
+        _request: Request<TimeoutNowRequest>,
+    ) -> RpcResult<TimeoutNowReply> {
+        Err(Status::unimplemented("timeout_now"))
     }
 }
