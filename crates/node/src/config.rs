@@ -50,6 +50,24 @@ pub struct Args {
     /// one-node cluster.
     #[arg(long, default_value = "", value_parser = parse_peers)]
     pub peers: Peers,
+    /// Join a running cluster instead of forming one from --peers: this node
+    /// starts without initializing and asks the cluster at the given Raft
+    /// peer address(es) (`host:7380[,host:7380…]`, any member) to add it.
+    /// `--join` with no address waits to be added by an operator
+    /// (`raftcachectl member add ID ADDR`).
+    #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "ADDRS")]
+    pub join: Option<String>,
+    /// What a node started with `--join ADDR` asks to become: `voter` (the
+    /// leader promotes it once it has caught up) or `learner` (an operator
+    /// promotes it with `raftcachectl member promote`).
+    #[arg(long, default_value = "voter", value_parser = ["voter", "learner"])]
+    pub join_as: String,
+    /// A bearer token every admin gRPC call must carry
+    /// (`authorization: Bearer <token>`); without it the admin API is open
+    /// to whoever reaches the admin port. The health and reflection services
+    /// stay open (probes cannot send tokens).
+    #[arg(long, env = "RAFTCACHE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// Port of the Raft peer gRPC service (node-to-node traffic); 0 picks a
     /// free port (useful for a one-node cluster).
     #[arg(long, default_value_t = 7380)]

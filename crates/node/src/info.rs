@@ -68,7 +68,7 @@ fn human(bytes: u64) -> String {
 }
 
 /// Resident set size of this process, from /proc.
-fn rss_bytes() -> u64 {
+pub fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
         .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))

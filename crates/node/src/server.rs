@@ -179,7 +179,7 @@ async fn reaper(shared: Arc<Shared>, shutdown: CancellationToken) {
         }
         let cluster = &shared.cluster;
         loop {
-            if cluster.leader() != Leader::Me {
+            if cluster.leader() != Leader::Me || cluster.handing_over() {
                 break;
             }
             let due = cluster.sm.read().state.next_expiry().is_some_and(|at| at <= now_ms());

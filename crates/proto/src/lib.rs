@@ -16,5 +16,8 @@ pub mod admin {
     tonic::include_proto!("raftcache.admin.v1");
 }
 
+/// The encoded descriptors of both services, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("raftcache_descriptor");
+
 /// The encoding of [`raft::RaftPayload`] data this build writes and reads.
 pub const PAYLOAD_FORMAT_BINCODE: u32 = 1;

@@ -1,4 +1,6 @@
-//! The admin service (`raftcache.admin.v1.Admin`): status and digest.
+//! The admin service (`raftcache.admin.v1.Admin`): status, digest,
+//! snapshots, membership changes and leadership transfer (passed on to the
+//! leader when this node does not lead), and a stream of status changes.
 
 use std::sync::Arc;
 
@@ -9,15 +11,130 @@ use raftcache_proto::admin::{
     SnapshotRequest, StatusEvent, StatusReply, StatusRequest, TransferLeaderReply,
     TransferLeaderRequest, WatchStatusRequest,
 };
-use raftcache_raft::types::member_of;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use raftcache_proto::admin::admin_client::AdminClient;
+use raftcache_proto::admin::status_event::Kind;
+use raftcache_raft::types::{member_of, NodeId, ShowId};
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
-use super::{role_name, Cluster};
+use super::membership::Removed;
+use super::{role_name, Cluster, Leader};
 
 /// The admin service of one node.
 #[derive(Clone)]
 pub struct AdminService {
     pub cluster: Arc<Cluster>,
+}
+
+/// Metadata marking a call a node passed on to its leader (never passed on
+/// again).
+const FORWARDED: &str = "x-raftcache-forwarded";
+
+/// Where a membership call is served.
+enum Route {
+    Here,
+    Leader(AdminClient<Channel>),
+}
+
+/// Checks the bearer token of every admin call (when one is configured).
+#[derive(Clone)]
+pub struct TokenCheck {
+    pub token: Option<Arc<str>>,
+}
+
+impl tonic::service::Interceptor for TokenCheck {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let Some(token) = &self.token else { return Ok(request) };
+        let given = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+        match given {
+            Some(given) if same(given.as_bytes(), token.as_bytes()) => Ok(request),
+            Some(_) => Err(Status::unauthenticated("wrong admin token")),
+            None => Err(Status::unauthenticated(
+                "this node requires an admin token (authorization: Bearer <token>)",
+            )),
+        }
+    }
+}
+
+/// Compares without stopping at the first difference.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl AdminService {
+    /// The leader to serve a membership call, waiting up to request-timeout
+    /// for one.
+    /// A call that was passed on is not passed on again (`handed_over`:
+    /// unless this node just handed leadership to the new leader itself).
+    async fn route(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+        handed_over: bool,
+    ) -> Result<Route, Status> {
+        let c = &self.cluster;
+        let deadline = Instant::now() + c.options.request_timeout;
+        match c.wait_for_leader(deadline).await {
+            Ok(Leader::Me) => Ok(Route::Here),
+            Ok(Leader::Other { .. }) if metadata.contains_key(FORWARDED) && !handed_over => {
+                Err(Status::unavailable("passed on to a node that does not lead; try again"))
+            }
+            Ok(Leader::Other { id, raft_addr }) => {
+                let addr = c.admin_addr_of(id, &raft_addr).await.ok_or_else(|| {
+                    Status::unavailable(format!("the leader {} does not answer", ShowId(id)))
+                })?;
+                let channel = Endpoint::from_shared(format!("http://{addr}"))
+                    .map_err(|e| Status::internal(e.to_string()))?
+                    .connect_timeout(Duration::from_secs(2))
+                    .connect()
+                    .await
+                    .map_err(|e| {
+                        Status::unavailable(format!("the leader's admin port {addr}: {e}"))
+                    })?;
+                Ok(Route::Leader(AdminClient::new(channel)))
+            }
+            Ok(Leader::Unknown) | Err(_) => Err(Status::unavailable("the cluster has no leader")),
+        }
+    }
+
+    /// The current membership, as a reply.
+    async fn members_reply(&self) -> MembersReply {
+        let c = &self.cluster;
+        let m = c.metrics();
+        MembersReply {
+            members: c.member_views().await,
+            leader_raft_node_id: m.current_leader.unwrap_or(0),
+            log_index: m.membership_config.log_id().map_or(0, |l| l.index),
+        }
+    }
+}
+
+/// `request`'s message with the caller's token, marked as passed on.
+fn passed_on<T>(metadata: &tonic::metadata::MetadataMap, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    if let Some(auth) = metadata.get("authorization") {
+        request.metadata_mut().insert("authorization", auth.clone());
+    }
+    request.metadata_mut().insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+    request.set_timeout(Duration::from_secs(900));
+    request
+}
+
+/// Serves a membership call on the leader: here, or passed on to it.
+macro_rules! on_leader {
+    ($self:ident, $request:ident, $method:ident, |$msg:ident| $here:expr) => {{
+        let (metadata, _, $msg) = $request.into_parts();
+        match $self.route(&metadata, false).await? {
+            Route::Leader(mut client) => return client.$method(passed_on(&metadata, $msg)).await,
+            Route::Here => $here,
+        }
+    }};
 }
 
 #[tonic::async_trait]
@@ -26,34 +143,7 @@ impl Admin for AdminService {
         &self,
         _request: Request<StatusRequest>,
     ) -> Result<Response<StatusReply>, Status> {
-        let c = &self.cluster;
-        let m = c.metrics();
-        let role = role_name(m.state);
-        let membership = m.membership_config.membership();
-        let members = membership
-            .nodes()
-            .map(|(id, node)| Member {
-                member_id: member_of(*id),
-                raft_node_id: *id,
-                raft_addr: node.addr.clone(),
-                voter: membership.voter_ids().any(|v| v == *id),
-                ..Default::default()
-            })
-            .collect();
-        Ok(Response::new(StatusReply {
-            member_id: member_of(c.node_id),
-            raft_node_id: c.node_id,
-            role: role.into(),
-            term: m.current_term,
-            leader_raft_node_id: m.current_leader.unwrap_or(0),
-            last_log_index: m.last_log_index.unwrap_or(0),
-            applied_index: m.last_applied.map_or(0, |l| l.index),
-            members,
-            read_consistency: c.options.read_consistency.name().into(),
-            ready: c.ready(),
-            quorum_lost: c.quorum_lost(),
-            ..Default::default()
-        }))
+        Ok(Response::new(self.cluster.status().await))
     }
 
     async fn digest(
@@ -67,48 +157,94 @@ impl Admin for AdminService {
         &self,
         _request: Request<SnapshotRequest>,
     ) -> Result<Response<SnapshotReply>, Status> {
-        match self.cluster.save(std::time::Duration::from_secs(600)).await {
+        match self.cluster.save(Duration::from_secs(600)).await {
             Some(index) => Ok(Response::new(SnapshotReply { index })),
             None => Err(Status::deadline_exceeded("the snapshot did not finish in time")),
         }
     }
-    async fn members(&self, _r: Request<MembersRequest>) -> Result<Response<MembersReply>, Status> {
-        Err(Status::unimplemented("members"))
+
+    async fn members(
+        &self,
+        request: Request<MembersRequest>,
+    ) -> Result<Response<MembersReply>, Status> {
+        on_leader!(self, request, members, |_msg| {});
+        Ok(Response::new(self.members_reply().await))
     }
 
     async fn add_member(
         &self,
-        _r: Request<AddMemberRequest>,
+        request: Request<AddMemberRequest>,
     ) -> Result<Response<MembersReply>, Status> {
-        Err(Status::unimplemented("add_member"))
+        on_leader!(self, request, add_member, |msg| {
+            self.cluster.add_member(msg.member_id, &msg.raft_addr, msg.voter).await?
+        });
+        Ok(Response::new(self.members_reply().await))
     }
 
     async fn promote_member(
         &self,
-        _r: Request<PromoteMemberRequest>,
+        request: Request<PromoteMemberRequest>,
     ) -> Result<Response<MembersReply>, Status> {
-        Err(Status::unimplemented("promote_member"))
+        on_leader!(self, request, promote_member, |msg| {
+            self.cluster.promote_member(msg.member_id).await?
+        });
+        Ok(Response::new(self.members_reply().await))
     }
 
     async fn remove_member(
         &self,
-        _r: Request<RemoveMemberRequest>,
+        request: Request<RemoveMemberRequest>,
     ) -> Result<Response<MembersReply>, Status> {
-        Err(Status::unimplemented("remove_member"))
+        let (metadata, _, msg) = request.into_parts();
+        let mut handed_over = false;
+        loop {
+            match self.route(&metadata, handed_over).await? {
+                Route::Leader(mut client) => {
+                    return client.remove_member(passed_on(&metadata, msg)).await
+                }
+                Route::Here => match self.cluster.remove_member(msg.member_id, msg.force).await? {
+                    Removed::Done => return Ok(Response::new(self.members_reply().await)),
+                    // This node handed leadership over: the new leader
+                    // removes it (the next round passes the call on).
+                    Removed::HandedOver(_) => handed_over = true,
+                },
+            }
+        }
     }
 
     async fn replace_member(
         &self,
-        _r: Request<ReplaceMemberRequest>,
+        request: Request<ReplaceMemberRequest>,
     ) -> Result<Response<MembersReply>, Status> {
-        Err(Status::unimplemented("replace_member"))
+        let (metadata, _, msg) = request.into_parts();
+        let mut handed_over = false;
+        loop {
+            match self.route(&metadata, handed_over).await? {
+                Route::Leader(mut client) => {
+                    return client.replace_member(passed_on(&metadata, msg)).await
+                }
+                Route::Here => {
+                    let c = &self.cluster;
+                    match c
+                        .replace_member(msg.old_member_id, msg.new_member_id, &msg.new_raft_addr)
+                        .await?
+                    {
+                        Removed::Done => return Ok(Response::new(self.members_reply().await)),
+                        Removed::HandedOver(_) => handed_over = true,
+                    }
+                }
+            }
+        }
     }
 
     async fn transfer_leader(
         &self,
-        _r: Request<TransferLeaderRequest>,
+        request: Request<TransferLeaderRequest>,
     ) -> Result<Response<TransferLeaderReply>, Status> {
-        Err(Status::unimplemented("transfer_leader"))
+        let (leader, term) = on_leader!(self, request, transfer_leader, |msg| {
+            self.cluster.transfer_leader(msg.member_id).await?
+        });
+        Ok(Response::new(TransferLeaderReply { leader_raft_node_id: leader, term }))
     }
 
     type WatchStatusStream =
@@ -116,13 +252,212 @@ impl Admin for AdminService {
 
     async fn watch_status(
         &self,
-        _r: Request<WatchStatusRequest>,
+        _request: Request<WatchStatusRequest>,
     ) -> Result<Response<Self::WatchStatusStream>, Status> {
-        Err(Status::unimplemented("watch_status"))
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(watch(self.cluster.clone(), tx));
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 }
 
+/// What a watcher compares between two looks.
+#[derive(Clone, PartialEq)]
+struct Seen {
+    term: u64,
+    leader: Option<NodeId>,
+    role: &'static str,
+    members: Vec<(NodeId, bool)>,
+}
+
+fn now_ms() -> u64 {
+    crate::clock::now_ms().max(0) as u64
+}
+
+/// Feeds one WatchStatus stream until its receiver goes away.
+async fn watch(cluster: Arc<Cluster>, tx: tokio::sync::mpsc::Sender<Result<StatusEvent, Status>>) {
+    let look = |c: &Cluster| {
+        let m = c.metrics();
+        let membership = m.membership_config.membership();
+        Seen {
+            term: m.current_term,
+            leader: m.current_leader,
+            role: role_name(m.state),
+            members: membership
+                .nodes()
+                .map(|(id, _)| (*id, membership.voter_ids().any(|v| v == *id)))
+                .collect(),
+        }
+    };
+    let event = |kind: Kind, seen: &Seen, members: Vec<Member>, member_id: u32, message: String| {
+        StatusEvent {
+            kind: kind as i32,
+            time_ms: now_ms(),
+            term: seen.term,
+            leader_raft_node_id: seen.leader.unwrap_or(0),
+            role: seen.role.into(),
+            members,
+            member_id,
+            message,
+        }
+    };
+    let mut seen = look(&cluster);
+    let views = cluster.member_views().await;
+    let mut reachable: BTreeMap<NodeId, bool> =
+        views.iter().map(|m| (m.raft_node_id, m.reachable)).collect();
+    let first = event(Kind::Current, &seen, views, 0, "current state".into());
+    if tx.send(Ok(first)).await.is_err() {
+        return;
+    }
+    let mut probe = tokio::time::interval(Duration::from_secs(1));
+    let mut metrics = cluster.raft.metrics();
+    loop {
+        tokio::select! {
+            _ = tx.closed() => return,
+            _ = probe.tick() => {}
+            changed = metrics.changed() => if changed.is_err() { return },
+        }
+        let now = look(&cluster);
+        let mut events = Vec::new();
+        if now.leader != seen.leader || now.term != seen.term {
+            let who = now.leader.map_or("none".to_string(), |l| ShowId(l).to_string());
+            events.push(event(
+                Kind::LeaderChanged,
+                &now,
+                vec![],
+                0,
+                format!("leader {who} in term {}", now.term),
+            ));
+        }
+        if now.role != seen.role {
+            events.push(event(
+                Kind::RoleChanged,
+                &now,
+                vec![],
+                0,
+                format!("this node is now {}", now.role),
+            ));
+        }
+        if now.members != seen.members {
+            let views = cluster.member_views().await;
+            let names: Vec<String> = views
+                .iter()
+                .map(|m| {
+                    format!("{}{}", ShowId(m.raft_node_id), if m.voter { "" } else { "(learner)" })
+                })
+                .collect();
+            events.push(event(
+                Kind::MembershipChanged,
+                &now,
+                views,
+                0,
+                format!("members {}", names.join(",")),
+            ));
+        }
+        seen = now;
+        if events.is_empty() {
+            // A probe round: who answers now.
+            for view in cluster.member_views().await {
+                let was = reachable.insert(view.raft_node_id, view.reachable);
+                if was.is_some_and(|w| w != view.reachable) || (was.is_none() && !view.reachable) {
+                    let (kind, what) = if view.reachable {
+                        (Kind::MemberReachable, "answers again")
+                    } else {
+                        (Kind::MemberUnreachable, "does not answer")
+                    };
+                    let message = format!("member {} {what}", ShowId(view.raft_node_id));
+                    events.push(event(kind, &seen, vec![view.clone()], view.member_id, message));
+                }
+            }
+        }
+        for e in events {
+            if tx.send(Ok(e)).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Bytes in the files under `dir` (0 if it cannot be read).
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 impl Cluster {
+    /// The admin API's Status.
+    pub async fn status(&self) -> StatusReply {
+        let members = self.member_views().await;
+        let m = self.metrics();
+        let (keys, cluster_id) = {
+            let machine = self.sm.read();
+            let keys = machine.state.dbs().iter().map(|db| db.len() as u64).sum();
+            (keys, machine.state.cluster_id())
+        };
+        let snapshot_age_ms = std::fs::read_dir(self.sm.dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".meta"))
+            .filter_map(|e| e.metadata().ok()?.modified().ok())
+            .max()
+            .and_then(|t| t.elapsed().ok())
+            .map_or(0, |age| age.as_millis() as u64);
+        StatusReply {
+            member_id: member_of(self.node_id),
+            raft_node_id: self.node_id,
+            role: role_name(m.state).into(),
+            term: m.current_term,
+            leader_raft_node_id: m.current_leader.unwrap_or(0),
+            last_log_index: m.last_log_index.unwrap_or(0),
+            applied_index: m.last_applied.map_or(0, |l| l.index),
+            members,
+            read_consistency: self.options.read_consistency.name().into(),
+            ready: self.ready(),
+            quorum_lost: self.quorum_lost(),
+            commit_index: self.commit_index(),
+            snapshot_index: m.snapshot.map_or(0, |s| s.index),
+            snapshot_bytes: if m.snapshot.is_some() { self.sm.compaction_sizes().1 } else { 0 },
+            snapshot_age_ms: if m.snapshot.is_some() { snapshot_age_ms } else { 0 },
+            log_bytes: self.data_dir.as_ref().map_or(0, |d| dir_bytes(&d.join("raft"))),
+            first_log_index: m.purged.map_or(0, |p| p.index + 1),
+            keys,
+            memory_bytes: crate::info::rss_bytes(),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            redis_version: crate::info::REDIS_VERSION.into(),
+            appendfsync: self.options.appendfsync.clone(),
+            cluster_id: if cluster_id == 0 { String::new() } else { format!("{cluster_id:016x}") },
+            resp_addr: self.resp_addr.clone(),
+            admin_addr: self.admin_addr.clone(),
+            raft_addr: m
+                .membership_config
+                .membership()
+                .get_node(&self.node_id)
+                .map(|n| n.addr.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// True when this node can serve: it is a member, knows a usable
+    /// leader, and has applied the log it holds (the health service's
+    /// SERVING).
+    pub fn healthy(&self) -> bool {
+        let m = self.metrics();
+        let member = m.membership_config.membership().get_node(&self.node_id).is_some();
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        let caught_up =
+            applied + super::membership::CAUGHT_UP_SLACK >= m.last_log_index.unwrap_or(0);
+        drop(m);
+        member && caught_up && self.usable_leader() != Leader::Unknown
+    }
+
     /// Asks Raft to snapshot now (BGSAVE).
     pub async fn bgsave(&self) -> bool {
         self.raft.trigger().snapshot().await.is_ok()

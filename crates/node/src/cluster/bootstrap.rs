@@ -53,7 +53,7 @@ use raftcache_raft::types::{node_id, NodeId, Raft, ShowId};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::admin::AdminService;
+use super::admin::{AdminService, TokenCheck};
 use super::confirm::Confirmer;
 use super::peer::PeerService;
 use super::proposer::{self, Proposer};
@@ -346,33 +346,50 @@ async fn decide_untrusted(
     }
 }
 
-/// Asks the cluster to admit this incarnation, until it is a voter.
-async fn join(cluster: Arc<Cluster>, my_raft_addr: String, shutdown: CancellationToken) {
+/// Asks the cluster (any of `addrs`, Raft peer addresses) to admit this
+/// incarnation, until it is a voter (or, with `stay_learner`, a learner).
+async fn join(
+    cluster: Arc<Cluster>,
+    my_raft_addr: String,
+    addrs: Vec<String>,
+    stay_learner: bool,
+    shutdown: CancellationToken,
+) {
     let me = cluster.node_id;
+    let mut last_warning: Option<Instant> = None;
     loop {
         if shutdown.is_cancelled() {
             return;
         }
-        let is_voter =
-            cluster.metrics().membership_config.membership().voter_ids().any(|id| id == me);
-        if is_voter {
+        let membership = cluster.metrics().membership_config.membership().clone();
+        if membership.voter_ids().any(|id| id == me) {
             info!(node = %ShowId(me), "joined the cluster as a voter");
             return;
         }
-        for (member, addr) in &cluster.peers {
-            if *member == raftcache_raft::types::member_of(me) {
+        if stay_learner && membership.get_node(&me).is_some() {
+            info!(node = %ShowId(me), "joined the cluster as a learner");
+            return;
+        }
+        for addr in &addrs {
+            if *addr == my_raft_addr {
                 continue;
             }
             let Ok(mut client) = cluster.network.client_for(addr) else { continue };
             let mut request = tonic::Request::new(JoinRequest {
                 raft_node_id: me,
                 raft_addr: my_raft_addr.clone(),
+                stay_learner,
             });
             request.set_timeout(Duration::from_secs(600));
             match client.join(request).await {
                 Ok(_) => break,
                 Err(status) if status.code() == tonic::Code::FailedPrecondition => continue,
-                Err(status) => warn!(member, error = %status, "join request failed"),
+                Err(status) => {
+                    if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                        warn!(peer = %addr, error = %status.message(), "join request failed; retrying");
+                        last_warning = Some(Instant::now());
+                    }
+                }
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -452,6 +469,28 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
     if peers.is_empty() {
         peers.insert(args.id, my_raft_addr.clone());
     }
+    // With --join, the members are whoever the cluster says they are: this
+    // node knows only the addresses it was given to ask.
+    let join_addrs: Option<Vec<String>> = match &args.join {
+        None => None,
+        Some(list) => {
+            let addrs: Vec<String> = list
+                .split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(String::from)
+                .collect();
+            for addr in &addrs {
+                crate::config::parse_peers(&format!("{}={addr}", args.id.max(1)))
+                    .map_err(|e| anyhow::anyhow!("--join: {e}"))?;
+            }
+            if !args.peers.0.is_empty() {
+                anyhow::bail!("--join and --peers cannot be used together");
+            }
+            peers = BTreeMap::from([(args.id, my_raft_addr.clone())]);
+            Some(addrs)
+        }
+    };
     let Some(my_listed_addr) = peers.get(&args.id).cloned() else {
         anyhow::bail!("--id {} is not listed in --peers", args.id);
     };
@@ -507,7 +546,10 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
             ));
             let sm = StateMachineStore::open(&dir)
                 .with_context(|| format!("opening {}", dir.display()))?;
-            let mode = decide(&bootstrap_network, args.id, &peers, 0, &fresh_intent).await?;
+            let mode = match join_addrs {
+                Some(_) => Start::Join,
+                None => decide(&bootstrap_network, args.id, &peers, 0, &fresh_intent).await?,
+            };
             (mode, Logs::Mem(MemLogStore::new()), sm, Some(dir), None)
         }
         Some(dir) => {
@@ -548,6 +590,9 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
                     survey(&bootstrap_network, args.id, &peers, known_cluster).await?;
                     Start::Resume(id.incarnation)
                 }
+                // A node that joined with --join knows no --peers to survey:
+                // state it cannot trust is discarded and it joins again.
+                _ if join_addrs.is_some() => Start::Join,
                 Some(id) if has_state => {
                     decide_untrusted(&bootstrap_network, args.id, &peers, id, !corrupt, grace)
                         .await?
@@ -648,6 +693,11 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
             leaderless_timeout: Duration::from_millis(
                 (args.election_timeout_ms * 6).min(args.request_timeout),
             ),
+            election_timeout_max: Duration::from_millis(args.election_timeout_ms * 2),
+            appendfsync: match args.data_dir {
+                Some(_) => args.appendfsync.clone(),
+                None => "none".into(),
+            },
         },
         proposer,
         reads,
@@ -655,6 +705,11 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
         forwarder: Default::default(),
         vote,
         resp_addrs: Mutex::default(),
+        admin_addrs: Mutex::default(),
+        started: Instant::now(),
+        data_dir: args.data_dir.clone(),
+        admin_lock: Default::default(),
+        handing_over: Default::default(),
         leaderless_since: Mutex::default(),
     });
     let _ = slot.set(cluster.clone());
@@ -663,6 +718,13 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
     tokio::spawn(reads::run_barrier(cluster.clone(), read_waiters));
 
     let admin = AdminService { cluster: cluster.clone() };
+    let token = TokenCheck { token: args.admin_token.as_deref().map(Arc::from) };
+    let (mut health, health_service) = tonic_health::server::health_reporter();
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(raftcache_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("gRPC reflection")?;
     let admin_shutdown = shutdown.clone();
     tokio::spawn(async move {
         let incoming = match tonic::transport::server::TcpIncoming::from_listener(
@@ -677,11 +739,37 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
             }
         };
         let result = tonic::transport::Server::builder()
-            .add_service(AdminServer::new(admin))
+            .add_service(AdminServer::with_interceptor(admin, token))
+            .add_service(health_service)
+            .add_service(reflection)
             .serve_with_incoming_shutdown(incoming, admin_shutdown.cancelled())
             .await;
         if let Err(e) = result {
             warn!(error = %e, "admin service stopped");
+        }
+    });
+    // The health service: SERVING while the node has a leader and has
+    // applied its log, for the whole server ("") and the admin service.
+    let health_cluster = cluster.clone();
+    let health_shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        use tonic_health::ServingStatus;
+        let mut last = None;
+        loop {
+            let status = if health_cluster.healthy() {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            if last != Some(status) {
+                health.set_service_status("", status).await;
+                health.set_service_status("raftcache.admin.v1.Admin", status).await;
+                last = Some(status);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = health_shutdown.cancelled() => return,
+            }
         }
     });
 
@@ -717,7 +805,22 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
             });
         }
         Start::Join => {
-            tokio::spawn(join(cluster.clone(), my_listed_addr, shutdown.clone()));
+            let addrs = match &join_addrs {
+                Some(addrs) => addrs.clone(),
+                None => peers.values().cloned().collect(),
+            };
+            if addrs.is_empty() {
+                info!("waiting to be added to a cluster (raftcachectl member add)");
+            } else {
+                let stay_learner = join_addrs.is_some() && args.join_as == "learner";
+                tokio::spawn(join(
+                    cluster.clone(),
+                    my_listed_addr,
+                    addrs,
+                    stay_learner,
+                    shutdown.clone(),
+                ));
+            }
         }
         Start::Resume(_) => info!("resumed from the data directory"),
     }

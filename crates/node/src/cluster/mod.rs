@@ -26,6 +26,7 @@ pub mod bootstrap;
 pub mod compaction;
 pub mod confirm;
 pub mod forward;
+pub mod membership;
 pub mod peer;
 pub mod proposer;
 pub mod reads;
@@ -90,6 +91,12 @@ pub struct Options {
     /// A node that has had no usable leader for this long answers its
     /// clients at once instead of waiting out `request_timeout`.
     pub leaderless_timeout: Duration,
+    /// The longest election timeout: openraft's leader lease, which a
+    /// follower must see pass without hearing from its leader before it
+    /// votes for another node.
+    pub election_timeout_max: Duration,
+    /// The `--appendfsync` policy, or "none" for a memory-only node.
+    pub appendfsync: String,
 }
 
 /// Why a command could not be served; each maps to one error reply.
@@ -164,6 +171,18 @@ pub struct Cluster {
     pub vote: VoteCell,
     /// Client (RESP) addresses of other nodes, learned through Info.
     resp_addrs: Mutex<HashMap<NodeId, String>>,
+    /// Admin addresses of other nodes, learned through Info.
+    admin_addrs: Mutex<HashMap<NodeId, String>>,
+    /// When this node started (admin Status's uptime).
+    pub started: Instant,
+    /// The data directory, if any (admin Status's log size).
+    pub data_dir: Option<std::path::PathBuf>,
+    /// One membership change or leadership transfer at a time.
+    admin_lock: tokio::sync::Mutex<()>,
+    /// Set while this leader hands leadership over: it proposes nothing
+    /// (writes are refused, and retried by their origin once the new leader
+    /// is known), so that its followers' leader leases run out.
+    handing_over: std::sync::atomic::AtomicBool,
     /// Since when this node has seen no usable leader (as last checked).
     leaderless_since: Mutex<Option<Instant>>,
 }

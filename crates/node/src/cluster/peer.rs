@@ -8,7 +8,6 @@
 //! waits for it a while (half the time its sender gives it) instead of failing
 //! (which openraft would log as an error on the asking node).
 
-use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
 
 use raftcache_proto::raft::raft_server::Raft as RaftService;
@@ -20,7 +19,7 @@ use raftcache_proto::raft::{
 use raftcache_raft::codec::{decode, encode};
 use raftcache_raft::openraft::error::Fatal;
 use raftcache_raft::openraft::raft::{AppendEntriesRequest, SnapshotResponse, VoteRequest};
-use raftcache_raft::openraft::{BasicNode, Snapshot};
+use raftcache_raft::openraft::Snapshot;
 use raftcache_raft::types::{
     member_of, NodeId, ShowId, SnapshotFile, SnapshotMeta, TypeConfig, Vote,
 };
@@ -29,9 +28,6 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{Cluster, Leader};
-
-/// How many entries behind the leader a learner may be when it is promoted.
-const CAUGHT_UP_SLACK: u64 = 100;
 
 /// The peer service; `cluster` is filled in once Raft runs.
 #[derive(Clone)]
@@ -258,64 +254,29 @@ impl RaftService for PeerService {
 
     async fn join(&self, request: Request<JoinRequest>) -> RpcResult<JoinReply> {
         let cluster = self.cluster()?;
-        let JoinRequest { raft_node_id: new_id, raft_addr } = request.into_inner();
+        let JoinRequest { raft_node_id: new_id, raft_addr, stay_learner } = request.into_inner();
         if !cluster.leads_with_quorum() {
             return Err(Status::failed_precondition("not the leader (or no quorum yet)"));
         }
-        let member = member_of(new_id);
-        if !cluster.peers.contains_key(&member) {
-            return Err(Status::permission_denied(format!("member {member} is not in --peers")));
+        if member_of(new_id) == 0 {
+            return Err(Status::invalid_argument("member ids start at 1"));
         }
-        let already_voter =
-            cluster.metrics().membership_config.membership().voter_ids().any(|id| id == new_id);
-        if !already_voter {
-            tracing::info!(node = %ShowId(new_id), %raft_addr, "adding a new incarnation as a learner");
-            cluster
-                .raft
-                .add_learner(new_id, BasicNode::new(raft_addr), true)
-                .await
-                .map_err(|e| Status::aborted(format!("add learner: {e}")))?;
-            // Promote only once it has caught up: a voter that is far behind
-            // would make every write wait for it if another node failed.
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
-            loop {
-                let m = cluster.metrics();
-                let last = m.last_log_index.unwrap_or(0);
-                let matched = m
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.get(&new_id).cloned().flatten())
-                    .map_or(0, |l| l.index);
-                if matched + CAUGHT_UP_SLACK >= last {
-                    break;
-                }
-                if std::time::Instant::now() >= deadline || m.replication.is_none() {
-                    return Err(Status::aborted("the new incarnation did not catch up"));
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-            let voters: BTreeSet<NodeId> = cluster
-                .metrics()
-                .membership_config
-                .membership()
-                .voter_ids()
-                .filter(|id| member_of(*id) != member)
-                .chain(std::iter::once(new_id))
-                .collect();
-            tracing::info!(node = %ShowId(new_id), "promoting the new incarnation, removing the old one");
-            cluster
-                .raft
-                .change_membership(voters, false)
-                .await
-                .map_err(|e| Status::aborted(format!("change membership: {e}")))?;
+        let membership = cluster.metrics().membership_config.membership().clone();
+        let voter = membership.voter_ids().any(|id| id == new_id);
+        let learner = !voter && membership.get_node(&new_id).is_some();
+        if voter || (learner && stay_learner) {
+            return Ok(Response::new(JoinReply {}));
         }
+        tracing::info!(node = %ShowId(new_id), %raft_addr, "a node asks to join");
+        cluster.join_request(new_id, &raft_addr, !stay_learner).await?;
         Ok(Response::new(JoinReply {}))
     }
 
-    async fn timeout_now(
-        &self,
-        _request: Request<TimeoutNowRequest>,
-    ) -> RpcResult<TimeoutNowReply> {
-        Err(Status::unimplemented("timeout_now"))
+    async fn timeout_now(&self, request: Request<TimeoutNowRequest>) -> RpcResult<TimeoutNowReply> {
+        let r = request.into_inner();
+        let cluster = self.addressed(r.target, r.cluster_id, self.vote_wait).await?.clone();
+        tracing::info!(term = r.term, "asked to take over leadership");
+        let elected = cluster.campaign(r.term).await;
+        Ok(Response::new(TimeoutNowReply { elected, term: cluster.metrics().current_term }))
     }
 }

@@ -237,6 +237,11 @@ pub(super) async fn propose_local(
     ops: Arc<Vec<Op>>,
     deadline: Instant,
 ) -> Attempt {
+    if cluster.handing_over() {
+        // Leadership is being handed over: nothing new may reach the log
+        // (see `membership`). Surely not applied; the origin retries.
+        return Attempt::Refused;
+    }
     let proposal = Proposal { time_ms: now_ms(), seed: rand::random(), origin: Some(origin), ops };
     let left = deadline.saturating_duration_since(Instant::now());
     match tokio::time::timeout(left, cluster.raft.client_write(proposal)).await {
