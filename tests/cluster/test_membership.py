@@ -60,9 +60,14 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
 class JoinNode(Node):
     """A node started with --join instead of --peers."""
 
-    def __init__(self, cluster: Cluster, member: int, join: str = ""):
+    def __init__(self, cluster: Cluster, member: int, join: str = "",
+                 args: Optional[List[str]] = None):
         super().__init__(cluster, member, *free_ports(3))
         self.join = join
+        self.args = args
+
+    def node_args(self) -> List[str]:
+        return list(self.cluster.args) if self.args is None else list(self.args)
 
     def argv(self) -> List[str]:
         argv = super().argv()
@@ -164,8 +169,9 @@ def seed_cluster(request):
     yield from managed_clusters(request, lambda n=1, args=(): Cluster(n, args))
 
 
-def add_join_node(cluster: Cluster, member: int, join: str = "") -> JoinNode:
-    node = JoinNode(cluster, member, join)
+def add_join_node(cluster: Cluster, member: int, join: str = "",
+                  args: Optional[List[str]] = None) -> JoinNode:
+    node = JoinNode(cluster, member, join, args)
     cluster.nodes[member] = node
     node.spawn()
     node.wait_ping()
@@ -374,3 +380,20 @@ def test_watch_status_reports_leader_changes_and_unreachable_members(make_cluste
     finally:
         watch.terminate()
         watch.wait(timeout=10)
+
+
+def test_peer_secret_keeps_out_nodes_without_it(make_cluster):
+    c = make_cluster(3, args=("--peer-secret", "peers-only"))
+    seed = f"127.0.0.1:{c.node(1).raft_port}"
+    eps = [admin_endpoint(n) for n in c.nodes.values()]
+    intruder = add_join_node(c, 4, join=seed, args=["--peer-secret", "guess"])
+    time.sleep(3.0)
+    assert sorted(members(eps)) == [1, 2, 3], "a node with the wrong peer secret was admitted"
+    assert "peer secret" in intruder.log(), intruder.log()[-2000:]
+    retire(c, 4)
+    friend = add_join_node(c, 5, join=seed)
+    c.wait_voter(5, timeout=60)
+    assert sorted(members(eps)) == [1, 2, 3, 5]
+    c.client(5).set("k", "v")
+    assert c.client(1).get("k") == b"v"
+    assert friend.alive()

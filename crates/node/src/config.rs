@@ -68,6 +68,12 @@ pub struct Args {
     /// stay open (probes cannot send tokens).
     #[arg(long, env = "RAFTCACHE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// A secret every node of the cluster is given: peers send it with every
+    /// request on the Raft port and refuse requests without it
+    /// (UNAUTHENTICATED), so only nodes that know it can join, vote or
+    /// replicate. Traffic is not encrypted.
+    #[arg(long, env = "RAFTCACHE_PEER_SECRET", hide_env_values = true)]
+    pub peer_secret: Option<String>,
     /// Port of the Raft peer gRPC service (node-to-node traffic); 0 picks a
     /// free port (useful for a one-node cluster).
     #[arg(long, default_value_t = 7380)]

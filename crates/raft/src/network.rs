@@ -25,6 +25,7 @@ use openraft::{BasicNode, Snapshot};
 use raftcache_proto::raft::raft_client::RaftClient;
 use raftcache_proto::raft::{RaftPayload, SnapshotChunk};
 use tokio::io::AsyncReadExt;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::codec::{decode, encode, encode_to};
@@ -55,9 +56,28 @@ pub fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
         .connect_lazy())
 }
 
+/// The metadata key carrying the peer secret (`--peer-secret`).
+pub const PEER_SECRET_HEADER: &str = "x-raftcache-peer-secret";
+
+/// Adds the peer secret, when one is configured, to every request.
+#[derive(Clone, Debug, Default)]
+pub struct PeerSecret(pub Option<tonic::metadata::AsciiMetadataValue>);
+
+impl tonic::service::Interceptor for PeerSecret {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(secret) = &self.0 {
+            request.metadata_mut().insert(PEER_SECRET_HEADER, secret.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A client of a peer's Raft service.
+pub type PeerClient = RaftClient<InterceptedService<Channel, PeerSecret>>;
+
 /// A peer client with raised message limits.
-pub fn client(channel: Channel) -> RaftClient<Channel> {
-    RaftClient::new(channel)
+pub fn client(channel: Channel, secret: PeerSecret) -> PeerClient {
+    RaftClient::with_interceptor(channel, secret)
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE)
 }
@@ -69,12 +89,20 @@ pub struct Network {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     /// This node's cluster id (0 until known), sent with every Raft message.
     cluster_id: Arc<std::sync::atomic::AtomicU64>,
+    /// The shared secret sent with every peer request.
+    secret: PeerSecret,
 }
 
 impl Network {
     /// The network of node `id`.
     pub fn new(id: NodeId) -> Network {
-        Network { id, channels: Arc::default(), cluster_id: Arc::default() }
+        Network { id, channels: Arc::default(), cluster_id: Arc::default(), secret: PeerSecret(None) }
+    }
+
+    /// Sends `secret` with every peer request.
+    pub fn with_secret(mut self, secret: PeerSecret) -> Network {
+        self.secret = secret;
+        self
     }
 
     /// Sets the cluster id sent with every Raft message.
@@ -88,14 +116,14 @@ impl Network {
     }
 
     /// A client for `addr`, reusing its channel.
-    pub fn client_for(&self, addr: &str) -> Result<RaftClient<Channel>, tonic::transport::Error> {
+    pub fn client_for(&self, addr: &str) -> Result<PeerClient, tonic::transport::Error> {
         let mut channels = self.channels.lock().expect("channels lock");
         if let Some(ch) = channels.get(addr) {
-            return Ok(client(ch.clone()));
+            return Ok(client(ch.clone(), self.secret.clone()));
         }
         let ch = channel(addr)?;
         channels.insert(addr.to_string(), ch.clone());
-        Ok(client(ch))
+        Ok(client(ch, self.secret.clone()))
     }
 }
 
@@ -159,7 +187,7 @@ pub struct Connection {
     id: NodeId,
     target: NodeId,
     /// An invalid peer address is reported on every RPC instead of panicking.
-    client: Result<RaftClient<Channel>, String>,
+    client: Result<PeerClient, String>,
     cluster_id: Arc<std::sync::atomic::AtomicU64>,
     /// The AppendEntries stream to the target, opened on first use (in a
     /// mutex only to make the connection `Sync`; reached through `get_mut`).
@@ -171,7 +199,7 @@ pub struct Connection {
 struct Failure(String);
 
 impl Connection {
-    fn client(&self) -> Result<RaftClient<Channel>, Unreachable> {
+    fn client(&self) -> Result<PeerClient, Unreachable> {
         self.client
             .clone()
             .map_err(|e| Unreachable::new(&Failure(format!("bad peer address: {e}"))))

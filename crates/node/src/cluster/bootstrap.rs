@@ -44,7 +44,8 @@ use raftcache_proto::admin::admin_server::AdminServer;
 use raftcache_proto::raft::raft_server::RaftServer;
 use raftcache_proto::raft::{InfoRequest, JoinRequest};
 use raftcache_raft::mem_log::MemLogStore;
-use raftcache_raft::network::{Network, MAX_MESSAGE};
+use raftcache_raft::network::{Network, PeerSecret, MAX_MESSAGE, PEER_SECRET_HEADER};
+use tonic::service::interceptor::InterceptedService;
 use raftcache_raft::openraft::{self, BasicNode, SnapshotPolicy};
 use raftcache_raft::sled_log::{Fsync, SledLogStore};
 use raftcache_raft::state_machine::Loaded;
@@ -509,11 +510,26 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
         resp_addr: resp_addr.clone(),
         admin_addr: admin_addr.clone(),
     };
+    let secret = match &args.peer_secret {
+        Some(s) => Some(
+            tonic::metadata::AsciiMetadataValue::try_from(s.as_str())
+                .map_err(|_| anyhow::anyhow!("--peer-secret must be printable ASCII"))?,
+        ),
+        None => None,
+    };
+    let peer_secret = PeerSecret(secret.clone());
     let serve_shutdown = shutdown.clone();
     tokio::spawn(async move {
         let service = RaftServer::new(peer_service)
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
+        let service = InterceptedService::new(service, move |request: tonic::Request<()>| {
+            let Some(want) = &secret else { return Ok(request) };
+            match request.metadata().get(PEER_SECRET_HEADER) {
+                Some(given) if given.as_bytes() == want.as_bytes() => Ok(request),
+                _ => Err(tonic::Status::unauthenticated("wrong or missing peer secret")),
+            }
+        });
         // TCP_NODELAY: without it, small Raft messages wait for delayed ACKs
         // (40 ms on Linux) and every round trip stalls.
         let incoming =
@@ -533,7 +549,7 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
         }
     });
 
-    let bootstrap_network = Network::new(0);
+    let bootstrap_network = Network::new(0).with_secret(peer_secret.clone());
     let grace = Duration::from_millis(args.election_timeout_ms * 6);
     let (mode, logs, sm, temp_dir, data) = match &args.data_dir {
         None => {
@@ -643,7 +659,7 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
         id.write(&data.dir).context("writing the identity file")?;
     }
 
-    let network = Network::new(me);
+    let network = Network::new(me).with_secret(peer_secret);
     network.set_cluster_id(bootstrap_network.cluster_id());
     let config = openraft::Config {
         cluster_name: "raftcache".into(),
