@@ -66,6 +66,21 @@ def raftcache_bin() -> str:
     return path
 
 
+def raftcachectl_bin() -> str:
+    """The admin CLI from RAFTCACHECTL_BIN, by default `raftcachectl` beside
+    the node binary (both are built into the same target directory). Raises
+    (never skips) if unusable."""
+    path = os.environ.get("RAFTCACHECTL_BIN") or os.path.join(
+        os.path.dirname(raftcache_bin()), "raftcachectl"
+    )
+    if not os.path.isfile(path) or not os.access(path, os.X_OK):
+        raise HarnessError(
+            f"raftcachectl binary {path!r} is not an executable file: build it with "
+            "`cargo build -p raftcache-ctl` or set RAFTCACHECTL_BIN"
+        )
+    return path
+
+
 def free_ports(n: int) -> List[int]:
     """n distinct free loopback ports (all held open while choosing)."""
     socks = []

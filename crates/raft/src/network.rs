@@ -64,7 +64,10 @@ pub const PEER_SECRET_HEADER: &str = "x-raftcache-peer-secret";
 pub struct PeerSecret(pub Option<tonic::metadata::AsciiMetadataValue>);
 
 impl tonic::service::Interceptor for PeerSecret {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(secret) = &self.0 {
             request.metadata_mut().insert(PEER_SECRET_HEADER, secret.clone());
         }
@@ -96,7 +99,12 @@ pub struct Network {
 impl Network {
     /// The network of node `id`.
     pub fn new(id: NodeId) -> Network {
-        Network { id, channels: Arc::default(), cluster_id: Arc::default(), secret: PeerSecret(None) }
+        Network {
+            id,
+            channels: Arc::default(),
+            cluster_id: Arc::default(),
+            secret: PeerSecret(None),
+        }
     }
 
     /// Sends `secret` with every peer request.

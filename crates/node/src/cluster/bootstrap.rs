@@ -45,13 +45,13 @@ use raftcache_proto::raft::raft_server::RaftServer;
 use raftcache_proto::raft::{InfoRequest, JoinRequest};
 use raftcache_raft::mem_log::MemLogStore;
 use raftcache_raft::network::{Network, PeerSecret, MAX_MESSAGE, PEER_SECRET_HEADER};
-use tonic::service::interceptor::InterceptedService;
 use raftcache_raft::openraft::{self, BasicNode, SnapshotPolicy};
 use raftcache_raft::sled_log::{Fsync, SledLogStore};
 use raftcache_raft::state_machine::Loaded;
 use raftcache_raft::state_machine::StateMachineStore;
 use raftcache_raft::types::{node_id, NodeId, Raft, ShowId};
 use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
 use tracing::{info, warn};
 
 use super::admin::{AdminService, TokenCheck};
