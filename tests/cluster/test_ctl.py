@@ -264,7 +264,7 @@ def test_bad_argument_is_a_usage_error(args):
     p = ctl(*args)
     assert p.returncode == 2, (p.stdout, p.stderr)
     assert "panicked" not in p.stderr and p.stdout == ""
-    assert p.stderr.startswith("error: "), p.stderr
+    assert p.stderr.startswith("raftcachectl: ") and len(p.stderr.strip().splitlines()) == 1, p.stderr
 
 
 def test_unknown_subcommand_and_help():

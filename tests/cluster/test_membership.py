@@ -84,6 +84,10 @@ class JoinNode(Node):
         return f"127.0.0.1:{self.admin_port}"
 
 
+def text(v) -> Optional[str]:
+    return v.decode() if isinstance(v, bytes) else v
+
+
 def admin_endpoint(node: Node) -> str:
     return f"127.0.0.1:{node.admin_port}"
 
@@ -141,6 +145,12 @@ class Workload:
                 self._n += 1
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception as e:  # noqa: BLE001 -- reported by the test
+            self.errors.append(f"the workload thread failed: {e!r}")
+
+    def _loop(self) -> None:
         self._n = 0
         while not self._stop.is_set():
             key, value = f"w:{self._n}", str(self._n)
@@ -150,7 +160,7 @@ class Workload:
                 old = f"w:{self._n // 2}"
                 want = self.acked.get(old)
                 got = self._with_retries(f"GET {old}", lambda r: r.get(old))
-                if want is not None and got is not None and got.decode() != want:
+                if want is not None and got is not None and text(got) != want:
                     self.stale.append(f"GET {old} = {got!r}, acknowledged {want!r}")
             self._n += 1
 
@@ -238,7 +248,7 @@ def test_grow_replace_remove_readd_and_transfer_under_load(seed_cluster):
         r = c.client(m)
         keys = list(load.acked)
         values = r.mget(keys)
-        missing = [k for k, v in zip(keys, values) if v is None or v.decode() != load.acked[k]]
+        missing = [k for k, v in zip(keys, values) if text(v) != load.acked[k]]
         assert not missing, f"node {m} lacks acknowledged writes: {missing[:10]}"
     c.assert_digests_equal()
     out = ctl(eps(), "digest")
@@ -286,7 +296,7 @@ def test_removing_the_last_voter_is_refused(make_cluster):
     assert "last voter" in err, err
     assert sorted(members(eps)) == [1]
     c.client(1).set("still", "here")
-    assert c.client(1).get("still") == b"here"
+    assert text(c.client(1).get("still")) == "here"
 
 
 def test_admin_token(make_cluster):
@@ -395,5 +405,5 @@ def test_peer_secret_keeps_out_nodes_without_it(make_cluster):
     c.wait_voter(5, timeout=60)
     assert sorted(members(eps)) == [1, 2, 3, 5]
     c.client(5).set("k", "v")
-    assert c.client(1).get("k") == b"v"
+    assert text(c.client(1).get("k")) == "v"
     assert friend.alive()

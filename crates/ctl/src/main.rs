@@ -17,6 +17,7 @@ mod view;
 
 use std::process::ExitCode;
 
+use clap::error::ErrorKind;
 use clap::Parser;
 
 use crate::cli::Cli;
@@ -25,7 +26,22 @@ use crate::commands::Ctx;
 use crate::output::Failure;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("raftcachectl: {}", one_line(&e.to_string()));
+            return ExitCode::from(2);
+        }
+    };
     let outcome = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime.block_on(run(cli)),
         Err(e) => Err(Failure::new(format!("cannot start the runtime: {e}"))),
@@ -39,6 +55,19 @@ fn main() -> ExitCode {
             ExitCode::from(failure.code)
         }
     }
+}
+
+/// clap's message as one line: without its usage and "for more
+/// information" tail, the lines it puts under a heading joined.
+fn one_line(text: &str) -> String {
+    let kept: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    let joined = kept.join(" ");
+    format!("{} (see --help)", joined.strip_prefix("error: ").unwrap_or(&joined))
 }
 
 /// Runs the command the flags name.

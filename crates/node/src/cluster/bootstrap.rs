@@ -736,11 +736,15 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
     let admin = AdminService { cluster: cluster.clone() };
     let token = TokenCheck { token: args.admin_token.as_deref().map(Arc::from) };
     let (mut health, health_service) = tonic_health::server::health_reporter();
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(raftcache_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .context("gRPC reflection")?;
+    // Both versions of reflection: grpcurl asks for v1, older clients (and
+    // grpcio's Python reflection client) for v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(raftcache_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1alpha = reflection().build_v1alpha().context("gRPC reflection")?;
+    let reflection = reflection().build_v1().context("gRPC reflection")?;
     let admin_shutdown = shutdown.clone();
     tokio::spawn(async move {
         let incoming = match tonic::transport::server::TcpIncoming::from_listener(
@@ -758,6 +762,7 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
             .add_service(AdminServer::with_interceptor(admin, token))
             .add_service(health_service)
             .add_service(reflection)
+            .add_service(reflection_v1alpha)
             .serve_with_incoming_shutdown(incoming, admin_shutdown.cancelled())
             .await;
         if let Err(e) = result {
