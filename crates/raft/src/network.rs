@@ -40,9 +40,14 @@ const KEEPALIVE: Duration = Duration::from_secs(5);
 pub const MAX_MESSAGE: usize = 256 << 20;
 /// Largest AppendEntries payload sent with more than one entry. openraft 0.9
 /// gives an AppendEntries one heartbeat interval to complete, so a follower
-/// far behind must be caught up in batches that fit; a larger batch is
-/// answered with `PayloadTooLarge` and openraft retries with fewer entries.
+/// far behind must be caught up in batches that fit. The log stores hand
+/// openraft batches of at most [`APPEND_BATCH_BYTES`] (`limited_get_log_entries`),
+/// so this is only a safety net: a larger batch is answered with
+/// `PayloadTooLarge` and openraft retries with fewer entries.
 pub const MAX_APPEND_BYTES: usize = 1 << 20;
+/// The size of the entries the log stores put in one AppendEntries batch
+/// (at least one entry), leaving room for the request's other fields.
+pub const APPEND_BATCH_BYTES: u64 = (MAX_APPEND_BYTES as u64) * 3 / 4;
 
 /// A lazily connected gRPC channel to `addr` (`host:port`).
 pub fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {

@@ -412,7 +412,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
 /// What a proposal adds to the log, roughly: its arguments' bytes and 8 bytes
 /// per argument (other operations count 16).
-fn proposal_bytes(proposal: &Proposal) -> u64 {
+pub(crate) fn proposal_bytes(proposal: &Proposal) -> u64 {
     proposal
         .ops
         .iter()
