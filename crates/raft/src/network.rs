@@ -10,8 +10,9 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{
     Fatal, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, ReplicationClosed,
@@ -28,7 +29,7 @@ use tokio::io::AsyncReadExt;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::codec::{decode, encode, encode_to};
-use crate::types::{NodeId, TypeConfig, Vote};
+use crate::types::{NodeId, ShowId, TypeConfig, Vote};
 
 /// Size of one snapshot chunk on the wire.
 pub const SNAPSHOT_CHUNK: usize = 1 << 20;
@@ -67,6 +68,80 @@ pub fn client(channel: Channel) -> RaftClient<Channel> {
         .max_encoding_message_size(MAX_MESSAGE)
 }
 
+/// A peer failing for this long is reported at WARN (before that, INFO: a
+/// peer restarting or a moment's loss is routine).
+const WARN_AFTER: Duration = Duration::from_secs(10);
+/// A peer that keeps failing is reported again at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// Whether a peer answers this node's Raft RPCs, for logs and metrics.
+///
+/// openraft retries a failed RPC with backoff and logs every failure; those
+/// logs are filtered out by the node (see its `main.rs`), and this reports
+/// the peer instead: once at INFO when its RPCs start failing, at WARN if
+/// they still fail after [`WARN_AFTER`] (then every [`WARN_EVERY`]), and at
+/// INFO when it answers again.
+#[derive(Debug, Default)]
+pub struct PeerHealth {
+    failures: AtomicU64,
+    failing: AtomicBool,
+    state: Mutex<Outage>,
+}
+
+#[derive(Debug, Default)]
+struct Outage {
+    since: Option<Instant>,
+    warned: Option<Instant>,
+}
+
+impl PeerHealth {
+    /// An RPC to `target` failed (unreachable, timed out, broken stream).
+    pub fn failed(&self, target: NodeId, error: &dyn std::fmt::Display) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        self.failing.store(true, Ordering::Relaxed);
+        let mut outage = self.state.lock().expect("peer health lock");
+        let now = Instant::now();
+        match outage.since {
+            None => {
+                outage.since = Some(now);
+                tracing::info!(peer = %ShowId(target), %error, "peer not answering Raft RPCs; retrying");
+            }
+            Some(since)
+                if now - since >= WARN_AFTER
+                    && outage.warned.is_none_or(|at| now - at >= WARN_EVERY) =>
+            {
+                outage.warned = Some(now);
+                tracing::warn!(
+                    peer = %ShowId(target),
+                    down_for = ?(now - since),
+                    failures = self.failures.load(Ordering::Relaxed),
+                    %error,
+                    "peer still not answering Raft RPCs"
+                );
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// An RPC to `target` was answered.
+    pub fn answered(&self, target: NodeId) {
+        if !self.failing.load(Ordering::Relaxed) {
+            return;
+        }
+        self.failing.store(false, Ordering::Relaxed);
+        let mut outage = self.state.lock().expect("peer health lock");
+        if let Some(since) = outage.since.take() {
+            outage.warned = None;
+            tracing::info!(peer = %ShowId(target), after = ?since.elapsed(), "peer answering again");
+        }
+    }
+
+    /// RPCs to this peer that failed so far.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+}
+
 /// Creates connections to peers, sharing one channel per address.
 #[derive(Clone, Debug)]
 pub struct Network {
@@ -74,12 +149,25 @@ pub struct Network {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     /// This node's cluster id (0 until known), sent with every Raft message.
     cluster_id: Arc<std::sync::atomic::AtomicU64>,
+    /// Each peer's reachability, by Raft node id.
+    health: Arc<Mutex<HashMap<NodeId, Arc<PeerHealth>>>>,
 }
 
 impl Network {
     /// The network of node `id`.
     pub fn new(id: NodeId) -> Network {
-        Network { id, channels: Arc::default(), cluster_id: Arc::default() }
+        Network { id, channels: Arc::default(), cluster_id: Arc::default(), health: Arc::default() }
+    }
+
+    /// The reachability record of peer `target`.
+    pub fn health(&self, target: NodeId) -> Arc<PeerHealth> {
+        self.health.lock().expect("health lock").entry(target).or_default().clone()
+    }
+
+    /// Failed Raft RPCs so far, by peer.
+    pub fn peer_failures(&self) -> Vec<(NodeId, u64)> {
+        let health = self.health.lock().expect("health lock");
+        health.iter().map(|(id, h)| (*id, h.failures())).collect()
     }
 
     /// Sets the cluster id sent with every Raft message.
@@ -115,6 +203,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             client,
             cluster_id: self.cluster_id.clone(),
             append_stream: Mutex::new(None),
+            health: self.health(target),
         }
     }
 }
@@ -169,6 +258,7 @@ pub struct Connection {
     /// The AppendEntries stream to the target, opened on first use (in a
     /// mutex only to make the connection `Sync`; reached through `get_mut`).
     append_stream: Mutex<Option<Exchange<RaftPayload, RaftPayload>>>,
+    health: Arc<PeerHealth>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -189,6 +279,21 @@ impl Connection {
     fn timeout(&self, action: RPCTypes, timeout: Duration) -> Timeout<NodeId> {
         Timeout { action, id: self.id, target: self.target, timeout }
     }
+
+    /// Notes how an RPC to the target ended (see [`PeerHealth`]): a failure
+    /// to get any answer, or an answer (even an error the peer sent).
+    fn note<T, E: std::error::Error>(
+        &self,
+        result: Result<T, RPCError<NodeId, BasicNode, E>>,
+    ) -> Result<T, RPCError<NodeId, BasicNode, E>> {
+        match &result {
+            Ok(_) | Err(RPCError::RemoteError(_)) | Err(RPCError::PayloadTooLarge(_)) => {
+                self.health.answered(self.target)
+            }
+            Err(e) => self.health.failed(self.target, e),
+        }
+        result
+    }
 }
 
 /// Maps a gRPC failure: connection problems make the peer unreachable (openraft
@@ -207,6 +312,47 @@ fn status_error<E: std::error::Error>(status: tonic::Status) -> RPCError<NodeId,
 
 impl RaftNetwork<TypeConfig> for Connection {
     async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        let result = self.send_append_entries(rpc, option).await;
+        self.note(result)
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        let result = self.send_vote(rpc, option).await;
+        self.note(result)
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot<TypeConfig>,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
+        let result = self.send_snapshot(vote, snapshot, cancel, option).await;
+        match &result {
+            Ok(_) | Err(StreamingError::RemoteError(_)) => self.health.answered(self.target),
+            Err(StreamingError::Closed(_)) => {}
+            Err(e) => self.health.failed(self.target, e),
+        }
+        result
+    }
+
+    fn backoff(&self) -> Backoff {
+        // Retry an unreachable peer quickly at first, then every second.
+        Backoff::new((1..).map(|n: u64| Duration::from_millis((100 * n).min(1000))))
+    }
+}
+
+impl Connection {
+    async fn send_append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
@@ -245,7 +391,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 
-    async fn vote(
+    async fn send_vote(
         &mut self,
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
@@ -263,7 +409,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 
-    async fn full_snapshot(
+    async fn send_snapshot(
         &mut self,
         vote: Vote,
         snapshot: Snapshot<TypeConfig>,
@@ -323,10 +469,5 @@ impl RaftNetwork<TypeConfig> for Connection {
         let result: Result<SnapshotResponse<NodeId>, Fatal<NodeId>> =
             decode(&reply).map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| StreamingError::RemoteError(RemoteError::new(self.target, e)))
-    }
-
-    fn backoff(&self) -> Backoff {
-        // Retry an unreachable peer quickly at first, then every second.
-        Backoff::new((1..).map(|n: u64| Duration::from_millis((100 * n).min(1000))))
     }
 }
