@@ -355,6 +355,11 @@ impl SledLogStore {
         Ok(())
     }
 
+    /// The database's size on disk in bytes (0 if it cannot be read).
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
     /// The policy this store was opened with.
     pub fn fsync(&self) -> Fsync {
         self.fsync
