@@ -57,6 +57,10 @@ pub struct Args {
     /// Port of the admin gRPC service (raftcachectl); 0 picks a free port.
     #[arg(long, default_value_t = 7379)]
     pub admin_port: u16,
+    /// Port of the Prometheus metrics endpoint (`GET /metrics`, HTTP) on the
+    /// first --bind address; 0 picks a free port (the node logs it).
+    #[arg(long, default_value_t = 9379)]
+    pub metrics_port: u16,
     /// Address peers and clients are told to use for this node's Raft and RESP
     /// ports (default: the first --bind address).
     #[arg(long)]

@@ -68,14 +68,15 @@ fn human(bytes: u64) -> String {
 }
 
 /// Resident set size of this process, from /proc.
-fn rss_bytes() -> u64 {
+pub(crate) fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
         .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
         .map_or(0, |pages| pages * 4096)
 }
 
-fn cpu_times() -> (f64, f64) {
+/// System and user CPU seconds of this process.
+pub(crate) fn cpu_times() -> (f64, f64) {
     // SAFETY: getrusage writes into the zeroed struct we pass and nothing else.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {

@@ -5,11 +5,12 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use clap::Parser;
 use raftcache_node::cluster::bootstrap;
 use raftcache_node::config::{Args, Config};
+use raftcache_node::metrics;
 use raftcache_node::server::{self, Shared};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -64,14 +65,22 @@ fn main() -> anyhow::Result<()> {
             signals.cancel();
         });
         let config = Config::new(args);
-        // Bind the client port first: a taken port should fail fast.
+        // Bind the client and metrics ports first: a taken port should fail fast.
         let listeners = server::bind(&config).await?;
+        let metrics_listener = metrics::bind(&config.args).await?;
+        let sources: Arc<OnceLock<metrics::Sources>> = Arc::default();
+        let registry = Arc::new(metrics::registry(sources.clone()));
+        tokio::spawn(metrics::serve(metrics_listener, registry, shutdown.clone()));
         let started = tokio::select! {
             started = bootstrap::start(&config.args, shutdown.clone()) => started?,
             _ = shutdown.cancelled() => return Ok(()),
         };
         let cluster = started.cluster.clone();
+        cluster.sm.set_snapshot_observer(Box::new(metrics::observe_snapshot));
+        tokio::spawn(metrics::watch_raft(cluster.clone(), shutdown.clone()));
         let shared = Arc::new(Shared::new(config, cluster.clone()));
+        let log = started.data.as_ref().map(|data| data.log.clone());
+        let _ = sources.set(metrics::Sources { shared: shared.clone(), log });
         server::run(shared, listeners, shutdown).await;
         if let Err(e) = cluster.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");

@@ -27,6 +27,9 @@ use crate::events::Hub;
 pub struct Stats {
     pub commands: AtomicU64,
     pub expired_keys: AtomicU64,
+    /// Bytes read from and written to clients.
+    pub net_input_bytes: AtomicU64,
+    pub net_output_bytes: AtomicU64,
     /// INFO commandstats and errorstats.
     pub calls: crate::stats::CommandStats,
 }
