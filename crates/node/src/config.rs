@@ -42,6 +42,9 @@ pub struct Args {
     /// Log level: debug, verbose, notice or warning (or a tracing filter).
     #[arg(long, default_value = "notice")]
     pub loglevel: String,
+    /// Log line format: text, or json (one object per line).
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
     /// This node's member id in the cluster.
     #[arg(long, default_value_t = 1)]
     pub id: u32,

@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 use crate::clients::Clients;
 use crate::clock::{now_ms, PURGE_BATCH};
@@ -161,8 +161,11 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let laddr = stream.local_addr().unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
         let entry = shared.clients.register(addr, laddr, stream.as_raw_fd());
+        // The connection's span: its log lines carry the client's id and
+        // address (one span per connection, none per command).
+        let span = tracing::info_span!("client", id = entry.id, %addr);
         let handler = Handler::new(shared.clone(), stream, entry);
-        tracker.spawn(handler.run(shutdown.clone()));
+        tracker.spawn(handler.run(shutdown.clone()).instrument(span));
     }
 }
 
