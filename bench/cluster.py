@@ -73,7 +73,7 @@ def main():
     for i in range(3):
         procs.append(subprocess.Popen([
             args.bin, "--id", str(i + 1), "--peers", peers, "--bind", "127.0.0.1",
-            "--port", str(resp[i]), "--raft-port", str(raft[i]), "--admin-port", str(admin[i]),
+            "--port", str(resp[i]), "--raft-port", str(raft[i]), "--admin-port", str(admin[i]), "--metrics-port", "0",
             "--read-consistency", args.read_consistency, "--threads", args.threads,
             "--loglevel", "warning"], stdout=sys.stderr))
     redis_port = free_port()

@@ -75,7 +75,7 @@ class Cluster:
 
     def argv(self, i):
         a = [self.binary, "--id", str(i + 1), "--peers", self.peers, "--bind", "127.0.0.1",
-             "--port", str(self.resp[i]), "--raft-port", str(self.raft[i]), "--admin-port", str(self.admin[i]),
+             "--port", str(self.resp[i]), "--raft-port", str(self.raft[i]), "--admin-port", str(self.admin[i]), "--metrics-port", "0",
              "--loglevel", "warning", *self.extra]
         if self.fsync != "memory":
             a += ["--data-dir", os.path.join(self.data_root, f"n{i + 1}"), "--appendfsync", self.fsync]

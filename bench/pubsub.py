@@ -212,7 +212,7 @@ def main():
         procs.append(subprocess.Popen([
             args.bin, "--id", str(i + 1), "--peers", peers, "--bind", "127.0.0.1",
             "--port", str(resp_ports[i]), "--raft-port", str(raft[i]),
-            "--admin-port", str(admin[i]), "--threads", args.threads,
+            "--admin-port", str(admin[i]), "--metrics-port", "0", "--threads", args.threads,
             "--loglevel", "warning"], stdout=sys.stderr, start_new_session=True))
     redis_port = free_port()
     procs.append(subprocess.Popen(["redis-server", "--port", str(redis_port), "--save", "",

@@ -337,7 +337,7 @@ def start_cluster(args, procs):
     for i in range(3):
         procs.append(subprocess.Popen([
             args.bin, "--id", str(i + 1), "--peers", peers, "--bind", "127.0.0.1",
-            "--port", str(resp[i]), "--raft-port", str(raft[i]), "--admin-port", str(admin[i]),
+            "--port", str(resp[i]), "--raft-port", str(raft[i]), "--admin-port", str(admin[i]), "--metrics-port", "0",
             "--threads", args.threads, "--loglevel", "warning"], stdout=sys.stderr))
     for i in range(3):
         wait_ready(resp[i], procs[-3 + i], timeout=60)

@@ -68,7 +68,7 @@ def main():
             sys.exit(f"{tool} not found: install Debian's redis-server and redis-tools")
     rc_port, redis_port = free_port(), free_port()
     procs = [
-        subprocess.Popen([args.bin, "--port", str(rc_port), "--raft-port", "0", "--admin-port", "0",
+        subprocess.Popen([args.bin, "--port", str(rc_port), "--raft-port", "0", "--admin-port", "0", "--metrics-port", "0",
                           "--loglevel", "warning"]),
         subprocess.Popen(["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no",
                           "--bind", "127.0.0.1", "--loglevel", "warning"]),

@@ -4,9 +4,11 @@
 #   deploy/run-local.sh            # build, start nodes 1-3, Ctrl-C stops all three
 #
 # Node N listens for Redis clients on 6379+N-1 (6379, 6380, 6381), for peers
-# on 7380+10*(N-1) and for admin on 7379+10*(N-1). Any node serves any
-# client. Logs go to the terminal, prefixed with the node's name. Override the
-# base ports with RESP_BASE / PEER_BASE / ADMIN_BASE, add flags after `--`.
+# on 7380+10*(N-1), for admin on 7379+10*(N-1) and serves Prometheus metrics
+# on 9379+N-1 (9379, 9380, 9381: http://127.0.0.1:9379/metrics). Any node
+# serves any client. Logs go to the terminal, prefixed with the node's name.
+# Override the base ports with RESP_BASE / PEER_BASE / ADMIN_BASE /
+# METRICS_BASE, add flags after `--`.
 # Each node runs on one thread (THREADS=1, `--threads 1`): the three share this
 # machine's CPUs, and one thread per node measured faster than a thread pool
 # each (bench/cluster.py); THREADS=0 gives each node one thread per CPU.
@@ -16,6 +18,7 @@ cd "$(dirname "$0")/.."
 resp_base=${RESP_BASE:-6379}
 peer_base=${PEER_BASE:-7380}
 admin_base=${ADMIN_BASE:-7379}
+metrics_base=${METRICS_BASE:-9379}
 threads=${THREADS:-1}
 extra=("$@")
 
@@ -40,10 +43,12 @@ for n in 1 2 3; do
     --port $((resp_base + n - 1)) \
     --raft-port $((peer_base + 10 * (n - 1))) \
     --admin-port $((admin_base + 10 * (n - 1))) \
+    --metrics-port $((metrics_base + n - 1)) \
     --threads "$threads" \
     "${extra[@]}" > >(sed -u "s/^/[node$n] /") 2>&1 &
   pids+=("$!")  # the node's own pid (the log prefixer runs in a substitution)
 done
 
 echo "raftcache: three nodes on 127.0.0.1 ports $resp_base-$((resp_base + 2)); try: redis-cli -p $resp_base set hello world"
+echo "metrics: http://127.0.0.1:$metrics_base/metrics, :$((metrics_base + 1))/metrics, :$((metrics_base + 2))/metrics"
 wait

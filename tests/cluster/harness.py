@@ -223,12 +223,15 @@ atexit.register(_kill_leftovers)
 class Node:
     """One member: its ports, its current process, and its log file."""
 
-    def __init__(self, cluster: "Cluster", member: int, resp: int, raft: int, admin: int):
+    def __init__(self, cluster: "Cluster", member: int, resp: int, raft: int, admin: int,
+                 metrics: int = 0):
         self.cluster = cluster
         self.member = member
         self.resp_port = resp
         self.raft_port = raft
         self.admin_port = admin
+        # The Prometheus endpoint's port (0: the node picks one).
+        self.metrics_port = metrics
         self.log_path = os.path.join(cluster.workdir, f"node{member}.log")
         self.proc: Optional[subprocess.Popen] = None
         self.starts = 0
@@ -257,6 +260,7 @@ class Node:
             "--port", str(self.resp_port),
             "--raft-port", str(self.raft_port),
             "--admin-port", str(self.admin_port),
+            "--metrics-port", str(self.metrics_port),
             "--bind", "127.0.0.1",
             *self.node_args(),
         ]  # fmt: skip
@@ -268,7 +272,7 @@ class Node:
     def describe(self) -> str:
         """Where to find this node, for a failed test's report."""
         return (f"{self.log_path}; resp {self.resp_port}, raft {self.raft_port}, "
-                f"admin {self.admin_port}")
+                f"admin {self.admin_port}, metrics {self.metrics_port}")
 
     def spawn(self) -> None:
         assert not self.alive(), f"node {self.member} is already running"
@@ -391,6 +395,15 @@ class Node:
         finally:
             r.close()
 
+    def metrics_text(self, timeout: float = 5.0) -> str:
+        """The node's Prometheus metrics (GET /metrics on its metrics port)."""
+        import urllib.request
+
+        assert self.metrics_port, f"node {self.member} was started without a known metrics port"
+        url = f"http://{self.host}:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=timeout) as reply:
+            return reply.read().decode()
+
     def _close_grpc(self) -> None:
         if self._grpc_channel is not None:
             self._grpc_channel.close()
@@ -459,10 +472,9 @@ class Cluster:
         # (scripts/test.sh runs the suite again with "--threads 1").
         self.args = os.environ.get("RAFTCACHE_NODE_ARGS", "").split() + list(args)
         self.workdir = workdir or tempfile.mkdtemp(prefix="raftcache-cluster-")
-        ports = free_ports(3 * n)
+        ports = free_ports(4 * n)
         self.nodes: Dict[int, Node] = {
-            m: Node(self, m, ports[3 * (m - 1)], ports[3 * (m - 1) + 1], ports[3 * (m - 1) + 2])
-            for m in range(1, n + 1)
+            m: Node(self, m, *ports[4 * (m - 1) : 4 * m]) for m in range(1, n + 1)
         }
 
     # -- life cycle --

@@ -999,7 +999,8 @@ def redis_server_argv(binary: str, port: int) -> List[str]:
 def raftcache_argv(binary: str, port: int) -> List[str]:
     # A one-node cluster: its Raft and admin ports are picked by the OS so
     # that several servers can run side by side.
-    return [binary, "--port", str(port), "--bind", "127.0.0.1", "--raft-port", "0", "--admin-port", "0"]
+    return [binary, "--port", str(port), "--bind", "127.0.0.1", "--raft-port", "0", "--admin-port", "0",
+            "--metrics-port", "0"]
 
 
 def cmd_argv(template: str, port: int) -> List[str]:

@@ -62,8 +62,8 @@ class DurableNode(Node):
     """A node with an optional data directory and its own extra flags."""
 
     def __init__(self, cluster: "DurableCluster", member: int, resp: int, raft: int, admin: int,
-                 data_dir: Optional[str]):
-        super().__init__(cluster, member, resp, raft, admin)
+                 data_dir: Optional[str], metrics: int = 0):
+        super().__init__(cluster, member, resp, raft, admin, metrics)
         self.data_dir = data_dir
         # Flags for this node only: `args` replaces the cluster's flags when
         # set (e.g. another --appendfsync); `extra_args` is appended.
@@ -140,6 +140,7 @@ class DurableCluster(Cluster):
             m: DurableNode(
                 self, m, node.resp_port, node.raft_port, node.admin_port,
                 os.path.join(self.workdir, f"data{m}") if data else None,
+                node.metrics_port,
             )
             for m, node in self.nodes.items()
         }  # fmt: skip

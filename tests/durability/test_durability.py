@@ -637,6 +637,7 @@ def _solo_argv(cluster: DurableCluster, member: int, data_dir: str, extra=()) ->
     return [
         raftcache_bin(), "--id", str(member), "--peers", cluster.peers_flag(),
         "--port", str(resp), "--raft-port", str(raft), "--admin-port", str(admin),
+        "--metrics-port", "0",
         "--bind", "127.0.0.1", "--data-dir", data_dir, *cluster.args, *extra,
     ]  # fmt: skip
 

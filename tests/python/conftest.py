@@ -145,8 +145,11 @@ def _start(extra_args: List[str], password: Optional[str]) -> ServerProc:
         if is_real_redis():
             argv += ["--save", "", "--appendonly", "no"]
         else:
-            # A one-node cluster; its Raft and admin ports are picked by the OS.
+            # A one-node cluster; its Raft, admin and metrics ports are picked
+            # by the OS (a test that scrapes metrics passes its own --metrics-port).
             argv += ["--raft-port", "0", "--admin-port", "0"]
+            if "--metrics-port" not in extra_args:
+                argv += ["--metrics-port", "0"]
         if password is not None:
             argv += ["--requirepass", password]
         argv += extra_args

@@ -33,6 +33,20 @@ def test_commandstats_and_errorstats(r):
     assert "cmdstat_get" in r.info("all")
 
 
+def test_stats_count_network_bytes_and_cpu(r):
+    before = r.info("stats")
+    r.set("net:k", "x" * 1000)
+    assert r.get("net:k") == "x" * 1000
+    after = r.info("stats")
+    assert after["total_net_input_bytes"] >= before["total_net_input_bytes"] + 1000
+    assert after["total_net_output_bytes"] >= before["total_net_output_bytes"] + 1000
+    assert after["evicted_keys"] == 0
+    assert "expired_keys" in after
+    cpu = r.info("cpu")
+    for field in ("used_cpu_sys", "used_cpu_user", "used_cpu_sys_children", "used_cpu_user_children"):
+        assert cpu[field] >= 0
+
+
 def test_replication_fields_of_a_single_node(r):
     rep = r.info("replication")
     assert rep["role"] == "master"

@@ -42,6 +42,9 @@ pub struct Args {
     /// Log level: debug, verbose, notice or warning (or a tracing filter).
     #[arg(long, default_value = "notice")]
     pub loglevel: String,
+    /// Log line format: text, or json (one object per line).
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
     /// This node's member id in the cluster.
     #[arg(long, default_value_t = 1)]
     pub id: u32,
@@ -81,6 +84,10 @@ pub struct Args {
     /// Port of the admin gRPC service (raftcachectl); 0 picks a free port.
     #[arg(long, default_value_t = 7379)]
     pub admin_port: u16,
+    /// Port of the Prometheus metrics endpoint (`GET /metrics`, HTTP) on the
+    /// first --bind address; 0 picks a free port (the node logs it).
+    #[arg(long, default_value_t = 9379)]
+    pub metrics_port: u16,
     /// Address peers and clients are told to use for this node's Raft and RESP
     /// ports (default: the first --bind address).
     #[arg(long)]

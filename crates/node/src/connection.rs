@@ -144,7 +144,10 @@ impl Handler {
                 }
             };
             let read = match wake {
-                Wake::Read(n) => n,
+                Wake::Read(n) => {
+                    self.shared.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    n
+                }
                 Wake::Stop => return Ok(()),
                 Wake::Push(Some(push)) => {
                     self.write_push(push);
@@ -239,7 +242,11 @@ impl Handler {
     async fn flush(&mut self) -> std::io::Result<()> {
         if !self.wbuf.is_empty() {
             tokio::select! {
-                r = self.stream.write_all(&self.wbuf) => r?,
+                r = self.stream.write_all(&self.wbuf) => {
+                    r?;
+                    let n = self.wbuf.len() as u64;
+                    self.shared.stats.net_output_bytes.fetch_add(n, Ordering::Relaxed);
+                }
                 // A client that does not read must not hold the connection
                 // past its closing.
                 _ = self.shutdown.cancelled() => {
@@ -754,7 +761,9 @@ impl Handler {
                 _ = shutdown.cancelled() => return Wait::Gone,
                 r = self.stream.read_buf(&mut self.rbuf) => match r {
                     Ok(0) | Err(_) => return Wait::Gone,
-                    Ok(_) => {}
+                    Ok(n) => {
+                        self.shared.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    }
                 },
                 // A RESP3 client keeps getting its messages and
                 // invalidations while it is blocked, as in Redis.

@@ -75,10 +75,16 @@ pub fn rss_bytes() -> u64 {
         .map_or(0, |pages| pages * 4096)
 }
 
-fn cpu_times() -> (f64, f64) {
+/// System and user CPU seconds of this process.
+pub(crate) fn cpu_times() -> (f64, f64) {
+    rusage(libc::RUSAGE_SELF)
+}
+
+/// System and user CPU seconds of `who` (RUSAGE_SELF, RUSAGE_CHILDREN).
+fn rusage(who: libc::c_int) -> (f64, f64) {
     // SAFETY: getrusage writes into the zeroed struct we pass and nothing else.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+    if unsafe { libc::getrusage(who, &mut usage) } != 0 {
         return (0.0, 0.0);
     }
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
@@ -152,7 +158,17 @@ fn render(shared: &Shared, section: &str, out: &mut String) {
                 "rejected_connections:{}",
                 shared.clients.rejected_connections.load(Ordering::Relaxed)
             );
+            field!(
+                "total_net_input_bytes:{}",
+                shared.stats.net_input_bytes.load(Ordering::Relaxed)
+            );
+            field!(
+                "total_net_output_bytes:{}",
+                shared.stats.net_output_bytes.load(Ordering::Relaxed)
+            );
             field!("expired_keys:{}", shared.stats.expired_keys.load(Ordering::Relaxed));
+            // Nothing is evicted: maxmemory is reported, not enforced.
+            field!("evicted_keys:0");
             field!(
                 "pubsub_channels:{}",
                 shared.hub.channels(crate::events::Kind::Channel, None).len()
@@ -199,8 +215,11 @@ fn render(shared: &Shared, section: &str, out: &mut String) {
         "cpu" => {
             let (sys, user) = cpu_times();
             out.push_str("# CPU\r\n");
+            let (sys_children, user_children) = rusage(libc::RUSAGE_CHILDREN);
             field!("used_cpu_sys:{sys:.6}");
             field!("used_cpu_user:{user:.6}");
+            field!("used_cpu_sys_children:{sys_children:.6}");
+            field!("used_cpu_user_children:{user_children:.6}");
         }
         "keyspace" => {
             out.push_str("# Keyspace\r\n");

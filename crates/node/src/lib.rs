@@ -19,6 +19,7 @@
 //! - [`events`]: the engine's events routed to connections (pub/sub, keyspace notifications).
 //! - [`clients`], [`subcommand`]: client registry, subcommand resolution.
 //! - [`stats`]: INFO commandstats and errorstats counters.
+//! - [`metrics`]: Prometheus metrics on `GET /metrics` (`--metrics-port`).
 
 // gRPC handlers return `tonic::Status`, which is large by design; boxing it
 // would only add an allocation to every error path.
@@ -34,6 +35,7 @@ pub mod connection;
 pub mod encode;
 pub mod events;
 pub mod info;
+pub mod metrics;
 pub mod server;
 pub mod session;
 pub mod stats;

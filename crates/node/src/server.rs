@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 use crate::clients::Clients;
 use crate::clock::{now_ms, PURGE_BATCH};
@@ -27,6 +27,9 @@ use crate::events::Hub;
 pub struct Stats {
     pub commands: AtomicU64,
     pub expired_keys: AtomicU64,
+    /// Bytes read from and written to clients.
+    pub net_input_bytes: AtomicU64,
+    pub net_output_bytes: AtomicU64,
     /// INFO commandstats and errorstats.
     pub calls: crate::stats::CommandStats,
 }
@@ -158,8 +161,11 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let laddr = stream.local_addr().unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
         let entry = shared.clients.register(addr, laddr, stream.as_raw_fd());
+        // The connection's span: its log lines carry the client's id and
+        // address (one span per connection, none per command).
+        let span = tracing::info_span!("client", id = entry.id, %addr);
         let handler = Handler::new(shared.clone(), stream, entry);
-        tracker.spawn(handler.run(shutdown.clone()));
+        tracker.spawn(handler.run(shutdown.clone()).instrument(span));
     }
 }
 

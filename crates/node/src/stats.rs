@@ -14,6 +14,13 @@ use std::sync::Mutex;
 
 use raftcache_sm::Reply;
 
+/// Upper bounds (µs) of the latency histogram's buckets kept per command
+/// for the metrics endpoint; one more bucket counts the slower calls.
+pub const LATENCY_BUCKETS_USEC: [u64; 15] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 10_000_000,
+];
+
 /// One command's counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CommandStat {
@@ -21,6 +28,23 @@ pub struct CommandStat {
     pub usec: u64,
     pub rejected: u64,
     pub failed: u64,
+    /// Calls by latency: `buckets[i]` counts those within
+    /// `LATENCY_BUCKETS_USEC[i]` (and above the bound before), the last one
+    /// the rest (not cumulative).
+    pub buckets: [u64; LATENCY_BUCKETS_USEC.len() + 1],
+}
+
+impl CommandStat {
+    /// Adds another command's counters to these.
+    pub fn add(&mut self, other: &CommandStat) {
+        self.calls += other.calls;
+        self.usec += other.usec;
+        self.rejected += other.rejected;
+        self.failed += other.failed;
+        for (a, b) in self.buckets.iter_mut().zip(other.buckets) {
+            *a += b;
+        }
+    }
 }
 
 /// Every command's counters and every error prefix's count.
@@ -38,6 +62,7 @@ impl CommandStats {
         let stat = c.entry(name.to_string()).or_default();
         stat.calls += 1;
         stat.usec += usec;
+        stat.buckets[LATENCY_BUCKETS_USEC.partition_point(|&bound| bound < usec)] += 1;
         if reply.is_error() {
             stat.failed += 1;
         }
@@ -79,6 +104,18 @@ impl CommandStats {
         e.iter().map(|(code, n)| format!("errorstat_{code}:count={n}")).collect()
     }
 
+    /// Every command's counters, by name (for the metrics endpoint).
+    pub fn snapshot(&self) -> Vec<(String, CommandStat)> {
+        let c = self.commands.lock().unwrap_or_else(|p| p.into_inner());
+        c.iter().map(|(name, s)| (name.clone(), *s)).collect()
+    }
+
+    /// Error replies by code (for the metrics endpoint).
+    pub fn error_counts(&self) -> Vec<(String, u64)> {
+        let e = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        e.iter().map(|(code, n)| (code.clone(), *n)).collect()
+    }
+
     /// CONFIG RESETSTAT
     pub fn reset(&self) {
         self.commands.lock().unwrap_or_else(|p| p.into_inner()).clear();
@@ -109,6 +146,13 @@ mod tests {
             vec!["cmdstat_get:calls=2,usec=30,usec_per_call=15.00,rejected_calls=1,failed_calls=1"]
         );
         assert_eq!(s.error_lines(), vec!["errorstat_ERR:count=1", "errorstat_WRONGTYPE:count=1"]);
+        let get = s.get("get").unwrap();
+        assert_eq!(get.buckets[0], 2, "10 and 20 µs are in the first bucket");
+        s.ran("set", 100, &Reply::Ok);
+        s.ran("set", 101, &Reply::Ok);
+        s.ran("set", 60_000_000, &Reply::Ok);
+        let set = s.get("set").unwrap().buckets;
+        assert_eq!((set[0], set[1], set[LATENCY_BUCKETS_USEC.len()]), (1, 1, 1));
         s.reset();
         assert!(s.command_lines().is_empty());
     }

@@ -11,8 +11,10 @@ use std::ops::RangeBounds;
 use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
-use openraft::RaftLogReader;
+use openraft::{EntryPayload, RaftLogReader};
 
+use crate::network::APPEND_BATCH_BYTES;
+use crate::state_machine::proposal_bytes;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote, VoteCell};
 
 #[derive(Debug, Default)]
@@ -51,6 +53,30 @@ impl RaftLogReader<TypeConfig> for MemLogStore {
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
         Ok(self.lock().log.range(range).map(|(_, e)| e.clone()).collect())
+    }
+
+    /// Entries from `start` on, stopping before `end` or once the next would
+    /// take the batch past [`APPEND_BATCH_BYTES`] (at least one): see the
+    /// sled store.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let inner = self.lock();
+        let mut entries = Vec::new();
+        let mut bytes = 0u64;
+        for (_, entry) in inner.log.range(start..end) {
+            bytes += match &entry.payload {
+                EntryPayload::Normal(proposal) => proposal_bytes(proposal) + 64,
+                _ => 64,
+            };
+            if !entries.is_empty() && bytes > APPEND_BATCH_BYTES {
+                break;
+            }
+            entries.push(entry.clone());
+        }
+        Ok(entries)
     }
 }
 

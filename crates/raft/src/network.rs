@@ -10,8 +10,9 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{
     Fatal, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, ReplicationClosed,
@@ -29,7 +30,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::codec::{decode, encode, encode_to};
-use crate::types::{NodeId, TypeConfig, Vote};
+use crate::types::{NodeId, ShowId, TypeConfig, Vote};
 
 /// Size of one snapshot chunk on the wire.
 pub const SNAPSHOT_CHUNK: usize = 1 << 20;
@@ -41,9 +42,14 @@ const KEEPALIVE: Duration = Duration::from_secs(5);
 pub const MAX_MESSAGE: usize = 256 << 20;
 /// Largest AppendEntries payload sent with more than one entry. openraft 0.9
 /// gives an AppendEntries one heartbeat interval to complete, so a follower
-/// far behind must be caught up in batches that fit; a larger batch is
-/// answered with `PayloadTooLarge` and openraft retries with fewer entries.
+/// far behind must be caught up in batches that fit. The log stores hand
+/// openraft batches of at most [`APPEND_BATCH_BYTES`] (`limited_get_log_entries`),
+/// so this is only a safety net: a larger batch is answered with
+/// `PayloadTooLarge` and openraft retries with fewer entries.
 pub const MAX_APPEND_BYTES: usize = 1 << 20;
+/// The size of the entries the log stores put in one AppendEntries batch
+/// (at least one entry), leaving room for the request's other fields.
+pub const APPEND_BATCH_BYTES: u64 = (MAX_APPEND_BYTES as u64) * 3 / 4;
 
 /// A lazily connected gRPC channel to `addr` (`host:port`).
 pub fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
@@ -85,6 +91,80 @@ pub fn client(channel: Channel, secret: PeerSecret) -> PeerClient {
         .max_encoding_message_size(MAX_MESSAGE)
 }
 
+/// A peer failing for this long is reported at WARN (before that, INFO: a
+/// peer restarting or a moment's loss is routine).
+const WARN_AFTER: Duration = Duration::from_secs(10);
+/// A peer that keeps failing is reported again at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// Whether a peer answers this node's Raft RPCs, for logs and metrics.
+///
+/// openraft retries a failed RPC with backoff and logs every failure; those
+/// logs are filtered out by the node (see its `main.rs`), and this reports
+/// the peer instead: once at INFO when its RPCs start failing, at WARN if
+/// they still fail after [`WARN_AFTER`] (then every [`WARN_EVERY`]), and at
+/// INFO when it answers again.
+#[derive(Debug, Default)]
+pub struct PeerHealth {
+    failures: AtomicU64,
+    failing: AtomicBool,
+    state: Mutex<Outage>,
+}
+
+#[derive(Debug, Default)]
+struct Outage {
+    since: Option<Instant>,
+    warned: Option<Instant>,
+}
+
+impl PeerHealth {
+    /// An RPC to `target` failed (unreachable, timed out, broken stream).
+    pub fn failed(&self, target: NodeId, error: &dyn std::fmt::Display) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        self.failing.store(true, Ordering::Relaxed);
+        let mut outage = self.state.lock().expect("peer health lock");
+        let now = Instant::now();
+        match outage.since {
+            None => {
+                outage.since = Some(now);
+                tracing::info!(peer = %ShowId(target), %error, "peer not answering Raft RPCs; retrying");
+            }
+            Some(since)
+                if now - since >= WARN_AFTER
+                    && outage.warned.is_none_or(|at| now - at >= WARN_EVERY) =>
+            {
+                outage.warned = Some(now);
+                tracing::warn!(
+                    peer = %ShowId(target),
+                    down_for = ?(now - since),
+                    failures = self.failures.load(Ordering::Relaxed),
+                    %error,
+                    "peer still not answering Raft RPCs"
+                );
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// An RPC to `target` was answered.
+    pub fn answered(&self, target: NodeId) {
+        if !self.failing.load(Ordering::Relaxed) {
+            return;
+        }
+        self.failing.store(false, Ordering::Relaxed);
+        let mut outage = self.state.lock().expect("peer health lock");
+        if let Some(since) = outage.since.take() {
+            outage.warned = None;
+            tracing::info!(peer = %ShowId(target), after = ?since.elapsed(), "peer answering again");
+        }
+    }
+
+    /// RPCs to this peer that failed so far.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+}
+
 /// Creates connections to peers, sharing one channel per address.
 #[derive(Clone, Debug)]
 pub struct Network {
@@ -94,6 +174,8 @@ pub struct Network {
     cluster_id: Arc<std::sync::atomic::AtomicU64>,
     /// The shared secret sent with every peer request.
     secret: PeerSecret,
+    /// Each peer's reachability, by Raft node id.
+    health: Arc<Mutex<HashMap<NodeId, Arc<PeerHealth>>>>,
 }
 
 impl Network {
@@ -104,6 +186,7 @@ impl Network {
             channels: Arc::default(),
             cluster_id: Arc::default(),
             secret: PeerSecret(None),
+            health: Arc::default(),
         }
     }
 
@@ -111,6 +194,17 @@ impl Network {
     pub fn with_secret(mut self, secret: PeerSecret) -> Network {
         self.secret = secret;
         self
+    }
+
+    /// The reachability record of peer `target`.
+    pub fn health(&self, target: NodeId) -> Arc<PeerHealth> {
+        self.health.lock().expect("health lock").entry(target).or_default().clone()
+    }
+
+    /// Failed Raft RPCs so far, by peer.
+    pub fn peer_failures(&self) -> Vec<(NodeId, u64)> {
+        let health = self.health.lock().expect("health lock");
+        health.iter().map(|(id, h)| (*id, h.failures())).collect()
     }
 
     /// Sets the cluster id sent with every Raft message.
@@ -146,6 +240,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             client,
             cluster_id: self.cluster_id.clone(),
             append_stream: Mutex::new(None),
+            health: self.health(target),
         }
     }
 }
@@ -200,6 +295,7 @@ pub struct Connection {
     /// The AppendEntries stream to the target, opened on first use (in a
     /// mutex only to make the connection `Sync`; reached through `get_mut`).
     append_stream: Mutex<Option<Exchange<RaftPayload, RaftPayload>>>,
+    health: Arc<PeerHealth>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -220,6 +316,21 @@ impl Connection {
     fn timeout(&self, action: RPCTypes, timeout: Duration) -> Timeout<NodeId> {
         Timeout { action, id: self.id, target: self.target, timeout }
     }
+
+    /// Notes how an RPC to the target ended (see [`PeerHealth`]): a failure
+    /// to get any answer, or an answer (even an error the peer sent).
+    fn note<T, E: std::error::Error>(
+        &self,
+        result: Result<T, RPCError<NodeId, BasicNode, E>>,
+    ) -> Result<T, RPCError<NodeId, BasicNode, E>> {
+        match &result {
+            Ok(_) | Err(RPCError::RemoteError(_)) | Err(RPCError::PayloadTooLarge(_)) => {
+                self.health.answered(self.target)
+            }
+            Err(e) => self.health.failed(self.target, e),
+        }
+        result
+    }
 }
 
 /// Maps a gRPC failure: connection problems make the peer unreachable (openraft
@@ -238,6 +349,47 @@ fn status_error<E: std::error::Error>(status: tonic::Status) -> RPCError<NodeId,
 
 impl RaftNetwork<TypeConfig> for Connection {
     async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        let result = self.send_append_entries(rpc, option).await;
+        self.note(result)
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        let result = self.send_vote(rpc, option).await;
+        self.note(result)
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot<TypeConfig>,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
+        let result = self.send_snapshot(vote, snapshot, cancel, option).await;
+        match &result {
+            Ok(_) | Err(StreamingError::RemoteError(_)) => self.health.answered(self.target),
+            Err(StreamingError::Closed(_)) => {}
+            Err(e) => self.health.failed(self.target, e),
+        }
+        result
+    }
+
+    fn backoff(&self) -> Backoff {
+        // Retry an unreachable peer quickly at first, then every second.
+        Backoff::new((1..).map(|n: u64| Duration::from_millis((100 * n).min(1000))))
+    }
+}
+
+impl Connection {
+    async fn send_append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
@@ -276,7 +428,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 
-    async fn vote(
+    async fn send_vote(
         &mut self,
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
@@ -294,7 +446,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 
-    async fn full_snapshot(
+    async fn send_snapshot(
         &mut self,
         vote: Vote,
         snapshot: Snapshot<TypeConfig>,
@@ -354,10 +506,5 @@ impl RaftNetwork<TypeConfig> for Connection {
         let result: Result<SnapshotResponse<NodeId>, Fatal<NodeId>> =
             decode(&reply).map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| StreamingError::RemoteError(RemoteError::new(self.target, e)))
-    }
-
-    fn backoff(&self) -> Backoff {
-        // Retry an unreachable peer quickly at first, then every second.
-        Backoff::new((1..).map(|n: u64| Duration::from_millis((100 * n).min(1000))))
     }
 }

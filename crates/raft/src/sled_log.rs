@@ -49,6 +49,7 @@ use openraft::{ErrorSubject, ErrorVerb, RaftLogReader, StorageIOError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::network::APPEND_BATCH_BYTES;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote, VoteCell};
 
 /// When appended entries are fsynced (Redis's `appendfsync`).
@@ -354,6 +355,11 @@ impl SledLogStore {
         Ok(())
     }
 
+    /// The database's size on disk in bytes (0 if it cannot be read).
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
     /// The policy this store was opened with.
     pub fn fsync(&self) -> Fsync {
         self.fsync
@@ -395,6 +401,35 @@ impl RaftLogReader<TypeConfig> for SledLogStore {
             );
             if purged.is_some_and(|p| index <= p) {
                 continue; // purged, removal still in progress
+            }
+            entries.push(decode_entry(index, &value).map_err(read_err)?);
+        }
+        Ok(entries)
+    }
+
+    /// Entries from `start` on, stopping before `end` or once the next
+    /// would take the batch past [`APPEND_BATCH_BYTES`] (at least one), so
+    /// replication to a follower far behind goes in batches that fit one
+    /// AppendEntries.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let purged = self.purged_index();
+        let mut entries = Vec::new();
+        let mut bytes = 0u64;
+        for item in self.log.range(start.to_be_bytes()..end.to_be_bytes()) {
+            let (key, value) = item.map_err(read_err)?;
+            let index = u64::from_be_bytes(
+                key.as_ref().try_into().map_err(|_| read_err(Corrupt("bad key".into())))?,
+            );
+            if purged.is_some_and(|p| index <= p) {
+                continue; // purged, removal still in progress
+            }
+            bytes += value.len() as u64;
+            if !entries.is_empty() && bytes > APPEND_BATCH_BYTES {
+                break;
             }
             entries.push(decode_entry(index, &value).map_err(read_err)?);
         }

@@ -61,6 +61,18 @@ pub struct Applied {
 /// not block (hand the events to a channel or a registry).
 pub type EventSink = Box<dyn Fn(Applied) + Send + Sync>;
 
+/// A snapshot the store built or installed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotEvent {
+    /// Built from the engine and made current.
+    Built,
+    /// Received from the leader, verified and installed.
+    Installed,
+}
+
+/// Told how long each snapshot build or install took (for metrics).
+pub type SnapshotObserver = Box<dyn Fn(SnapshotEvent, std::time::Duration) + Send + Sync>;
+
 struct Inner {
     machine: RwLock<Machine>,
     /// Set once by the node; events applied before are dropped (a restart's
@@ -68,6 +80,8 @@ struct Inner {
     sink: OnceLock<EventSink>,
     /// Some client of this node tracks keys: report key changes.
     tracking: std::sync::atomic::AtomicBool,
+    /// Set once by the node.
+    snapshot_observer: OnceLock<SnapshotObserver>,
     dir: PathBuf,
     /// The newest snapshot: its metadata and file.
     current: Mutex<Option<(SnapshotMeta, PathBuf)>>,
@@ -112,6 +126,7 @@ impl StateMachineStore {
                 snapshot_bytes: AtomicU64::new(0),
                 sink: OnceLock::new(),
                 tracking: std::sync::atomic::AtomicBool::new(false),
+                snapshot_observer: OnceLock::new(),
             }),
         };
         Ok(store)
@@ -185,6 +200,18 @@ impl StateMachineStore {
     /// Sets where applied events go (once; later calls are ignored).
     pub fn set_event_sink(&self, sink: EventSink) {
         let _ = self.inner.sink.set(sink);
+    }
+
+    /// Sets who is told each snapshot's build or install time (once; later
+    /// calls are ignored).
+    pub fn set_snapshot_observer(&self, observer: SnapshotObserver) {
+        let _ = self.inner.snapshot_observer.set(observer);
+    }
+
+    fn observe(&self, event: SnapshotEvent, started: std::time::Instant) {
+        if let Some(observer) = self.inner.snapshot_observer.get() {
+            observer(event, started.elapsed());
+        }
     }
 
     /// The size of the commands applied since the newest snapshot's state and
@@ -306,12 +333,14 @@ impl StateMachineStore {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let started = std::time::Instant::now();
         let this = self.clone();
         let (meta, path) = tokio::task::spawn_blocking(move || this.build())
             .await
             .map_err(|e| io_err(std::io::Error::other(e)))?
             .map_err(io_err)?;
         self.set_current(meta.clone(), path.clone()).map_err(io_err)?;
+        self.observe(SnapshotEvent::Built, started);
         Ok(Snapshot { meta, snapshot: Box::new(SnapshotFile { path }) })
     }
 }
@@ -372,6 +401,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta,
         snapshot: Box<SnapshotFile>,
     ) -> Result<(), StorageError> {
+        let started = std::time::Instant::now();
         let path = snapshot.path;
         let read_path = path.clone();
         // Verify (version, checksum) and decode before touching the engine:
@@ -400,6 +430,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             fs::copy(&path, &final_path).map_err(io_err)?;
         }
         self.set_current(meta.clone(), final_path).map_err(io_err)?;
+        self.observe(SnapshotEvent::Installed, started);
         tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot");
         Ok(())
     }
@@ -412,7 +443,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
 /// What a proposal adds to the log, roughly: its arguments' bytes and 8 bytes
 /// per argument (other operations count 16).
-fn proposal_bytes(proposal: &Proposal) -> u64 {
+pub(crate) fn proposal_bytes(proposal: &Proposal) -> u64 {
     proposal
         .ops
         .iter()

@@ -223,3 +223,64 @@ fn entries_an_interrupted_purge_left_behind_are_removed_before_verification() {
         assert_eq!(read, vec![21, 22, 23]);
     });
 }
+
+/// Replication to a follower far behind reads its entries in batches of at
+/// most `APPEND_BATCH_BYTES` (at least one entry), from both stores, so an
+/// AppendEntries is never refused as too large.
+#[test]
+fn replication_batches_are_limited_by_size() {
+    use openraft::storage::{RaftLogReader, RaftLogStorageExt};
+    use openraft::{CommittedLeaderId, EntryPayload, LogId};
+    use raftcache_raft::network::APPEND_BATCH_BYTES;
+    use raftcache_raft::sled_log::{Fsync, SledLogStore};
+    use raftcache_sm::{Op, Proposal};
+
+    // Ten entries of 300 KB each, then one of 2 MB.
+    let entry = |i: u64| {
+        let size = if i == 11 { 2 << 20 } else { 300_000 };
+        let ops = vec![Op::Command { db: 0, argv: vec![bytes::Bytes::from(vec![b'x'; size])] }];
+        raftcache_raft::types::Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 0), i),
+            payload: EntryPayload::Normal(Proposal {
+                time_ms: 0,
+                seed: 0,
+                origin: None,
+                ops: std::sync::Arc::new(ops),
+            }),
+        }
+    };
+    let per_batch = (APPEND_BATCH_BYTES / 300_000) as usize;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let (mut sled, _) = SledLogStore::open(dir.path().join("raft"), Fsync::No).unwrap();
+        let mut mem = MemLogStore::new();
+        sled.blocking_append((1..=11).map(entry)).await.unwrap();
+        mem.blocking_append((1..=11).map(entry)).await.unwrap();
+        for (name, batches) in [
+            ("sled", {
+                let mut out = Vec::new();
+                for (start, end) in [(1, 12), (1 + per_batch as u64, 12), (11, 12), (11, 11)] {
+                    let got = sled.limited_get_log_entries(start, end.max(start)).await.unwrap();
+                    out.push(got.iter().map(|e| e.log_id.index).collect::<Vec<_>>());
+                }
+                out
+            }),
+            ("mem", {
+                let mut out = Vec::new();
+                for (start, end) in [(1, 12), (1 + per_batch as u64, 12), (11, 12), (11, 11)] {
+                    let got = mem.limited_get_log_entries(start, end.max(start)).await.unwrap();
+                    out.push(got.iter().map(|e| e.log_id.index).collect::<Vec<_>>());
+                }
+                out
+            }),
+        ] {
+            let first: Vec<u64> = (1..=per_batch as u64).collect();
+            assert_eq!(batches[0], first, "{name}: the first batch fits the budget");
+            assert_eq!(batches[1].first().copied(), Some(1 + per_batch as u64), "{name}");
+            assert!(batches[1].len() <= per_batch, "{name}: {:?}", batches[1]);
+            assert_eq!(batches[2], vec![11], "{name}: an entry larger than the budget goes alone");
+            assert!(batches[3].is_empty(), "{name}");
+        }
+    });
+}

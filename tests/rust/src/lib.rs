@@ -85,8 +85,9 @@ impl Server {
             if is_redis_server(&bin) {
                 cmd.args(["--save", "", "--appendonly", "no"]);
             } else {
-                // A one-node cluster; its Raft and admin ports are picked by the OS.
-                cmd.args(["--raft-port", "0", "--admin-port", "0"]);
+                // A one-node cluster; its Raft, admin and metrics ports are
+                // picked by the OS.
+                cmd.args(["--raft-port", "0", "--admin-port", "0", "--metrics-port", "0"]);
             }
             cmd.args(extra)
                 .env("NO_COLOR", "1")

@@ -111,6 +111,7 @@ pub async fn run_barrier(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Waiter>) 
         cluster.reads.waiters.fetch_add(waiters.len() as u64, Ordering::Relaxed);
         let cluster = cluster.clone();
         tokio::spawn(async move {
+            let started = Instant::now();
             let ok = match cluster.leader() {
                 Leader::Me => {
                     let sent = Instant::now();
@@ -124,6 +125,10 @@ pub async fn run_barrier(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Waiter>) 
                 Leader::Other { raft_addr, .. } => cluster.read_index_from(&raft_addr).await,
                 Leader::Unknown => false,
             };
+            if ok {
+                let took = started.elapsed().as_secs_f64();
+                crate::metrics::METRICS.read_round_seconds.observe(took);
+            }
             for w in waiters {
                 let _ = w.send(ok);
             }
