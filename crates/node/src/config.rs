@@ -131,31 +131,54 @@ pub struct Args {
     pub list_commands: bool,
 }
 
-/// Cluster members: member id → Raft peer address.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Peers(pub std::collections::BTreeMap<u32, String>);
+pub use raftcache_cluster::settings::{parse_peers, Peers};
 
-/// Parses `--peers 1=host:port,2=host:port`.
-pub fn parse_peers(s: &str) -> Result<Peers, String> {
-    let mut peers = std::collections::BTreeMap::new();
-    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        let (id, addr) =
-            item.split_once('=').ok_or_else(|| format!("peer '{item}' is not id=host:port"))?;
-        let id: u32 = id.trim().parse().map_err(|_| format!("peer id '{id}' is not a number"))?;
-        let addr = addr.trim();
-        let (host, port) =
-            addr.rsplit_once(':').ok_or_else(|| format!("peer address '{addr}' has no port"))?;
-        if host.is_empty() || port.parse::<u16>().is_err() {
-            return Err(format!("peer address '{addr}' is not host:port"));
-        }
-        if id == 0 {
-            return Err("member ids start at 1".into());
-        }
-        if peers.insert(id, addr.to_string()).is_some() {
-            return Err(format!("member {id} is listed twice"));
-        }
+impl Args {
+    /// The cluster layer's settings, typed: the one place the cluster flags'
+    /// strings are parsed.
+    pub fn cluster_settings(&self) -> Result<raftcache_cluster::settings::Settings, String> {
+        use raftcache_cluster::settings::{Fsync, ReadConsistency};
+        let join = match &self.join {
+            None => None,
+            Some(list) => {
+                let addrs: Vec<String> = list
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|a| !a.is_empty())
+                    .map(String::from)
+                    .collect();
+                for addr in &addrs {
+                    parse_peers(&format!("1={addr}")).map_err(|e| format!("--join: {e}"))?;
+                }
+                Some(addrs)
+            }
+        };
+        Ok(raftcache_cluster::settings::Settings {
+            member_id: self.id,
+            peers: self.peers.clone(),
+            join,
+            join_as_learner: self.join_as == "learner",
+            bind: self.bind.clone(),
+            advertise: self.advertise.clone(),
+            resp_port: self.port,
+            raft_port: self.raft_port,
+            admin_port: self.admin_port,
+            data_dir: self.data_dir.clone(),
+            fsync: Fsync::parse(&self.appendfsync)
+                .ok_or_else(|| format!("--appendfsync: unknown policy '{}'", self.appendfsync))?,
+            read_consistency: ReadConsistency::from_name(&self.read_consistency).ok_or_else(
+                || format!("--read-consistency: unknown mode '{}'", self.read_consistency),
+            )?,
+            redirect: self.follower_mode == "redirect",
+            request_timeout: std::time::Duration::from_millis(self.request_timeout),
+            heartbeat: std::time::Duration::from_millis(self.heartbeat_ms),
+            election_timeout: std::time::Duration::from_millis(self.election_timeout_ms),
+            snapshot_every: self.snapshot_every,
+            admin_token: self.admin_token.clone(),
+            peer_secret: self.peer_secret.clone(),
+            redis_version: crate::info::REDIS_VERSION,
+        })
     }
-    Ok(Peers(peers))
 }
 
 /// Parses a size the way redis-server does (`memtoull`): `100`, `1k` (1000),

@@ -68,12 +68,7 @@ fn human(bytes: u64) -> String {
 }
 
 /// Resident set size of this process, from /proc.
-pub fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
-        .map_or(0, |pages| pages * 4096)
-}
+pub use raftcache_cluster::process::rss_bytes;
 
 /// System and user CPU seconds of this process.
 pub(crate) fn cpu_times() -> (f64, f64) {

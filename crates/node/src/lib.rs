@@ -13,8 +13,9 @@
 //! - [`session`]: connection state and connection-level commands.
 //! - [`transaction`]: MULTI … EXEC: the queue and the engine operation it becomes.
 //! - [`config_cmd`], [`command_docs`], [`info`]: CONFIG, COMMAND, INFO.
-//! - [`cluster`]: the Raft group: bootstrap, write and read paths, peer and admin services.
-//! - [`clock`]: the only place wall-clock time is read.
+//! - [`cluster`] (the `raftcache-cluster` crate): the Raft group: bootstrap,
+//!   membership, write and read paths, peer and admin services; [`clock`]:
+//!   the only place wall-clock time is read.
 //! - [`encode`]: replies to RESP2/RESP3 bytes.
 //! - [`events`]: the engine's events routed to connections (pub/sub, keyspace notifications).
 //! - [`clients`], [`subcommand`]: client registry, subcommand resolution.
@@ -26,8 +27,8 @@
 #![allow(clippy::result_large_err)]
 
 pub mod clients;
-pub mod clock;
-pub mod cluster;
+pub use raftcache_cluster as cluster;
+pub use raftcache_cluster::clock;
 pub mod command_docs;
 pub mod config;
 pub mod config_cmd;

@@ -122,6 +122,8 @@ fn main() -> anyhow::Result<()> {
             tracing::info!("shutting down");
             signals.cancel();
         });
+        let cluster_settings = args.cluster_settings().map_err(anyhow::Error::msg)?;
+        raftcache_cluster::observe::set(Box::new(metrics::Recorder));
         let config = Config::new(args);
         // Bind the client and metrics ports first: a taken port should fail fast.
         let listeners = server::bind(&config).await?;
@@ -130,19 +132,16 @@ fn main() -> anyhow::Result<()> {
         let registry = Arc::new(metrics::registry(sources.clone()));
         tokio::spawn(metrics::serve(metrics_listener, registry, shutdown.clone()));
         let started = tokio::select! {
-            started = bootstrap::start(&config.args, shutdown.clone()) => started?,
+            started = bootstrap::start(&cluster_settings, shutdown.clone()) => started?,
             _ = shutdown.cancelled() => return Ok(()),
         };
         let cluster = started.cluster.clone();
         cluster.sm.set_snapshot_observer(Box::new(metrics::observe_snapshot));
-        tokio::spawn(metrics::watch_raft(cluster.clone(), shutdown.clone()));
         let shared = Arc::new(Shared::new(config, cluster.clone()));
         let log = started.data.as_ref().map(|data| data.log.clone());
         let _ = sources.set(metrics::Sources { shared: shared.clone(), log });
         server::run(shared, listeners, shutdown).await;
-        if let Err(e) = cluster.raft.shutdown().await {
-            tracing::warn!(error = %e, "raft shutdown");
-        }
+        cluster.shutdown().await;
         if let Some(data) = &started.data {
             data.close_cleanly();
         }

@@ -12,7 +12,6 @@
 //! The response is the Prometheus text format (0.0.4), or OpenMetrics for a
 //! scraper that asks for it in `Accept`.
 
-use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -30,10 +29,9 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
-use raftcache_raft::openraft::ServerState;
 use raftcache_raft::sled_log::SledLogStore;
 use raftcache_raft::state_machine::SnapshotEvent;
-use raftcache_raft::types::{NodeId, ShowId};
+use raftcache_raft::types::ShowId;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
@@ -253,17 +251,10 @@ impl Sample {
         raft_sample(&shared.cluster, &mut s);
         s.log_bytes = sources.log.as_ref().map(SledLogStore::size_on_disk);
         s.snapshot_bytes = shared.cluster.sm.compaction_sizes().1;
-        let membership: BTreeSet<NodeId> = {
-            let metrics = shared.cluster.raft.metrics();
-            let m = metrics.borrow();
-            m.membership_config.membership().nodes().map(|(id, _)| *id).collect()
-        };
         s.peer_failures = shared
             .cluster
-            .network
             .peer_failures()
             .into_iter()
-            .filter(|(id, _)| membership.contains(id))
             .map(|(id, n)| (ShowId(id).to_string(), n))
             .collect();
 
@@ -648,59 +639,32 @@ impl From<bool> for GaugeValue {
     }
 }
 
-/// Fills the Raft part of `s` from openraft's metrics and the cluster.
+/// Fills the Raft part of `s` from the cluster's view of Raft.
 fn raft_sample(cluster: &Cluster, s: &mut Sample) {
-    let metrics = cluster.raft.metrics();
-    {
-        let m = metrics.borrow();
-        s.term = m.current_term;
-        s.state = crate::cluster::role_name(m.state);
-        s.is_leader = m.state == ServerState::Leader && m.current_leader == Some(cluster.node_id);
-        s.last_log_index = m.last_log_index.unwrap_or(0);
-        s.applied_index = m.last_applied.map_or(0, |l| l.index);
-        s.snapshot_index = m.snapshot.map_or(0, |l| l.index);
-        s.purged_index = m.purged.map_or(0, |l| l.index);
-        let membership = m.membership_config.membership();
-        s.voters = membership.voter_ids().count();
-        s.learners = membership.nodes().count().saturating_sub(s.voters);
-        if let (true, Some(replication)) = (s.is_leader, m.replication.as_ref()) {
-            let matched = |id: &NodeId| -> u64 {
-                if *id == cluster.node_id {
-                    return s.last_log_index;
-                }
-                replication.get(id).copied().flatten().map_or(0, |l| l.index)
-            };
-            s.followers = replication
-                .keys()
-                .filter(|id| **id != cluster.node_id)
-                .map(|id| {
-                    let matched = matched(id);
-                    Follower {
-                        member: ShowId(*id).to_string(),
-                        matched,
-                        lag: s.last_log_index.saturating_sub(matched),
-                    }
-                })
-                .collect();
-            // The highest index a majority of every configuration holds.
-            s.commit_index = membership
-                .get_joint_config()
-                .iter()
-                .map(|config| {
-                    let mut held: Vec<u64> = config.iter().map(matched).collect();
-                    held.sort_unstable_by(|a, b| b.cmp(a));
-                    held.get(config.len() / 2).copied().unwrap_or(0)
-                })
-                .min();
-        }
-    }
+    let v = cluster.view();
+    s.term = v.term;
+    s.state = v.role;
+    s.is_leader = v.is_leader;
+    s.last_log_index = v.last_log_index;
+    s.applied_index = v.applied_index;
+    s.snapshot_index = v.snapshot_index;
+    s.purged_index = v.purged_index;
+    s.voters = v.voters;
+    s.learners = v.learners;
+    s.followers = v
+        .followers
+        .iter()
+        .map(|f| Follower {
+            member: ShowId(f.node).to_string(),
+            matched: f.matched,
+            lag: v.last_log_index.saturating_sub(f.matched),
+        })
+        .collect();
+    s.commit_index = v.commit_index;
     s.quorum_lost = cluster.quorum_lost();
     s.ready = cluster.ready();
     let p = &cluster.proposer;
     s.proposals = p.batches.load(Ordering::Relaxed);
-    s.proposed_commands = p.ops.load(Ordering::Relaxed);
-    s.abandoned = p.abandoned.load(Ordering::Relaxed);
-    s.read_rounds = cluster.reads.rounds.load(Ordering::Relaxed);
 }
 
 /// Per-command counters with a label only for known command names (and
@@ -749,50 +713,27 @@ fn bounded_errors(errors: Vec<(String, u64)>) -> Vec<(String, u64)> {
     out
 }
 
-// --- leader changes and elections ------------------------------------------------
+// --- what the cluster layer reports ------------------------------------------------
 
-/// Counts leader changes and elections from openraft's server metrics
-/// (published only when the vote, role, leader or membership change), and
-/// logs each new leader. Runs until `shutdown`.
-pub async fn watch_raft(cluster: Arc<Cluster>, shutdown: CancellationToken) {
-    let mut rx = cluster.raft.server_metrics();
-    let me = cluster.node_id;
-    let mut leader = None;
-    let mut stood_in = {
-        let m = rx.borrow();
-        // A vote for itself restored from the data directory is not an
-        // election of this process (which starts as a follower).
-        let vote = m.vote.leader_id();
-        let restored =
-            vote.node_id == me && !matches!(m.state, ServerState::Candidate | ServerState::Leader);
-        if restored {
-            vote.term
-        } else {
-            0
-        }
-    };
-    let mut first = true;
-    loop {
-        if !first {
-            tokio::select! {
-                changed = rx.changed() => if changed.is_err() { return },
-                _ = shutdown.cancelled() => return,
-            }
-        }
-        first = false;
-        let m = rx.borrow_and_update();
-        let vote = m.vote.leader_id();
-        if vote.node_id == me && vote.term > stood_in {
-            stood_in = vote.term;
-            METRICS.elections.inc();
-        }
-        if m.current_leader.is_some() && m.current_leader != leader {
-            leader = m.current_leader;
-            METRICS.leader_changes.inc();
-            if let Some(id) = leader {
-                info!(leader = %ShowId(id), term = vote.term, "new leader");
-            }
-        }
+/// Records what the cluster layer reports (installed with
+/// `raftcache_cluster::observe::set` at startup).
+pub struct Recorder;
+
+impl raftcache_cluster::observe::Observer for Recorder {
+    fn entry_proposed(&self, ops: usize) {
+        METRICS.commands_per_entry.observe(ops as f64);
+    }
+    fn forward_done(&self, took: std::time::Duration) {
+        METRICS.forward_seconds.observe(took.as_secs_f64());
+    }
+    fn read_round(&self, took: std::time::Duration) {
+        METRICS.read_round_seconds.observe(took.as_secs_f64());
+    }
+    fn election(&self) {
+        METRICS.elections.inc();
+    }
+    fn leader_changed(&self) {
+        METRICS.leader_changes.inc();
     }
 }
 

@@ -192,20 +192,13 @@ async fn reaper(shared: Arc<Shared>, shutdown: CancellationToken) {
             if !due {
                 break;
             }
-            let proposal = raftcache_sm::Proposal {
-                time_ms: now_ms(),
-                seed: rand::random(),
-                origin: None,
-                ops: std::sync::Arc::new(vec![raftcache_sm::Op::PurgeExpired {
-                    limit: PURGE_BATCH,
-                }]),
-            };
-            let removed = match cluster.raft.client_write(proposal).await {
-                Ok(response) => match response.data.0.first().cloned() {
-                    Some(raftcache_sm::Reply::Int(n)) => n as u64,
+            let purge = vec![raftcache_sm::Op::PurgeExpired { limit: PURGE_BATCH }];
+            let removed = match cluster.propose_upkeep(purge, now_ms()).await {
+                Some(replies) => match replies.first() {
+                    Some(raftcache_sm::Reply::Int(n)) => *n as u64,
                     _ => 0,
                 },
-                Err(_) => break,
+                None => break,
             };
             shared.stats.expired_keys.fetch_add(removed, Ordering::Relaxed);
             if removed < u64::from(PURGE_BATCH) {

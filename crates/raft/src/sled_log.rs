@@ -69,6 +69,15 @@ impl Fsync {
             _ => None,
         }
     }
+
+    /// The policy's `appendfsync` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fsync::Always => "always",
+            Fsync::EverySec => "everysec",
+            Fsync::No => "no",
+        }
+    }
 }
 
 const KEY_VOTE: &[u8] = b"vote";

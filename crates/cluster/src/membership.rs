@@ -239,7 +239,7 @@ impl Cluster {
         if member == 0 {
             return Err(Status::invalid_argument("member ids start at 1"));
         }
-        crate::config::parse_peers(&format!("{member}={raft_addr}"))
+        crate::settings::parse_peers(&format!("{member}={raft_addr}"))
             .map_err(|e| Status::invalid_argument(format!("bad address: {e}")))?;
         let info = self.probe(raft_addr).await?;
         if info.member_id != member {

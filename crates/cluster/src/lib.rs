@@ -18,18 +18,36 @@
 //! forward them to the leader. `lease` reads skip the confirmation while the
 //! leader heard from a quorum within the lease. `stale` reads are local.
 //!
-//! # Bootstrap and incarnations
-//! See [`bootstrap`].
+//! # Bootstrap, incarnations and membership
+//! See [`bootstrap`] and [`membership`].
+//!
+//! # The crate's surface
+//! The binary starts a node with [`bootstrap::start`] and typed
+//! [`settings::Settings`], then uses the [`Cluster`] it returns: writes
+//! ([`Cluster::write`], [`Cluster::write_ops`], [`Cluster::propose_upkeep`]),
+//! reads (the read barrier, the engine through `sm`), status
+//! ([`Cluster::view`], [`Cluster::leader`], [`Cluster::ready`], INFO fields)
+//! and shutdown. openraft's types stay inside this crate; what the binary
+//! wants to measure it gets through [`observe`].
+
+// gRPC handlers return `tonic::Status`, which is large by design; boxing it
+// would only add an allocation to every error path.
+#![allow(clippy::result_large_err)]
 
 pub mod admin;
 pub mod bootstrap;
+pub mod clock;
 pub mod compaction;
 pub mod confirm;
 pub mod forward;
 pub mod membership;
+pub mod observe;
 pub mod peer;
+pub mod process;
 pub mod proposer;
 pub mod reads;
+pub mod settings;
+pub mod view;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -59,11 +77,13 @@ pub enum ReadConsistency {
 }
 
 impl ReadConsistency {
-    pub fn parse(s: &str) -> ReadConsistency {
+    /// The mode `--read-consistency` names, if any.
+    pub fn from_name(s: &str) -> Option<ReadConsistency> {
         match s {
-            "lease" => ReadConsistency::Lease,
-            "stale" => ReadConsistency::Stale,
-            _ => ReadConsistency::Linearizable,
+            "linearizable" => Some(ReadConsistency::Linearizable),
+            "lease" => Some(ReadConsistency::Lease),
+            "stale" => Some(ReadConsistency::Stale),
+            _ => None,
         }
     }
 
@@ -97,6 +117,8 @@ pub struct Options {
     pub election_timeout_max: Duration,
     /// The `--appendfsync` policy, or "none" for a memory-only node.
     pub appendfsync: String,
+    /// The Redis version the server reports.
+    pub redis_version: &'static str,
 }
 
 /// Why a command could not be served; each maps to one error reply.
@@ -152,7 +174,7 @@ pub enum Leader {
 
 /// This node's membership in the Raft group.
 pub struct Cluster {
-    pub raft: Raft,
+    pub(crate) raft: Raft,
     pub sm: StateMachineStore,
     pub network: Network,
     pub node_id: NodeId,

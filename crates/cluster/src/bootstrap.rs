@@ -46,10 +46,10 @@ use raftcache_proto::raft::{InfoRequest, JoinRequest};
 use raftcache_raft::mem_log::MemLogStore;
 use raftcache_raft::network::{Network, PeerSecret, MAX_MESSAGE, PEER_SECRET_HEADER};
 use raftcache_raft::openraft::{self, BasicNode, SnapshotPolicy};
-use raftcache_raft::sled_log::{Fsync, SledLogStore};
+use raftcache_raft::sled_log::SledLogStore;
 use raftcache_raft::state_machine::Loaded;
 use raftcache_raft::state_machine::StateMachineStore;
-use raftcache_raft::types::{node_id, NodeId, Raft, ShowId};
+use raftcache_raft::types::{node_id, NodeId, Raft, ShowId, VoteCell};
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 use tracing::{info, warn};
@@ -59,8 +59,8 @@ use super::confirm::Confirmer;
 use super::peer::PeerService;
 use super::proposer::{self, Proposer};
 use super::reads::{self, ReadBarrier};
-use super::{Cluster, Options, ReadConsistency};
-use crate::config::Args;
+use super::{Cluster, Options};
+use crate::settings::Settings;
 
 /// How this node starts.
 #[derive(Debug, PartialEq, Eq)]
@@ -163,7 +163,7 @@ impl DataDir {
 }
 
 /// The host other nodes and clients should use for this node.
-fn advertised_host(args: &Args) -> String {
+fn advertised_host(args: &Settings) -> String {
     if let Some(a) = &args.advertise {
         return a.clone();
     }
@@ -182,7 +182,7 @@ fn join_host_port(host: &str, port: u16) -> String {
     }
 }
 
-fn bind_addr(args: &Args, port: u16) -> anyhow::Result<SocketAddr> {
+fn bind_addr(args: &Settings, port: u16) -> anyhow::Result<SocketAddr> {
     let host = args.bind.split_whitespace().next().unwrap_or("127.0.0.1").trim_start_matches('-');
     let host = if host == "*" { "0.0.0.0" } else { host };
     join_host_port(host, port).parse().with_context(|| format!("bad --bind address {host}"))
@@ -448,77 +448,15 @@ async fn name_the_cluster(
     }
 }
 
-/// Starts the peer and admin services and the Raft instance, and brings the
-/// node into the cluster (initializing or joining). Returns once Raft runs;
-/// joining continues in the background.
-pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<Started> {
-    let host = advertised_host(args);
-    let resp_addr = join_host_port(&host, args.port);
-    let raft_listen = bind_addr(args, args.raft_port)?;
-    let raft_listener = tokio::net::TcpListener::bind(raft_listen)
-        .await
-        .with_context(|| format!("binding the Raft port {raft_listen}"))?;
-    let raft_port = raft_listener.local_addr()?.port();
-    info!(port = raft_port, "listening for peers");
-    let admin_listen = bind_addr(args, args.admin_port)?;
-    let admin_listener = tokio::net::TcpListener::bind(admin_listen)
-        .await
-        .with_context(|| format!("binding the admin port {admin_listen}"))?;
-    let admin_addr = join_host_port(&host, admin_listener.local_addr()?.port());
-    let my_raft_addr = join_host_port(&host, raft_port);
-    let mut peers = args.peers.0.clone();
-    if peers.is_empty() {
-        peers.insert(args.id, my_raft_addr.clone());
-    }
-    // With --join, the members are whoever the cluster says they are: this
-    // node knows only the addresses it was given to ask.
-    let join_addrs: Option<Vec<String>> = match &args.join {
-        None => None,
-        Some(list) => {
-            let addrs: Vec<String> = list
-                .split(',')
-                .map(str::trim)
-                .filter(|a| !a.is_empty())
-                .map(String::from)
-                .collect();
-            for addr in &addrs {
-                crate::config::parse_peers(&format!("{}={addr}", args.id.max(1)))
-                    .map_err(|e| anyhow::anyhow!("--join: {e}"))?;
-            }
-            if !args.peers.0.is_empty() {
-                anyhow::bail!("--join and --peers cannot be used together");
-            }
-            peers = BTreeMap::from([(args.id, my_raft_addr.clone())]);
-            Some(addrs)
-        }
-    };
-    let Some(my_listed_addr) = peers.get(&args.id).cloned() else {
-        anyhow::bail!("--id {} is not listed in --peers", args.id);
-    };
-
-    // The peer service answers Info before Raft exists.
-    let slot: Arc<OnceLock<Arc<Cluster>>> = Arc::default();
-    let fresh_intent: Arc<AtomicBool> = Arc::default();
-    let started: Arc<tokio::sync::Notify> = Arc::default();
-    let peer_service = PeerService {
-        cluster: slot.clone(),
-        fresh_intent: fresh_intent.clone(),
-        started: started.clone(),
-        vote_wait: Duration::from_millis(args.election_timeout_ms / 2),
-        append_wait: Duration::from_millis(args.heartbeat_ms / 2),
-        member_id: args.id,
-        resp_addr: resp_addr.clone(),
-        admin_addr: admin_addr.clone(),
-    };
-    let secret = match &args.peer_secret {
-        Some(s) => Some(
-            tonic::metadata::AsciiMetadataValue::try_from(s.as_str())
-                .map_err(|_| anyhow::anyhow!("--peer-secret must be printable ASCII"))?,
-        ),
-        None => None,
-    };
-    let peer_secret = PeerSecret(secret.clone());
-    let serve_shutdown = shutdown.clone();
+/// Serves the peer service on the Raft port until `shutdown`, refusing
+/// requests without the peer secret when one is set.
+fn serve_peers(
+    raft_listener: tokio::net::TcpListener,
+    peer_service: PeerService,
+    secret: Option<tonic::metadata::AsciiMetadataValue>,
+    shutdown: CancellationToken,
+) {
+    let serve_shutdown = shutdown;
     tokio::spawn(async move {
         let service = RaftServer::new(peer_service)
             .max_decoding_message_size(MAX_MESSAGE)
@@ -548,15 +486,35 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
             warn!(error = %e, "peer service stopped");
         }
     });
+}
 
-    let bootstrap_network = Network::new(0).with_secret(peer_secret.clone());
-    let grace = Duration::from_millis(args.election_timeout_ms * 6);
+/// A node's state as opened: how it starts, its log and state machine, and
+/// where they live.
+struct Opened {
+    mode: Start,
+    logs: Logs,
+    sm: StateMachineStore,
+    /// A snapshot directory to delete at exit (memory-only nodes).
+    temp_dir: Option<PathBuf>,
+    data: Option<DataDir>,
+}
+
+/// Opens the data directory (or a memory-only store) and decides how the
+/// node starts: fresh, joining, or resuming its persisted identity.
+async fn open_state(
+    args: &Settings,
+    bootstrap_network: &Network,
+    peers: &BTreeMap<u32, String>,
+    join_addrs: &Option<Vec<String>>,
+    fresh_intent: &AtomicBool,
+) -> anyhow::Result<Opened> {
+    let grace = args.election_timeout * 6;
     let (mode, logs, sm, temp_dir, data) = match &args.data_dir {
         None => {
             remove_stale_temp_dirs();
             let dir = std::env::temp_dir().join(format!(
                 "raftcache-{}-{}-{:08x}",
-                args.id,
+                args.member_id,
                 std::process::id(),
                 rand::random::<u32>()
             ));
@@ -564,7 +522,7 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
                 .with_context(|| format!("opening {}", dir.display()))?;
             let mode = match join_addrs {
                 Some(_) => Start::Join,
-                None => decide(&bootstrap_network, args.id, &peers, 0, &fresh_intent).await?,
+                None => decide(bootstrap_network, args.member_id, peers, 0, fresh_intent).await?,
             };
             (mode, Logs::Mem(MemLogStore::new()), sm, Some(dir), None)
         }
@@ -572,16 +530,16 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             let identity = Identity::read(dir)?;
             if let Some(id) = &identity {
-                if id.member_id != args.id {
+                if id.member_id != args.member_id {
                     anyhow::bail!(
                         "the data directory {} belongs to member {}, not --id {}; refusing to start",
                         dir.display(),
                         id.member_id,
-                        args.id
+                        args.member_id
                     );
                 }
             }
-            let fsync = Fsync::parse(&args.appendfsync).context("--appendfsync")?;
+            let fsync = args.fsync;
             let (log, recovery) = SledLogStore::open(dir.join("raft"), fsync)
                 .map_err(|e| anyhow::anyhow!("opening the Raft log: {e}"))?;
             if let Some((from, n)) = recovery.dropped {
@@ -603,23 +561,23 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
             let mode = match identity.as_ref() {
                 Some(id) if has_state && !corrupt && trusted(id) => {
                     // Refuse at once if a reachable member is in another cluster.
-                    survey(&bootstrap_network, args.id, &peers, known_cluster).await?;
+                    survey(bootstrap_network, args.member_id, peers, known_cluster).await?;
                     Start::Resume(id.incarnation)
                 }
                 // A node that joined with --join knows no --peers to survey:
                 // state it cannot trust is discarded and it joins again.
                 _ if join_addrs.is_some() => Start::Join,
                 Some(id) if has_state => {
-                    decide_untrusted(&bootstrap_network, args.id, &peers, id, !corrupt, grace)
+                    decide_untrusted(bootstrap_network, args.member_id, peers, id, !corrupt, grace)
                         .await?
                 }
                 _ => {
                     decide(
-                        &bootstrap_network,
-                        args.id,
-                        &peers,
+                        bootstrap_network,
+                        args.member_id,
+                        peers,
                         identity.as_ref().map_or(0, |i| i.cluster_id),
-                        &fresh_intent,
+                        fresh_intent,
                     )
                     .await?
                 }
@@ -635,7 +593,7 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
                 bootstrap_network.set_cluster_id(known_cluster);
             }
             let mut identity = identity.unwrap_or_default();
-            identity.fsync = args.appendfsync.clone();
+            identity.fsync = args.fsync.name().into();
             if identity.cluster_id == 0 && matches!(mode, Start::Resume(_)) {
                 identity.cluster_id = known_cluster;
             }
@@ -644,28 +602,25 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
             (mode, Logs::Sled(log), sm, None, Some(data))
         }
     };
-    let incarnation = match mode {
-        Start::Fresh => 0,
-        Start::Join => rand::random::<u32>().max(1),
-        Start::Resume(incarnation) => incarnation,
-    };
-    let me = node_id(args.id, incarnation);
-    info!(node = %ShowId(me), ?mode, "starting Raft");
-    if let Some(data) = &data {
-        let mut id = data.identity.lock().expect("identity lock");
-        id.member_id = args.id;
-        id.incarnation = incarnation;
-        id.clean_shutdown = false;
-        id.write(&data.dir).context("writing the identity file")?;
-    }
+    Ok(Opened { mode, logs, sm, temp_dir, data })
+}
 
-    let network = Network::new(me).with_secret(peer_secret);
-    network.set_cluster_id(bootstrap_network.cluster_id());
+/// Creates the Raft instance of node `me` over `logs` and `sm`; returns it
+/// with the log's durable vote cell.
+async fn start_raft(
+    me: NodeId,
+    args: &Settings,
+    network: Network,
+    logs: Logs,
+    sm: StateMachineStore,
+) -> anyhow::Result<(Raft, VoteCell)> {
+    let election_timeout_ms = args.election_timeout.as_millis() as u64;
+    let heartbeat_ms = args.heartbeat.as_millis() as u64;
     let config = openraft::Config {
         cluster_name: "raftcache".into(),
-        heartbeat_interval: args.heartbeat_ms,
-        election_timeout_min: args.election_timeout_ms,
-        election_timeout_max: args.election_timeout_ms * 2,
+        heartbeat_interval: heartbeat_ms,
+        election_timeout_min: election_timeout_ms,
+        election_timeout_max: election_timeout_ms * 2,
         max_payload_entries: 1000,
         // Snapshots are triggered by `compaction::run`.
         snapshot_policy: SnapshotPolicy::Never,
@@ -684,57 +639,20 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
         Logs::Sled(log) => Raft::new(me, config, network.clone(), log, sm.clone()).await,
     }
     .context("starting raft")?;
+    Ok((raft, vote))
+}
 
-    let (proposer, proposals) = Proposer::new();
-    let (reads, read_waiters) = ReadBarrier::new();
-    let confirmer = Confirmer::new(network.clone());
-    let cluster = Arc::new(Cluster {
-        raft,
-        sm,
-        network,
-        node_id: me,
-        peers: peers.clone(),
-        resp_addr,
-        admin_addr,
-        options: Options {
-            request_timeout: Duration::from_millis(args.request_timeout),
-            read_consistency: ReadConsistency::parse(&args.read_consistency),
-            redirect: args.follower_mode == "redirect",
-            lease: Duration::from_millis(args.election_timeout_ms / 2),
-            // The longest election timeout (openraft picks timeouts in
-            // [election-timeout, 2 x election-timeout]): by then the other
-            // voters are electing a leader without this one, as etcd's
-            // check-quorum assumes.
-            quorum_timeout: Duration::from_millis(args.election_timeout_ms * 2),
-            leaderless_timeout: Duration::from_millis(
-                (args.election_timeout_ms * 6).min(args.request_timeout),
-            ),
-            election_timeout_max: Duration::from_millis(args.election_timeout_ms * 2),
-            appendfsync: match args.data_dir {
-                Some(_) => args.appendfsync.clone(),
-                None => "none".into(),
-            },
-        },
-        proposer,
-        reads,
-        confirmer,
-        forwarder: Default::default(),
-        vote,
-        resp_addrs: Mutex::default(),
-        admin_addrs: Mutex::default(),
-        started: Instant::now(),
-        data_dir: args.data_dir.clone(),
-        admin_lock: Default::default(),
-        handing_over: Default::default(),
-        leaderless_since: Mutex::default(),
-    });
-    let _ = slot.set(cluster.clone());
-    started.notify_waiters();
-    tokio::spawn(proposer::run(cluster.clone(), proposals));
-    tokio::spawn(reads::run_barrier(cluster.clone(), read_waiters));
-
+/// Serves the admin service (behind the token check), the health service
+/// and server reflection on the admin port until `shutdown`, and keeps the
+/// health status current.
+fn serve_admin(
+    admin_listener: tokio::net::TcpListener,
+    cluster: &Arc<Cluster>,
+    admin_token: Option<&str>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
     let admin = AdminService { cluster: cluster.clone() };
-    let token = TokenCheck { token: args.admin_token.as_deref().map(Arc::from) };
+    let token = TokenCheck { token: admin_token.map(Arc::from) };
     let (mut health, health_service) = tonic_health::server::health_reporter();
     // Both versions of reflection: grpcurl asks for v1, older clients (and
     // grpcio's Python reflection client) for v1alpha.
@@ -793,7 +711,21 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
             }
         }
     });
+    Ok(())
+}
 
+/// Brings the node into the cluster as `mode` says: initializes a fresh
+/// cluster (staggered), asks to join, or just resumes.
+fn enter(
+    mode: &Start,
+    cluster: &Arc<Cluster>,
+    args: &Settings,
+    peers: &BTreeMap<u32, String>,
+    join_addrs: &Option<Vec<String>>,
+    my_listed_addr: String,
+    shutdown: &CancellationToken,
+) {
+    let election_timeout_ms = args.election_timeout.as_millis() as u64;
     match mode {
         Start::Fresh => {
             let members: BTreeMap<NodeId, BasicNode> = peers
@@ -807,8 +739,8 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
             // election timeouts later, so the first one normally wins at once
             // and the others, already following it, find the cluster
             // initialized.
-            let rank = peers.keys().position(|m| *m == args.id).unwrap_or(0) as u64;
-            let stagger = Duration::from_millis(rank * args.election_timeout_ms / 2);
+            let rank = peers.keys().position(|m| *m == args.member_id).unwrap_or(0) as u64;
+            let stagger = Duration::from_millis(rank * election_timeout_ms / 2);
             let cluster = cluster.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(stagger).await;
@@ -826,14 +758,14 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
             });
         }
         Start::Join => {
-            let addrs = match &join_addrs {
+            let addrs = match join_addrs {
                 Some(addrs) => addrs.clone(),
                 None => peers.values().cloned().collect(),
             };
             if addrs.is_empty() {
                 info!("waiting to be added to a cluster (raftcachectl member add)");
             } else {
-                let stay_learner = join_addrs.is_some() && args.join_as == "learner";
+                let stay_learner = join_addrs.is_some() && args.join_as_learner;
                 tokio::spawn(join(
                     cluster.clone(),
                     my_listed_addr,
@@ -845,8 +777,146 @@ pub async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::Result<S
         }
         Start::Resume(_) => info!("resumed from the data directory"),
     }
+}
+
+/// Starts the peer and admin services and the Raft instance, and brings the
+/// node into the cluster (initializing or joining). Returns once Raft runs;
+/// joining continues in the background.
+pub async fn start(args: &Settings, shutdown: CancellationToken) -> anyhow::Result<Started> {
+    let election_timeout_ms = args.election_timeout.as_millis() as u64;
+    let heartbeat_ms = args.heartbeat.as_millis() as u64;
+    let host = advertised_host(args);
+    let resp_addr = join_host_port(&host, args.resp_port);
+    let raft_listen = bind_addr(args, args.raft_port)?;
+    let raft_listener = tokio::net::TcpListener::bind(raft_listen)
+        .await
+        .with_context(|| format!("binding the Raft port {raft_listen}"))?;
+    let raft_port = raft_listener.local_addr()?.port();
+    info!(port = raft_port, "listening for peers");
+    let admin_listen = bind_addr(args, args.admin_port)?;
+    let admin_listener = tokio::net::TcpListener::bind(admin_listen)
+        .await
+        .with_context(|| format!("binding the admin port {admin_listen}"))?;
+    let admin_addr = join_host_port(&host, admin_listener.local_addr()?.port());
+    let my_raft_addr = join_host_port(&host, raft_port);
+    let mut peers = args.peers.0.clone();
+    if peers.is_empty() {
+        peers.insert(args.member_id, my_raft_addr.clone());
+    }
+    // With --join, the members are whoever the cluster says they are: this
+    // node knows only the addresses it was given to ask.
+    let join_addrs: Option<Vec<String>> = args.join.clone();
+    if join_addrs.is_some() {
+        if !args.peers.0.is_empty() {
+            anyhow::bail!("--join and --peers cannot be used together");
+        }
+        peers = BTreeMap::from([(args.member_id, my_raft_addr.clone())]);
+    }
+    let Some(my_listed_addr) = peers.get(&args.member_id).cloned() else {
+        anyhow::bail!("--id {} is not listed in --peers", args.member_id);
+    };
+
+    // The peer service answers Info before Raft exists.
+    let slot: Arc<OnceLock<Arc<Cluster>>> = Arc::default();
+    let fresh_intent: Arc<AtomicBool> = Arc::default();
+    let started: Arc<tokio::sync::Notify> = Arc::default();
+    let peer_service = PeerService {
+        cluster: slot.clone(),
+        fresh_intent: fresh_intent.clone(),
+        started: started.clone(),
+        vote_wait: Duration::from_millis(election_timeout_ms / 2),
+        append_wait: Duration::from_millis(heartbeat_ms / 2),
+        member_id: args.member_id,
+        resp_addr: resp_addr.clone(),
+        admin_addr: admin_addr.clone(),
+    };
+    let secret = match &args.peer_secret {
+        Some(s) => Some(
+            tonic::metadata::AsciiMetadataValue::try_from(s.as_str())
+                .map_err(|_| anyhow::anyhow!("--peer-secret must be printable ASCII"))?,
+        ),
+        None => None,
+    };
+    let peer_secret = PeerSecret(secret.clone());
+    serve_peers(raft_listener, peer_service, secret, shutdown.clone());
+
+    let bootstrap_network = Network::new(0).with_secret(peer_secret.clone());
+    let Opened { mode, logs, sm, temp_dir, data } =
+        open_state(args, &bootstrap_network, &peers, &join_addrs, &fresh_intent).await?;
+    let incarnation = match mode {
+        Start::Fresh => 0,
+        Start::Join => rand::random::<u32>().max(1),
+        Start::Resume(incarnation) => incarnation,
+    };
+    let me = node_id(args.member_id, incarnation);
+    info!(node = %ShowId(me), ?mode, "starting Raft");
+    if let Some(data) = &data {
+        let mut id = data.identity.lock().expect("identity lock");
+        id.member_id = args.member_id;
+        id.incarnation = incarnation;
+        id.clean_shutdown = false;
+        id.write(&data.dir).context("writing the identity file")?;
+    }
+
+    let network = Network::new(me).with_secret(peer_secret);
+    network.set_cluster_id(bootstrap_network.cluster_id());
+    let (raft, vote) = start_raft(me, args, network.clone(), logs, sm.clone()).await?;
+
+    let (proposer, proposals) = Proposer::new();
+    let (reads, read_waiters) = ReadBarrier::new();
+    let confirmer = Confirmer::new(network.clone());
+    let cluster = Arc::new(Cluster {
+        raft,
+        sm,
+        network,
+        node_id: me,
+        peers: peers.clone(),
+        resp_addr,
+        admin_addr,
+        options: Options {
+            request_timeout: args.request_timeout,
+            read_consistency: args.read_consistency,
+            redirect: args.redirect,
+            lease: Duration::from_millis(election_timeout_ms / 2),
+            // The longest election timeout (openraft picks timeouts in
+            // [election-timeout, 2 x election-timeout]): by then the other
+            // voters are electing a leader without this one, as etcd's
+            // check-quorum assumes.
+            quorum_timeout: Duration::from_millis(election_timeout_ms * 2),
+            leaderless_timeout: Duration::from_millis(
+                (election_timeout_ms * 6).min(args.request_timeout.as_millis() as u64),
+            ),
+            election_timeout_max: Duration::from_millis(election_timeout_ms * 2),
+            appendfsync: match args.data_dir {
+                Some(_) => args.fsync.name().into(),
+                None => "none".into(),
+            },
+            redis_version: args.redis_version,
+        },
+        proposer,
+        reads,
+        confirmer,
+        forwarder: Default::default(),
+        vote,
+        resp_addrs: Mutex::default(),
+        admin_addrs: Mutex::default(),
+        started: Instant::now(),
+        data_dir: args.data_dir.clone(),
+        admin_lock: Default::default(),
+        handing_over: Default::default(),
+        leaderless_since: Mutex::default(),
+    });
+    let _ = slot.set(cluster.clone());
+    started.notify_waiters();
+    tokio::spawn(proposer::run(cluster.clone(), proposals));
+    tokio::spawn(reads::run_barrier(cluster.clone(), read_waiters));
+
+    serve_admin(admin_listener, &cluster, args.admin_token.as_deref(), &shutdown)?;
+
+    enter(&mode, &cluster, args, &peers, &join_addrs, my_listed_addr, &shutdown);
     let data = data.map(Arc::new);
     tokio::spawn(name_the_cluster(cluster.clone(), data.clone(), shutdown.clone()));
+    tokio::spawn(super::view::watch_leadership(cluster.clone(), shutdown.clone()));
     tokio::spawn(super::compaction::run(cluster.clone(), args.snapshot_every, shutdown.clone()));
     Ok(Started { cluster, temp_dir, data })
 }

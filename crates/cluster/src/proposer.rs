@@ -143,7 +143,7 @@ pub async fn run(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Group>) {
             }
             cluster.proposer.batches.fetch_add(1, Ordering::Relaxed);
             cluster.proposer.ops.fetch_add(ops.len() as u64, Ordering::Relaxed);
-            crate::metrics::METRICS.commands_per_entry.observe(ops.len() as f64);
+            crate::observe::get().entry_proposed(ops.len());
             let result = submit(&cluster, seq, Arc::new(ops)).await;
             cluster.proposer.end(seq);
             match result {
@@ -269,8 +269,7 @@ async fn forward_write(
     let started = Instant::now();
     match cluster.forwarder.write(cluster, raft_addr, origin, ops, deadline).await {
         Ok(replies) => {
-            let took = started.elapsed().as_secs_f64();
-            crate::metrics::METRICS.forward_seconds.observe(took);
+            crate::observe::get().forward_done(started.elapsed());
             Attempt::Done(replies)
         }
         Err(ForwardError::Refused) => Attempt::Refused,

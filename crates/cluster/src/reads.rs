@@ -126,8 +126,7 @@ pub async fn run_barrier(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Waiter>) 
                 Leader::Unknown => false,
             };
             if ok {
-                let took = started.elapsed().as_secs_f64();
-                crate::metrics::METRICS.read_round_seconds.observe(took);
+                crate::observe::get().read_round(started.elapsed());
             }
             for w in waiters {
                 let _ = w.send(ok);
