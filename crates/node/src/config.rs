@@ -126,12 +126,48 @@ pub struct Args {
     /// main thread alone, on a current-thread runtime).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Read settings from this TOML file: one key per flag, named as the
+    /// flag (`port = 6379`, `data-dir = "/var/lib/raftcache"`). Flags win over
+    /// `RAFTCACHE_*` environment variables (`RAFTCACHE_DATA_DIR`), which win
+    /// over the file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// Print the effective configuration (as a config file) and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Take the member id from the host name's trailing number plus one
+    /// (`raftcache-0` is member 1): for Kubernetes StatefulSets, whose pods
+    /// are named `<set>-<ordinal>`.
+    #[arg(long)]
+    pub id_from_hostname: bool,
     /// Print the names of all commands and exit (used by scripts/).
     #[arg(long, hide = true)]
     pub list_commands: bool,
 }
 
 pub use raftcache_cluster::settings::{parse_peers, Peers};
+
+/// The member id of a StatefulSet pod: its host name's trailing ordinal
+/// plus one (`raftcache-2` is member 3).
+fn id_from_hostname() -> Result<u32, String> {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .ok_or("--id-from-hostname: the host name is unknown")?;
+    member_from_hostname(&host)
+}
+
+/// See [`id_from_hostname`].
+pub fn member_from_hostname(host: &str) -> Result<u32, String> {
+    let short = host.split('.').next().unwrap_or(host);
+    short
+        .rsplit_once('-')
+        .and_then(|(_, n)| n.parse::<u32>().ok())
+        .and_then(|n| n.checked_add(1))
+        .ok_or_else(|| format!("--id-from-hostname: '{host}' does not end in -<ordinal>"))
+}
 
 impl Args {
     /// The cluster layer's settings, typed: the one place the cluster flags'
@@ -153,8 +189,9 @@ impl Args {
                 Some(addrs)
             }
         };
+        let member_id = if self.id_from_hostname { id_from_hostname()? } else { self.id };
         Ok(raftcache_cluster::settings::Settings {
-            member_id: self.id,
+            member_id,
             peers: self.peers.clone(),
             join,
             join_as_learner: self.join_as == "learner",
@@ -260,6 +297,16 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn member_id_from_a_statefulset_host_name() {
+        assert_eq!(member_from_hostname("raftcache-0"), Ok(1));
+        assert_eq!(member_from_hostname("raftcache-2.raftcache-headless.ns.svc"), Ok(3));
+        assert_eq!(member_from_hostname("my-cache-10"), Ok(11));
+        assert!(member_from_hostname("web").is_err());
+        assert!(member_from_hostname("web-x").is_err());
+        assert!(member_from_hostname("web-4294967295").is_err());
+    }
 
     #[test]
     fn peers_parse_and_reject_garbage() {

@@ -32,6 +32,7 @@ pub use raftcache_cluster::clock;
 pub mod command_docs;
 pub mod config;
 pub mod config_cmd;
+pub mod config_file;
 pub mod connection;
 pub mod encode;
 pub mod events;

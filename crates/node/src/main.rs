@@ -7,9 +7,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::sync::{Arc, OnceLock};
 
-use clap::Parser;
 use raftcache_node::cluster::bootstrap;
 use raftcache_node::config::{Args, Config};
+use raftcache_node::config_file::{self, ConfigError};
 use raftcache_node::metrics;
 use raftcache_node::server::{self, Shared};
 use tokio_util::sync::CancellationToken;
@@ -89,8 +89,33 @@ fn init_logging(args: &Args) {
         .init();
 }
 
+/// The flags, with the config file and the environment behind them; exits on
+/// --help, --version, --print-config and on any error (one line).
+fn read_args() -> Args {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let fail = |e: ConfigError| -> ! {
+        match e {
+            ConfigError::Clap(e) => e.exit(),
+            ConfigError::Invalid(line) => {
+                eprintln!("raftcache: {line}");
+                std::process::exit(2);
+            }
+        }
+    };
+    let args = config_file::parse_from(argv.clone()).unwrap_or_else(|e| fail(e));
+    // The cluster settings are parsed (and so checked) here, once.
+    if let Err(line) = args.cluster_settings() {
+        fail(ConfigError::Invalid(line));
+    }
+    if args.print_config {
+        print!("{}", config_file::render(argv).unwrap_or_else(|e| fail(e)));
+        std::process::exit(0);
+    }
+    args
+}
+
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let args = read_args();
     if args.list_commands {
         for spec in raftcache_sm::command::all() {
             println!("{}", spec.name);
