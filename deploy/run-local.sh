@@ -22,8 +22,16 @@ metrics_base=${METRICS_BASE:-9379}
 threads=${THREADS:-1}
 extra=("$@")
 
-cargo build --release -p raftcache-node
-bin=target/release/raftcache
+cargo build --release -p raftcache-node -p raftcache-ctl
+# Where cargo put the binaries: CARGO_TARGET_DIR, build.target-dir in a cargo
+# config, or ./target.
+target_dir=$(cargo metadata --format-version 1 --no-deps |
+  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+bin="$target_dir/release/raftcache"
+if [ ! -x "$bin" ]; then
+  echo "run-local.sh: no raftcache binary at $bin after the build" >&2
+  exit 1
+fi
 
 peers=""
 for n in 1 2 3; do
@@ -49,6 +57,24 @@ for n in 1 2 3; do
   pids+=("$!")  # the node's own pid (the log prefixer runs in a substitution)
 done
 
+# Each node must be running and listening for clients before this says so.
+for n in 1 2 3; do
+  port=$((resp_base + n - 1))
+  deadline=$((SECONDS + 30))
+  until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+    if ! kill -0 "${pids[$((n - 1))]}" 2>/dev/null; then
+      echo "run-local.sh: node $n exited during start (see its [node$n] lines above); stopping the others" >&2
+      exit 1
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "run-local.sh: node $n is not listening on port $port after 30 s; stopping the others" >&2
+      exit 1
+    fi
+    sleep 0.2
+  done
+done
+
 echo "raftcache: three nodes on 127.0.0.1 ports $resp_base-$((resp_base + 2)); try: redis-cli -p $resp_base set hello world"
+echo "admin: $target_dir/release/raftcachectl --endpoints 127.0.0.1:$admin_base,127.0.0.1:$((admin_base + 10)),127.0.0.1:$((admin_base + 20)) status"
 echo "metrics: http://127.0.0.1:$metrics_base/metrics, :$((metrics_base + 1))/metrics, :$((metrics_base + 2))/metrics"
 wait

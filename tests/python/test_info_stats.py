@@ -47,6 +47,21 @@ def test_stats_count_network_bytes_and_cpu(r):
         assert cpu[field] >= 0
 
 
+def test_keyspace_hits_and_misses_count_reads(r):
+    r.set("ks:a", "1")
+    r.config_resetstat()
+    r.set("ks:b", "2")  # writes do not count
+    assert r.get("ks:a") == "1"
+    assert r.get("ks:none") is None
+    assert r.mget("ks:a", "ks:b", "ks:nothing") == ["1", "2", None]
+    with r.pipeline(transaction=True) as p:  # a read-only MULTI counts too
+        p.get("ks:a")
+        p.get("ks:zilch")
+        p.execute()
+    stats = r.info("stats")
+    assert (stats["keyspace_hits"], stats["keyspace_misses"]) == (4, 3), stats
+
+
 def test_replication_fields_of_a_single_node(r):
     rep = r.info("replication")
     assert rep["role"] == "master"

@@ -900,6 +900,8 @@ pub async fn start(args: &Settings, shutdown: CancellationToken) -> anyhow::Resu
         vote,
         resp_addrs: Mutex::default(),
         admin_addrs: Mutex::default(),
+        keyspace_hits: Default::default(),
+        keyspace_misses: Default::default(),
         started: Instant::now(),
         data_dir: args.data_dir.clone(),
         admin_lock: Default::default(),

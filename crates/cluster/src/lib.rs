@@ -195,6 +195,10 @@ pub struct Cluster {
     resp_addrs: Mutex<HashMap<NodeId, String>>,
     /// Admin addresses of other nodes, learned through Info.
     admin_addrs: Mutex<HashMap<NodeId, String>>,
+    /// Key lookups by reads served here that found a key, and that did not
+    /// (INFO keyspace_hits / keyspace_misses).
+    pub keyspace_hits: std::sync::atomic::AtomicU64,
+    pub keyspace_misses: std::sync::atomic::AtomicU64,
     /// When this node started (admin Status's uptime).
     pub started: Instant,
     /// The data directory, if any (admin Status's log size).

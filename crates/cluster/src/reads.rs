@@ -177,9 +177,27 @@ impl Cluster {
     pub fn read_local(&self, cmds: &[Command]) -> Vec<Reply> {
         let machine = self.sm.read();
         let now = now_ms();
-        cmds.iter()
-            .map(|c| machine.state.query(c.db as usize, &c.argv, now, rand::random()))
-            .collect()
+        self.counting_lookups(|| {
+            cmds.iter()
+                .map(|c| machine.state.query(c.db as usize, &c.argv, now, rand::random()))
+                .collect()
+        })
+    }
+
+    /// Runs the read `f`, adding its key lookups to the keyspace hits and
+    /// misses (the lookups are counted on this thread, see
+    /// `raftcache_sm::db::take_lookups`).
+    fn counting_lookups<T>(&self, f: impl FnOnce() -> T) -> T {
+        raftcache_sm::db::take_lookups();
+        let out = f();
+        let (hits, misses) = raftcache_sm::db::take_lookups();
+        if hits > 0 {
+            self.keyspace_hits.fetch_add(hits, std::sync::atomic::Ordering::Relaxed);
+        }
+        if misses > 0 {
+            self.keyspace_misses.fetch_add(misses, std::sync::atomic::Ordering::Relaxed);
+        }
+        out
     }
 
     /// Serves a group of read commands with the configured consistency.
@@ -198,10 +216,11 @@ impl Cluster {
         self.read_barrier().await?;
         let machine = self.sm.read();
         let now = now_ms();
-        let replies = cmds
-            .iter()
-            .map(|c| machine.state.query(c.db as usize, &c.argv, now, rand::random()))
-            .collect();
+        let replies = self.counting_lookups(|| {
+            cmds.iter()
+                .map(|c| machine.state.query(c.db as usize, &c.argv, now, rand::random()))
+                .collect()
+        });
         during();
         drop(machine);
         Ok(replies)
@@ -255,7 +274,10 @@ impl Cluster {
         calls: &[Call],
     ) -> Result<Reply, ClusterError> {
         self.read_barrier().await?;
-        Ok(self.sm.read().state.query_exec(watches, calls, now_ms(), rand::random()))
+        let machine = self.sm.read();
+        Ok(self.counting_lookups(|| {
+            machine.state.query_exec(watches, calls, now_ms(), rand::random())
+        }))
     }
 
     /// Confirms leadership for a read: a lease if allowed and valid, else a

@@ -220,6 +220,8 @@ pub fn config(shared: &Shared, argv: &[Bytes]) -> Reply {
             shared.stats.commands.store(0, Ordering::Relaxed);
             shared.stats.expired_keys.store(0, Ordering::Relaxed);
             shared.stats.calls.reset();
+            shared.cluster.keyspace_hits.store(0, Ordering::Relaxed);
+            shared.cluster.keyspace_misses.store(0, Ordering::Relaxed);
             Reply::Ok
         }
         Sub("rewrite") => Reply::err("ERR The server is running without a config file"),

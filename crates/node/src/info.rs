@@ -164,6 +164,8 @@ fn render(shared: &Shared, section: &str, out: &mut String) {
             field!("expired_keys:{}", shared.stats.expired_keys.load(Ordering::Relaxed));
             // Nothing is evicted: maxmemory is reported, not enforced.
             field!("evicted_keys:0");
+            field!("keyspace_hits:{}", shared.cluster.keyspace_hits.load(Ordering::Relaxed));
+            field!("keyspace_misses:{}", shared.cluster.keyspace_misses.load(Ordering::Relaxed));
             field!(
                 "pubsub_channels:{}",
                 shared.hub.channels(crate::events::Kind::Channel, None).len()

@@ -229,6 +229,8 @@ pub struct Sample {
     /// (db, keys, keys with a TTL) of every non-empty database.
     pub keyspace: Vec<(usize, u64, u64)>,
     pub expired_keys: u64,
+    pub keyspace_hits: u64,
+    pub keyspace_misses: u64,
     pub connected_clients: u64,
     pub blocked_clients: u64,
     pub pubsub_clients: u64,
@@ -264,6 +266,8 @@ impl Sample {
         s.error_replies = calls.total_error_replies.load(Ordering::Relaxed);
         s.commands_processed = shared.stats.commands.load(Ordering::Relaxed);
         s.expired_keys = shared.stats.expired_keys.load(Ordering::Relaxed);
+        s.keyspace_hits = shared.cluster.keyspace_hits.load(Ordering::Relaxed);
+        s.keyspace_misses = shared.cluster.keyspace_misses.load(Ordering::Relaxed);
         s.net_input_bytes = shared.stats.net_input_bytes.load(Ordering::Relaxed);
         s.net_output_bytes = shared.stats.net_output_bytes.load(Ordering::Relaxed);
         {
@@ -520,6 +524,18 @@ impl Sample {
             "raftcache_expired_keys",
             "Keys removed by active expiry proposed by this node (as leader)",
             self.expired_keys,
+        )?;
+        counter(
+            e,
+            "raftcache_keyspace_hits",
+            "Key lookups by reads served here that found the key",
+            self.keyspace_hits,
+        )?;
+        counter(
+            e,
+            "raftcache_keyspace_misses",
+            "Key lookups by reads served here that found no key",
+            self.keyspace_misses,
         )?;
         counter(
             e,

@@ -232,12 +232,16 @@ impl Db {
     /// The object at `key`, if it is visible at `now`.
     #[inline]
     pub fn object(&self, key: &[u8], now: i64) -> Option<&Object> {
-        self.keys.get(key).filter(|o| !o.is_expired(now))
+        let found = self.keys.get(key).filter(|o| !o.is_expired(now));
+        note_lookup(found.is_some());
+        found
     }
 
     /// The stored key and its object, if visible at `now`.
     pub fn key_object(&self, key: &[u8], now: i64) -> Option<(&Bytes, &Object)> {
-        self.keys.get_key_value(key).filter(|(_, o)| !o.is_expired(now))
+        let found = self.keys.get_key_value(key).filter(|(_, o)| !o.is_expired(now));
+        note_lookup(found.is_some());
+        found
     }
 
     /// The value at `key`, if visible at `now`.
@@ -682,4 +686,26 @@ mod tests {
         assert_eq!(db.len(), 0);
         assert_eq!(db.next_expiry(), None);
     }
+}
+
+// Keyspace hits and misses (INFO's keyspace_hits/keyspace_misses): every key
+// lookup counts on its own thread, without atomics; the node takes the count
+// before and after each read with [`take_lookups`]. Lookups made while applying the log are never taken
+// (Redis counts reads only, on the node that serves them).
+thread_local! {
+    static LOOKUPS: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+#[inline]
+fn note_lookup(hit: bool) {
+    LOOKUPS.with(|c| {
+        let (h, m) = c.get();
+        c.set(if hit { (h + 1, m) } else { (h, m + 1) });
+    });
+}
+
+/// The key lookups (hits, misses) this thread made since the last call, or
+/// since the current read began; resets them.
+pub fn take_lookups() -> (u64, u64) {
+    LOOKUPS.with(|c| c.replace((0, 0)))
 }
