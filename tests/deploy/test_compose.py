@@ -38,6 +38,9 @@ def test_image_is_small_runs_as_non_root_and_has_no_shell(docker_image, helpers)
     user = helpers.docker("image", "inspect", "--format", "{{.Config.User}}",
                           docker_image).stdout.strip()
     assert user.split(":")[0] == str(UID), user
+    env = helpers.docker("image", "inspect", "--format", "{{json .Config.Env}}",
+                         docker_image).stdout
+    assert "NO_COLOR=1" in env, env  # plain log lines
 
     # The file system as the container sees it.
     cid = helpers.docker("create", docker_image).stdout.strip()
