@@ -25,6 +25,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -155,13 +156,24 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float,
         time.sleep(POLL)
 
 
+def node_flags() -> set:
+    """The long flags raftcache has: the fields of `Args` in
+    crates/node/src/config.rs (`pub data_dir` → `--data-dir`), and
+    --help/--version."""
+    text = (REPO / "crates" / "node" / "src" / "config.rs").read_text()
+    args = text.split("pub struct Args")[1].split("\n}\n")[0]
+    names = re.findall(r"^\s*pub (\w+):", args, re.M)
+    return {"--" + n.replace("_", "-") for n in names} | {"--help", "--version"}
+
+
 @pytest.fixture(scope="session")
 def helpers() -> SimpleNamespace:
     """This module's helpers for the test modules (which cannot import a
     conftest reliably: another suite's conftest may hold the name)."""
     return SimpleNamespace(SERVICES=SERVICES, DeployError=DeployError, run=run, docker=docker,
                            require_redis_cli=require_redis_cli, wait_for=wait_for,
-                           parse_info=parse_info, free_ports=free_ports)
+                           parse_info=parse_info, free_ports=free_ports,
+                           node_flags=node_flags)
 
 
 # --- the image ------------------------------------------------------------------------

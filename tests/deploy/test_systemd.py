@@ -21,7 +21,6 @@ REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "deploy" / "systemd" / "raftcache.service"
 DEFAULTS = REPO / "deploy" / "systemd" / "raftcache.default"
 SYSUSERS = REPO / "deploy" / "systemd" / "raftcache.sysusers"
-CONFIG_RS = REPO / "crates" / "node" / "src" / "config.rs"
 BINARY = "/usr/local/bin/raftcache"
 
 
@@ -57,14 +56,6 @@ def env_file() -> Dict[str, str]:
     return out
 
 
-def node_flags() -> set:
-    """The long flags of raftcache's Args (config.rs: `pub some_name` → --some-name),
-    and --help/--version."""
-    names = re.findall(r"^\s*pub (\w+):", CONFIG_RS.read_text().split("pub struct Args")[1]
-                       .split("\n}\n")[0], re.M)
-    return {"--" + n.replace("_", "-") for n in names} | {"--help", "--version"}
-
-
 def test_unit_has_the_required_settings():
     unit = read_unit()
     assert set(unit) == {"Unit", "Service", "Install"}
@@ -84,12 +75,12 @@ def test_unit_has_the_required_settings():
     assert re.search(r"^u raftcache\s", SYSUSERS.read_text(), re.M)
 
 
-def test_exec_start_uses_real_flags_and_the_env_file_variables():
+def test_exec_start_uses_real_flags_and_the_env_file_variables(helpers):
     unit = read_unit()
     [exec_start] = unit["Service"]["ExecStart"]
     argv = shlex.split(exec_start)
     assert argv[0] == BINARY
-    known = node_flags()
+    known = helpers.node_flags()
     for arg in argv[1:]:
         if arg.startswith("--"):
             assert arg in known, f"raftcache has no flag {arg}"
