@@ -201,6 +201,53 @@ def test_digest_agrees_after_writes_and_snapshot(make_cluster):
     assert all(s["index"] >= applied and s["error"] is None for s in snaps)
 
 
+def test_health_serving_on_every_node_then_names_the_dead_one(make_cluster):
+    """`health` asks grpc.health.v1.Health/Check on every endpoint: exit 0
+    once all three serve; a killed node makes it exit 1 with one line."""
+    cluster = make_cluster(3)
+    cluster.leader()
+    eps = admin_endpoints(cluster)
+    # The health status follows the node within 200 ms of it having a leader
+    # and its log applied.
+    deadline = time.monotonic() + 10
+    while True:
+        p = ctl("health", endpoints=eps)
+        if p.returncode == 0 or time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+    print(p.stdout)
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    assert p.stderr == ""
+    rows = parse_table(p.stdout)
+    assert [(r["ENDPOINT"], r["STATUS"], r["ERRORS"]) for r in rows] == [
+        (ep, "SERVING", "") for ep in eps
+    ]
+    p = ctl("--json", "health", "--service", "raftcache.admin.v1.Admin", endpoints=eps)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout) == [
+        {"endpoint": ep, "status": "SERVING", "serving": True, "error": None} for ep in eps
+    ]
+    # A service the node does not report on.
+    p = ctl("health", "--service", "no.such.Service", endpoints=eps[:1])
+    line = assert_one_error_line(p)
+    assert line == f"raftcachectl: {eps[0]}: service not registered", line
+
+    victim = 3
+    cluster.kill9(victim)
+    p = ctl("health", endpoints=eps)
+    line = assert_one_error_line(p)
+    assert line == f"raftcachectl: {eps[victim - 1]}: connection refused", line
+    rows = parse_table(p.stdout)
+    assert [r["STATUS"] for r in rows] == ["SERVING", "SERVING", ""], rows
+
+
+def test_health_against_a_closed_port_exits_1():
+    dead = f"127.0.0.1:{closed_port()}"
+    p = ctl("health", endpoints=[dead])
+    line = assert_one_error_line(p)
+    assert line == f"raftcachectl: {dead}: connection refused"
+
+
 # --- failures without a node ----------------------------------------------------------
 
 
@@ -216,6 +263,7 @@ def test_digest_agrees_after_writes_and_snapshot(make_cluster):
         (["member", "add", "4", "127.0.0.1:7380"], "member add 4 127.0.0.1:7380: "),
         (["leader", "transfer", "2"], "leader transfer 2: "),
         (["watch"], "watch: "),
+        (["health"], ""),
     ],
 )
 def test_refused_connection_is_one_line(command, prefix):
@@ -275,7 +323,8 @@ def test_unknown_subcommand_and_help():
     assert p.returncode == 2 and "Usage:" in p.stderr
     p = ctl("--help")
     assert p.returncode == 0
-    for command in ("status", "members", "member", "leader", "snapshot", "digest", "watch"):
+    for command in ("status", "members", "member", "leader", "snapshot", "digest", "watch",
+                    "health"):
         assert f"\n  {command} " in p.stdout, p.stdout
 
 
@@ -532,3 +581,61 @@ def test_watch_stops_on_interrupt(fake_admin):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# --- a fake health service ----------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_health():
+    """grpc.health.v1.Health/Check answering `fake["status"]` (a serving
+    status number), recording each request's service name and metadata.
+    Messages are encoded by hand (one field each): no health stubs needed."""
+    fake = {"status": 1, "calls": []}
+
+    def check(request: bytes, context):
+        # HealthCheckRequest: field 1 (service), length-delimited, short.
+        service = request[2:2 + request[1]].decode() if request[:1] == b"\n" else ""
+        fake["calls"].append((service, dict(context.invocation_metadata())))
+        return bytes([0x08, fake["status"]])  # HealthCheckResponse.status
+
+    handler = grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
+        "Check": grpc.unary_unary_rpc_method_handler(
+            check, request_deserializer=lambda b: b, response_serializer=lambda b: b),
+    })
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    fake["endpoint"] = f"127.0.0.1:{port}"
+    yield fake
+    server.stop(grace=None).wait()
+
+
+@pytest.mark.parametrize("status, name", [(2, "NOT_SERVING"), (0, "UNKNOWN"),
+                                          (3, "SERVICE_UNKNOWN")])
+def test_health_not_serving_exits_1(fake_health, status, name):
+    fake_health["status"] = status
+    ep = fake_health["endpoint"]
+    p = ctl("health", endpoints=[ep])
+    line = assert_one_error_line(p)
+    assert line == f"raftcachectl: {ep}: {name}"
+    assert parse_table(p.stdout) == [{"ENDPOINT": ep, "STATUS": name, "ERRORS": ""}]
+
+
+def test_health_sends_the_service_and_the_token(fake_health):
+    ep = fake_health["endpoint"]
+    p = ctl("--token", "t0k", "health", "--service", "raftcache.admin.v1.Admin", endpoints=[ep])
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    assert fake_health["calls"] == [
+        ("raftcache.admin.v1.Admin", fake_health["calls"][0][1])
+    ]
+    assert fake_health["calls"][0][1].get("authorization") == "Bearer t0k"
+    p = ctl("health", endpoints=[ep])
+    assert p.returncode == 0
+    assert fake_health["calls"][1][0] == ""
+    # One endpoint serving, one not: exit 1 naming only the one that is not.
+    dead = f"127.0.0.1:{closed_port()}"
+    p = ctl("health", endpoints=[ep, dead])
+    line = assert_one_error_line(p)
+    assert line == f"raftcachectl: {dead}: connection refused"

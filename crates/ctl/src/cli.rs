@@ -12,7 +12,8 @@ use tonic::metadata::AsciiMetadataValue;
 /// raftcachectl: operate a raftcache cluster through its admin gRPC service.
 ///
 /// Exit codes: 0 success, 1 an error (an endpoint that does not answer, a
-/// refused change, replicas that disagree), 2 a usage error (and `digest`
+/// refused change, replicas that disagree, a node that is not SERVING), 2 a
+/// usage error (and `digest`
 /// when the replicas' applied indexes never line up).
 #[derive(Parser, Debug)]
 #[command(name = "raftcachectl", version, about, long_about)]
@@ -63,6 +64,10 @@ pub enum Command {
     /// Follow one node's status changes (leader, term, membership,
     /// reachability) until interrupted.
     Watch,
+    /// Ask every endpoint's standard gRPC health service
+    /// (`grpc.health.v1.Health/Check`): exit 0 if all are SERVING, else 1.
+    /// For container health checks (the image has no shell or curl).
+    Health(HealthArgs),
 }
 
 impl Command {
@@ -140,6 +145,16 @@ pub struct DigestArgs {
     pub interval: Duration,
 }
 
+/// `health` options.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct HealthArgs {
+    /// The service to check: empty for the whole node (SERVING while it is a
+    /// member with a usable leader and has applied its log), or a service
+    /// name such as `raftcache.admin.v1.Admin`.
+    #[arg(long, default_value = "", value_name = "NAME")]
+    pub service: String,
+}
+
 impl Command {
     /// The command as typed, for error messages: `member remove 9`.
     pub fn describe(&self) -> String {
@@ -158,6 +173,7 @@ impl Command {
             Command::Snapshot => "snapshot".into(),
             Command::Digest(_) => "digest".into(),
             Command::Watch => "watch".into(),
+            Command::Health(_) => "health".into(),
         }
     }
 }
@@ -376,6 +392,21 @@ mod tests {
             panic!("not digest")
         };
         assert_eq!(args, DigestArgs { rounds: 3, interval: Duration::from_secs(1) });
+    }
+
+    #[test]
+    fn health_options() {
+        let cli = parse_ok(&["--endpoints", "127.0.0.1:7379", "health"]);
+        assert_eq!(cli.command, Command::Health(HealthArgs { service: String::new() }));
+        assert_eq!(cli.command.default_timeout(), Duration::from_secs(5));
+        assert_eq!(cli.command.describe(), "health");
+        let cli = parse_ok(&["health", "--service", "raftcache.admin.v1.Admin"]);
+        assert_eq!(
+            cli.command,
+            Command::Health(HealthArgs { service: "raftcache.admin.v1.Admin".into() })
+        );
+        assert_eq!(parse_err(&["health", "--service"]), ErrorKind::InvalidValue);
+        assert_eq!(parse_err(&["health", "extra"]), ErrorKind::UnknownArgument);
     }
 
     #[test]

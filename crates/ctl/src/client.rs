@@ -11,6 +11,8 @@ use tonic::metadata::AsciiMetadataValue;
 use tonic::service::Interceptor;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
 
 use crate::cli::Target;
 
@@ -81,6 +83,12 @@ impl CallError {
 /// the timeout (a stream is not cut once it has started: tonic's timeout
 /// covers a call until its response headers).
 pub async fn connect(target: &Target, settings: &Settings) -> Result<Admin, CallError> {
+    let channel = open_channel(target, settings).await?;
+    Ok(AdminClient::with_interceptor(channel, settings.auth.clone()))
+}
+
+/// A connection to one endpoint, with the timeouts of [`connect`].
+async fn open_channel(target: &Target, settings: &Settings) -> Result<Channel, CallError> {
     let failed = |message: String| CallError {
         endpoint: target.shown.clone(),
         failed: Failed::Connect,
@@ -93,13 +101,36 @@ pub async fn connect(target: &Target, settings: &Settings) -> Result<Admin, Call
         .map_err(|e| failed(most_specific(&e)))?
         .connect_timeout(connect_timeout)
         .timeout(settings.timeout);
-    let channel = match tokio::time::timeout(connect_timeout, endpoint.connect()).await {
-        Err(_) => return Err(failed(no_answer_within(connect_timeout, "connection"))),
-        Ok(Err(e)) => return Err(failed(with_port_hint(most_specific(&e)))),
-        Ok(Ok(channel)) => channel,
-    };
-    Ok(AdminClient::with_interceptor(channel, settings.auth.clone()))
+    match tokio::time::timeout(connect_timeout, endpoint.connect()).await {
+        Err(_) => Err(failed(no_answer_within(connect_timeout, "connection"))),
+        Ok(Err(e)) => Err(failed(with_port_hint(most_specific(&e)))),
+        Ok(Ok(channel)) => Ok(channel),
+    }
 }
+
+/// The standard gRPC health check (`grpc.health.v1.Health/Check`) of one
+/// endpoint for `service` ("" is the whole server): the serving status it
+/// answers. The token is sent as on every call (the node does not ask for
+/// it on this service, a proxy in front of it might).
+pub async fn check_health(
+    target: &Target,
+    settings: &Settings,
+    service: &str,
+) -> Result<i32, CallError> {
+    let channel = open_channel(target, settings).await?;
+    let mut client = HealthClient::with_interceptor(channel, settings.auth.clone());
+    let request = HealthCheckRequest { service: service.to_string() };
+    match client.check(request).await {
+        Ok(reply) => Ok(reply.into_inner().status),
+        Err(status) => {
+            let (failed, message) = describe_status(&status, HEALTH_CHECK, settings.timeout);
+            Err(CallError { endpoint: target.shown.clone(), failed, message })
+        }
+    }
+}
+
+/// The health check's name in messages.
+const HEALTH_CHECK: &str = "grpc.health.v1.Health/Check";
 
 /// An HTTP/2 protocol error while connecting usually means the port is not
 /// an admin port (a RESP port answers the HTTP/2 preface with a Redis error).

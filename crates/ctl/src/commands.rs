@@ -12,12 +12,14 @@ use raftcache_proto::admin::{
 use tokio::signal::unix::{signal, SignalKind};
 use tonic::{Response, Status};
 
-use crate::cli::{Command, DigestArgs, LeaderCommand, MemberCommand, Target};
+use crate::cli::{Command, DigestArgs, HealthArgs, LeaderCommand, MemberCommand, Target};
 use crate::client::{self, first_answering, none_answered, Admin, Settings};
 use crate::digest::{judge, Report, Verdict};
 use crate::output::{print, print_json, print_json_line, Failure};
 use crate::render;
-use crate::view::{DigestView, EventView, Membership, NodeStatus, Row, SnapshotView, Transfer};
+use crate::view::{
+    DigestView, EventView, HealthView, Membership, NodeStatus, Row, SnapshotView, Transfer,
+};
 
 /// What every command needs.
 pub struct Ctx {
@@ -37,6 +39,7 @@ pub async fn run(ctx: &Ctx, command: &Command) -> Result<(), Failure> {
         Command::Snapshot => snapshot(ctx).await,
         Command::Digest(args) => digest(ctx, args).await,
         Command::Watch => watch(ctx).await,
+        Command::Health(args) => health(ctx, args).await,
     }
 }
 
@@ -79,6 +82,45 @@ async fn status(ctx: &Ctx) -> Result<(), Failure> {
         print(render::status_table(&rows))?;
     }
     fail_if_any(&rows)
+}
+
+/// `health`: every endpoint's gRPC health check, at once. Exit code 1 and
+/// one line naming each endpoint that is not SERVING (or did not answer).
+async fn health(ctx: &Ctx, args: &HealthArgs) -> Result<(), Failure> {
+    let checks = ctx.targets.iter().map(|t| client::check_health(t, &ctx.settings, &args.service));
+    let outcomes = join_all(checks).await;
+    let rows: Vec<Row<HealthView>> = ctx
+        .targets
+        .iter()
+        .zip(outcomes)
+        .map(|(t, outcome)| {
+            Row::new(&t.shown, outcome.map(HealthView::from_status).map_err(|e| e.message))
+        })
+        .collect();
+    if ctx.json {
+        print_json(&rows)?;
+    } else {
+        print(render::health_table(&rows))?;
+    }
+    fail_unless_serving(&rows)
+}
+
+/// Exit code 1 and one line naming every endpoint that failed or does not
+/// serve, if any, in the order they were given.
+fn fail_unless_serving(rows: &[Row<HealthView>]) -> Result<(), Failure> {
+    let failed: Vec<String> = rows
+        .iter()
+        .filter_map(|r| match (&r.reply, &r.error) {
+            (_, Some(e)) => Some(format!("{}: {e}", r.endpoint)),
+            (Some(h), None) if !h.serving => Some(format!("{}: {}", r.endpoint, h.status)),
+            _ => None,
+        })
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::new(failed.join("; ")))
+    }
 }
 
 /// `snapshot`
@@ -293,5 +335,22 @@ mod tests {
         assert_eq!(fail_if_any(&rows[..1]), Ok(()));
         assert_eq!(ok_or_code(0), Ok(()));
         assert_eq!(ok_or_code(2), Err(Failure::quiet(2)));
+    }
+
+    #[test]
+    fn health_fails_unless_every_endpoint_serves() {
+        let serving = || Row::new("a:1", Ok(HealthView::from_status(1)));
+        assert_eq!(fail_unless_serving(&[serving(), serving()]), Ok(()));
+        let rows = vec![
+            serving(),
+            Row::new("b:2", Ok(HealthView::from_status(2))),
+            Row::new::<HealthView>("c:3", Err("connection refused".into())),
+            Row::new("d:4", Ok(HealthView::from_status(0))),
+        ];
+        assert_eq!(
+            fail_unless_serving(&rows),
+            Err(Failure::new("b:2: NOT_SERVING; c:3: connection refused; d:4: UNKNOWN"))
+        );
+        assert_eq!(fail_unless_serving(&[]), Ok(()));
     }
 }

@@ -5,7 +5,8 @@ use comfy_table::presets::ASCII_FULL_CONDENSED;
 use comfy_table::{LineStyle, Table};
 
 use crate::view::{
-    DigestView, EventView, MemberView, Membership, NodeStatus, Row, SnapshotView, Transfer,
+    DigestView, EventView, HealthView, MemberView, Membership, NodeStatus, Row, SnapshotView,
+    Transfer,
 };
 
 /// A table with a header, ASCII borders and a rule under the header only.
@@ -120,6 +121,16 @@ pub fn snapshot_table(rows: &[Row<SnapshotView>]) -> Table {
     for row in rows {
         let index = row.reply.as_ref().map(|s| s.index.to_string()).unwrap_or_default();
         t.add_row(vec![row.endpoint.clone(), index, error_cell(row)]);
+    }
+    t
+}
+
+/// `health`: each endpoint's serving status.
+pub fn health_table(rows: &[Row<HealthView>]) -> Table {
+    let mut t = table(&["ENDPOINT", "STATUS", "ERRORS"]);
+    for row in rows {
+        let status = row.reply.as_ref().map(|h| h.status.clone()).unwrap_or_default();
+        t.add_row(vec![row.endpoint.clone(), status, error_cell(row)]);
     }
     t
 }

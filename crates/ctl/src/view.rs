@@ -8,6 +8,7 @@ use raftcache_proto::admin::{
     status_event, DigestReply, Member, MembersReply, StatusEvent, StatusReply, TransferLeaderReply,
 };
 use serde::Serialize;
+use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::ids::{show_id, show_leader};
 
@@ -215,6 +216,27 @@ pub struct SnapshotView {
     pub index: u64,
 }
 
+/// One endpoint's answer to the gRPC health check.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct HealthView {
+    /// The serving status's name: `SERVING`, `NOT_SERVING`, `UNKNOWN`,
+    /// `SERVICE_UNKNOWN` (or `status N` for a number the protocol does not
+    /// define).
+    pub status: String,
+    pub serving: bool,
+}
+
+impl HealthView {
+    /// From `HealthCheckResponse.status`.
+    pub fn from_status(code: i32) -> Self {
+        let status = match ServingStatus::try_from(code) {
+            Ok(known) => known.as_str_name().to_string(),
+            Err(_) => format!("status {code}"),
+        };
+        HealthView { status, serving: code == ServingStatus::Serving as i32 }
+    }
+}
+
 /// One event of WatchStatus.
 #[derive(Serialize, Debug, Clone, PartialEq, Eq)]
 pub struct EventView {
@@ -298,6 +320,23 @@ mod tests {
         assert_eq!(ids, ["1.0", "2.3"]);
         let no_leader = NodeStatus::from(StatusReply::default());
         assert_eq!(no_leader.leader, None);
+    }
+
+    #[test]
+    fn health_status_names() {
+        assert_eq!(
+            HealthView::from_status(1),
+            HealthView { status: "SERVING".into(), serving: true }
+        );
+        assert_eq!(HealthView::from_status(2).status, "NOT_SERVING");
+        assert_eq!(HealthView::from_status(3).status, "SERVICE_UNKNOWN");
+        let odd = HealthView::from_status(9);
+        assert_eq!((odd.status.as_str(), odd.serving), ("status 9", false));
+        let row: Row<HealthView> = Row::new("a:1", Ok(HealthView::from_status(1)));
+        assert_eq!(
+            serde_json::to_value(&row).unwrap(),
+            json!({"endpoint": "a:1", "status": "SERVING", "serving": true, "error": null})
+        );
     }
 
     #[test]
