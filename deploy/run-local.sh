@@ -57,24 +57,27 @@ for n in 1 2 3; do
   pids+=("$!")  # the node's own pid (the log prefixer runs in a substitution)
 done
 
-# Each node must be running and listening for clients before this says so.
-for n in 1 2 3; do
-  port=$((resp_base + n - 1))
-  deadline=$((SECONDS + 30))
-  until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+# Say the nodes are up only once each answers the gRPC health check as
+# SERVING (a member with a leader): a node that failed to start stops the lot.
+ctl="$target_dir/release/raftcachectl"
+endpoints="127.0.0.1:$admin_base,127.0.0.1:$((admin_base + 10)),127.0.0.1:$((admin_base + 20))"
+deadline=$((SECONDS + 60))
+until "$ctl" --endpoints "$endpoints" --timeout 2s health >/dev/null 2>&1; do
+  for n in 1 2 3; do
     if ! kill -0 "${pids[$((n - 1))]}" 2>/dev/null; then
       echo "run-local.sh: node $n exited during start (see its [node$n] lines above); stopping the others" >&2
       exit 1
     fi
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      echo "run-local.sh: node $n is not listening on port $port after 30 s; stopping the others" >&2
-      exit 1
-    fi
-    sleep 0.2
   done
+  if [ "$SECONDS" -ge "$deadline" ]; then
+    echo "run-local.sh: the nodes are not all serving after 60 s:" >&2
+    "$ctl" --endpoints "$endpoints" --timeout 2s health >&2 || true
+    exit 1
+  fi
+  sleep 0.5
 done
 
 echo "raftcache: three nodes on 127.0.0.1 ports $resp_base-$((resp_base + 2)); try: redis-cli -p $resp_base set hello world"
-echo "admin: $target_dir/release/raftcachectl --endpoints 127.0.0.1:$admin_base,127.0.0.1:$((admin_base + 10)),127.0.0.1:$((admin_base + 20)) status"
+echo "admin: $ctl --endpoints $endpoints status"
 echo "metrics: http://127.0.0.1:$metrics_base/metrics, :$((metrics_base + 1))/metrics, :$((metrics_base + 2))/metrics"
 wait

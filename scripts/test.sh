@@ -16,6 +16,10 @@ missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
 command -v redis-benchmark >/dev/null || missing+=(redis-tools)
+command -v objcopy >/dev/null || missing+=(binutils)  # deploy/image/build.sh
+if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null; then
+  missing+=(docker-compose)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
@@ -23,7 +27,7 @@ fi
 redis-server --version
 
 step "python packages"
-for req in tests/python/requirements.txt tests/cluster/requirements.txt tests/durability/requirements.txt; do
+for req in tests/python/requirements.txt tests/cluster/requirements.txt tests/durability/requirements.txt tests/deploy/requirements.txt; do
   if [ -f "$req" ]; then python3 -m pip install -q --disable-pip-version-check -r "$req"; fi
 done
 
@@ -59,6 +63,9 @@ python3 -m pytest -q tests/durability
 
 step "durability tests with --threads 1 (sled on a node's only thread)"
 RAFTCACHE_NODE_ARGS="--threads 1" python3 -m pytest -q tests/durability
+
+step "deployment: the FROM scratch image and docker compose (real Docker: kill the leader, rolling restart), run-local.sh, manifests"
+python3 -m pytest -q tests/deploy
 
 step "fuzzing: request decoder, frame parser, engine (30 s each; longer: scripts/fuzz.sh 600)"
 scripts/fuzz.sh "${FUZZ_SECONDS:-30}"

@@ -407,3 +407,36 @@ def test_peer_secret_keeps_out_nodes_without_it(make_cluster):
     c.client(5).set("k", "v")
     assert text(c.client(1).get("k")) == "v"
     assert friend.alive()
+
+
+def health_status(node: Node, service: str) -> str:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(admin_endpoint(node)) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=2
+        )
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+
+def test_a_learner_serves_but_is_not_ready_until_promoted(make_cluster):
+    """--join-as learner: the node is admitted as a learner and stays one;
+    it serves (health "") but is not ready (health raftcache.ready, INFO
+    raft_ready) until `member promote` makes it a voter."""
+    c = make_cluster(3)
+    seed = f"127.0.0.1:{c.node(1).raft_port}"
+    eps = [admin_endpoint(n) for n in c.nodes.values()]
+    learner = add_join_node(c, 4, join=seed, args=[*c.args, "--join-as", "learner"])
+    c.wait_for("member 4 to be a learner",
+               lambda: 4 in members(eps) and not members(eps)[4]["voter"], timeout=30)
+    c.wait_for("the learner to serve", lambda: health_status(learner, "") == "SERVING", timeout=20)
+    assert health_status(learner, "raftcache.ready") == "NOT_SERVING"
+    assert c.info(4)["raft_ready"] == "0"
+    c.client(1).set("via", "leader")
+    assert text(c.client(4).get("via")) == "leader"
+    ctl(eps, "member", "promote", "4")
+    assert members(eps)[4]["voter"]
+    c.wait_for("the promoted node to be ready",
+               lambda: health_status(learner, "raftcache.ready") == "SERVING", timeout=20)
+    for m in (1, 2, 3):
+        assert health_status(c.node(m), "raftcache.ready") == "SERVING"

@@ -9,8 +9,7 @@ in the args is defined; the --peers list names each pod of the StatefulSet
 (member N+1 for pod N, as --id-from-hostname counts) under the headless
 Service at the Raft port; the scale-up StatefulSet joins the first three and
 numbers its pods after them; the pods run as the image's user; every flag
-they pass exists in crates/node/src/config.rs, but for --id-from-hostname
-(a strict xfail until the server has it).
+they pass exists in crates/node/src/config.rs.
 
 Compose: each node advertises its service name, lists the same peers (the
 three services at the Raft port), has its own data volume and a distinct
@@ -329,22 +328,11 @@ def test_compose_nodes_address_each_other_by_service_name():
     assert len(published) == 3
 
 
-# Flags the manifests pass that raftcache does not have yet. When the server
-# gains one, its test XPASSes, which fails (strict): drop it from here.
-NOT_YET = {"--id-from-hostname"}
-
-
-@pytest.mark.parametrize("flag", sorted(NOT_YET))
-@pytest.mark.xfail(strict=True, reason="a server flag the manifests need, not in config.rs yet")
-def test_flags_not_in_the_server_yet(helpers, flag):
-    assert flag in helpers.node_flags()
-
-
-def test_every_other_flag_in_the_manifests_exists(k8s, helpers):
+def test_every_flag_in_the_manifests_exists(k8s, helpers):
     known = helpers.node_flags()
     for name, sts in k8s["sts"].items():
         for flag in flags(sts["spec"]["template"]["spec"]["containers"][0]["args"]):
-            assert flag in known or flag in NOT_YET, f"{name}: raftcache has no flag {flag}"
+            assert flag in known, f"{name}: raftcache has no flag {flag}"
     compose = yaml.safe_load(COMPOSE.read_text())
     for name, svc in compose["services"].items():
         for flag in flags([str(a) for a in svc["command"]]):

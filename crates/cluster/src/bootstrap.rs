@@ -488,6 +488,11 @@ fn serve_peers(
     });
 }
 
+/// The health service name that is SERVING exactly while the node is
+/// `ready` (see [`Cluster::ready`]): for rolling restarts and Kubernetes'
+/// readiness probes.
+pub const READY_SERVICE: &str = "raftcache.ready";
+
 /// A node's state as opened: how it starts, its log and state machine, and
 /// where they live.
 struct Opened {
@@ -693,17 +698,23 @@ fn serve_admin(
     let health_shutdown = shutdown.clone();
     tokio::spawn(async move {
         use tonic_health::ServingStatus;
-        let mut last = None;
+        let serving =
+            |yes: bool| if yes { ServingStatus::Serving } else { ServingStatus::NotServing };
+        let (mut last, mut last_ready) = (None, None);
         loop {
-            let status = if health_cluster.healthy() {
-                ServingStatus::Serving
-            } else {
-                ServingStatus::NotServing
-            };
+            let status = serving(health_cluster.healthy());
             if last != Some(status) {
                 health.set_service_status("", status).await;
                 health.set_service_status("raftcache.admin.v1.Admin", status).await;
                 last = Some(status);
+            }
+            // `raftcache.ready`: INFO's raft_ready, what a rolling restart
+            // waits for before the next node (a voter of a settled
+            // membership, its member's only incarnation, with a leader).
+            let ready = serving(health_cluster.ready());
+            if last_ready != Some(ready) {
+                health.set_service_status(READY_SERVICE, ready).await;
+                last_ready = Some(ready);
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}

@@ -211,8 +211,9 @@ impl Args {
             heartbeat: std::time::Duration::from_millis(self.heartbeat_ms),
             election_timeout: std::time::Duration::from_millis(self.election_timeout_ms),
             snapshot_every: self.snapshot_every,
-            admin_token: self.admin_token.clone(),
-            peer_secret: self.peer_secret.clone(),
+            // Empty means unset, as for --requirepass.
+            admin_token: self.admin_token.clone().filter(|t| !t.is_empty()),
+            peer_secret: self.peer_secret.clone().filter(|t| !t.is_empty()),
             redis_version: crate::info::REDIS_VERSION,
         })
     }

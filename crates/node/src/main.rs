@@ -82,7 +82,10 @@ fn init_logging(args: &Args) {
             .with_current_span(true)
             .with_span_list(false)
             .boxed(),
-        _ => tracing_subscriber::fmt::layer().boxed(),
+        // Colours only on a terminal: not in files, pipes or container logs.
+        _ => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .boxed(),
     };
     tracing_subscriber::registry()
         .with(layer.with_filter(filter(&args.loglevel).and(routine)))
