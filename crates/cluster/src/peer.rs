@@ -47,6 +47,25 @@ pub struct PeerService {
     pub admin_addr: String,
 }
 
+/// When the last "entries of a newer format" error was logged (ms since the
+/// epoch): the leader resends them every heartbeat.
+static NEWER_LOGGED: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// True at most once a minute per `last`.
+fn once_a_minute(last: &std::sync::atomic::AtomicI64) -> bool {
+    let now = crate::clock::now_ms();
+    let before = last.load(std::sync::atomic::Ordering::Relaxed);
+    now - before >= 60_000
+        && last
+            .compare_exchange(
+                before,
+                now,
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+            )
+            .is_ok()
+}
+
 fn bad_payload(e: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("malformed payload: {e}"))
 }
@@ -105,7 +124,14 @@ impl PeerService {
     /// Answers one AppendEntries (an error status ends the stream).
     async fn append_one(&self, payload: &RaftPayload) -> std::result::Result<RaftPayload, Status> {
         let cluster = self.addressed(payload.target, payload.cluster_id, self.append_wait).await?;
-        let rpc: AppendEntriesRequest<TypeConfig> = decode(payload).map_err(bad_payload)?;
+        let rpc: AppendEntriesRequest<TypeConfig> = decode(payload).map_err(|e| {
+            let text = e.to_string();
+            if text.contains(raftcache_sm::format::NEWER_FORMAT) && once_a_minute(&NEWER_LOGGED) {
+                // Needs a person: this node is older than the leader's log.
+                tracing::error!(error = %text, "the leader sent entries this build cannot apply; upgrade this node");
+            }
+            bad_payload(e)
+        })?;
         Ok(encode(&cluster.raft.append_entries(rpc).await))
     }
 }
@@ -232,6 +258,7 @@ impl RaftService for PeerService {
             leader_raft_node_id: 0,
             cluster_id: 0,
             fresh_intent: self.fresh_intent.load(std::sync::atomic::Ordering::Relaxed),
+            entry_format: u32::from(raftcache_sm::format::ENTRY_FORMAT),
         };
         if let Some(cluster) = self.cluster.get() {
             let m = cluster.metrics();

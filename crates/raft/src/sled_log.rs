@@ -325,6 +325,15 @@ impl SledLogStore {
                 }
             }
             if let Err(e) = decode_entry(index, &value) {
+                // An entry a newer version wrote is not damage: cutting it
+                // would throw away acknowledged writes. Refuse to start.
+                if e.0.contains(raftcache_sm::format::NEWER_FORMAT) {
+                    return Err(read_err(Corrupt(format!(
+                        "the Raft log holds entries a newer raftcache wrote ({}); run that version \
+                         (a node cannot be downgraded past a log-entry format it has written)",
+                        e.0
+                    ))));
+                }
                 cut = Some((index, e.0));
                 break;
             }

@@ -284,3 +284,57 @@ fn replication_batches_are_limited_by_size() {
         }
     });
 }
+
+#[test]
+fn entries_of_a_newer_format_stop_the_open_instead_of_being_cut() {
+    use openraft::storage::RaftLogStorageExt;
+    use openraft::{CommittedLeaderId, EntryPayload, LogId};
+    use raftcache_raft::sled_log::{Fsync, SledLogStore};
+    use raftcache_sm::format::ENTRY_FORMAT;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("raft");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let (mut log, _) = SledLogStore::open(&path, Fsync::Always).unwrap();
+        let entries: Vec<_> = (1..=5)
+            .map(|i| raftcache_raft::types::Entry {
+                log_id: LogId::new(CommittedLeaderId::new(1, 0), i),
+                payload: EntryPayload::Normal(raftcache_sm::Proposal {
+                    time_ms: 1_764_800_000_000 + i as i64,
+                    seed: i,
+                    origin: None,
+                    ops: std::sync::Arc::new(vec![]),
+                }),
+            })
+            .collect();
+        log.blocking_append(entries).await.unwrap();
+    });
+    // Rewrite entry 4 as a newer build would have written it: the same
+    // entry with the next format number, and a valid checksum.
+    {
+        let db = reopen_sled(&path);
+        let tree = db.open_tree("log").unwrap();
+        let raw = tree.get(4u64.to_be_bytes()).unwrap().unwrap().to_vec();
+        let mut body = raw[4..].to_vec();
+        let marker = (0x5243_4546_4d54_0000u64 | u64::from(ENTRY_FORMAT)).to_le_bytes();
+        let at = body.windows(8).position(|w| w == marker).expect("the format marker");
+        let newer = (0x5243_4546_4d54_0000u64 | u64::from(ENTRY_FORMAT + 1)).to_le_bytes();
+        body[at..at + 8].copy_from_slice(&newer);
+        let mut stored = crc32fast::hash(&body).to_le_bytes().to_vec();
+        stored.extend_from_slice(&body);
+        tree.insert(4u64.to_be_bytes(), stored).unwrap();
+        db.flush().unwrap();
+    }
+    let err = reopen(|| match SledLogStore::open(&path, Fsync::Always) {
+        Ok(_) => Ok(None),
+        Err(e) if format!("{e:?}").contains("could not acquire lock") => Err(format!("{e:?}")),
+        Err(e) => Ok(Some(e.to_string())),
+    })
+    .expect("opening must fail on an entry of a newer format");
+    assert!(err.contains("newer raftcache wrote"), "{err}");
+    // Nothing was cut: entries 4 and 5 are still there for the newer build.
+    let db = reopen_sled(&path);
+    let tree = db.open_tree("log").unwrap();
+    assert!(tree.get(4u64.to_be_bytes()).unwrap().is_some());
+    assert!(tree.get(5u64.to_be_bytes()).unwrap().is_some());
+}

@@ -51,6 +51,7 @@ pub mod db;
 pub mod encodings;
 pub mod event;
 pub mod float;
+pub mod format;
 pub mod glob;
 pub mod keymap;
 pub mod locks;

@@ -117,8 +117,9 @@ pub struct Watch {
 }
 
 /// The payload of one log entry: what the leader proposed, with the time and
-/// randomness every replica will use to apply it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// randomness every replica will use to apply it. Its encoding carries the
+/// log-entry format version (see [`crate::format`]).
+#[derive(Clone, Debug, PartialEq)]
 pub struct Proposal {
     /// The leader's wall-clock time when it proposed the entry (ms).
     pub time_ms: i64,
