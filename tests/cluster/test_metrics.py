@@ -60,6 +60,10 @@ def test_leader_exports_lag_of_each_follower(make_cluster):
     assert one(fams, "raftcache_raft_commit_index") >= 20
     assert one(fams, "raftcache_raft_voters") == 3
     assert one(fams, "raftcache_raft_term") >= 1
+    # Every write replicated to both followers: at least 20 answered
+    # AppendEntries each.
+    assert one(fams, "raftcache_raft_append_entries_seconds",
+               "raftcache_raft_append_entries_seconds_count") >= 40
 
     f = scrape(cluster, followers[0])
     assert one(f, "raftcache_raft_is_leader") == 0

@@ -152,6 +152,7 @@ fn main() -> anyhow::Result<()> {
         });
         let cluster_settings = args.cluster_settings().map_err(anyhow::Error::msg)?;
         raftcache_cluster::observe::set(Box::new(metrics::Recorder));
+        raftcache_raft::network::set_append_observer(metrics::observe_append);
         let config = Config::new(args);
         // Bind the client and metrics ports first: a taken port should fail fast.
         let listeners = server::bind(&config).await?;

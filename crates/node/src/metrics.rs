@@ -53,6 +53,7 @@ pub struct Metrics {
     pub commands_per_entry: Histogram,
     pub forward_seconds: Histogram,
     pub read_round_seconds: Histogram,
+    pub append_entries_seconds: Histogram,
     pub snapshot_build_seconds: Histogram,
     pub snapshot_install_seconds: Histogram,
 }
@@ -76,6 +77,7 @@ impl Metrics {
             ]),
             forward_seconds: Histogram::new(latency_buckets()),
             read_round_seconds: Histogram::new(latency_buckets()),
+            append_entries_seconds: Histogram::new(latency_buckets()),
             snapshot_build_seconds: Histogram::new([
                 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
             ]),
@@ -135,6 +137,11 @@ fn register_recorded(registry: &mut Registry) {
         "raftcache_forward_write_seconds",
         "Time for a batch of writes forwarded from this follower to be answered by the leader",
         m.forward_seconds.clone(),
+    );
+    registry.register(
+        "raftcache_raft_append_entries_seconds",
+        "Round trip of an AppendEntries (replication or heartbeat) from this leader to a follower, answered",
+        m.append_entries_seconds.clone(),
     );
     registry.register(
         "raftcache_raft_read_index_round_seconds",
@@ -734,6 +741,11 @@ fn bounded_errors(errors: Vec<(String, u64)>) -> Vec<(String, u64)> {
 /// Records what the cluster layer reports (installed with
 /// `raftcache_cluster::observe::set` at startup).
 pub struct Recorder;
+
+/// The AppendEntries round-trip observer (`raftcache_raft::network`).
+pub fn observe_append(took: std::time::Duration) {
+    METRICS.append_entries_seconds.observe(took.as_secs_f64());
+}
 
 impl raftcache_cluster::observe::Observer for Recorder {
     fn entry_proposed(&self, ops: usize) {

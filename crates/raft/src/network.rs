@@ -62,6 +62,15 @@ pub fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
         .connect_lazy())
 }
 
+/// Called with the round-trip time of every answered AppendEntries (the
+/// node's metrics); set once.
+static APPEND_OBSERVER: std::sync::OnceLock<fn(Duration)> = std::sync::OnceLock::new();
+
+/// Installs the AppendEntries round-trip observer (later calls are ignored).
+pub fn set_append_observer(observe: fn(Duration)) {
+    let _ = APPEND_OBSERVER.set(observe);
+}
+
 /// The metadata key carrying the peer secret (`--peer-secret`).
 pub const PEER_SECRET_HEADER: &str = "x-raftcache-peer-secret";
 
@@ -353,7 +362,13 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        let started = std::time::Instant::now();
         let result = self.send_append_entries(rpc, option).await;
+        if result.is_ok() {
+            if let Some(observe) = APPEND_OBSERVER.get() {
+                observe(started.elapsed());
+            }
+        }
         self.note(result)
     }
 
