@@ -15,7 +15,8 @@
 # Environment: CARGO_TARGET_DIR (where cargo builds, default ./target),
 # IMAGE (repository name, default raftcache), NO_CARGO=1 (use the release
 # binaries already built), MAX_IMAGE_BYTES (fail above this size, default
-# 40000000).
+# 40000000), TAG (one more tag, e.g. the one a test asked for: the tree may
+# change while the build runs).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -95,10 +96,12 @@ if [ -n "$(git status --porcelain --untracked-files=no)" ]; then
   short="$short-dirty"
   revision="$revision-dirty"
 fi
+extra_tag=()
+if [ -n "${TAG:-}" ]; then extra_tag=(-t "$image:$TAG"); fi
 docker build \
   --label "org.opencontainers.image.title=raftcache" \
   --label "org.opencontainers.image.revision=$revision" \
-  -t "$image:dev" -t "$image:$short" \
+  -t "$image:dev" -t "$image:$short" "${extra_tag[@]}" \
   "$ctx"
 
 size=$(docker image inspect --format '{{.Size}}' "$image:dev")

@@ -203,7 +203,8 @@ def docker_image() -> str:
         if clean and image_exists(ref):
             return ref
         # Builds the release binaries when needed: minutes on a cold target dir.
-        run([str(BUILD_SCRIPT)], timeout=3600)
+        run([str(BUILD_SCRIPT)], timeout=3600,
+            env=dict(os.environ, TAG=ref.split(":", 1)[1]))
         if not image_exists(ref):
             raise DeployError(f"{BUILD_SCRIPT} ran but there is no image {ref}")
         return ref
