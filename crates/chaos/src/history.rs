@@ -232,6 +232,7 @@ impl fmt::Display for Op {
             None => write!(f, " [{}..)", self.invoke)?,
         }
         match &self.outcome {
+            Outcome::Ok(Val::Nil) if !matches!(self.call, Call::Read) => f.write_str(" ok"),
             Outcome::Ok(v) => write!(f, " ok {v}"),
             Outcome::Fail => f.write_str(" fail"),
             Outcome::Unknown => f.write_str(" unknown"),

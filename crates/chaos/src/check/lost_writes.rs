@@ -37,6 +37,14 @@ fn written(op: &Op) -> Option<Option<String>> {
     }
 }
 
+/// The value a write or compare-and-set tries to leave, whatever its outcome.
+fn written_value(op: &Op) -> Option<String> {
+    match &op.call {
+        Call::Write { value } | Call::Cas { value, .. } => Some(value.clone()),
+        _ => None,
+    }
+}
+
 fn show(v: &Option<String>) -> String {
     match v {
         Some(s) => format!("{s:?}"),
@@ -85,7 +93,13 @@ fn check_key(key: &str, ops: &[&Op], findings: &mut Findings) -> bool {
                 )
             }
             None if got.is_none() => "nil: the key vanished".to_string(),
-            None => format!("{} was never written by an acknowledged write", show(&got)),
+            None => match ops.iter().find(|op| written_value(op) == got) {
+                Some(op) => {
+                    window.push(op);
+                    format!("{} was written only by #{}, which failed", show(&got), op.id)
+                }
+                None => format!("{} was never written", show(&got)),
+            },
         };
         let expected: Vec<String> = allowed.iter().map(show).collect();
         let lost: Vec<String> = surviving.iter().map(|(op, _)| format!("#{}", op.id)).collect();

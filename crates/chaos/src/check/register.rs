@@ -111,6 +111,16 @@ fn reply_bool(v: &Val) -> Option<bool> {
     }
 }
 
+/// The value `op` would write, if it writes one already interned (failed
+/// and unknown operations included: this is for explanations).
+fn writes(op: &Op, values: &Values) -> Option<u32> {
+    let v = match &op.call {
+        Call::Write { value } | Call::Cas { value, .. } => value,
+        _ => return None,
+    };
+    values.ids.get(v.as_str()).copied()
+}
+
 /// Turns one key's operations into search entries (and the ops they came from).
 fn entries<'a>(ops: &[&'a Op], values: &mut Values) -> (Vec<Entry<RegOp>>, Vec<&'a Op>) {
     let mut entries = Vec::with_capacity(ops.len());
@@ -166,6 +176,25 @@ fn check_key(key: &str, ops: &[&Op], budget: &Budget, findings: &mut Findings) {
                 .map(|i| origin[i]);
             let mut window: Vec<&Op> = stuck.candidates.iter().map(|&i| origin[i]).collect();
             window.extend(last_write);
+            // Where the value a blocked read saw came from, if anywhere.
+            let mut source = String::new();
+            if let RegOp::Read(v) = entries[stuck.blocked].op {
+                let writers: Vec<&Op> = ops
+                    .iter()
+                    .copied()
+                    .filter(|op| writes(op, &values) == Some(v))
+                    .take(3)
+                    .collect();
+                source = match writers.as_slice() {
+                    [] if v == 0 => String::new(),
+                    [] => format!("; no operation wrote {}", values.show(v)),
+                    ws => {
+                        let ids: Vec<String> = ws.iter().map(|w| format!("#{}", w.id)).collect();
+                        format!("; {} was written by {}", values.show(v), ids.join(", "))
+                    }
+                };
+                window.extend(writers);
+            }
             let others: Vec<String> = stuck
                 .candidates
                 .iter()
@@ -182,14 +211,13 @@ fn check_key(key: &str, ops: &[&Op], budget: &Budget, findings: &mut Findings) {
             };
             let explanation = format!(
                 "no linearization: the longest partial linearization orders {} of {} \
-                 operations and leaves the register at {}{from}; from there #{} ({}) \
-                 cannot take effect before it returned, whichever of the operations \
-                 concurrent with it ({}) go first",
+                 operations and leaves the register at {}{from}; from there #{} cannot \
+                 take effect before it returned, whichever of the operations concurrent \
+                 with it ({}) go first{source}",
                 stuck.linearized.len(),
                 entries.len(),
                 values.show(stuck.state),
                 blocked.id,
-                blocked,
                 if others.is_empty() { "none".to_string() } else { others.join(", ") },
             );
             findings.violation(Violation::new(anomaly, key, explanation, &window));

@@ -199,7 +199,8 @@ pub fn search<M: Model>(
 
     while remaining > 0 {
         steps += 1;
-        if steps > budget.max_steps_per_key || (steps.is_multiple_of(4096) && budget.out_of_time()) {
+        if steps > budget.max_steps_per_key || (steps.is_multiple_of(4096) && budget.out_of_time())
+        {
             return Search::OutOfBudget { steps, deepest };
         }
         let at_return = node == NIL || !node_entry(node).1;
