@@ -16,6 +16,7 @@ pub mod list_append;
 pub mod lock;
 pub mod lost_writes;
 pub mod register;
+mod unknown_ops;
 pub mod wgl;
 
 use std::collections::BTreeMap;

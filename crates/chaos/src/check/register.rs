@@ -9,7 +9,9 @@
 //!   nothing.
 //! * Writes, deletes and compare-and-sets with an unknown outcome may take
 //!   effect at any point after their invoke, or never: they enter the search
-//!   with no return and an unconstrained output.
+//!   with no return and an unconstrained output, after the rewrites of
+//!   [`super::unknown_ops`] dropped those that cannot matter and bounded those
+//!   that a read observed.
 //!
 //! When a key is not linearizable the violation shows the furthest point the
 //! search reached (as Porcupine's visualisation does): the longest partial
@@ -21,7 +23,7 @@
 use std::collections::HashMap;
 
 use super::wgl::{self, Entry, Model, Search};
-use super::{keys_of, Budget, Workload};
+use super::{keys_of, unknown_ops, Budget, Workload};
 use crate::history::{Call, History, Op, Outcome, Val};
 use crate::verdict::{Findings, Report, Violation};
 
@@ -158,6 +160,7 @@ fn entries<'a>(ops: &[&'a Op], values: &mut Values) -> (Vec<Entry<RegOp>>, Vec<&
 fn check_key(key: &str, ops: &[&Op], budget: &Budget, findings: &mut Findings) {
     let mut values = Values::default();
     let (entries, origin) = entries(ops, &mut values);
+    let (entries, origin) = unknown_ops::tighten(entries, origin);
     match wgl::search(&RegisterModel, 0, &entries, budget) {
         Search::Linearizable(_) => {}
         Search::OutOfBudget { steps, deepest } => findings.unknown(format!(
