@@ -197,7 +197,7 @@ fn check_key(key: &str, ops: &[&Op], findings: &mut Findings) {
                 let how = if pa == usize::MAX {
                     format!("is missing from #{}, which holds #{}'s element", longest.op.id, b.id)
                 } else {
-                    format!("comes after it, at position {pa} against {p}")
+                    format!("comes after {v:?} in #{} (position {pa} against {p})", longest.op.id)
                 };
                 findings.violation(Violation::new(
                     "reordered-append",
