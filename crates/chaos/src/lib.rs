@@ -1,0 +1,27 @@
+//! raftcache-chaos: the history model and the checkers of the chaos harness.
+//!
+//! The harness (later: nemesis, workloads, cluster backends) drives a cluster
+//! through real RESP connections while faults are injected, records every
+//! operation with [`record::Recorder`] into a [`history::History`], and judges
+//! it with the checkers of [`check`]:
+//!
+//! | checker | workload | approach |
+//! | --- | --- | --- |
+//! | `linearizable` | registers: GET / SET / DEL / CAS | WGL search per key, as Porcupine and Knossos |
+//! | `lost-writes` | registers | final reads see a surviving acknowledged write |
+//! | `counter` | INCR + GET | uniqueness, real-time bounds, monotonicity |
+//! | `list-append` | RPUSH + LRANGE | prefix order, as Elle's list-append |
+//! | `lock` | acquire / release | no overlapping holders, increasing fencing tokens |
+//!
+//! Each checker answers a [`verdict::Verdict`]: valid, invalid with the
+//! operations that show the violation and an explanation, or unknown when its
+//! search budget ran out.
+
+pub mod check;
+pub mod history;
+pub mod record;
+pub mod verdict;
+
+pub use check::{check_all, Budget};
+pub use history::{Call, History, Op, Outcome, Val};
+pub use verdict::{Report, Verdict, Violation};

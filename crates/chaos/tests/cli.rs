@@ -1,0 +1,86 @@
+//! The `raftcache-chaos check` command: output and exit status.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn corpus(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/histories").join(name)
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_raftcache-chaos")).args(args).output().expect("runs")
+}
+
+fn temp_file(name: &str, text: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("raftcache-chaos-{}-{name}", std::process::id()));
+    std::fs::write(&path, text).expect("writes");
+    path
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 path")
+}
+
+#[test]
+fn valid_history_exits_0() {
+    let out = run(&["check", path_str(&corpus("valid__register_concurrent.jsonl"))]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("linearizable: valid (2 keys)"), "{stdout}");
+}
+
+#[test]
+fn violation_exits_1_and_explains() {
+    let out = run(&["check", path_str(&corpus("invalid__counter__lost-increment.jsonl"))]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("counter: INVALID"), "{stdout}");
+    assert!(stdout.contains("lost-increment"), "{stdout}");
+}
+
+#[test]
+fn json_output_holds_every_report() {
+    let out = run(&["check", path_str(&corpus("invalid__lock__two-holders.jsonl")), "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let reports = v["reports"].as_array().expect("reports");
+    assert_eq!(reports.len(), 5);
+    let lock = reports.iter().find(|r| r["checker"] == "lock").expect("lock report");
+    assert_eq!(lock["verdict"]["verdict"], "invalid");
+    assert_eq!(lock["verdict"]["violations"][0]["anomaly"], "two-holders");
+    assert_eq!(lock["verdict"]["violations"][0]["ops"], serde_json::json!([0, 1, 2]));
+}
+
+#[test]
+fn exhausted_budget_exits_3() {
+    let out =
+        run(&["check", path_str(&corpus("valid__register_concurrent.jsonl")), "--max-steps", "1"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(stdout.contains("UNKNOWN"), "{stdout}");
+}
+
+#[test]
+fn usage_and_input_errors_exit_2() {
+    assert_eq!(run(&[]).status.code(), Some(2));
+    assert_eq!(run(&["check"]).status.code(), Some(2));
+    assert_eq!(run(&["check", "/nonexistent/history.jsonl"]).status.code(), Some(2));
+    let bad = temp_file("bad.jsonl", "{\"process\":1,\"key\":\"x\",\"f\":\"read\"}\n");
+    let out = run(&["check", path_str(&bad)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"));
+    let mixed = temp_file(
+        "mixed.jsonl",
+        concat!(
+            r#"{"process":1,"key":"x","f":"write","value":"a","invoke":0,"complete":1,"outcome":"ok"}"#,
+            "\n",
+            r#"{"process":1,"key":"x","f":"incr","invoke":2,"complete":3,"outcome":"ok","result":1}"#,
+            "\n"
+        ),
+    );
+    let out = run(&["check", path_str(&mixed)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mixes workloads"));
+    let _ = std::fs::remove_file(bad);
+    let _ = std::fs::remove_file(mixed);
+}
