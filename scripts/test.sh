@@ -17,6 +17,7 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
 command -v redis-benchmark >/dev/null || missing+=(redis-tools)
 command -v objcopy >/dev/null || missing+=(binutils)  # deploy/image/build.sh
+command -v systemd-analyze >/dev/null || missing+=(systemd)  # tests/deploy: verify the unit
 if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null; then
   missing+=(docker-compose)
 fi
