@@ -137,6 +137,27 @@ macro_rules! on_leader {
     }};
 }
 
+/// Serves a change that may remove the leader: when this node, leading,
+/// hands leadership over instead (`Removed::HandedOver`), the call goes on to
+/// the new leader, which makes the change.
+macro_rules! on_leader_handing_over {
+    ($self:ident, $request:ident, $method:ident, |$msg:ident| $here:expr) => {{
+        let (metadata, _, $msg) = $request.into_parts();
+        let mut handed_over = false;
+        loop {
+            match $self.route(&metadata, handed_over).await? {
+                Route::Leader(mut client) => {
+                    return client.$method(passed_on(&metadata, $msg)).await
+                }
+                Route::Here => match $here {
+                    Removed::Done => return Ok(Response::new($self.members_reply().await)),
+                    Removed::HandedOver(_) => handed_over = true,
+                },
+            }
+        }
+    }};
+}
+
 #[tonic::async_trait]
 impl Admin for AdminService {
     async fn status(
@@ -195,46 +216,19 @@ impl Admin for AdminService {
         &self,
         request: Request<RemoveMemberRequest>,
     ) -> Result<Response<MembersReply>, Status> {
-        let (metadata, _, msg) = request.into_parts();
-        let mut handed_over = false;
-        loop {
-            match self.route(&metadata, handed_over).await? {
-                Route::Leader(mut client) => {
-                    return client.remove_member(passed_on(&metadata, msg)).await
-                }
-                Route::Here => match self.cluster.remove_member(msg.member_id, msg.force).await? {
-                    Removed::Done => return Ok(Response::new(self.members_reply().await)),
-                    // This node handed leadership over: the new leader
-                    // removes it (the next round passes the call on).
-                    Removed::HandedOver(_) => handed_over = true,
-                },
-            }
-        }
+        on_leader_handing_over!(self, request, remove_member, |msg| {
+            self.cluster.remove_member(msg.member_id, msg.force).await?
+        })
     }
 
     async fn replace_member(
         &self,
         request: Request<ReplaceMemberRequest>,
     ) -> Result<Response<MembersReply>, Status> {
-        let (metadata, _, msg) = request.into_parts();
-        let mut handed_over = false;
-        loop {
-            match self.route(&metadata, handed_over).await? {
-                Route::Leader(mut client) => {
-                    return client.replace_member(passed_on(&metadata, msg)).await
-                }
-                Route::Here => {
-                    let c = &self.cluster;
-                    match c
-                        .replace_member(msg.old_member_id, msg.new_member_id, &msg.new_raft_addr)
-                        .await?
-                    {
-                        Removed::Done => return Ok(Response::new(self.members_reply().await)),
-                        Removed::HandedOver(_) => handed_over = true,
-                    }
-                }
-            }
-        }
+        on_leader_handing_over!(self, request, replace_member, |msg| {
+            let (old, new) = (msg.old_member_id, msg.new_member_id);
+            self.cluster.replace_member(old, new, &msg.new_raft_addr).await?
+        })
     }
 
     async fn transfer_leader(
@@ -421,7 +415,13 @@ impl Cluster {
             read_consistency: self.options.read_consistency.name().into(),
             ready: self.ready(),
             quorum_lost: self.quorum_lost(),
-            commit_index: self.commit_index(),
+            // The leader's view (a majority of every configuration);
+            // elsewhere what this node has applied.
+            commit_index: self
+                .view()
+                .commit_index
+                .unwrap_or(0)
+                .max(m.last_applied.map_or(0, |l| l.index)),
             snapshot_index: m.snapshot.map_or(0, |s| s.index),
             snapshot_bytes: if m.snapshot.is_some() { self.sm.compaction_sizes().1 } else { 0 },
             snapshot_age_ms: if m.snapshot.is_some() { snapshot_age_ms } else { 0 },

@@ -183,7 +183,14 @@ fn join_host_port(host: &str, port: u16) -> String {
 }
 
 fn bind_addr(args: &Settings, port: u16) -> anyhow::Result<SocketAddr> {
-    let host = args.bind.split_whitespace().next().unwrap_or("127.0.0.1").trim_start_matches('-');
+    listen_addr(&args.bind, port)
+}
+
+/// The address to listen on for `port`: the first `--bind` address (`*`
+/// meaning all), as redis-server takes it. The binary's other listeners
+/// (metrics) use it too.
+pub fn listen_addr(bind: &str, port: u16) -> anyhow::Result<SocketAddr> {
+    let host = bind.split_whitespace().next().unwrap_or("127.0.0.1").trim_start_matches('-');
     let host = if host == "*" { "0.0.0.0" } else { host };
     join_host_port(host, port).parse().with_context(|| format!("bad --bind address {host}"))
 }

@@ -161,29 +161,6 @@ impl Cluster {
             .collect()
     }
 
-    /// The highest index known committed: on the leader, the largest index a
-    /// majority of voters holds; elsewhere what this node has applied.
-    pub fn commit_index(&self) -> u64 {
-        let m = self.metrics();
-        let applied = m.last_applied.map_or(0, |l| l.index);
-        let Some(replication) = m.replication.as_ref() else { return applied };
-        let last = m.last_log_index.unwrap_or(0);
-        let mut matched: Vec<u64> = m
-            .membership_config
-            .membership()
-            .voter_ids()
-            .map(|id| {
-                if id == self.node_id {
-                    last
-                } else {
-                    replication.get(&id).and_then(|l| l.map(|l| l.index)).unwrap_or(0)
-                }
-            })
-            .collect();
-        matched.sort_unstable_by(|a, b| b.cmp(a));
-        matched.get(matched.len() / 2).copied().unwrap_or(applied).max(applied)
-    }
-
     /// The Raft node ids of `member`'s incarnations in the membership.
     fn incarnations(&self, member: u32) -> Vec<NodeId> {
         let m = self.metrics();

@@ -13,7 +13,6 @@
 //! scraper that asks for it in `Accept`.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, LazyLock, OnceLock};
 
@@ -770,14 +769,7 @@ impl raftcache_cluster::observe::Observer for Recorder {
 /// Binds the metrics port on the first `--bind` address (a port that cannot
 /// be bound fails the start, as the other ports do).
 pub async fn bind(args: &Args) -> anyhow::Result<TcpListener> {
-    let host = args.bind.split_whitespace().next().unwrap_or("127.0.0.1").trim_start_matches('-');
-    let host = if host == "*" { "0.0.0.0" } else { host };
-    let addr = if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{}", args.metrics_port)
-    } else {
-        format!("{host}:{}", args.metrics_port)
-    };
-    let addr: SocketAddr = addr.parse().with_context(|| format!("bad --bind address {host}"))?;
+    let addr = raftcache_cluster::bootstrap::listen_addr(&args.bind, args.metrics_port)?;
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the metrics port {addr}"))?;
