@@ -991,10 +991,27 @@ def test_uncertain_confirmation_never_gives_the_lock_to_two_clients(make_cluster
                 got = w.next(10, "w's answer")
             except AssertionError:
                 # The grant's commit had not reached f1 before the leader
-                # stopped: w hears nothing while the others are stopped.
+                # stopped: w hears nothing while the others are stopped. They
+                # resume about 10.5 s after the grant, just past its pending
+                # timeout, so either w's confirmation commits first (w hears
+                # its token, or UNCERTAIN) or the leader's purge gives the
+                # unconfirmed grant back first: w3 gets the lock and w, its
+                # turn gone, waits again behind w3 (test_waiter_whose_node_
+                # was_stopped_past_the_pending_timeout_waits_again). Never both.
                 cluster.sigcont(f2)
                 cluster.sigcont(leader)
-                w.next(30, "w's answer once the others resumed")
+                end = time.monotonic() + 30
+                got = got3 = None
+                while got is None and got3 is None:
+                    assert time.monotonic() < end, (
+                        "neither w nor w3 was answered within 30 s of the others resuming")
+                    got, got3 = w.pending(), w3.pending()
+                    time.sleep(0.05)
+                time.sleep(2)
+                got = got if got is not None else w.pending()
+                got3 = got3 if got3 is not None else w3.pending()
+                tokens = [g for g in (got, got3) if g is not None and isinstance(g.get("reply"), int)]
+                assert len(tokens) <= 1, f"w ({got}) and w3 ({got3}) both hold the lock"
                 continue
             if "error" in got:
                 # The fixed behaviour: w hears that the outcome is unknown and
@@ -1471,3 +1488,41 @@ def test_migrations_example_runs_once(make_cluster, mode):
     assert again.returncode == 0, again.stdout + again.stderr
     assert c.lrange(f"mig-{mode}:applied", 0, -1) == log
     print("\n" + proc.stdout[-1500:])
+
+
+def test_waiter_whose_node_was_stopped_past_the_pending_timeout_waits_again(make_cluster, procs):
+    """w waits on f1, w3 on f2. f1 is stopped, the holder releases: the grant
+    goes to w, which nobody can confirm, and after the 10 s pending timeout the
+    leader gives it back and w3 gets the lock. When f1 resumes it applies the
+    grant and the give-back: w's confirmation is refused, so w is not told it
+    holds the lock; it waits again, behind w3, and gets the lock (a larger
+    token) once w3 releases."""
+    cluster = make_cluster(3)
+    leader = cluster.wait_stable(timeout=30)
+    f1, f2 = cluster.followers(leader)
+    c = cluster.client(leader)
+    c.execute_command("LOCK.ACQUIRE", "late", "holder", 60000)
+    w = session(procs, cluster, f1, name="w@f1")
+    w.call("w", "LOCK.ACQUIRE", "late", "w", 60000, "WAIT", 0)
+    wait_waiters(cluster, "late", 1)
+    w3 = session(procs, cluster, f2, name="w3@f2")
+    w3.call("w3", "LOCK.ACQUIRE", "late", "w3", 60000, "WAIT", 0)
+    wait_waiters(cluster, "late", 2)
+    cluster.sigstop(f1)
+    assert c.execute_command("LOCK.RELEASE", "late", "holder") == 1
+    got3 = w3.next(25, "w3's grant after w's went unconfirmed")
+    assert isinstance(got3.get("reply"), int), got3
+    assert lock_info(c, "late")["owner"] == "w3"
+    cluster.sigcont(f1)
+    # f1 catches up (its view of the lock is w3's), and w is queued again.
+    r1 = cluster.client(f1)
+    deadline_wait("f1 to see w3 holding the lock and w waiting",
+                  lambda: lock_info(r1, "late")["owner"] == "w3" and waiters(r1, "late") == 1, 15)
+    time.sleep(1)
+    assert w.pending() is None, "w was answered while w3 holds the lock"
+    assert c.execute_command("LOCK.RELEASE", "late", "w3") == 1
+    got = w.next(15, "w's grant after w3 released")
+    assert isinstance(got.get("reply"), int) and got["reply"] > got3["reply"], (got, got3)
+    assert lock_info(c, "late")["owner"] == "w"
+    r1.close()
+    c.close()
