@@ -59,6 +59,8 @@ use super::confirm::Confirmer;
 use super::peer::PeerService;
 use super::proposer::{self, Proposer};
 use super::reads::{self, ReadBarrier};
+use raftcache_sm::Reply;
+
 use super::{Cluster, Options};
 use crate::settings::Settings;
 
@@ -418,6 +420,7 @@ pub struct Started {
 async fn name_the_cluster(
     cluster: Arc<Cluster>,
     data: Option<Arc<DataDir>>,
+    initial_config: Vec<(String, bytes::Bytes)>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -436,7 +439,13 @@ async fn name_the_cluster(
                         id: rand::random::<u64>().max(1),
                     }]),
                 };
-                let _ = cluster.raft.client_write(proposal).await;
+                let named = cluster.raft.client_write(proposal).await;
+                // The node whose id named the cluster (only one does) sets
+                // its cluster-wide parameters (--maxmemory …) next.
+                let won = named.is_ok_and(|r| r.data.0.first() == Some(&Reply::Int(1)));
+                if won && !initial_config.is_empty() {
+                    set_initial_config(&cluster, &initial_config, &shutdown).await;
+                }
             }
             continue;
         }
@@ -453,6 +462,44 @@ async fn name_the_cluster(
         }
         return;
     }
+}
+
+/// Proposes the cluster-wide parameters of this node's flags, until they are
+/// applied (or this node stops being the leader: they are then left to
+/// CONFIG SET, and the node says so).
+async fn set_initial_config(
+    cluster: &Arc<Cluster>,
+    config: &[(String, bytes::Bytes)],
+    shutdown: &CancellationToken,
+) {
+    let ops: Vec<raftcache_sm::Op> = config
+        .iter()
+        .map(|(name, value)| raftcache_sm::Op::Config { name: name.clone(), value: value.clone() })
+        .collect();
+    let ops = Arc::new(ops);
+    while cluster.leader() == super::Leader::Me && !shutdown.is_cancelled() {
+        let proposal = raftcache_sm::Proposal {
+            time_ms: crate::clock::now_ms(),
+            seed: 0,
+            origin: None,
+            ops: ops.clone(),
+        };
+        match cluster.raft.client_write(proposal).await {
+            Ok(r) => {
+                for ((name, value), reply) in config.iter().zip(&r.data.0) {
+                    if reply.is_error() {
+                        warn!(%name, value = %String::from_utf8_lossy(value), ?reply, "cluster-wide parameter refused");
+                    }
+                }
+                return;
+            }
+            Err(e) => {
+                warn!(error = %e, "setting the cluster-wide parameters; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    warn!("not the leader any more: set the cluster-wide parameters (maxmemory …) with CONFIG SET");
 }
 
 /// Serves the peer service on the Raft port until `shutdown`, refusing
@@ -925,6 +972,7 @@ pub async fn start(args: &Settings, shutdown: CancellationToken) -> anyhow::Resu
         admin_lock: Default::default(),
         handing_over: Default::default(),
         leaderless_since: Mutex::default(),
+        touches: Default::default(),
     });
     let _ = slot.set(cluster.clone());
     started.notify_waiters();
@@ -935,8 +983,14 @@ pub async fn start(args: &Settings, shutdown: CancellationToken) -> anyhow::Resu
 
     enter(&mode, &cluster, args, &peers, &join_addrs, my_listed_addr, &shutdown);
     let data = data.map(Arc::new);
-    tokio::spawn(name_the_cluster(cluster.clone(), data.clone(), shutdown.clone()));
+    tokio::spawn(name_the_cluster(
+        cluster.clone(),
+        data.clone(),
+        args.initial_config.clone(),
+        shutdown.clone(),
+    ));
     tokio::spawn(super::view::watch_leadership(cluster.clone(), shutdown.clone()));
     tokio::spawn(super::compaction::run(cluster.clone(), args.snapshot_every, shutdown.clone()));
+    tokio::spawn(super::touch::run(cluster.clone(), shutdown.clone()));
     Ok(Started { cluster, temp_dir, data })
 }

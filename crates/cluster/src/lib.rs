@@ -47,6 +47,7 @@ pub mod process;
 pub mod proposer;
 pub mod reads;
 pub mod settings;
+pub mod touch;
 pub mod view;
 
 use std::collections::{BTreeMap, HashMap};
@@ -211,6 +212,8 @@ pub struct Cluster {
     handing_over: std::sync::atomic::AtomicBool,
     /// Since when this node has seen no usable leader (as last checked).
     leaderless_since: Mutex<Option<Instant>>,
+    /// Keys this node's clients read, for an LRU/LFU policy (see [`touch`]).
+    pub touches: touch::Touches,
 }
 
 impl Cluster {

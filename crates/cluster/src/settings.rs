@@ -46,6 +46,10 @@ pub struct Settings {
     pub peer_secret: Option<String>,
     /// The Redis version the server reports (admin Status shows it).
     pub redis_version: &'static str,
+    /// Cluster-wide parameters (CONFIG SET through the log, e.g. `maxmemory`)
+    /// that the node proposes with the cluster's id when it is the first
+    /// leader of a new cluster; afterwards CONFIG SET changes them.
+    pub initial_config: Vec<(String, bytes::Bytes)>,
 }
 
 /// Cluster members: member id → Raft peer address.

@@ -341,6 +341,27 @@ mod tests {
     }
 
     #[test]
+    fn the_engine_refuses_under_oom_what_redis_flags_denyoom() {
+        for spec in command::all() {
+            let Some(Meta { info: Reply::Array(fields), .. }) = table().get(spec.name) else {
+                continue;
+            };
+            let Reply::Set(flags) = &fields[2] else { panic!("flags of {}", spec.name) };
+            let flagged =
+                flags.iter().any(|f| matches!(f, Reply::Status(s) if s.as_ref() == "denyoom"));
+            let extension = EXTENSIONS.iter().any(|(n, ..)| *n == spec.name);
+            if !extension {
+                assert_eq!(
+                    raftcache_sm::memory::denyoom(spec.name),
+                    flagged,
+                    "{}: denyoom in Redis 7.0's COMMAND INFO",
+                    spec.name
+                );
+            }
+        }
+    }
+
+    #[test]
     fn key_positions_match_redis() {
         for spec in command::all() {
             let Some(Meta { info: Reply::Array(fields), .. }) = table().get(spec.name) else {

@@ -26,9 +26,22 @@ pub struct Args {
     /// Close a client connection idle for this many seconds (0: never).
     #[arg(long, default_value_t = 0)]
     pub timeout: u64,
-    /// Memory limit reported by CONFIG GET/INFO (eviction is not implemented yet).
+    /// Memory limit of the cluster's data, by the engine's accounting (0: none).
+    /// Cluster-wide: set when the cluster is formed (by its first leader's
+    /// flags); afterwards CONFIG SET maxmemory changes it on every node.
     #[arg(long, default_value = "0", value_parser = parse_memory)]
     pub maxmemory: u64,
+    /// What goes when data would exceed --maxmemory: noeviction, allkeys-lru,
+    /// allkeys-lfu, allkeys-random, volatile-lru, volatile-lfu,
+    /// volatile-random or volatile-ttl. Cluster-wide, like --maxmemory.
+    #[arg(long, default_value = "noeviction", value_parser = [
+        "noeviction", "allkeys-lru", "allkeys-lfu", "allkeys-random",
+        "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl",
+    ])]
+    pub maxmemory_policy: String,
+    /// Keys sampled per eviction (1-64). Cluster-wide, like --maxmemory.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub maxmemory_samples: u32,
     /// Largest bulk string a client may send (e.g. 512mb).
     #[arg(long, default_value = "512mb", value_parser = parse_memory)]
     pub proto_max_bulk_len: u64,
@@ -215,7 +228,26 @@ impl Args {
             admin_token: self.admin_token.clone().filter(|t| !t.is_empty()),
             peer_secret: self.peer_secret.clone().filter(|t| !t.is_empty()),
             redis_version: crate::info::REDIS_VERSION,
+            initial_config: self.initial_config(),
         })
+    }
+}
+
+impl Args {
+    /// The cluster-wide parameters these flags set when the cluster forms:
+    /// those that differ from their defaults.
+    fn initial_config(&self) -> Vec<(String, bytes::Bytes)> {
+        let mut memory = raftcache_sm::memory::MemoryConfig::default();
+        let flags = [
+            ("maxmemory", self.maxmemory.to_string()),
+            ("maxmemory-policy", self.maxmemory_policy.clone()),
+            ("maxmemory-samples", self.maxmemory_samples.to_string()),
+        ];
+        for (name, value) in &flags {
+            // The flags' parsers accept only values the engine accepts.
+            let _ = memory.set(name, value.as_bytes());
+        }
+        memory.changed().into_iter().map(|(n, v)| (n.to_string(), bytes::Bytes::from(v))).collect()
     }
 }
 
@@ -245,8 +277,6 @@ pub struct Settings {
     pub requirepass: Option<String>,
     pub maxclients: usize,
     pub timeout: u64,
-    pub maxmemory: u64,
-    pub maxmemory_policy: String,
     pub proto_max_bulk_len: u64,
     pub client_query_buffer_limit: u64,
     pub appendfsync: String,
@@ -264,8 +294,6 @@ impl Settings {
             requirepass: args.requirepass.clone().filter(|p| !p.is_empty()),
             maxclients: args.maxclients,
             timeout: args.timeout,
-            maxmemory: args.maxmemory,
-            maxmemory_policy: "noeviction".into(),
             proto_max_bulk_len: args.proto_max_bulk_len,
             client_query_buffer_limit: args.client_query_buffer_limit,
             appendfsync: args.appendfsync.clone(),

@@ -1,7 +1,8 @@
 //! CONFIG GET/SET/RESETSTAT/REWRITE for the parameters the server has.
 //!
-//! Cluster-wide parameters — `notify-keyspace-events` and the encoding
-//! thresholds (`hash-max-listpack-entries` …), which every replica must
+//! Cluster-wide parameters — `notify-keyspace-events`, the encoding
+//! thresholds (`hash-max-listpack-entries` …) and the memory parameters
+//! (`maxmemory`, `maxmemory-policy` …), which every replica must
 //! apply at the same index — are set through the log (`Op::Config`, sent by
 //! the connection) and read from the engine; the others are this node's.
 
@@ -73,26 +74,6 @@ const PARAMS: &[Param] = &[
         get: |_, c| c.timeout.to_string(),
         set: Some(|c, v| {
             c.timeout = integer(v)?;
-            Ok(())
-        }),
-    },
-    Param {
-        name: "maxmemory",
-        get: |_, c| c.maxmemory.to_string(),
-        set: Some(|c, v| {
-            c.maxmemory = memory(v, 0)?;
-            Ok(())
-        }),
-    },
-    Param {
-        name: "maxmemory-policy",
-        get: |_, c| c.maxmemory_policy.clone(),
-        set: Some(|c, v| {
-            // Only noeviction exists until deterministic eviction lands.
-            if !v.eq_ignore_ascii_case("noeviction") {
-                return Err("argument(s) must be one of the following: noeviction".into());
-            }
-            c.maxmemory_policy = "noeviction".into();
             Ok(())
         }),
     },
@@ -174,7 +155,9 @@ pub fn replicated(name: &[u8]) -> bool {
 
 /// The cluster-wide parameters CONFIG GET shows (read from the engine).
 fn replicated_names() -> impl Iterator<Item = &'static str> {
-    std::iter::once("notify-keyspace-events").chain(raftcache_sm::encodings::Encodings::names())
+    std::iter::once("notify-keyspace-events")
+        .chain(raftcache_sm::encodings::Encodings::names())
+        .chain(raftcache_sm::memory::PARAMS.iter().copied())
 }
 
 const HELP: &[&str] = &[

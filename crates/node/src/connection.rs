@@ -408,6 +408,11 @@ impl Handler {
             }
             Group::Reads(cmds) => {
                 let n = cmds.len();
+                if !self.session.no_touch && self.shared.cluster.touches.wanted() {
+                    for cmd in &cmds {
+                        self.shared.cluster.touches.note(cmd.db, command_keys(&cmd.argv));
+                    }
+                }
                 let tracked = self.tracked_keys(&cmds);
                 let result = if tracked.is_empty() {
                     self.shared.cluster.read(cmds).await

@@ -124,16 +124,25 @@ fn render(shared: &Shared, section: &str, out: &mut String) {
         }
         "memory" => {
             let rss = rss_bytes();
+            let (used, memory) = {
+                let machine = shared.cluster.sm.read();
+                (machine.state.used_memory(), machine.state.memory())
+            };
             out.push_str("# Memory\r\n");
-            // The engine does not account its own allocations yet; the
-            // process's resident size is the honest upper bound.
-            field!("used_memory:{rss}");
-            field!("used_memory_human:{}", human(rss));
+            // The engine's own accounting of the data (the same on every
+            // replica, what maxmemory limits); RSS is the whole process.
+            field!("used_memory:{used}");
+            field!("used_memory_human:{}", human(used));
             field!("used_memory_rss:{rss}");
             field!("used_memory_rss_human:{}", human(rss));
-            field!("maxmemory:{}", settings.maxmemory);
-            field!("maxmemory_human:{}", human(settings.maxmemory));
-            field!("maxmemory_policy:{}", settings.maxmemory_policy);
+            field!("used_memory_dataset:{used}");
+            field!("maxmemory:{}", memory.maxmemory);
+            field!("maxmemory_human:{}", human(memory.maxmemory));
+            field!("maxmemory_policy:{}", memory.policy.name());
+            field!(
+                "mem_fragmentation_ratio:{:.2}",
+                if used == 0 { 0.0 } else { rss as f64 / used as f64 }
+            );
             field!("mem_allocator:libc");
         }
         "persistence" => {
@@ -162,8 +171,7 @@ fn render(shared: &Shared, section: &str, out: &mut String) {
                 shared.stats.net_output_bytes.load(Ordering::Relaxed)
             );
             field!("expired_keys:{}", shared.stats.expired_keys.load(Ordering::Relaxed));
-            // Nothing is evicted: maxmemory is reported, not enforced.
-            field!("evicted_keys:0");
+            field!("evicted_keys:{}", shared.cluster.sm.read().state.evicted_keys());
             field!("keyspace_hits:{}", shared.cluster.keyspace_hits.load(Ordering::Relaxed));
             field!("keyspace_misses:{}", shared.cluster.keyspace_misses.load(Ordering::Relaxed));
             field!(

@@ -237,6 +237,10 @@ pub struct Sample {
     pub expired_keys: u64,
     pub keyspace_hits: u64,
     pub keyspace_misses: u64,
+    pub evicted_keys: u64,
+    /// The engine's accounting of the data, and the limit (0: none).
+    pub used_memory: u64,
+    pub maxmemory: u64,
     pub connected_clients: u64,
     pub blocked_clients: u64,
     pub pubsub_clients: u64,
@@ -280,6 +284,9 @@ impl Sample {
             let machine = shared.cluster.sm.read();
             let state = &machine.state;
             let now = state.read_time(now_ms());
+            s.evicted_keys = state.evicted_keys();
+            s.used_memory = state.used_memory();
+            s.maxmemory = state.memory().maxmemory;
             for (i, db) in state.dbs().iter().enumerate() {
                 let keys = db.visible_len(now) as u64;
                 if keys > 0 {
@@ -546,9 +553,16 @@ impl Sample {
         counter(
             e,
             "raftcache_evicted_keys",
-            "Keys evicted under maxmemory (eviction is not implemented: always 0)",
-            0u64,
+            "Keys this node's engine evicted under maxmemory (every replica evicts the same keys)",
+            self.evicted_keys,
         )?;
+        gauge(
+            e,
+            "raftcache_used_memory_bytes",
+            "The engine's accounting of the data (what maxmemory limits; INFO used_memory)",
+            self.used_memory,
+        )?;
+        gauge(e, "raftcache_maxmemory_bytes", "maxmemory (0: no limit)", self.maxmemory)?;
         gauge(
             e,
             "raftcache_connected_clients",

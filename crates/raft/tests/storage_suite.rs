@@ -316,7 +316,8 @@ fn entries_of_a_newer_format_stop_the_open_instead_of_being_cut() {
         let tree = db.open_tree("log").unwrap();
         let raw = tree.get(4u64.to_be_bytes()).unwrap().unwrap().to_vec();
         let mut body = raw[4..].to_vec();
-        let marker = (0x5243_4546_4d54_0000u64 | u64::from(ENTRY_FORMAT)).to_le_bytes();
+        // An entry of no operations is written in format 1 (see Proposal::format).
+        let marker = (0x5243_4546_4d54_0000u64 | 1).to_le_bytes();
         let at = body.windows(8).position(|w| w == marker).expect("the format marker");
         let newer = (0x5243_4546_4d54_0000u64 | u64::from(ENTRY_FORMAT + 1)).to_le_bytes();
         body[at..at + 8].copy_from_slice(&newer);

@@ -37,11 +37,23 @@ pub struct Object {
     /// The log index of the last command that changed this key (0: before
     /// change marks existed, or never signalled). See the module docs.
     pub version: u64,
+    /// The bytes accounted for this key ([`crate::memory::estimate`]), as of
+    /// the last [`Db::settle`]: derived, not in the snapshot.
+    pub mem: u64,
+    /// Replicated time (s) of the last access while an LRU/LFU policy is in
+    /// force (0: none), and the LFU counter: replicated state.
+    pub access: u32,
+    pub freq: u8,
 }
 
 impl Object {
     pub fn new(value: Value) -> Object {
-        Object { value, expire_at: None, raw: false, version: 0 }
+        Object { value, expire_at: None, raw: false, version: 0, mem: 0, access: 0, freq: 0 }
+    }
+
+    /// An object with an expiry and the raw-string flag.
+    pub fn with(value: Value, expire_at: Option<i64>, raw: bool) -> Object {
+        Object { expire_at, raw, ..Object::new(value) }
     }
 
     /// True if this object is expired at `now`.
@@ -84,6 +96,10 @@ pub struct Db {
     /// them that a command created since the engine last looked.
     pub(crate) awaited: BTreeSet<Bytes>,
     pub(crate) ready: Vec<Bytes>,
+    /// The sum of every object's `mem` (see [`crate::memory`]).
+    used: u64,
+    /// Keys handed out for writing since the last [`Db::settle`].
+    dirty: Vec<Bytes>,
 }
 
 /// Most tombstones one database keeps. Past it the oldest go, and a WATCH of
@@ -179,6 +195,7 @@ macro_rules! typed_access {
             if !self.awaited.is_empty() && !self.keys.contains_key(key) {
                 self.created(key);
             }
+            self.dirty.push(Bytes::copy_from_slice(key));
             let obj = self.keys.get_or_insert_with(key, || Object::new(Value::$variant(make())));
             match &mut obj.value {
                 Value::$variant(v) => Ok(v),
@@ -294,6 +311,7 @@ impl Db {
         if n == 0 {
             return (0, false);
         }
+        self.dirty.push(stored.clone());
         let gone = h.is_empty();
         let next = h.min_ttl();
         if gone {
@@ -365,6 +383,7 @@ impl Db {
     /// Removes an expired key, leaving a tombstone with its last change.
     fn remove_expired(&mut self, key: &[u8]) {
         if let Some((stored, obj)) = self.keys.remove(key) {
+            self.used -= obj.mem;
             if let Some(at) = obj.expire_at {
                 self.expires.remove(&(at, stored.clone()));
             }
@@ -379,7 +398,9 @@ impl Db {
     /// Mutable object for a write; an expired key is removed and reads as absent.
     pub fn object_mut(&mut self, key: &[u8], now: i64) -> Option<&mut Object> {
         self.expire_if_needed(key, now);
-        self.keys.get_mut(key)
+        let obj = self.keys.get_mut(key)?;
+        self.dirty.push(Bytes::copy_from_slice(key));
+        Some(obj)
     }
 
     /// Mutable value for a write; an expired key is removed and reads as absent.
@@ -397,18 +418,21 @@ impl Db {
     /// Stores `value`, keeping the current TTL of a visible key.
     pub fn set_keep_ttl(&mut self, key: &[u8], value: Value, now: i64) {
         let expire_at = self.object(key, now).and_then(|o| o.expire_at);
-        self.set_object(key, Object { value, expire_at, raw: false, version: 0 });
+        self.set_object(key, Object::with(value, expire_at, false));
     }
 
     /// Stores a whole object (value and expiry), replacing the old one.
-    pub fn set_object(&mut self, key: &[u8], obj: Object) {
+    pub fn set_object(&mut self, key: &[u8], mut obj: Object) {
         let new_expiry = obj.expire_at;
         let field_expiry = obj.field_expiry();
+        obj.mem = 0;
+        self.dirty.push(Bytes::copy_from_slice(key));
         // The common case, no TTL before or after: replace in place with one
         // lookup (the expiry index is untouched).
         if new_expiry.is_none() {
             if let Some(slot) = self.keys.get_mut(key) {
                 if slot.expire_at.is_none() {
+                    self.used -= slot.mem;
                     *slot = obj;
                     self.index_field_expiry(key, field_expiry);
                     return;
@@ -418,6 +442,7 @@ impl Db {
         match self.keys.get_key_value(key) {
             Some((stored, old)) => {
                 let stored = stored.clone();
+                self.used -= old.mem;
                 if let Some(at) = old.expire_at {
                     self.expires.remove(&(at, stored.clone()));
                 }
@@ -462,6 +487,7 @@ impl Db {
     /// Removes `key` whether or not it expired; returns its object.
     pub fn remove(&mut self, key: &[u8]) -> Option<Object> {
         let (stored, obj) = self.keys.remove(key)?;
+        self.used -= obj.mem;
         if let Some(at) = obj.expire_at {
             self.expires.remove(&(at, stored.clone()));
         }
@@ -510,6 +536,7 @@ impl Db {
         if let Some(obj) = self.keys.get_mut(&stored) {
             obj.expire_at = Some(at);
         }
+        self.dirty.push(stored);
         true
     }
 
@@ -532,6 +559,7 @@ impl Db {
                     let (_, key) = self.expires.pop_first().expect("checked first");
                     let obj = self.keys.remove(&key);
                     debug_assert!(obj.is_some(), "expiry index out of sync");
+                    self.used -= obj.as_ref().map_or(0, |(_, o)| o.mem);
                     self.index_field_expiry(&key, None);
                     if let Some((stored, obj)) = obj {
                         if self.track_expired {
@@ -552,6 +580,8 @@ impl Db {
     /// hold forgets them all instead, see [`Tombstones`]).
     pub fn flush(&mut self, index: u64) {
         let keys = std::mem::take(&mut self.keys);
+        self.used = 0;
+        self.dirty.clear();
         self.expires.clear();
         self.hexpires.clear();
         self.hexpire_of.clear();
@@ -572,6 +602,8 @@ impl Db {
         std::mem::swap(&mut a.expires, &mut b.expires);
         std::mem::swap(&mut a.hexpires, &mut b.hexpires);
         std::mem::swap(&mut a.hexpire_of, &mut b.hexpire_of);
+        std::mem::swap(&mut a.used, &mut b.used);
+        std::mem::swap(&mut a.dirty, &mut b.dirty);
         // After the swap, `b` holds what was in `a` and the other way round.
         let gone_from = |was: &Db, now: &Db| -> Vec<Bytes> {
             was.keys.keys().filter(|k| !now.keys.contains_key(k)).cloned().collect()
@@ -631,14 +663,119 @@ impl Db {
     }
 
     /// Inserts an object during snapshot restore (no checks).
-    pub(crate) fn restore_insert(&mut self, key: Bytes, obj: Object) {
+    pub(crate) fn restore_insert(&mut self, key: Bytes, mut obj: Object) {
         debug_assert!(!self.keys.contains_key(&key));
+        obj.mem = crate::memory::estimate(&key, &obj);
+        self.used += obj.mem;
         if let Some(at) = obj.expire_at {
             self.expires.insert((at, key.clone()));
         }
         let field_expiry = obj.field_expiry();
         self.keys.insert(key.clone(), obj);
         self.index_field_expiry(&key, field_expiry);
+    }
+
+    /// The bytes the engine accounts for this database's keys (see
+    /// [`crate::memory`]), as of the last [`Db::settle`].
+    pub fn used(&self) -> u64 {
+        self.used
+    }
+
+    /// True if keys were handed out for writing since the last settle.
+    pub fn unsettled(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    /// Brings the accounting of the keys written since the last call up to
+    /// date, and records the writes as accesses (`mode`) at `now`; `draw`
+    /// seeds the LFU counters' increments. The engine calls it after every
+    /// operation and before it checks `maxmemory`.
+    pub fn settle(&mut self, mode: crate::memory::Access, now: i64, draw: u64) {
+        if self.dirty.is_empty() {
+            return;
+        }
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for (i, key) in dirty.iter().enumerate() {
+            let Some(obj) = self.keys.get_mut(key) else { continue };
+            let mem = crate::memory::estimate(key, obj);
+            self.used = self.used - obj.mem + mem;
+            obj.mem = mem;
+            crate::memory::touch_object(obj, mode, now, draw ^ (i as u64).wrapping_mul(0x9E37));
+        }
+        dirty.clear();
+        self.dirty = dirty;
+    }
+
+    /// Records reads of `key` as an access (`Op::Touch`).
+    pub fn touch_access(&mut self, key: &[u8], mode: crate::memory::Access, now: i64, draw: u64) {
+        if let Some(obj) = self.keys.get_mut(key) {
+            if !obj.is_expired(now) {
+                crate::memory::touch_object(obj, mode, now, draw);
+            }
+        }
+    }
+
+    /// Sets every key's access information, in canonical order (snapshot
+    /// restore; `values` has one entry per key).
+    pub(crate) fn restore_access(&mut self, values: Vec<(u32, u8)>) {
+        for (obj, (access, freq)) in self.keys.values_mut().zip(values) {
+            obj.access = access;
+            obj.freq = freq;
+        }
+    }
+
+    /// Forgets every key's access information (the policy no longer keeps it).
+    pub fn clear_access(&mut self) {
+        self.keys.values_mut().for_each(|o| {
+            o.access = 0;
+            o.freq = 0;
+        });
+    }
+
+    /// Up to `n` keys sampled with `rng` (`volatile`: only keys with a TTL),
+    /// for eviction; expired keys are left to the purge.
+    pub fn sample(
+        &self,
+        rng: &mut crate::state::Rng,
+        n: usize,
+        volatile: bool,
+        now: i64,
+    ) -> Vec<(&Bytes, &Object)> {
+        let mut out = Vec::with_capacity(n);
+        if volatile {
+            let (Some(first), Some(last)) = (self.expires.first(), self.expires.last()) else {
+                return out;
+            };
+            let (lo, hi) = (first.0.max(now.saturating_add(1)), last.0);
+            if lo > hi {
+                return out;
+            }
+            let span = (hi - lo) as u64 + 1;
+            for _ in 0..n {
+                let at = lo + (rng.next_u64() % span) as i64;
+                if let Some((_, key)) = self.expires.range((at, Bytes::new())..).next() {
+                    if let Some(kv) = self.keys.get_key_value(key) {
+                        out.push(kv);
+                    }
+                }
+            }
+        } else if !self.keys.is_empty() {
+            for _ in 0..n {
+                if let Some((k, o)) = self.keys.pick(rng.next_u64()) {
+                    if !o.is_expired(now) {
+                        out.push((k, o));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The live key with a TTL that expires first (`volatile-ttl`).
+    pub fn soonest_expiring(&self, now: i64) -> Option<&Bytes> {
+        self.expires.range((now.saturating_add(1), Bytes::new())..).next().map(|(_, k)| k)
     }
 
     typed_access!(get_str, str_mut, str_or_create, Str, Bytes);

@@ -74,7 +74,7 @@ const PARAMS: &[(&[&str], Kind)] = &[
 
 /// Redis's memory value: a number with an optional unit (b, k, kb, m, mb,
 /// g, gb, any case).
-fn memory(text: &str) -> Option<u64> {
+pub(crate) fn memory(text: &str) -> Option<u64> {
     let lower = text.to_ascii_lowercase();
     let split = lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len());
     let (digits, unit) = lower.split_at(split);

@@ -12,6 +12,21 @@
 //! reports that it reads N+1 (the peers' Info carries `entry_format`), so
 //! during a rolling upgrade old and new nodes apply the same entries.
 //!
+//! Each entry is written in the oldest format that can carry it
+//! ([`Proposal::format`]), so an entry that an older build would apply
+//! identically stays readable by it, and only an entry that needs the newer
+//! format stops an older node (it refuses it rather than apply it
+//! differently). Formats:
+//! - 1: the fields below.
+//! - 2: adds [`Op::Touch`](crate::Op::Touch) and the memory parameters
+//!   (`maxmemory`, `maxmemory-policy` …) in [`Op::Config`](crate::Op::Config):
+//!   an older build would refuse those CONFIG SETs where this one applies
+//!   them, and only format-2 entries can set them, so an older node can
+//!   never hold a state in which eviction runs. Writing such entries is not
+//!   held back until every member reads format 2: a cluster in the middle
+//!   of an upgrade that sets `maxmemory` stops the older nodes (they refuse
+//!   the entry and wait to be upgraded) instead of letting them drift.
+//!
 //! Encoding (bincode, fixed-width integers): a `u64` marker
 //! `FORMAT_MAGIC | format`, then the fields in order (`time_ms`, `seed`,
 //! `origin`, `ops`). Entries written before formats existed start directly
@@ -27,7 +42,23 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::Proposal;
 
 /// The log-entry format this build writes and the newest it applies.
-pub const ENTRY_FORMAT: u16 = 1;
+pub const ENTRY_FORMAT: u16 = 2;
+
+impl Proposal {
+    /// The oldest format that carries this entry (see the module docs).
+    pub fn format(&self) -> u16 {
+        let needs_2 = |op: &crate::Op| match op {
+            crate::Op::Touch { .. } => true,
+            crate::Op::Config { name, .. } => crate::memory::MemoryConfig::knows(name),
+            _ => false,
+        };
+        if self.ops.iter().any(needs_2) {
+            2
+        } else {
+            1
+        }
+    }
+}
 
 /// The high 48 bits of a versioned entry's first `u64` ("RCEFMT").
 const FORMAT_MAGIC: u64 = 0x5243_4546_4d54_0000;
@@ -40,7 +71,7 @@ pub const NEWER_FORMAT: &str = "is newer than this build applies";
 impl Serialize for Proposal {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut t = serializer.serialize_tuple(5)?;
-        t.serialize_element(&(FORMAT_MAGIC | u64::from(ENTRY_FORMAT)))?;
+        t.serialize_element(&(FORMAT_MAGIC | u64::from(self.format())))?;
         t.serialize_element(&self.time_ms)?;
         t.serialize_element(&self.seed)?;
         t.serialize_element(&self.origin)?;
@@ -118,8 +149,26 @@ mod tests {
     fn round_trip_carries_the_format() {
         let bytes = bincode::serialize(&sample()).unwrap();
         let marker = u64::from_le_bytes(bytes[..8].try_into().unwrap());
-        assert_eq!(marker, FORMAT_MAGIC | u64::from(ENTRY_FORMAT));
+        assert_eq!(marker, FORMAT_MAGIC | 1, "a plain command is written as format 1");
         assert_eq!(bincode::deserialize::<Proposal>(&bytes).unwrap(), sample());
+    }
+
+    #[test]
+    fn touch_and_memory_parameters_need_format_2() {
+        let with = |op: Op| Proposal { ops: Arc::new(vec![op]), ..sample() };
+        let touch = with(Op::Touch { keys: vec![(0, Bytes::from_static(b"k"))] });
+        let maxmemory =
+            with(Op::Config { name: "maxmemory".into(), value: Bytes::from_static(b"1mb") });
+        let notify = with(Op::Config {
+            name: "notify-keyspace-events".into(),
+            value: Bytes::from_static(b"KEA"),
+        });
+        for (p, format) in [(touch, 2), (maxmemory, 2), (notify, 1)] {
+            let bytes = bincode::serialize(&p).unwrap();
+            let marker = u64::from_le_bytes(bytes[..8].try_into().unwrap());
+            assert_eq!(marker, FORMAT_MAGIC | format, "{:?}", p.ops);
+            assert_eq!(bincode::deserialize::<Proposal>(&bytes).unwrap(), p);
+        }
     }
 
     /// The layout entries had before formats existed (a derived struct).

@@ -55,6 +55,7 @@ pub mod format;
 pub mod glob;
 pub mod keymap;
 pub mod locks;
+pub mod memory;
 pub mod reply;
 pub mod script;
 pub mod session;

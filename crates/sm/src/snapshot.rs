@@ -1,6 +1,6 @@
 //! The snapshot format and the state digest.
 //!
-//! # Format (version 2)
+//! # Format (version 3; version 2 when no key has access information)
 //!
 //! ```text
 //! header   "RCACHESN" (8 bytes), version u16 LE, reserved u16 LE (0)
@@ -11,7 +11,7 @@
 //! config   if a cluster-wide parameter is not at its default: 0xFC, count,
 //!          then (name, value) pairs (bytes each) as CONFIG GET shows them:
 //!          notify-keyspace-events first, then the encoding thresholds in
-//!          their fixed order
+//!          their fixed order, then the memory parameters (maxmemory …)
 //! per database with keys or tombstones, in index order:
 //!          0xFE, db index (varint), key count (varint),
 //!          then each key in canonical (KeyMap) order:
@@ -35,6 +35,11 @@
 //! locks    if a lock was ever granted: 0xFA, last token (varint), count,
 //!          then in name order: name, owner (bytes), token (varint),
 //!          expires_at (zigzag)
+//! access   only while an LRU/LFU maxmemory-policy keeps access information
+//!          and some key has it (the snapshot is then version 3): 0xF9,
+//!          count of databases with keys, then per such database in index
+//!          order: its index, then for each of its keys in canonical order:
+//!          access time in s (varint), LFU counter u8
 //! end      0xFF
 //! trailer  CRC-32 (IEEE) of everything above, u32 LE
 //! ```
@@ -70,6 +75,7 @@ use crate::encodings::Encodings;
 use crate::event::Notify;
 use crate::keymap::KeyMap;
 use crate::locks::{Lock, Locks};
+use crate::memory::MemoryConfig;
 use crate::reply::Reply;
 use crate::session::{Session, Sessions};
 use crate::state::{State, DATABASES};
@@ -77,7 +83,7 @@ use crate::value::{HashFields, HashVal, SetVal, Value, ZSetVal};
 
 const MAGIC: &[u8; 8] = b"RCACHESN";
 /// The snapshot format version this build writes.
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 /// The oldest snapshot format version this build reads.
 pub const OLDEST_READABLE: u16 = 1;
 
@@ -86,6 +92,7 @@ const TAG_SCRIPTS: u8 = 0xFD;
 const TAG_CONFIG: u8 = 0xFC;
 const TAG_BLOCKED: u8 = 0xFB;
 const TAG_LOCKS: u8 = 0xFA;
+const TAG_ACCESS: u8 = 0xF9;
 const TAG_END: u8 = 0xFF;
 const FLAG_EXPIRY: u8 = 0x80;
 const FLAG_RAW: u8 = 0x40;
@@ -581,12 +588,18 @@ fn read_blocked(r: &mut impl Read) -> Result<Blocked, SnapshotError> {
     Ok(b)
 }
 
-fn write_config(w: &mut impl Write, notify: Notify, encodings: &Encodings) -> io::Result<()> {
+fn write_config(
+    w: &mut impl Write,
+    notify: Notify,
+    encodings: &Encodings,
+    memory: &MemoryConfig,
+) -> io::Result<()> {
     let mut pairs: Vec<(&str, String)> = Vec::new();
     if notify != Notify::default() {
         pairs.push(("notify-keyspace-events", notify.to_text()));
     }
     pairs.extend(encodings.changed());
+    pairs.extend(memory.changed());
     if pairs.is_empty() {
         return Ok(());
     }
@@ -758,6 +771,7 @@ struct Sections {
     scripts: Scripts,
     notify: Notify,
     encodings: Encodings,
+    memory: MemoryConfig,
     blocked: Blocked,
     locks: Locks,
 }
@@ -768,6 +782,7 @@ fn read_sections(r: &mut impl Read, version: u16) -> Result<Sections, SnapshotEr
         scripts: Scripts::default(),
         notify: Notify::default(),
         encodings: Encodings::default(),
+        memory: MemoryConfig::default(),
         blocked: Blocked::default(),
         locks: Locks::default(),
     };
@@ -800,6 +815,10 @@ fn read_sections(r: &mut impl Read, version: u16) -> Result<Sections, SnapshotEr
                     if name == "notify-keyspace-events" {
                         out.notify = Notify::parse(&value)
                             .ok_or(SnapshotError::Corrupt("notify-keyspace-events value"))?;
+                    } else if MemoryConfig::knows(name) {
+                        out.memory
+                            .set(name, &value)
+                            .map_err(|_| SnapshotError::Corrupt("bad memory parameter"))?;
                     } else if out.encodings.set(name, &value).is_err() {
                         return Err(SnapshotError::Corrupt("unknown or bad config parameter"));
                     }
@@ -826,8 +845,10 @@ fn read_sections(r: &mut impl Read, version: u16) -> Result<Sections, SnapshotEr
                     if out.dbs[index].keymap().contains_key(&key) {
                         return Err(SnapshotError::Corrupt("duplicate keys"));
                     }
-                    let obj =
-                        Object { value, expire_at, raw: tag & FLAG_RAW != 0, version: key_version };
+                    let obj = Object {
+                        version: key_version,
+                        ..Object::with(value, expire_at, tag & FLAG_RAW != 0)
+                    };
                     out.dbs[index].restore_insert(key, obj);
                 }
                 if version >= 2 {
@@ -853,9 +874,55 @@ fn read_sections(r: &mut impl Read, version: u16) -> Result<Sections, SnapshotEr
                 next(4)?;
                 out.locks = read_locks(r)?;
             }
+            TAG_ACCESS if version >= 3 => {
+                next(5)?;
+                read_access(r, &mut out.dbs)?;
+            }
             _ => return Err(SnapshotError::Corrupt("unknown section tag")),
         }
     }
+}
+
+/// True if any key has access information (kept while an LRU/LFU policy is
+/// in force), which only a version 3 snapshot carries.
+fn has_access(state: &State) -> bool {
+    state.memory.tracks_access()
+        && state.dbs.iter().any(|db| db.iter().any(|(_, o)| o.access != 0 || o.freq != 0))
+}
+
+fn write_access(w: &mut impl Write, dbs: &[Db]) -> io::Result<()> {
+    w.write_all(&[TAG_ACCESS])?;
+    let with_keys: Vec<(usize, &Db)> =
+        dbs.iter().enumerate().filter(|(_, d)| !d.is_empty()).collect();
+    put_varint(w, with_keys.len() as u64)?;
+    for (index, db) in with_keys {
+        put_varint(w, index as u64)?;
+        for (_, obj) in db.iter() {
+            put_varint(w, u64::from(obj.access))?;
+            w.write_all(&[obj.freq])?;
+        }
+    }
+    Ok(())
+}
+
+fn read_access(r: &mut impl Read, dbs: &mut [Db]) -> Result<(), SnapshotError> {
+    let n = get_len(r)?;
+    let mut last: Option<usize> = None;
+    for _ in 0..n {
+        let index = get_len(r)?;
+        if index >= dbs.len() || last.is_some_and(|l| index <= l) || dbs[index].is_empty() {
+            return Err(SnapshotError::Corrupt("access section: database index"));
+        }
+        last = Some(index);
+        let mut values = Vec::with_capacity(dbs[index].len().min(1 << 20));
+        for _ in 0..dbs[index].len() {
+            let access =
+                u32::try_from(get_varint(r)?).map_err(|_| SnapshotError::Corrupt("access time"))?;
+            values.push((access, get_u8(r)?));
+        }
+        dbs[index].restore_access(values);
+    }
+    Ok(())
 }
 
 fn write_locks(w: &mut impl Write, locks: &Locks) -> io::Result<()> {
@@ -903,17 +970,22 @@ impl State {
         };
         let mut counter = CountingWriter { inner: &mut w, count: 0 };
         counter.write_all(MAGIC)?;
-        counter.write_all(&VERSION.to_le_bytes())?;
+        let access = has_access(self);
+        let version: u16 = if access { 3 } else { 2 };
+        counter.write_all(&version.to_le_bytes())?;
         counter.write_all(&0u16.to_le_bytes())?;
         put_signed(&mut counter, self.clock_ms)?;
         put_varint(&mut counter, self.applied_index)?;
         put_varint(&mut counter, self.cluster_id)?;
         write_sessions(&mut counter, &self.sessions)?;
-        write_config(&mut counter, self.notify, &self.encodings)?;
+        write_config(&mut counter, self.notify, &self.encodings, &self.memory)?;
         write_dbs(&mut counter, &self.dbs)?;
         write_scripts(&mut counter, &self.scripts)?;
         write_blocked(&mut counter, &self.blocked)?;
         write_locks(&mut counter, &self.locks)?;
+        if access {
+            write_access(&mut counter, &self.dbs)?;
+        }
         counter.write_all(&[TAG_END])?;
         let count = counter.count + 4;
         let crc = w.crc.clone().finalize();
@@ -952,7 +1024,7 @@ impl State {
         let applied_index = get_varint(&mut r)?;
         let cluster_id = get_varint(&mut r)?;
         let sessions = read_sessions(&mut r)?;
-        let Sections { dbs, scripts, notify, encodings, blocked, locks } =
+        let Sections { dbs, scripts, notify, encodings, memory, blocked, locks } =
             read_sections(&mut r, version)?;
         let computed = r.crc.clone().finalize();
         let mut stored = [0u8; 4];
@@ -972,6 +1044,7 @@ impl State {
             cluster_id,
             scripts,
             locks,
+            memory,
             ..State::default()
         };
         state.set_notify(notify);
@@ -988,11 +1061,15 @@ impl State {
         put_signed(&mut hasher, self.clock_ms).expect("hashing cannot fail");
         put_varint(&mut hasher, self.cluster_id).expect("hashing cannot fail");
         write_sessions(&mut hasher, &self.sessions).expect("hashing cannot fail");
-        write_config(&mut hasher, self.notify, &self.encodings).expect("hashing cannot fail");
+        write_config(&mut hasher, self.notify, &self.encodings, &self.memory)
+            .expect("hashing cannot fail");
         write_dbs(&mut hasher, &self.dbs).expect("hashing cannot fail");
         write_scripts(&mut hasher, &self.scripts).expect("hashing cannot fail");
         write_blocked(&mut hasher, &self.blocked).expect("hashing cannot fail");
         write_locks(&mut hasher, &self.locks).expect("hashing cannot fail");
+        if has_access(self) {
+            write_access(&mut hasher, &self.dbs).expect("hashing cannot fail");
+        }
         hasher.update(&[TAG_END]);
         *hasher.finalize().as_bytes()
     }

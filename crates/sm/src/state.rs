@@ -35,6 +35,7 @@ use crate::db::Db;
 use crate::encodings::Encodings;
 use crate::event::{Class, Event, Notify, Outbox};
 use crate::locks::{Locks, LOCK_DB};
+use crate::memory::{MemoryConfig, Policy, Stat, Victim};
 use crate::reply::Reply;
 use crate::session::{Check, Origin, Sessions};
 
@@ -83,6 +84,11 @@ pub enum Op {
     /// The waiter's node confirms it hands the served element to its client:
     /// 1, or 0 if it was given back meanwhile.
     Delivered { waiter: WaiterId },
+    /// Keys (database, key) that a node's clients read, recorded as accesses
+    /// while an LRU or LFU `maxmemory-policy` is in force, so that reads on
+    /// every node count when eviction picks its victims (since entry format
+    /// 2). Nothing else changes; the reply is OK.
+    Touch { keys: Vec<(u32, Bytes)> },
 }
 
 /// A parsed value of a cluster-wide parameter (see [`Op::Config`]).
@@ -90,11 +96,17 @@ pub enum Op {
 pub enum ReplicatedConfig {
     Notify(Notify),
     Encodings(Encodings),
+    Memory(MemoryConfig),
+}
+
+/// True if `argv` names a command that may grow memory (Redis's `denyoom`).
+fn may_grow(argv: &[Bytes]) -> bool {
+    command::lookup(&argv[0]).is_some_and(|spec| crate::memory::denyoom(spec.name))
 }
 
 /// True if `name` is a cluster-wide parameter (set through the log).
 pub fn is_replicated_config(name: &str) -> bool {
-    name == "notify-keyspace-events" || Encodings::knows(name)
+    name == "notify-keyspace-events" || Encodings::knows(name) || MemoryConfig::knows(name)
 }
 
 /// One queued command of a transaction.
@@ -183,9 +195,82 @@ pub struct Exec<'a> {
     pub rng: Rng,
     /// The entry's log index (fencing tokens use it).
     pub index: u64,
+    /// The cluster-wide memory parameters, and whether memory was still over
+    /// `maxmemory` after eviction when the entry's command began (Redis's
+    /// `pre_command_oom_state`: a script's `denyoom` calls then fail).
+    pub memory: MemoryConfig,
+    pub oom: bool,
+    /// Keys evicted by this node's engine (INFO `evicted_keys`).
+    pub evicted: &'a mut Stat,
 }
 
 impl Exec<'_> {
+    /// Redis's `performEvictions`, before a command: settles the accounting,
+    /// then evicts keys chosen by the policy until the used memory is at or
+    /// under `maxmemory`. Returns false if it is still over (`noeviction`, or
+    /// nothing left that the policy may evict).
+    pub fn make_room(&mut self) -> bool {
+        let limit = self.memory.maxmemory;
+        if limit == 0 {
+            return true;
+        }
+        let mode = self.memory.access_mode();
+        let draw = self.rng.next_u64();
+        self.dbs.iter_mut().for_each(|db| db.settle(mode, self.now, draw));
+        while self.dbs.iter().map(Db::used).sum::<u64>() > limit {
+            if self.memory.policy == Policy::NoEviction {
+                return false;
+            }
+            let Some(victim) = self.victim() else { return false };
+            self.dbs[victim.db].remove(&victim.key);
+            self.modified_in(victim.db, &victim.key);
+            self.notify_in(victim.db, Class::Evicted, "evicted", &victim.key);
+            self.evicted.0 += 1;
+        }
+        true
+    }
+
+    /// The key the policy evicts next: the best of `maxmemory-samples` keys
+    /// sampled from every database with keys (the entry's randomness, so
+    /// every replica picks the same one).
+    fn victim(&mut self) -> Option<Victim> {
+        let policy = self.memory.policy;
+        let (now, samples) = (self.now, self.memory.samples as usize);
+        if policy == Policy::VolatileTtl {
+            return (0..self.dbs.len())
+                .filter_map(|db| {
+                    let key = self.dbs[db].soonest_expiring(now)?;
+                    Some((self.dbs[db].expire_at(key, now)?, db, key.clone()))
+                })
+                .min()
+                .map(|(_, db, key)| Victim { db, key });
+        }
+        let decay = self.memory.lfu_decay_time;
+        let mut best: Option<(i64, Victim)> = None;
+        for db in 0..self.dbs.len() {
+            let n = if matches!(policy, Policy::AllkeysRandom | Policy::VolatileRandom) {
+                1
+            } else {
+                samples
+            };
+            let mut rng = Rng::new(self.rng.next_u64());
+            for (key, obj) in self.dbs[db].sample(&mut rng, n, policy.volatile(), now) {
+                // Larger is a better victim.
+                let score = if policy.lfu() {
+                    255 - i64::from(crate::memory::lfu_decayed(obj, now, decay))
+                } else if policy.lru() {
+                    i64::from(crate::memory::seconds(now)) - i64::from(obj.access)
+                } else {
+                    (rng.next_u64() >> 2) as i64
+                };
+                if best.as_ref().is_none_or(|(s, _)| score > *s) {
+                    best = Some((score, Victim { db, key: key.clone() }));
+                }
+            }
+        }
+        best.map(|(_, v)| v)
+    }
+
     /// The selected database.
     #[inline]
     pub fn db(&mut self) -> &mut Db {
@@ -250,6 +335,7 @@ impl Exec<'_> {
             db: self.db,
             now: self.now,
             rng: self.rng.clone(),
+            memory: self.memory,
         }
     }
 }
@@ -308,6 +394,8 @@ pub struct Query<'a> {
     pub db: usize,
     pub now: i64,
     pub rng: Rng,
+    /// The memory parameters (OBJECT FREQ/IDLETIME depend on the policy).
+    pub memory: MemoryConfig,
 }
 
 impl<'a> Query<'a> {
@@ -343,6 +431,10 @@ pub struct State {
     /// Events of the entries applied since the last [`State::take_events`]:
     /// output, not state (see [`crate::event`]).
     pub(crate) events: Outbox,
+    /// `maxmemory` and the eviction policy: replicated (see [`crate::memory`]).
+    pub(crate) memory: MemoryConfig,
+    /// Keys this engine evicted: statistics.
+    pub(crate) evicted: Stat,
 }
 
 impl Default for State {
@@ -360,6 +452,8 @@ impl Default for State {
             blocked: Blocked::default(),
             locks: Locks::default(),
             events: Outbox::default(),
+            memory: MemoryConfig::default(),
+            evicted: Stat::default(),
         }
     }
 }
@@ -421,6 +515,9 @@ impl State {
         if !self.blocked.waiters.is_empty() {
             self.serve_ready(now, stamp);
         }
+        let mode = self.memory.access_mode();
+        let draw = stamp.seed.rotate_left(29) ^ stamp.index;
+        self.dbs.iter_mut().for_each(|db| db.settle(mode, now, draw));
         if self.expiry_tracked() {
             flush_expired(&mut self.dbs, &mut self.events.0, self.notify, self.events.1);
         }
@@ -443,6 +540,9 @@ impl State {
             now,
             rng: Rng::new(stamp.seed ^ stamp.index.rotate_left(17)),
             index: stamp.index,
+            memory: self.memory,
+            oom: false,
+            evicted: &mut self.evicted,
         }
     }
 
@@ -509,12 +609,15 @@ impl State {
             Err(reply) => return reply,
         };
         if !blocking::blocks(spec.name) {
-            return self.apply_command(db, argv, now, stamp);
+            return self.apply_command(db, argv, now, stamp, true);
         }
         let b = match blocking::parse(argv, now) {
             Ok(b) => b,
             Err(e) => return e,
         };
+        if crate::memory::denyoom(spec.name) && !self.make_room(now, stamp) {
+            return Reply::err(crate::memory::OOM);
+        }
         // A node never reuses a waiter id; if one comes again, the old
         // entry goes first so the queues stay consistent.
         if let Some(old) = self.blocked.remove(waiter) {
@@ -652,7 +755,7 @@ impl State {
 
     fn apply_op(&mut self, op: &Op, now: i64, stamp: &Stamp) -> Reply {
         match op {
-            Op::Command { db, argv } => self.apply_command(*db as usize, argv, now, stamp),
+            Op::Command { db, argv } => self.apply_command(*db as usize, argv, now, stamp, true),
             Op::PurgeExpired { limit } => {
                 let mut left = *limit as usize;
                 let mut removed = 0;
@@ -678,6 +781,18 @@ impl State {
             }
             Op::Unblock { waiter } => self.apply_unblock(*waiter, now, stamp),
             Op::Delivered { waiter } => self.apply_delivered(*waiter, now),
+            Op::Touch { keys } => {
+                let mode = self.memory.access_mode();
+                if mode != crate::memory::Access::Off {
+                    let mut rng = Rng::new(stamp.seed ^ stamp.index.rotate_left(7));
+                    for (db, key) in keys {
+                        if let Some(db) = self.dbs.get_mut(*db as usize) {
+                            db.touch_access(key, mode, now, rng.next_u64());
+                        }
+                    }
+                }
+                Reply::Ok
+            }
             Op::Exec { watches, calls } => self.apply_exec(watches, calls, now, stamp),
             Op::Config { name, value } => self.apply_config(name, value),
             Op::Noop => Reply::Ok,
@@ -705,6 +820,10 @@ impl State {
                 e.enter();
                 Reply::Ok
             }
+            Ok(ReplicatedConfig::Memory(m)) => {
+                self.set_memory(m);
+                Reply::Ok
+            }
             Err(e) => e,
         }
     }
@@ -726,6 +845,11 @@ impl State {
                 e.set(name, value).map_err(|msg| failed(&msg))?;
                 Ok(ReplicatedConfig::Encodings(e))
             }
+            _ if MemoryConfig::knows(name) => {
+                let mut m = self.memory;
+                m.set(name, value).map_err(|msg| failed(&msg))?;
+                Ok(ReplicatedConfig::Memory(m))
+            }
             _ => Err(Reply::error(format!(
                 "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
             ))),
@@ -736,8 +860,42 @@ impl State {
     pub fn config_value(&self, name: &str) -> Option<String> {
         match name {
             "notify-keyspace-events" => Some(self.notify.to_text()),
+            _ if MemoryConfig::knows(name) => self.memory.get(name),
             _ => self.encodings.get(name),
         }
+    }
+
+    /// The memory parameters in force.
+    pub fn memory(&self) -> MemoryConfig {
+        self.memory
+    }
+
+    /// Changes the memory parameters; access information is dropped when the
+    /// new policy keeps none or another kind (LRU times are not LFU counts).
+    pub(crate) fn set_memory(&mut self, m: MemoryConfig) {
+        let before = self.memory.access_mode();
+        self.memory = m;
+        let after = m.access_mode();
+        if std::mem::discriminant(&before) != std::mem::discriminant(&after) {
+            self.dbs.iter_mut().for_each(Db::clear_access);
+        }
+    }
+
+    /// The bytes the engine accounts for all keys (INFO `used_memory`).
+    pub fn used_memory(&self) -> u64 {
+        self.dbs.iter().map(Db::used).sum()
+    }
+
+    /// The bytes accounted for one key (MEMORY USAGE), if it is visible at
+    /// local time `now_ms`.
+    pub fn key_memory(&self, db: usize, key: &[u8], now_ms: i64) -> Option<u64> {
+        let now = self.read_time(now_ms);
+        self.dbs.get(db)?.object(key, now).map(|o| o.mem)
+    }
+
+    /// Keys this engine evicted since it started (INFO `evicted_keys`).
+    pub fn evicted_keys(&self) -> u64 {
+        self.evicted.0
     }
 
     /// The encoding thresholds in force.
@@ -756,12 +914,19 @@ impl State {
         if self.watch_broken(watches, now) {
             return Reply::NilArray;
         }
+        // As Redis's processCommand for EXEC: evict first, and refuse the
+        // whole transaction if it has a command that may grow memory and
+        // memory is still over the limit.
+        let room = self.make_room(now, stamp);
+        if !room && calls.iter().any(|c| may_grow(&c.argv)) {
+            return Reply::err(crate::memory::OOM);
+        }
         let replies = calls
             .iter()
             .enumerate()
             .map(|(i, call)| {
                 let stamp = Stamp { seed: stamp.seed.wrapping_add(i as u64 + 1), ..*stamp };
-                self.apply_command(call.db as usize, &call.argv, now, &stamp)
+                self.apply_command(call.db as usize, &call.argv, now, &stamp, false)
             })
             .collect();
         Reply::Array(replies)
@@ -807,7 +972,27 @@ impl State {
         )
     }
 
-    fn apply_command(&mut self, db: usize, argv: &[Bytes], now: i64, stamp: &Stamp) -> Reply {
+    /// Evicts as `maxmemory` requires before a command (see
+    /// [`Exec::make_room`]); false if memory is still over the limit.
+    fn make_room(&mut self, now: i64, stamp: &Stamp) -> bool {
+        if self.memory.maxmemory == 0 {
+            return true;
+        }
+        let stamp = Stamp { seed: stamp.seed ^ 0x5eed_e71c, ..*stamp };
+        self.exec_in(0, now, &stamp).make_room()
+    }
+
+    /// Applies one command; `top`: the entry's own command, not one queued
+    /// in a transaction (eviction runs before top-level writes only, as
+    /// Redis's processCommand does).
+    fn apply_command(
+        &mut self,
+        db: usize,
+        argv: &[Bytes],
+        now: i64,
+        stamp: &Stamp,
+        top: bool,
+    ) -> Reply {
         if db >= self.dbs.len() {
             return Reply::err(crate::reply::errors::DB_INDEX);
         }
@@ -816,6 +1001,13 @@ impl State {
             Err(reply) => return reply,
         };
         let rng = Rng::new(stamp.seed ^ stamp.index.rotate_left(32));
+        let mut oom = false;
+        if top && matches!(spec.kind, Kind::Write(_)) && !self.make_room(now, stamp) {
+            if crate::memory::denyoom(spec.name) {
+                return Reply::err(crate::memory::OOM);
+            }
+            oom = true;
+        }
         match spec.kind {
             Kind::Write(f) => {
                 let mut exec = Exec {
@@ -831,6 +1023,9 @@ impl State {
                     now,
                     rng,
                     index: stamp.index,
+                    memory: self.memory,
+                    oom,
+                    evicted: &mut self.evicted,
                 };
                 f(&mut exec, argv).unwrap_or_else(|e| e)
             }
@@ -844,6 +1039,7 @@ impl State {
                     db,
                     now,
                     rng,
+                    memory: self.memory,
                 };
                 f(&mut query, argv).unwrap_or_else(|e| e)
             }
@@ -876,6 +1072,7 @@ impl State {
                     db,
                     now: self.read_time(now_ms),
                     rng: Rng::new(seed),
+                    memory: self.memory,
                 };
                 f(&mut query, argv).unwrap_or_else(|e| e)
             }

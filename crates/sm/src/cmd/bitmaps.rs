@@ -106,8 +106,7 @@ fn with_bits<R>(
         None => {
             let mut buf = BytesMut::zeroed(need);
             let out = f(&mut buf, true);
-            let obj =
-                Object { value: Value::Str(buf.freeze()), expire_at: None, raw: true, version: 0 };
+            let obj = Object::with(Value::Str(buf.freeze()), None, true);
             x.db().set_object(key, obj);
             x.notify(Class::New, "new", key);
             Ok(out)
@@ -384,8 +383,7 @@ fn bitop(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     }
     drop(sources);
     let created = !x.db().contains(dest, now);
-    let obj =
-        Object { value: Value::Str(Bytes::from(out)), expire_at: None, raw: true, version: 0 };
+    let obj = Object::with(Value::Str(Bytes::from(out)), None, true);
     x.db().set_object(dest, obj);
     if created {
         x.notify(Class::New, "new", dest);

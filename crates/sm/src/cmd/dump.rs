@@ -127,7 +127,7 @@ fn restore(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     }
     let adds = x.notify.wants(Class::New);
     let expire_at = (ttl != 0).then_some(ttl);
-    x.db().set_object(key, Object { value, expire_at, raw: false, version: 0 });
+    x.db().set_object(key, Object::with(value, expire_at, false));
     let db = x.db;
     notify_new(x, db, key, adds);
     x.modified(key);

@@ -667,7 +667,7 @@ fn store(x: &mut Exec, key: &[u8], s: Sds, created: bool) {
     let now = x.now;
     let bytes = s.into_bytes();
     if created {
-        let obj = Object { value: Value::Str(bytes), expire_at: None, raw: true, version: 0 };
+        let obj = Object::with(Value::Str(bytes), None, true);
         x.db().set_object(key, obj);
         x.notify(Class::New, "new", key);
     } else if let Some(obj) = x.db().object_mut(key, now) {

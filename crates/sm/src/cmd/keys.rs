@@ -494,10 +494,25 @@ fn object(q: &mut Query, argv: &[Bytes]) -> Res<Reply> {
     let Some(obj) = q.db().object(&argv[2], q.now) else { return Ok(Reply::Nil) };
     Ok(match name {
         "encoding" => Reply::Bulk(Bytes::from_static(encoding(obj).as_bytes())),
-        // No access times are tracked: a replicated engine cannot update
-        // state on reads.
-        "idletime" => Reply::Int(0),
+        // Access information is kept (replicated: writes, and the reads the
+        // nodes report in `Op::Touch` entries) while an LRU or LFU policy is
+        // in force; without one an object was never accessed as far as the
+        // engine knows, and its idle time is 0.
+        "idletime" if q.memory.policy.lfu() => {
+            return Err(Reply::err(
+                "ERR An LFU maxmemory policy is selected, idle time not tracked. Please note \
+                 that when switching between policies at runtime LRU and LFU data will take \
+                 some time to adjust.",
+            ))
+        }
+        "idletime" if obj.access == 0 => Reply::Int(0),
+        "idletime" => Reply::Int(
+            i64::from(crate::memory::seconds(q.now)).saturating_sub(i64::from(obj.access)).max(0),
+        ),
         "refcount" => Reply::Int(1),
+        _ if q.memory.policy.lfu() => {
+            Reply::Int(i64::from(crate::memory::lfu_decayed(obj, q.now, q.memory.lfu_decay_time)))
+        }
         _ => {
             return Err(Reply::err(
                 "ERR An LFU maxmemory policy is not selected, access frequency not tracked. \

@@ -219,6 +219,7 @@ fn run_read(
         db: q.db,
         now: q.now,
         rng: Rng::new(opts.seed),
+        memory: q.memory,
     };
     Ok(vm.with(|vm| match sha {
         Some(sha) => vm.run_sha(sha, body, keys, args, &opts, &mut host),
@@ -348,6 +349,12 @@ impl Host for WriteHost<'_, '_> {
 
     fn call_command(&mut self, spec: &'static Spec, argv: &[Bytes]) -> Reply {
         match spec.kind {
+            // Memory was over `maxmemory` when the script began and eviction
+            // could not help: commands that may grow it fail (Redis's
+            // `scriptVerifyOOM`).
+            Kind::Write(_) if self.x.oom && crate::memory::denyoom(spec.name) => {
+                Reply::err(crate::memory::OOM)
+            }
             Kind::Write(f) => {
                 let saved = self.x.db;
                 self.x.db = self.db;
@@ -377,6 +384,7 @@ struct ReadHost<'a> {
     db: usize,
     now: i64,
     rng: Rng,
+    memory: crate::memory::MemoryConfig,
 }
 
 impl Host for ReadHost<'_> {
@@ -399,6 +407,7 @@ impl Host for ReadHost<'_> {
                     db: self.db,
                     now: self.now,
                     rng: Rng::new(self.rng.next_u64()),
+                    memory: self.memory,
                 };
                 f(&mut q, argv).unwrap_or_else(|e| e)
             }

@@ -245,7 +245,7 @@ fn set_generic(
     if o.ttl == Ttl::Keep {
         db.set_keep_ttl(key, value, now);
     } else {
-        db.set_object(key, Object { value, expire_at, raw: false, version: 0 });
+        db.set_object(key, Object::with(value, expire_at, false));
     }
     let db = x.db;
     notify_new(x, db, key, adds);
