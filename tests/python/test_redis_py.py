@@ -18,6 +18,7 @@ import pytest
 import redis
 import redis.asyncio
 from redis.backoff import NoBackoff
+from redis.commands.core import HashDataPersistOptions
 from redis.exceptions import AuthenticationError, ResponseError
 from redis.retry import Retry
 
@@ -816,3 +817,19 @@ async def test_asyncio_pipeline_and_types(server):
     assert await r.zadd("az", {"m": 2}) == 1
     assert _pairs(await r.zrange("az", 0, -1, withscores=True)) == [("m", 2.0)]
     await r.aclose()
+
+
+def test_hash_field_commands_of_redis_8_through_redis_py(r):
+    """redis-py 8's hsetex/hgetex/hgetdel (Redis 8.0's HSETEX, HGETEX and
+    HGETDEL) on a cache of per-user fields with their own TTLs."""
+    assert r.hsetex("session:1", mapping={"token": "abc", "theme": "dark"}, ex=60) == 1
+    assert 55 <= r.httl("session:1", "token")[0] <= 60
+    assert r.hsetex("session:1", "token", "zzz", data_persist_option=HashDataPersistOptions.FNX) == 0
+    assert r.hsetex("session:1", "token", "xyz", data_persist_option=HashDataPersistOptions.FXX, keepttl=True) == 1
+    assert r.hgetex("session:1", "token", "theme", px=5000) == ["xyz", "dark"]
+    assert 0 < r.hpttl("session:1", "theme")[0] <= 5000
+    assert r.hgetex("session:1", "theme", persist=True) == ["dark"]
+    assert r.httl("session:1", "theme") == [-1]
+    assert r.hgetdel("session:1", "token", "missing") == ["xyz", None]
+    assert r.hgetdel("session:1", "theme") == ["dark"]
+    assert r.exists("session:1") == 0

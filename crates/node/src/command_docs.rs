@@ -160,6 +160,24 @@ const EXTENSIONS: &[(&str, &str, &str, &str)] = &[
         "hash",
     ),
     ("hpersist", "Removes the expiration time for each specified field", "7.4.0", "hash"),
+    (
+        "hgetdel",
+        "Returns the value of a field and deletes it from the hash.",
+        "8.0.0",
+        "hash",
+    ),
+    (
+        "hgetex",
+        "Get the value of one or more fields of a given hash key, and optionally set their expiration.",
+        "8.0.0",
+        "hash",
+    ),
+    (
+        "hsetex",
+        "Set the value of one or more fields of a given hash key, and optionally set their expiration.",
+        "8.0.0",
+        "hash",
+    ),
 ];
 
 /// Commands whose arity changed after Redis 7.0, with the arity this server

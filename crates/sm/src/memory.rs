@@ -388,6 +388,7 @@ pub const DENYOOM: &[&str] = &[
     "zunionstore",
     // Since 7.0 or raftcache's own, growing memory the same way.
     "increx",
+    "hsetex",
 ];
 
 /// True if the command `name` (lowercase) may grow memory.

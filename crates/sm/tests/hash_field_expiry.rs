@@ -182,3 +182,143 @@ fn states_without_field_ttls_keep_their_snapshot_bytes() {
     let bytes = log.state.snapshot_bytes();
     assert_eq!(bytes[tag_pos], 7, "T_HASH_LISTPACK_EX");
 }
+
+fn bulks(v: &[Option<&str>]) -> Reply {
+    Reply::Array(
+        v.iter()
+            .map(|s| s.map_or(Reply::Nil, |s| Reply::Bulk(Bytes::copy_from_slice(s.as_bytes()))))
+            .collect(),
+    )
+}
+
+fn err(text: &str) -> Reply {
+    Reply::error(text.to_string())
+}
+
+/// HGETDEL's redis.io example, then its errors (Redis 8.0's t_hash.c).
+#[test]
+fn hgetdel_returns_and_deletes_fields() {
+    let mut log = Log::at(START);
+    log.run("HSET mykey field1 Hello field2 World field3 !");
+    assert_eq!(log.run("HGETDEL mykey FIELDS 2 field3 field4"), bulks(&[Some("!"), None]));
+    assert_eq!(log.read("HLEN mykey"), Reply::Int(2));
+    assert_eq!(
+        log.run("HGETDEL mykey FIELDS 2 field1 field2"),
+        bulks(&[Some("Hello"), Some("World")])
+    );
+    assert_eq!(log.read("EXISTS mykey"), Reply::Int(0), "the hash went with its last field");
+    assert_eq!(log.run("HGETDEL missing FIELDS 1 f"), bulks(&[None]));
+    log.run("SET s v");
+    assert_eq!(
+        log.run("HGETDEL s FIELDS 1 f"),
+        err("WRONGTYPE Operation against a key holding the wrong kind of value")
+    );
+    log.run("HSET h f v");
+    assert_eq!(
+        log.run("HGETDEL h FIELD 1 f"),
+        err("ERR Mandatory argument FIELDS is missing or not at the right position")
+    );
+    assert_eq!(
+        log.run("HGETDEL h FIELDS 0 f"),
+        err("ERR Number of fields must be a positive integer")
+    );
+    assert_eq!(
+        log.run("HGETDEL h FIELDS x f"),
+        err("ERR Number of fields must be a positive integer")
+    );
+    assert_eq!(
+        log.run("HGETDEL h FIELDS 2 f"),
+        err("ERR The `numfields` parameter must match the number of arguments")
+    );
+    assert_eq!(log.read("HGET h f"), Reply::Bulk(Bytes::from("v")), "errors change nothing");
+}
+
+/// HGETEX's redis.io example, PERSIST, a time already passed, errors.
+#[test]
+fn hgetex_gets_and_sets_field_ttls() {
+    let mut log = Log::at(START);
+    log.run("HSET mykey field1 Hello field2 World");
+    assert_eq!(log.run("HGETEX mykey EX 120 FIELDS 1 field1"), bulks(&[Some("Hello")]));
+    assert_eq!(log.run("HGETEX mykey EX 100 FIELDS 1 field2"), bulks(&[Some("World")]));
+    assert_eq!(log.read("HTTL mykey FIELDS 3 field1 field2 field3"), ints(&[120, 100, -2]));
+    let at = START / 1000 + 500;
+    assert_eq!(
+        log.run(&format!("HGETEX mykey EXAT {at} FIELDS 1 field1")),
+        bulks(&[Some("Hello")])
+    );
+    assert_eq!(log.read("HEXPIRETIME mykey FIELDS 1 field1"), ints(&[at]));
+    assert_eq!(log.run("HGETEX mykey PERSIST FIELDS 2 field1 nope"), bulks(&[Some("Hello"), None]));
+    assert_eq!(log.read("HTTL mykey FIELDS 2 field1 field2"), ints(&[-1, 100]));
+    // Without an option it is HMGET.
+    assert_eq!(log.run("HGETEX mykey FIELDS 1 field2"), bulks(&[Some("World")]));
+    assert_eq!(log.read("HTTL mykey FIELDS 1 field2"), ints(&[100]));
+    // A time already passed deletes the field after returning it.
+    assert_eq!(log.run("HGETEX mykey PXAT 1 FIELDS 1 field2"), bulks(&[Some("World")]));
+    assert_eq!(log.read("HEXISTS mykey field2"), Reply::Int(0));
+    log.time += 100_000;
+    assert_eq!(log.run("HGETEX mykey PX 0 FIELDS 1 field1"), bulks(&[Some("Hello")]));
+    assert_eq!(log.read("EXISTS mykey"), Reply::Int(0));
+    assert_eq!(log.run("HGETEX missing EX 10 FIELDS 2 a b"), bulks(&[None, None]));
+    log.run("HSET h f v");
+    assert_eq!(log.run("HGETEX h EX -1 FIELDS 1 f"), err("ERR invalid expire time, must be >= 0"));
+    assert_eq!(
+        log.run("HGETEX h EX 99999999999999 FIELDS 1 f"),
+        err("ERR invalid expire time in 'hgetex' command")
+    );
+    assert_eq!(
+        log.run("HGETEX h EX 10 FIELD 1 f"),
+        err("ERR Mandatory argument FIELDS is missing or not at the right position")
+    );
+    assert_eq!(
+        log.run("HGETEX h EX x FIELDS 1 f"),
+        err("ERR value is not an integer or out of range")
+    );
+}
+
+/// HSETEX's redis.io example, FNX/FXX, KEEPTTL, and its argument errors.
+#[test]
+fn hsetex_sets_fields_with_ttls_under_conditions() {
+    let mut log = Log::at(START);
+    let at = START / 1000 + 1000;
+    assert_eq!(
+        log.run(&format!("HSETEX mykey EXAT {at} FIELDS 2 field1 Hello field2 World")),
+        Reply::Int(1)
+    );
+    assert_eq!(log.read("HTTL mykey FIELDS 2 field1 field2"), ints(&[1000, 1000]));
+    assert_eq!(log.run("HSETEX mykey FNX EX 60 FIELDS 2 field1 Hello field2 World"), Reply::Int(0));
+    assert_eq!(
+        log.run("HSETEX mykey FXX KEEPTTL FIELDS 2 field1 hello field2 world"),
+        Reply::Int(1)
+    );
+    assert_eq!(log.read("HTTL mykey FIELDS 2 field1 field2"), ints(&[1000, 1000]));
+    assert_eq!(log.read("HGET mykey field1"), Reply::Bulk(Bytes::from("hello")));
+    // No TTL option: like HSET, the field's TTL goes.
+    assert_eq!(log.run("HSETEX mykey FIELDS 1 field1 again"), Reply::Int(1));
+    assert_eq!(log.read("HTTL mykey FIELDS 2 field1 field2"), ints(&[-1, 1000]));
+    assert_eq!(log.run("HSETEX mykey FXX FIELDS 2 field1 a new b"), Reply::Int(0), "not all exist");
+    assert_eq!(log.run("HSETEX absent FXX FIELDS 1 a b"), Reply::Int(0));
+    assert_eq!(log.read("EXISTS absent"), Reply::Int(0));
+    assert_eq!(log.run("HSETEX fresh FNX PX 500 FIELDS 1 a b"), Reply::Int(1));
+    assert_eq!(log.read("HPTTL fresh FIELDS 1 a"), ints(&[500]));
+    // A time already passed: set, then deleted; the hash goes if empty.
+    assert_eq!(log.run("HSETEX gone PXAT 1 FIELDS 1 a b"), Reply::Int(1));
+    assert_eq!(log.read("EXISTS gone"), Reply::Int(0));
+    for (line, text) in [
+        (
+            "HSETEX k EX 10 PX 10 FIELDS 1 a b",
+            "ERR Only one of EX, PX, EXAT, PXAT or KEEPTTL arguments can be specified",
+        ),
+        ("HSETEX k FNX FXX FIELDS 1 a b", "ERR Only one of FXX or FNX arguments can be specified"),
+        ("HSETEX k FIELDS 0 a b", "ERR invalid number of fields"),
+        ("HSETEX k FIELDS 2 a b", "ERR wrong number of arguments for 'hsetex' command"),
+        ("HSETEX k NOPE FIELDS 1 a b", "ERR unknown argument: NOPE"),
+        ("HSETEX k EX -5 FIELDS 1 a b", "ERR invalid expire time, must be >= 0"),
+    ] {
+        assert_eq!(log.run(line), err(text), "{line}");
+    }
+    log.run("SET s v");
+    assert_eq!(
+        log.run("HSETEX s FIELDS 1 a b"),
+        err("WRONGTYPE Operation against a key holding the wrong kind of value")
+    );
+}

@@ -49,6 +49,9 @@ pub const COMMANDS: &[Spec] = &[
     Spec::read("hexpiretime", -5, (1, 1, 1), hexpiretime),
     Spec::read("hpexpiretime", -5, (1, 1, 1), hpexpiretime),
     Spec::write("hpersist", -5, (1, 1, 1), hpersist),
+    Spec::write("hgetdel", -5, (1, 1, 1), hgetdel),
+    Spec::write("hgetex", -5, (1, 1, 1), hgetex),
+    Spec::write("hsetex", -6, (1, 1, 1), hsetex),
 ];
 
 const NOT_INTEGER_VALUE: &str = "ERR hash value is not an integer";
@@ -356,6 +359,245 @@ fn fields_arg<'a>(argv: &'a [Bytes], at: usize, bad_count: &'static str) -> Res<
     Ok(fields)
 }
 
+/// Redis's `parseExpireTime` for field TTLs: `arg` counts `unit` ms from
+/// `basetime` (0 for absolute times); the absolute expiry in ms.
+fn field_expiry(arg: &[u8], name: &str, basetime: i64, unit: i64) -> Res<i64> {
+    let mut at = args::int(arg)?;
+    if at < 0 {
+        return Err(Reply::err("ERR invalid expire time, must be >= 0"));
+    }
+    let bad_time = || Reply::error(format!("ERR invalid expire time in '{name}' command"));
+    if unit == 1000 {
+        if at > HFE_MAX_ABS_TIME_MSEC / 1000 {
+            return Err(bad_time());
+        }
+        at *= 1000;
+    }
+    if at > HFE_MAX_ABS_TIME_MSEC - basetime {
+        return Err(bad_time());
+    }
+    Ok(at + basetime)
+}
+
+/// HGETDEL key FIELDS numfields field [field ...] (Redis 8.0): the values
+/// (nil for a missing field), and the fields are deleted; the hash goes
+/// with its last field.
+fn hgetdel(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
+    let now = x.now;
+    let key = &argv[1];
+    let exists = x.db().hash_mut(key, now)?.is_some();
+    let fields = fields_arg(argv, 2, NUMFIELDS_NOT_POSITIVE)?;
+    let Some(h) = x.db().hash_mut(key, now)?.filter(|_| exists) else {
+        return Ok(Reply::Array(vec![Reply::Nil; fields.len()]));
+    };
+    let mut deleted = 0;
+    let replies = fields
+        .iter()
+        .map(|field| match h.get(field).cloned() {
+            Some(value) => {
+                h.remove(field);
+                deleted += 1;
+                Reply::Bulk(value)
+            }
+            None => Reply::Nil,
+        })
+        .collect();
+    if deleted > 0 {
+        let gone = x.db().remove_if_empty(key);
+        x.modified(key);
+        x.notify(Class::Hash, "hdel", key);
+        if gone {
+            x.notify(Class::Generic, "del", key);
+        }
+    }
+    Ok(Reply::Array(replies))
+}
+
+/// What HGETEX and HSETEX do to the TTL of the fields they touch.
+#[derive(Clone, Copy, PartialEq)]
+enum FieldTtl {
+    /// Nothing said: HGETEX leaves it, HSETEX removes it (as HSET).
+    Unset,
+    /// An absolute expiry in ms.
+    At(i64),
+    Persist,
+    KeepTtl,
+}
+
+/// HGETEX key [EX seconds | PX milliseconds | EXAT unix-time-seconds |
+/// PXAT unix-time-milliseconds | PERSIST] FIELDS numfields field [field ...]
+/// (Redis 8.0): the values, and the TTL of every field that exists is set
+/// (a time already passed deletes the field) or removed.
+fn hgetex(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
+    let now = x.now;
+    let key = &argv[1];
+    let exists = x.db().hash_mut(key, now)?.is_some();
+    let option = |name: &str| is(&argv[2], name);
+    let (ttl, fields_at) = if option("persist") {
+        (FieldTtl::Persist, 3)
+    } else if let Some((base, unit)) =
+        [("ex", now, 1000), ("px", now, 1), ("exat", 0, 1000), ("pxat", 0, 1)]
+            .into_iter()
+            .find(|(name, ..)| option(name))
+            .map(|(_, base, unit)| (base, unit))
+    {
+        (FieldTtl::At(field_expiry(&argv[3], "hgetex", base, unit)?), 4)
+    } else {
+        (FieldTtl::Unset, 2)
+    };
+    if fields_at + 1 >= argv.len() && argv.get(fields_at).is_some_and(|a| is(a, "fields")) {
+        return Err(arity_error("hgetex"));
+    }
+    let fields = fields_arg(argv, fields_at, NUMFIELDS_NOT_POSITIVE)?;
+    let Some(h) = x.db().hash_mut(key, now)?.filter(|_| exists) else {
+        return Ok(Reply::Array(vec![Reply::Nil; fields.len()]));
+    };
+    let (mut updated, mut deleted) = (0, 0);
+    let mut replies = Vec::with_capacity(fields.len());
+    for field in fields {
+        let Some(value) = h.get(field).cloned() else {
+            replies.push(Reply::Nil);
+            continue;
+        };
+        replies.push(Reply::Bulk(value));
+        match ttl {
+            FieldTtl::At(at) if at <= now => {
+                h.remove(field);
+                deleted += 1;
+            }
+            FieldTtl::At(at) => {
+                h.mark_listpack_ex();
+                h.set_ttl(field, at);
+                updated += 1;
+            }
+            FieldTtl::Persist => updated += i32::from(h.persist(field)),
+            FieldTtl::Unset | FieldTtl::KeepTtl => {}
+        }
+    }
+    if updated + deleted > 0 {
+        let gone = x.db().remove_if_empty(key);
+        x.modified(key);
+        let event = match ttl {
+            _ if updated == 0 => "hdel",
+            FieldTtl::Persist => "hpersist",
+            _ => "hexpire",
+        };
+        x.notify(Class::Hash, event, key);
+        if gone {
+            x.notify(Class::Generic, "del", key);
+        }
+    }
+    Ok(Reply::Array(replies))
+}
+
+/// HSETEX key [FNX | FXX] [EX seconds | PX milliseconds | EXAT
+/// unix-time-seconds | PXAT unix-time-milliseconds | KEEPTTL] FIELDS
+/// numfields field value [field value ...] (Redis 8.0): sets the fields
+/// (FNX: only if none exists, FXX: only if all do) and their TTL; 1 if they
+/// were set, 0 if the condition was not met.
+fn hsetex(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
+    let now = x.now;
+    let key = &argv[1];
+    let only_expiry =
+        || Reply::err("ERR Only one of EX, PX, EXAT, PXAT or KEEPTTL arguments can be specified");
+    let (mut ttl, mut fnx, mut fxx) = (FieldTtl::Unset, false, false);
+    let mut i = 2;
+    let pairs = loop {
+        let Some(arg) = argv.get(i) else { return Err(arity_error("hsetex")) };
+        if is(arg, "fields") {
+            if i + 3 >= argv.len() {
+                return Err(arity_error("hsetex"));
+            }
+            let n = parse_i64(&argv[i + 1]).filter(|n| (1..=i32::MAX as i64).contains(n));
+            let Some(n) = n else { return Err(Reply::err("ERR invalid number of fields")) };
+            let rest = &argv[i + 2..];
+            if !rest.len().is_multiple_of(2) || n as usize != rest.len() / 2 {
+                return Err(arity_error("hsetex"));
+            }
+            break rest;
+        }
+        let timed = [("ex", now, 1000), ("px", now, 1), ("exat", 0, 1000), ("pxat", 0, 1)]
+            .into_iter()
+            .find(|(name, ..)| is(arg, name));
+        if let Some((_, base, unit)) = timed {
+            if ttl != FieldTtl::Unset {
+                return Err(only_expiry());
+            }
+            let Some(time) = argv.get(i + 1) else {
+                return Err(Reply::err("ERR missing expire time"));
+            };
+            ttl = FieldTtl::At(field_expiry(time, "hsetex", base, unit)?);
+            i += 2;
+        } else if is(arg, "keepttl") {
+            if ttl != FieldTtl::Unset {
+                return Err(only_expiry());
+            }
+            ttl = FieldTtl::KeepTtl;
+            i += 1;
+        } else if is(arg, "fnx") || is(arg, "fxx") {
+            if fnx || fxx {
+                return Err(Reply::err("ERR Only one of FXX or FNX arguments can be specified"));
+            }
+            fnx = is(arg, "fnx");
+            fxx = !fnx;
+            i += 1;
+        } else {
+            return Err(Reply::error(format!(
+                "ERR unknown argument: {}",
+                String::from_utf8_lossy(arg)
+            )));
+        }
+    };
+    let exists = x.db().hash_mut(key, now)?.is_some();
+    if !exists && fxx {
+        return Ok(Reply::Int(0));
+    }
+    if fnx || fxx {
+        let h = x.db().get_hash(key, now)?;
+        let found = pairs.chunks(2).filter(|p| h.is_some_and(|h| h.get(&p[0]).is_some())).count();
+        if (fnx && found > 0) || (fxx && found < pairs.len() / 2) {
+            return Ok(Reply::Int(0));
+        }
+    }
+    let adds = adds_key(x, x.db, key);
+    let h = x.db().hash_or_create(key, now, HashVal::default)?;
+    let (mut updated, mut deleted) = (0, 0);
+    for pair in pairs.chunks(2) {
+        let (field, value) = (own(&pair[0]), own(&pair[1]));
+        match ttl {
+            FieldTtl::Unset | FieldTtl::Persist => {
+                h.insert(field, value);
+            }
+            FieldTtl::KeepTtl => {
+                h.insert_keep_ttl(field, value);
+            }
+            FieldTtl::At(at) => {
+                h.insert_keep_ttl(field.clone(), value);
+                if at <= now {
+                    h.remove(&field);
+                    deleted += 1;
+                } else {
+                    h.mark_listpack_ex();
+                    h.set_ttl(&field, at);
+                    updated += 1;
+                }
+            }
+        }
+    }
+    let gone = x.db().remove_if_empty(key);
+    let db = x.db;
+    notify_new(x, db, key, adds && !gone);
+    x.modified(key);
+    x.notify(Class::Hash, "hset", key);
+    if deleted + updated > 0 {
+        x.notify(Class::Hash, if deleted > 0 { "hdel" } else { "hexpire" }, key);
+    }
+    if gone {
+        x.notify(Class::Generic, "del", key);
+    }
+    Ok(Reply::Int(1))
+}
+
 /// HEXPIRE's NX | XX | GT | LT.
 #[derive(Clone, Copy, PartialEq)]
 enum Cond {
@@ -403,21 +645,7 @@ fn hexpire_generic(
     let now = x.now;
     let key = &argv[1];
     let exists = x.db().hash_mut(key, now)?.is_some();
-    let mut at = args::int(&argv[2])?;
-    if at < 0 {
-        return Err(Reply::err("ERR invalid expire time, must be >= 0"));
-    }
-    let bad_time = || Reply::error(format!("ERR invalid expire time in '{name}' command"));
-    if unit == 1000 {
-        if at > HFE_MAX_ABS_TIME_MSEC / 1000 {
-            return Err(bad_time());
-        }
-        at *= 1000;
-    }
-    if at > HFE_MAX_ABS_TIME_MSEC - basetime {
-        return Err(bad_time());
-    }
-    at += basetime;
+    let at = field_expiry(&argv[2], name, basetime, unit)?;
     let cond = match &argv[3] {
         a if is(a, "nx") => Cond::Nx,
         a if is(a, "xx") => Cond::Xx,
