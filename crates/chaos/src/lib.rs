@@ -20,8 +20,9 @@
 pub mod check;
 pub mod history;
 pub mod record;
+pub mod run;
 pub mod verdict;
 
 pub use check::{check_all, Budget};
-pub use history::{Call, History, Op, Outcome, Val};
+pub use history::{Call, History, NemesisEvent, Op, Outcome, Phase, Val};
 pub use verdict::{Report, Verdict, Violation};
