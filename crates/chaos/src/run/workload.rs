@@ -286,6 +286,13 @@ impl Generator {
                 let most = (self.shape.lock_ttl.as_millis() as u64 / 5).max(2);
                 Duration::from_millis(rng.gen_range(1..most))
             }
+            (Call::LockAcquire { .. }, Outcome::Ok(Val::Nil)) => {
+                // Refused: someone holds it; come back within a tenth of a
+                // lease rather than spin on it.
+                self.held = None;
+                let most = (self.shape.lock_ttl.as_millis() as u64 / 10).max(2);
+                Duration::from_millis(rng.gen_range(1..most))
+            }
             (Call::LockAcquire { .. }, _) | (Call::LockRelease { .. }, _) => {
                 self.held = None;
                 Duration::ZERO
@@ -521,8 +528,10 @@ mod tests {
             let a1 = g.next(0, &mut r);
             assert_eq!(a1.args[0], acquire.as_bytes());
             let Call::LockAcquire { owner: o1 } = a1.call.clone() else { panic!("{a1:?}") };
-            // Refused: the next is another acquire, by a new owner.
-            g.completed(&a1, &Outcome::Ok(Val::Nil), &mut r);
+            // Refused: the next is another acquire, by a new owner, after a
+            // short wait.
+            let wait = g.completed(&a1, &Outcome::Ok(Val::Nil), &mut r);
+            assert!(wait > Duration::ZERO && wait <= SHAPE.lock_ttl / 10);
             let a2 = g.next(0, &mut r);
             let Call::LockAcquire { owner: o2 } = a2.call.clone() else { panic!("{a2:?}") };
             assert_ne!(o1, o2);
