@@ -42,6 +42,10 @@ enum Command {
     /// Run a cluster in network namespaces under a nemesis, record the
     /// workloads, and judge the history (run as root).
     Run(Box<RunArgs>),
+    /// Remove what runs whose harness was killed outright left behind
+    /// (their nodes, namespaces, bridge and FORWARD rule); `run` does this
+    /// too when it starts. Runs whose harness is alive are left alone.
+    Cleanup,
     /// Re-check a saved history (JSON lines, one operation per line).
     Check {
         /// The history file.
@@ -162,6 +166,16 @@ fn main() -> ExitCode {
             check(&history, json, max_steps, timeout)
         }
         Command::Run(args) => run_command(*args),
+        Command::Cleanup => {
+            let done = raftcache_chaos::run::netns::clean_stale();
+            if done.is_empty() {
+                println!("nothing to clean up");
+            }
+            for line in done {
+                println!("{line}");
+            }
+            ExitCode::from(EXIT_VALID)
+        }
     }
 }
 

@@ -23,9 +23,15 @@
 //!
 //! Everything made is recorded as it is made and removed by
 //! [`Net::teardown`], which [`Drop`] calls too (errors, panics, Ctrl-C).
+//! A harness killed outright (SIGKILL, a CI timeout) cannot clean up: each
+//! run leaves a marker with its pid in [`marker_dir`], and [`clean_stale`]
+//! (run at the start of every run, and by `raftcache-chaos cleanup`) removes
+//! the namespaces, bridge and rule of every run whose harness is gone, after
+//! SIGKILLing the processes still in those namespaces.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -37,6 +43,8 @@ enum Made {
     Netns(String),
     /// An iptables rule in the root namespace, as the arguments after `-I`/`-D`.
     ForwardRule(Vec<String>),
+    /// The run's marker file (removed last).
+    Marker(PathBuf),
 }
 
 /// The run's namespaces, bridge and addresses.
@@ -83,6 +91,61 @@ pub fn preflight() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Where runs leave their markers (a file per run id holding the harness's
+/// pid).
+pub fn marker_dir() -> PathBuf {
+    PathBuf::from("/run/raftcache-chaos")
+}
+
+/// True if `pid` is a live raftcache-chaos process.
+fn harness_alive(pid: i32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| String::from_utf8_lossy(&c).contains("raftcache-chaos"))
+}
+
+/// Removes what runs whose harness died left behind; returns what it did.
+pub fn clean_stale() -> Vec<String> {
+    let mut done = Vec::new();
+    let Ok(entries) = std::fs::read_dir(marker_dir()) else { return done };
+    let namespaces = sh("ip", &["netns", "list"]).unwrap_or_default();
+    for entry in entries.flatten() {
+        let run_id = entry.file_name().to_string_lossy().into_owned();
+        let pid =
+            std::fs::read_to_string(entry.path()).ok().and_then(|s| s.trim().parse::<i32>().ok());
+        if pid.is_some_and(harness_alive) || run_id.len() != 6 {
+            continue;
+        }
+        let prefix = format!("rc-chaos-{run_id}-");
+        for ns in namespaces.lines().filter_map(|l| l.split_whitespace().next()) {
+            if !ns.starts_with(&prefix) {
+                continue;
+            }
+            let pids = sh("ip", &["netns", "pids", ns]).unwrap_or_default();
+            for p in pids.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+                // SAFETY: kill(2) has no memory-safety preconditions; the pid
+                // is a process inside a namespace this tool created for a
+                // run whose harness is gone.
+                unsafe {
+                    libc::kill(p, libc::SIGCONT);
+                    libc::kill(p, libc::SIGKILL);
+                }
+                done.push(format!("SIGKILL pid {p} in {ns}"));
+            }
+            if sh("ip", &["netns", "del", ns]).is_ok() {
+                done.push(format!("removed netns {ns}"));
+            }
+        }
+        let br = format!("rcb{run_id}");
+        let _ = sh("iptables", &["-w", "-D", "FORWARD", "-i", &br, "-o", &br, "-j", "ACCEPT"]);
+        if sh("ip", &["link", "del", &br]).is_ok() {
+            done.push(format!("removed bridge {br}"));
+        }
+        let _ = std::fs::remove_file(entry.path());
+        done.push(format!("run {run_id} (harness pid {pid:?} is gone) cleaned up"));
+    }
+    done
 }
 
 /// The node's namespace name.
@@ -135,6 +198,12 @@ impl Net {
     }
 
     fn build(&mut self) -> Result<()> {
+        let dir = marker_dir();
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let marker = dir.join(&self.run_id);
+        std::fs::write(&marker, std::process::id().to_string())
+            .with_context(|| format!("writing {}", marker.display()))?;
+        self.made.push(Made::Marker(marker));
         let br = self.bridge.clone();
         sh("ip", &["link", "add", &br, "type", "bridge"])?;
         self.made.push(Made::Bridge(br.clone()));
@@ -245,6 +314,9 @@ impl Net {
                     args.extend(rule.iter().map(String::as_str));
                     sh("iptables", &args)
                 }
+                Made::Marker(path) => std::fs::remove_file(path)
+                    .map(|_| String::new())
+                    .with_context(|| format!("removing {}", path.display())),
             };
             if let Err(e) = r {
                 errors.push(format!("{e:#}"));
