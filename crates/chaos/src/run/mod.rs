@@ -131,6 +131,8 @@ pub struct Summary {
     pub clients: u32,
     pub ops: Counts,
     pub ops_by_f: BTreeMap<String, Counts>,
+    /// Error replies (by their first word) and connection errors, by kind.
+    pub errors: BTreeMap<String, usize>,
     pub latency: Latency,
     pub faults: Vec<FaultWindow>,
     pub longest_gap_s: f64,
@@ -174,6 +176,24 @@ impl Drop for Teardown {
 struct Log {
     findings: Vec<String>,
     notes: Vec<String>,
+    /// Why operations did not get a fitting reply, by kind.
+    errors: BTreeMap<String, usize>,
+}
+
+/// The kind of a call's error or error reply, for the summary's counts:
+/// the error reply's first word, or what happened to the connection.
+fn error_kind(result: &Result<resp::Reply, resp::CallError>) -> Option<String> {
+    Some(match result {
+        Ok(resp::Reply::Error(m)) => {
+            format!("-{}", m.split_whitespace().next().unwrap_or(""))
+        }
+        Ok(_) => return None,
+        Err(resp::CallError::NotSent(m)) if m.contains("refused") => "connection refused".into(),
+        Err(resp::CallError::NotSent(_)) => "connect failed".into(),
+        Err(resp::CallError::Lost(_)) => "connection lost".into(),
+        Err(resp::CallError::Timeout) => "timeout".into(),
+        Err(resp::CallError::Protocol(_)) => "protocol error".into(),
+    })
 }
 
 type SharedLog = Arc<Mutex<Log>>;
@@ -284,6 +304,9 @@ async fn client(
             },
         };
         let (outcome, odd) = workload::outcome(request.expect, &result);
+        if let Some(kind) = error_kind(&result) {
+            *lock(&log).errors.entry(kind).or_default() += 1;
+        }
         if let Some(odd) = odd {
             finding(&log, format!("{addr}: {} {}: {odd}", request.call.name(), request.key));
         }
@@ -740,7 +763,7 @@ pub async fn run(cfg: Config, mut cancel: watch::Receiver<bool>) -> Result<Summa
     let mut ok_completions: Vec<u64> =
         history.ops.iter().filter(|o| o.is_ok()).filter_map(|o| o.complete).collect();
     ok_completions.sort_unstable();
-    let Log { findings, notes } = std::mem::take(&mut *lock(&log));
+    let Log { findings, notes, errors } = std::mem::take(&mut *lock(&log));
     let verdict = if checkers.iter().any(|c| c.verdict == "invalid")
         || !findings.is_empty()
         || conv.result == "disagree"
@@ -768,6 +791,7 @@ pub async fn run(cfg: Config, mut cancel: watch::Receiver<bool>) -> Result<Summa
         clients: cfg.clients,
         ops,
         ops_by_f,
+        errors,
         latency: summary::latency(&history),
         faults: summary::fault_windows(&history, workload_end),
         longest_gap_s: summary::longest_gap(&ok_completions, 0, workload_end) as f64 / 1e9,
@@ -809,6 +833,10 @@ impl Summary {
                 "  {f:<13} ok {:>6}  fail {:>5}  unknown {:>5}",
                 c.ok, c.fail, c.unknown
             );
+        }
+        if !self.errors.is_empty() {
+            let e: Vec<String> = self.errors.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            let _ = writeln!(s, "errors: {}", e.join(", "));
         }
         let _ = writeln!(
             s,
@@ -877,5 +905,59 @@ impl Summary {
             out.join("summary.json").display()
         );
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{Call, Op, Val};
+    use resp::{CallError, Reply};
+
+    #[test]
+    fn errors_are_counted_by_kind() {
+        let kind = |r: Result<Reply, CallError>| error_kind(&r);
+        assert_eq!(kind(Ok(Reply::Int(1))), None);
+        assert_eq!(
+            kind(Ok(Reply::Error("CLUSTERDOWN no leader: …".into()))).unwrap(),
+            "-CLUSTERDOWN"
+        );
+        assert_eq!(kind(Ok(Reply::Error("UNCERTAIN the outcome".into()))).unwrap(), "-UNCERTAIN");
+        assert_eq!(
+            kind(Err(CallError::NotSent("connect 10.0.0.1:6379: Connection refused".into())))
+                .unwrap(),
+            "connection refused"
+        );
+        assert_eq!(kind(Err(CallError::Timeout)).unwrap(), "timeout");
+        assert_eq!(kind(Err(CallError::Lost("read: reset".into()))).unwrap(), "connection lost");
+    }
+
+    #[test]
+    fn final_reads_cover_register_counter_and_list_keys_once() {
+        let op = |key: &str, call: Call| Op {
+            id: 0,
+            process: 1,
+            key: key.into(),
+            call,
+            invoke: 1,
+            complete: Some(2),
+            outcome: Outcome::Ok(Val::Nil),
+        };
+        let h = History::new(vec![
+            op("reg:0:1", Call::Write { value: "a".into() }),
+            op("reg:0:1", Call::Read),
+            op("ctr:0:0", Call::Incr { by: 1 }),
+            op("list:1:2", Call::Append { value: "b".into() }),
+            op("lock:0", Call::LockAcquire { owner: "o".into() }),
+            op("nxlock:0", Call::LockAcquire { owner: "o".into() }),
+        ]);
+        assert_eq!(
+            readable_keys(&h),
+            vec![
+                (Workload::Register, "reg:0:1".to_string()),
+                (Workload::Counter, "ctr:0:0".to_string()),
+                (Workload::ListAppend, "list:1:2".to_string()),
+            ]
+        );
     }
 }
