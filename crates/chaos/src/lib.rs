@@ -1,9 +1,9 @@
-//! raftcache-chaos: the history model and the checkers of the chaos harness.
+//! raftcache-chaos: the chaos harness, its history model and its checkers.
 //!
-//! The harness (later: nemesis, workloads, cluster backends) drives a cluster
-//! through real RESP connections while faults are injected, records every
-//! operation with [`record::Recorder`] into a [`history::History`], and judges
-//! it with the checkers of [`check`]:
+//! The harness ([`run`]: nodes in network namespaces, a nemesis, workloads)
+//! drives a cluster through real RESP connections while faults are injected,
+//! records every operation with [`record::Recorder`] into a
+//! [`history::History`], and judges it with the checkers of [`check`]:
 //!
 //! | checker | workload | approach |
 //! | --- | --- | --- |
