@@ -40,6 +40,20 @@
 //!
 //! Blank lines and lines starting with `#` are skipped, so hand-written
 //! histories can carry comments.
+//!
+//! # Nemesis events
+//!
+//! Lines with a `nemesis` field are not operations but the start or end of a
+//! fault, as `raftcache-chaos run` injected it (see [`NemesisEvent`]):
+//!
+//! ```text
+//! {"nemesis":"kill-leader","phase":"start","time":5000000000,"nodes":[2],"detail":"SIGKILL node 2 (the leader)"}
+//! {"nemesis":"kill-leader","phase":"end","time":9000000000,"nodes":[2],"detail":"restarted node 2"}
+//! ```
+//!
+//! The checkers ignore them; they place each operation relative to the faults
+//! in the run's summary and for a person reading the history. Histories
+//! without such lines read as before.
 
 use std::fmt;
 use std::io::{BufRead, Write};
@@ -112,7 +126,10 @@ impl Call {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockGrant {
     /// The fencing token: grants of one lock must carry increasing tokens.
-    pub token: u64,
+    /// Absent for locks that have none (the `SET key owner NX PX ms` idiom):
+    /// only mutual exclusion is checked for those.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<u64>,
     /// How long the lease lasts, counted (by a careful client) from the
     /// acquire's invoke. Absent: until released.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -140,10 +157,16 @@ impl fmt::Display for Val {
             Val::Int(i) => write!(f, "{i}"),
             Val::Str(s) => write!(f, "{s:?}"),
             Val::List(l) => write!(f, "{l:?}"),
-            Val::Lock(g) => match g.lease_ns {
-                Some(lease) => write!(f, "token {} lease {lease}ns", g.token),
-                None => write!(f, "token {}", g.token),
-            },
+            Val::Lock(g) => {
+                match g.token {
+                    Some(t) => write!(f, "token {t}")?,
+                    None => f.write_str("granted")?,
+                }
+                match g.lease_ns {
+                    Some(lease) => write!(f, " lease {lease}ns"),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }
@@ -240,6 +263,37 @@ impl fmt::Display for Op {
     }
 }
 
+/// Where a fault is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The fault was injected.
+    Start,
+    /// The fault was healed (processes restarted or resumed, links restored).
+    End,
+    /// A note that is neither, e.g. the final heal of everything.
+    Info,
+}
+
+/// The start or end of a fault, as the nemesis recorded it: one line of a
+/// history file with a `nemesis` field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NemesisEvent {
+    /// The fault's name, e.g. `kill-leader`, `pause-one`, `partition-half`.
+    pub nemesis: String,
+    pub phase: Phase,
+    /// Nanoseconds since the run started, on the operations' clock: for a
+    /// start, taken just before the fault was injected; for an end, just after
+    /// it was healed.
+    pub time: Nanos,
+    /// The node ids the fault acted on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<u32>,
+    /// What was done, for a person (e.g. "isolated 2 from 1,3").
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
 /// One line of a history file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OpRecord {
@@ -274,6 +328,12 @@ impl From<&Op> for OpRecord {
             result,
         }
     }
+}
+
+fn write_line(w: &mut impl Write, item: &impl Serialize) -> std::io::Result<()> {
+    let line = serde_json::to_string(item).map_err(std::io::Error::other)?;
+    w.write_all(line.as_bytes())?;
+    w.write_all(b"\n")
 }
 
 /// Why a history could not be read.
@@ -342,6 +402,22 @@ impl OpRecord {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct History {
     pub ops: Vec<Op>,
+    /// The faults' starts and ends, by time.
+    pub nemesis: Vec<NemesisEvent>,
+}
+
+/// True if a history line is a nemesis event rather than an operation: a
+/// JSON object with a `nemesis` field. Only lines that mention the word are
+/// parsed twice.
+fn nemesis_line(line: &str) -> Result<Option<NemesisEvent>, String> {
+    if !line.contains("nemesis") {
+        return Ok(None);
+    }
+    let value: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    if value.get("nemesis").is_none() {
+        return Ok(None);
+    }
+    serde_json::from_value(value).map(Some).map_err(|e| e.to_string())
 }
 
 impl History {
@@ -350,12 +426,20 @@ impl History {
         for (i, op) in ops.iter_mut().enumerate() {
             op.id = i;
         }
-        History { ops }
+        History { ops, nemesis: Vec::new() }
+    }
+
+    /// Adds nemesis events (kept sorted by time).
+    pub fn with_nemesis(mut self, mut events: Vec<NemesisEvent>) -> Self {
+        events.sort_by_key(|e| e.time);
+        self.nemesis = events;
+        self
     }
 
     /// Parses JSON lines.
     pub fn from_reader(reader: impl BufRead) -> Result<Self, HistoryError> {
         let mut ops = Vec::new();
+        let mut nemesis = Vec::new();
         for (n, line) in reader.lines().enumerate() {
             let line_no = n + 1;
             let line =
@@ -364,6 +448,14 @@ impl History {
             if trimmed.is_empty() || trimmed.starts_with('#') {
                 continue;
             }
+            match nemesis_line(trimmed) {
+                Ok(Some(event)) => {
+                    nemesis.push(event);
+                    continue;
+                }
+                Ok(None) => {}
+                Err(message) => return Err(HistoryError::Line { line: line_no, message }),
+            }
             let record: OpRecord = serde_json::from_str(trimmed)
                 .map_err(|e| HistoryError::Line { line: line_no, message: e.to_string() })?;
             let op = record
@@ -371,7 +463,8 @@ impl History {
                 .map_err(|message| HistoryError::Line { line: line_no, message })?;
             ops.push(op);
         }
-        Ok(History { ops })
+        nemesis.sort_by_key(|e: &NemesisEvent| e.time);
+        Ok(History { ops, nemesis })
     }
 
     /// Parses a JSON-lines string.
@@ -385,12 +478,18 @@ impl History {
         Self::from_reader(std::io::BufReader::new(file))
     }
 
-    /// Writes JSON lines.
+    /// Writes JSON lines: the operations in order, each nemesis event just
+    /// before the first operation invoked after it.
     pub fn write_to(&self, mut w: impl Write) -> std::io::Result<()> {
+        let mut events = self.nemesis.iter().peekable();
         for op in &self.ops {
-            let line = serde_json::to_string(&OpRecord::from(op)).map_err(std::io::Error::other)?;
-            w.write_all(line.as_bytes())?;
-            w.write_all(b"\n")?;
+            while let Some(e) = events.next_if(|e| e.time <= op.invoke) {
+                write_line(&mut w, e)?;
+            }
+            write_line(&mut w, &OpRecord::from(op))?;
+        }
+        for e in events {
+            write_line(&mut w, e)?;
         }
         w.flush()
     }
@@ -439,10 +538,53 @@ mod tests {
         assert_eq!(h.ops[7].outcome, Outcome::Ok(Val::Bool(false)));
         assert_eq!(
             h.ops[8].outcome,
-            Outcome::Ok(Val::Lock(LockGrant { token: 7, lease_ns: Some(1_000_000) }))
+            Outcome::Ok(Val::Lock(LockGrant { token: Some(7), lease_ns: Some(1_000_000) }))
         );
         let again = History::parse(&h.to_jsonl()).expect("re-parses");
         assert_eq!(again, h);
+    }
+
+    #[test]
+    fn nemesis_events_round_trip_between_operations() {
+        let text = format!(
+            "{}\n{}\n{}\n",
+            r#"{"nemesis":"pause-one","phase":"start","time":3,"nodes":[2],"detail":"SIGSTOP node 2"}"#,
+            SAMPLE.trim(),
+            r#"{"nemesis":"pause-one","phase":"end","time":45,"nodes":[2]}"#
+        );
+        let h = History::parse(&text).expect("parses");
+        assert_eq!(h.ops.len(), 11, "events are not operations");
+        assert_eq!(h.nemesis.len(), 2);
+        assert_eq!(h.nemesis[0].phase, Phase::Start);
+        assert_eq!(h.nemesis[0].nodes, vec![2]);
+        assert_eq!(h.nemesis[1].detail, "");
+        let jsonl = h.to_jsonl();
+        let again = History::parse(&jsonl).expect("re-parses");
+        assert_eq!(again, h);
+        // Each event sits before the first operation invoked after it.
+        let lines: Vec<&str> = jsonl.lines().collect();
+        let end = lines.iter().position(|l| l.contains(r#""phase":"end""#)).expect("end line");
+        let next = History::parse(lines[end + 1]).expect("an op");
+        assert!(next.ops[0].invoke >= 45, "{}", lines[end + 1]);
+        // An operation on a key named "nemesis" is still an operation.
+        let op =
+            r#"{"process":1,"key":"nemesis","f":"read","invoke":1,"complete":2,"outcome":"ok"}"#;
+        assert_eq!(History::parse(op).expect("parses").ops.len(), 1);
+        // A nemesis line that does not fit is reported with its number.
+        let bad = r#"{"nemesis":"kill","phase":"sideways","time":1}"#;
+        let err = History::parse(&format!("\n{bad}")).expect_err("bad phase");
+        assert!(err.to_string().starts_with("line 2:"), "{err}");
+    }
+
+    #[test]
+    fn lock_grants_may_lack_a_token() {
+        let line = r#"{"process":1,"key":"l","f":"lock_acquire","owner":"o","invoke":1,"complete":2,"outcome":"ok","result":{"lease_ns":5}}"#;
+        let h = History::parse(line).expect("parses");
+        assert_eq!(
+            h.ops[0].outcome,
+            Outcome::Ok(Val::Lock(LockGrant { token: None, lease_ns: Some(5) }))
+        );
+        assert_eq!(History::parse(&h.to_jsonl()).expect("re-parses"), h);
     }
 
     #[test]

@@ -1,9 +1,9 @@
-//! raftcache-chaos: the history model and the checkers of the chaos harness.
+//! raftcache-chaos: the chaos harness, its history model and its checkers.
 //!
-//! The harness (later: nemesis, workloads, cluster backends) drives a cluster
-//! through real RESP connections while faults are injected, records every
-//! operation with [`record::Recorder`] into a [`history::History`], and judges
-//! it with the checkers of [`check`]:
+//! The harness ([`run`]: nodes in network namespaces, a nemesis, workloads)
+//! drives a cluster through real RESP connections while faults are injected,
+//! records every operation with [`record::Recorder`] into a
+//! [`history::History`], and judges it with the checkers of [`check`]:
 //!
 //! | checker | workload | approach |
 //! | --- | --- | --- |
@@ -20,8 +20,9 @@
 pub mod check;
 pub mod history;
 pub mod record;
+pub mod run;
 pub mod verdict;
 
 pub use check::{check_all, Budget};
-pub use history::{Call, History, Op, Outcome, Val};
+pub use history::{Call, History, NemesisEvent, Op, Outcome, Phase, Val};
 pub use verdict::{Report, Verdict, Violation};

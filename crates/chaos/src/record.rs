@@ -10,13 +10,15 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use crate::history::{Call, History, Nanos, Op, Outcome, Val};
+use crate::history::{Call, History, Nanos, NemesisEvent, Op, Outcome, Phase, Val};
 
 #[derive(Debug, Default)]
 struct Inner {
     /// Operations by recording slot; unknown with no completion while in
     /// flight.
     ops: Vec<Op>,
+    /// Faults' starts and ends, in recording order.
+    nemesis: Vec<NemesisEvent>,
 }
 
 /// A thread-safe history recorder.
@@ -75,6 +77,30 @@ impl Recorder {
         Pending { recorder: self.clone(), slot: inner.ops.len() - 1 }
     }
 
+    /// Records a fault's start or end now; returns its time.
+    pub fn nemesis(
+        &self,
+        name: impl Into<String>,
+        phase: Phase,
+        nodes: Vec<u32>,
+        detail: impl Into<String>,
+    ) -> Nanos {
+        let time = self.now();
+        let event =
+            NemesisEvent { nemesis: name.into(), phase, time, nodes, detail: detail.into() };
+        self.lock().nemesis.push(event);
+        time
+    }
+
+    /// How many operations were invoked so far.
+    pub fn len(&self) -> usize {
+        self.lock().ops.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     fn complete(&self, slot: usize, outcome: Outcome) {
         let now = self.now();
         let mut inner = self.lock();
@@ -89,7 +115,7 @@ impl Recorder {
         let inner = self.lock();
         let mut ops = inner.ops.clone();
         ops.sort_by_key(|op| op.invoke);
-        History::new(ops)
+        History::new(ops).with_nemesis(inner.nemesis.clone())
     }
 }
 
@@ -128,5 +154,17 @@ mod tests {
         assert_eq!(h.ops[2].outcome, Outcome::Fail);
         assert!(h.ops.iter().enumerate().all(|(i, op)| op.id == i));
         drop(in_flight);
+    }
+
+    #[test]
+    fn records_nemesis_events_on_the_same_clock() {
+        let r = Recorder::new();
+        let start = r.nemesis("kill-one", Phase::Start, vec![2], "SIGKILL node 2");
+        r.invoke(1, "x", Call::Read).ok(Val::Nil);
+        let end = r.nemesis("kill-one", Phase::End, vec![2], "");
+        let h = r.finish();
+        assert_eq!(h.nemesis.len(), 2);
+        assert!(start <= h.ops[0].invoke && h.ops[0].invoke <= end);
+        assert_eq!(h.nemesis[1].phase, Phase::End);
     }
 }

@@ -84,3 +84,41 @@ fn usage_and_input_errors_exit_2() {
     let _ = std::fs::remove_file(bad);
     let _ = std::fs::remove_file(mixed);
 }
+
+#[test]
+fn run_refuses_unknown_faults_and_workloads() {
+    let out = run(&["run", "--bin", "/bin/true", "--out", "/tmp/x", "--faults", "kill,explode"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("unknown fault \"explode\""), "{stderr}");
+    let out = run(&["run", "--bin", "/bin/true", "--out", "/tmp/x", "--workloads", "set-add"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no checker judges sets"), "{stderr}");
+}
+
+#[test]
+fn run_without_a_node_binary_fails_with_a_reason() {
+    let out_dir =
+        std::env::temp_dir().join(format!("raftcache-chaos-{}-nobin", std::process::id()));
+    let out = run(&[
+        "run",
+        "--bin",
+        "/nonexistent/raftcache",
+        "--out",
+        path_str(&out_dir),
+        "--time",
+        "1",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    // As root with iproute2 and iptables the binary is missing; otherwise
+    // the run says what it needs first.
+    assert!(
+        stderr.contains("/nonexistent/raftcache does not exist")
+            || stderr.contains("must run as root")
+            || stderr.contains("is missing: install"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&out_dir);
+}

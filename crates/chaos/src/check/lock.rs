@@ -55,7 +55,9 @@ fn holds<'a>(ops: &[&'a Op]) -> Vec<Hold<'a>> {
         // one) invoked after the grant arrived.
         let release = ops[i + 1..].iter().copied().find(|r| match &r.call {
             Call::LockRelease { owner: o, token } => {
-                o == who && r.invoke >= start && token.is_none_or(|t| t == grant.token)
+                o == who
+                    && r.invoke >= start
+                    && token.is_none_or(|t| grant.token.is_none_or(|g| g == t))
             }
             _ => false,
         });
@@ -64,6 +66,13 @@ fn holds<'a>(ops: &[&'a Op]) -> Vec<Hold<'a>> {
         out.push(Hold { acquire: op, grant: *grant, start, end, release });
     }
     out
+}
+
+fn show_token(g: &LockGrant) -> String {
+    match g.token {
+        Some(t) => format!("token {t}"),
+        None => "no token".to_string(),
+    }
 }
 
 fn show_end(h: &Hold) -> String {
@@ -92,16 +101,16 @@ fn check_key(key: &str, ops: &[&Op], findings: &mut Findings) {
                     "two-holders",
                     key,
                     format!(
-                        "{} (owner {:?}, token {}) held the lock from {} to {}, and {} (owner \
-                         {:?}, token {}) got it at {}, while the first still held it",
+                        "{} (owner {:?}, {}) held the lock from {} to {}, and {} (owner \
+                         {:?}, {}) got it at {}, while the first still held it",
                         format_args!("#{}", prev.acquire.id),
                         owner(prev.acquire).unwrap_or("?"),
-                        prev.grant.token,
+                        show_token(&prev.grant),
                         prev.start,
                         show_end(&prev),
                         format_args!("#{}", h.acquire.id),
                         owner(h.acquire).unwrap_or("?"),
-                        h.grant.token,
+                        show_token(&h.grant),
                         h.start,
                     ),
                     &window,
@@ -113,32 +122,32 @@ fn check_key(key: &str, ops: &[&Op], findings: &mut Findings) {
         }
     }
 
-    // Fencing tokens: unique, and growing with real-time order.
+    // Fencing tokens: unique, and growing with real-time order (grants
+    // without a token, as `SET NX PX` makes, have nothing to check here).
+    let fenced: Vec<(&Hold, u64)> =
+        holds.iter().filter_map(|h| h.grant.token.map(|t| (h, t))).collect();
     let mut by_token: HashMap<u64, &Op> = HashMap::new();
-    for h in &holds {
-        if let Some(other) = by_token.insert(h.grant.token, h.acquire) {
+    for &(h, token) in &fenced {
+        if let Some(other) = by_token.insert(token, h.acquire) {
             findings.violation(Violation::new(
                 "duplicate-token",
                 key,
-                format!(
-                    "#{} and #{} were both granted token {}",
-                    other.id, h.acquire.id, h.grant.token
-                ),
+                format!("#{} and #{} were both granted token {token}", other.id, h.acquire.id),
                 &[other, h.acquire],
             ));
         }
     }
-    let granted = CompletedBefore::new(holds.iter().map(|h| (h.start, h.grant.token, h.acquire)));
-    for h in &holds {
+    let granted = CompletedBefore::new(fenced.iter().map(|&(h, t)| (h.start, t, h.acquire)));
+    for &(h, mine) in &fenced {
         if let Some((token, prior)) = granted.max_before(h.acquire.invoke) {
-            if token >= h.grant.token {
+            if token >= mine {
                 findings.violation(Violation::new(
                     "token-not-increasing",
                     key,
                     format!(
-                        "#{} was granted token {token} before #{} asked, yet #{} got token {}: \
+                        "#{} was granted token {token} before #{} asked, yet #{} got token {mine}: \
                          fencing tokens must increase in grant order",
-                        prior.id, h.acquire.id, h.acquire.id, h.grant.token
+                        prior.id, h.acquire.id, h.acquire.id
                     ),
                     &[prior, h.acquire],
                 ));
