@@ -18,6 +18,8 @@ command -v redis-cli >/dev/null || missing+=(redis-tools)
 command -v redis-benchmark >/dev/null || missing+=(redis-tools)
 command -v objcopy >/dev/null || missing+=(binutils)  # deploy/image/build.sh
 command -v systemd-analyze >/dev/null || missing+=(systemd)  # tests/deploy: verify the unit
+command -v ip >/dev/null || missing+=(iproute2)  # tests/chaos: network namespaces
+command -v iptables >/dev/null || missing+=(iptables)  # tests/chaos: partitions
 if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null; then
   missing+=(docker-compose)
 fi
@@ -64,6 +66,9 @@ python3 -m pytest -q tests/durability
 
 step "durability tests with --threads 1 (sled on a node's only thread)"
 RAFTCACHE_NODE_ARGS="--threads 1" python3 -m pytest -q tests/durability
+
+step "chaos campaign: raftcache-chaos run in network namespaces (kills, pauses, partitions over every workload; about 75 s; longer: crates/chaos/README.md)"
+python3 -m pytest -q tests/chaos
 
 step "deployment: the FROM scratch image and docker compose (real Docker: kill the leader, rolling restart), run-local.sh, manifests"
 python3 -m pytest -q tests/deploy
