@@ -78,3 +78,42 @@ def test_start_and_follower_restart_log_no_error_and_few_warnings(make_cluster):
     counts = {m: (len(errors[m]), len(warnings[m])) for m in cluster.nodes}
     print(f"(ERROR, WARN) lines per node: {counts}")
     assert not report, "\n".join(report)
+
+
+def test_a_paused_follower_keeps_its_peer_connection_and_logs_no_warning(make_cluster):
+    """A follower stopped (SIGSTOP) for 4 s while the leader writes: the
+    leader's AppendEntries to it time out one after another, and each drops
+    its stream (reset before the follower accepted it). When the follower
+    resumes, its peer server must not take those resets for a rapid-reset
+    flood (h2's default allows 20) and close the connection; no node logs a
+    warning for the pause, the late answers to proposals nobody waits for
+    included."""
+    import threading
+    import time
+
+    cluster = make_cluster(3)
+    leader = cluster.leader()
+    f1 = cluster.followers(leader)[0]
+    stop = threading.Event()
+
+    def write():
+        c = cluster.client(leader)
+        i = 0
+        while not stop.is_set():
+            c.set(f"k{i % 100}", i)
+            i += 1
+        c.close()
+
+    t = threading.Thread(target=write, daemon=True)
+    t.start()
+    time.sleep(1)
+    cluster.sigstop(f1)
+    time.sleep(4)
+    cluster.sigcont(f1)
+    cluster.wait_applied_equal(timeout=30)
+    stop.set()
+    t.join(timeout=30)
+    for m, text in cluster.logs().items():
+        assert not [l for l in text.splitlines() if "reached limit" in l], f"node {m}: {text}"
+        warnings = lines_at(text, "WARN") + lines_at(text, "ERROR")
+        assert not warnings, f"node {m} logged: {warnings}"

@@ -502,6 +502,10 @@ async fn set_initial_config(
     warn!("not the leader any more: set the cluster-wide parameters (maxmemory …) with CONFIG SET");
 }
 
+/// Streams a peer may reset before this node accepted them (see
+/// [`serve_peers`]).
+const PEER_RESET_STREAMS: usize = 4096;
+
 /// Serves the peer service on the Raft port until `shutdown`, refusing
 /// requests without the peer secret when one is set.
 fn serve_peers(
@@ -532,7 +536,15 @@ fn serve_peers(
                     return;
                 }
             };
+        // A peer drops the AppendEntries stream of every request that times
+        // out (a late answer would be taken for the next), so a node that was
+        // paused finds many streams reset before it accepted them; h2's
+        // default limit of 20 (a guard against rapid-reset floods) then
+        // closes the connection with GOAWAY the moment the node resumes, and
+        // replication to it starts over on a new connection. The bound stays,
+        // above what a pause of minutes produces.
         let result = tonic::transport::Server::builder()
+            .http2_max_pending_accept_reset_streams(Some(PEER_RESET_STREAMS))
             .add_service(service)
             .serve_with_incoming_shutdown(incoming, serve_shutdown.cancelled())
             .await;

@@ -44,7 +44,9 @@ fn filter(level: &str) -> EnvFilter {
 /// - late answers and messages of a superseded vote or membership ("A
 ///   message will be ignored because vote changed"), and a restarted
 ///   memory-only follower's log starting over ("follower log is
-///   reverted", allowed by `loosen-follower-log-revert`).
+///   reverted", allowed by `loosen-follower-log-revert`);
+/// - the answer to a proposal nobody waits for any more
+///   ("OneshotConsumer.tx.send: is_ok: false").
 ///
 /// The node reports a peer that stays unreachable itself
 /// (`raftcache_raft::network::PeerHealth`: INFO at once, WARN after 10 s).
@@ -66,6 +68,9 @@ fn routine_openraft(meta: &Metadata<'_>) -> bool {
         ("openraft::core::raft_core", Level::WARN) => true,
         // A vote request to a peer that failed or timed out.
         ("openraft::core::raft_core", Level::ERROR) => has("target"),
+        // The answer to a proposal whose caller stopped waiting (a request
+        // that timed out, a forwarded batch dropped on a leader change).
+        ("openraft::raft::responder::impls", Level::WARN) => true,
         _ => false,
     }
 }
