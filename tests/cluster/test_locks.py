@@ -1194,8 +1194,18 @@ def test_waiter_disconnected_without_quorum_is_skipped(make_cluster, procs):
     assert definite(lambda: c.execute_command("LOCK.RELEASE", "x", "holder"), "release") == 1
     got = w.next(20, "w's grant")
     after = got["t"] - released
-    assert isinstance(got.get("reply"), int), got
-    assert after < 3, f"w was granted the lock {after:.1f}s after the release (z was gone)"
+    if got.get("kind") == "uncertain":
+        # f2 has just resumed and is still learning the new leader: w's
+        # confirmation can end with an unknown outcome (a lock is never
+        # handed over unconfirmed). The grant reached w all the same, not z:
+        # re-acquiring as w gets the lock (its token if the confirmation was
+        # applied after all, a new one if the grant was given back).
+        retry = definite(lambda: c.execute_command("LOCK.ACQUIRE", "x", "w", 60000), "w's retry")
+        assert isinstance(retry, int), retry
+        assert lock_info(c, "x")["owner"] == "w"
+    else:
+        assert isinstance(got.get("reply"), int), got
+    assert after < 3, f"w was answered {after:.1f}s after the release (z was gone)"
 
 
 # =====================================================================================
