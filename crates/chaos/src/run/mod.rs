@@ -806,7 +806,26 @@ pub async fn run(cfg: Config, mut cancel: watch::Receiver<bool>) -> Result<Summa
     let path = cfg.out.join("summary.json");
     let json = serde_json::to_string_pretty(&summary)?;
     std::fs::write(&path, json + "\n").with_context(|| format!("saving {}", path.display()))?;
+    let path = cfg.out.join("report.html");
+    let html = report_html(&history, &summary)?;
+    std::fs::write(&path, html).with_context(|| format!("saving {}", path.display()))?;
     Ok(summary)
+}
+
+/// The HTML report of a finished run (see [`crate::report`]).
+pub fn report_html(history: &History, summary: &Summary) -> Result<String> {
+    let value = serde_json::to_value(summary)?;
+    let checkers = summary
+        .checkers
+        .iter()
+        .map(|c| crate::report::CheckerView::from_report(&c.report, Some(c.ops)))
+        .collect();
+    Ok(crate::report::render(&crate::report::Input {
+        history,
+        checkers,
+        summary: Some(&value),
+        source: "history.jsonl".to_string(),
+    }))
 }
 
 impl Summary {
@@ -899,10 +918,11 @@ impl Summary {
         }
         let _ = writeln!(
             s,
-            "verdict: {:?}; history {}, summary {}",
+            "verdict: {:?}; history {}, summary {}, report {}",
             self.verdict,
             out.join("history.jsonl").display(),
-            out.join("summary.json").display()
+            out.join("summary.json").display(),
+            out.join("report.html").display()
         );
         s
     }
