@@ -192,6 +192,7 @@ tr.verdict-unknown{background:#fff8ec}
 .f-pause .fault-shade{fill:#fbe3a0}.f-pause .fault-label{fill:#8a5a00}.f-pause .fault-tick{stroke:#8a5a00}
 .f-partition .fault-shade{fill:#c6d8fb}.f-partition .fault-label{fill:#1f4fb3}.f-partition .fault-tick{stroke:#1f4fb3}
 .f-wipe .fault-shade{fill:#e1cdf7}.f-wipe .fault-label{fill:#6a2ca8}.f-wipe .fault-tick{stroke:#6a2ca8}
+.f-link .fault-shade{fill:#bfe8e4}.f-link .fault-label{fill:#0e6b63}.f-link .fault-tick{stroke:#0e6b63}
 .f-other .fault-shade{fill:#dde1e8}.f-other .fault-label{fill:#475467}.f-other .fault-tick{stroke:#475467}
 .violation-span{fill:#b42318;opacity:.8}
 .violation-line{stroke:#b42318;stroke-width:2.5;stroke-dasharray:5 3}
@@ -434,6 +435,7 @@ pub fn render(input: &Input) -> String {
                     "f-pause" => ("#fbe3a0", "pause"),
                     "f-partition" => ("#c6d8fb", "partition"),
                     "f-wipe" => ("#e1cdf7", "wipe"),
+                    "f-link" => ("#bfe8e4", "peer link (proxy)"),
                     _ => ("#dde1e8", "other fault"),
                 };
                 format!(r#"<span><i style="background:{color}"></i>{name}</span>"#)
@@ -481,6 +483,7 @@ pub fn render(input: &Input) -> String {
                     "f-pause" => "#8a5a00",
                     "f-partition" => "#1f4fb3",
                     "f-wipe" => "#6a2ca8",
+                    "f-link" => "#0e6b63",
                     _ => "#475467",
                 },
                 start = fmt_duration(w.start),

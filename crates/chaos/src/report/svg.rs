@@ -56,6 +56,8 @@ pub fn fault_class(name: &str) -> &'static str {
         "f-partition"
     } else if name.starts_with("wipe") {
         "f-wipe"
+    } else if name.ends_with("-link") {
+        "f-link"
     } else {
         "f-other"
     }
