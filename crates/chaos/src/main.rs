@@ -112,7 +112,8 @@ struct RunArgs {
     /// Faults to draw from: kill (kill-one, kill-leader, kill-majority,
     /// kill-all), wipe, pause (pause-one, pause-leader), partition
     /// (partition-leader, partition-half, partition-bridge,
-    /// partition-one-way), all, none; or single names.
+    /// partition-one-way), link (slow-link, lossy-link, stall-link: through
+    /// the harness's proxy on the peer links), all, none; or single names.
     #[arg(long, default_value = "kill,pause,partition")]
     faults: String,
     /// Seconds of quiet before each fault.
