@@ -169,9 +169,9 @@ h2{font-size:16px;margin:0 0 10px}
 table{border-collapse:collapse;width:100%;font-size:13px}
 th,td{text-align:left;padding:6px 8px;border-bottom:1px solid var(--line);vertical-align:top}
 th{color:var(--muted);font-weight:600;font-size:12px;text-transform:uppercase;letter-spacing:.03em}
-th.num,td.num{text-align:right;font-variant-numeric:tabular-nums}
+th.num,td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 code,.mono{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:12px}
-.badge{display:inline-block;padding:2px 9px;border-radius:999px;font-weight:700;font-size:12px;color:#fff}
+.badge{white-space:nowrap;display:inline-block;padding:2px 9px;border-radius:999px;font-weight:700;font-size:12px;color:#fff}
 .badge.valid,.badge.agree,.badge.ok{background:var(--ok)}
 .badge.invalid,.badge.disagree,.badge.fail{background:var(--fail)}
 .badge.unknown,.badge.unaligned{background:var(--unknown)}
