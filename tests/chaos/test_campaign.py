@@ -135,3 +135,12 @@ def test_short_campaign_kills_pauses_partitions(binaries, tmp_path):
     assert recheck.returncode == 0, recheck.stdout + recheck.stderr
     for name in least:
         assert f"{name}: valid" in recheck.stdout, recheck.stdout
+
+    # The run wrote its HTML report (looked at in a browser by test_report.py):
+    # the verdict, a row per checker, every fault shaded on both charts.
+    page = (out / "report.html").read_text()
+    assert 'data-verdict="valid"' in page
+    for name in least:
+        assert f'data-checker="{name}" data-verdict="valid"' in page, name
+    assert page.count('<g class="fault-window') == 2 * len(summary["faults"])
+    assert "violation-marker" not in page

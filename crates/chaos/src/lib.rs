@@ -15,11 +15,12 @@
 //!
 //! Each checker answers a [`verdict::Verdict`]: valid, invalid with the
 //! operations that show the violation and an explanation, or unknown when its
-//! search budget ran out.
+//! search budget ran out. [`report`] renders a run as one HTML page.
 
 pub mod check;
 pub mod history;
 pub mod record;
+pub mod report;
 pub mod run;
 pub mod verdict;
 

@@ -3,11 +3,13 @@
 //! ```text
 //! raftcache-chaos run --time 60 --faults kill,pause,partition --out DIR [...]
 //! raftcache-chaos check HISTORY.jsonl [--json] [--max-steps N] [--timeout SECS]
+//! raftcache-chaos report HISTORY.jsonl [--summary summary.json] [-o report.html]
 //! ```
 //!
 //! `run` starts a cluster in network namespaces, drives the workloads while
 //! the nemesis injects faults, and judges the history (see
-//! [`raftcache_chaos::run`]); `check` re-checks a saved history.
+//! [`raftcache_chaos::run`]); `check` re-checks a saved history; `report`
+//! makes the HTML report of a saved run (see [`raftcache_chaos::report`]).
 //!
 //! Exit status: 0 when every checker finds the history valid, 1 on a
 //! violation (for `run` also: digests that differ, a node that crashed or
@@ -60,6 +62,27 @@ enum Command {
         #[arg(long)]
         timeout: Option<f64>,
     },
+    /// Make the HTML report of a saved run: charts of throughput and latency
+    /// with the faults shaded, every checker's verdict, and each violation's
+    /// operations. The verdicts come from --summary when given (the run's
+    /// summary.json), else the history is checked again.
+    Report {
+        /// The history file.
+        history: PathBuf,
+        /// The run's summary.json.
+        #[arg(long)]
+        summary: Option<PathBuf>,
+        /// Where to write the page.
+        #[arg(short = 'o', long = "output", default_value = "report.html")]
+        output: PathBuf,
+        /// Search steps allowed per key for the linearizability checker
+        /// (when checking again).
+        #[arg(long, default_value_t = Budget::DEFAULT_STEPS_PER_KEY)]
+        max_steps: u64,
+        /// Wall-clock limit for checking again, in seconds.
+        #[arg(long)]
+        timeout: Option<f64>,
+    },
 }
 
 fn secs(s: &str) -> Result<Duration, String> {
@@ -89,7 +112,8 @@ struct RunArgs {
     /// Faults to draw from: kill (kill-one, kill-leader, kill-majority,
     /// kill-all), wipe, pause (pause-one, pause-leader), partition
     /// (partition-leader, partition-half, partition-bridge,
-    /// partition-one-way), all, none; or single names.
+    /// partition-one-way), link (slow-link, lossy-link, stall-link: through
+    /// the harness's proxy on the peer links), all, none; or single names.
     #[arg(long, default_value = "kill,pause,partition")]
     faults: String,
     /// Seconds of quiet before each fault.
@@ -166,6 +190,9 @@ fn main() -> ExitCode {
             check(&history, json, max_steps, timeout)
         }
         Command::Run(args) => run_command(*args),
+        Command::Report { history, summary, output, max_steps, timeout } => {
+            report(&history, summary.as_deref(), &output, max_steps, timeout)
+        }
         Command::Cleanup => {
             let done = raftcache_chaos::run::netns::clean_stale();
             if done.is_empty() {
@@ -338,4 +365,69 @@ fn check(path: &Path, json: bool, max_steps: u64, timeout: Option<f64>) -> ExitC
         EXIT_VALID
     };
     ExitCode::from(code)
+}
+
+fn report(
+    path: &Path,
+    summary: Option<&Path>,
+    output: &Path,
+    max_steps: u64,
+    timeout: Option<f64>,
+) -> ExitCode {
+    use raftcache_chaos::report::{render, CheckerView, Input};
+    let history = match History::load(path) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("raftcache-chaos: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let summary: Option<serde_json::Value> = match summary {
+        None => None,
+        Some(p) => match std::fs::read_to_string(p)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+        {
+            Ok(v) => Some(v),
+            Err(e) => {
+                eprintln!("raftcache-chaos: {}: {e}", p.display());
+                return ExitCode::from(EXIT_USAGE);
+            }
+        },
+    };
+    let checkers = match summary.as_ref().and_then(CheckerView::from_summary) {
+        Some(c) => c,
+        None => {
+            let timeout = match timeout.map(Duration::try_from_secs_f64).transpose() {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("raftcache-chaos: --timeout: {e}");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            match check_all(&history, &Budget::new(max_steps, timeout)) {
+                Ok(reports) => {
+                    let per = raftcache_chaos::run::summary::ops_per_checker(&history);
+                    reports
+                        .iter()
+                        .map(|r| CheckerView::from_report(r, per.get(r.checker).map(|p| p.1)))
+                        .collect()
+                }
+                Err(e) => {
+                    eprintln!("raftcache-chaos: {}: {e}", path.display());
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            }
+        }
+    };
+    let source = path
+        .file_name()
+        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let html = render(&Input { history: &history, checkers, summary: summary.as_ref(), source });
+    if let Err(e) = std::fs::write(output, html) {
+        eprintln!("raftcache-chaos: writing {}: {e}", output.display());
+        return ExitCode::from(EXIT_USAGE);
+    }
+    println!("{}", output.display());
+    ExitCode::from(EXIT_VALID)
 }

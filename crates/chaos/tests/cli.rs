@@ -1,4 +1,4 @@
-//! The `raftcache-chaos check` command: output and exit status.
+//! The `raftcache-chaos check` and `report` commands: output and exit status.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -121,4 +121,48 @@ fn run_without_a_node_binary_fails_with_a_reason() {
         "{stderr}"
     );
     let _ = std::fs::remove_dir_all(&out_dir);
+}
+
+#[test]
+fn report_rechecks_a_history_without_summary() {
+    let page =
+        std::env::temp_dir().join(format!("raftcache-chaos-{}-stale.html", std::process::id()));
+    let history = corpus("invalid__counter__lost-increment.jsonl");
+    let out = run(&["report", path_str(&history), "-o", path_str(&page)]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let html = std::fs::read_to_string(&page).expect("the page was written");
+    let _ = std::fs::remove_file(&page);
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(html.contains(r#"data-checker="counter" data-verdict="invalid""#), "{html}");
+    assert!(html.contains(r#"data-anomaly="lost-increment""#), "{html}");
+    assert!(html.contains("violation-marker"), "{html}");
+}
+
+#[test]
+fn report_takes_the_verdicts_of_a_summary() {
+    let page =
+        std::env::temp_dir().join(format!("raftcache-chaos-{}-run.html", std::process::id()));
+    let history = corpus("valid__run_kills_pauses_partitions.jsonl");
+    let summary = corpus("run_kills_pauses_partitions.summary.json");
+    let out = run(&[
+        "report",
+        path_str(&history),
+        "--summary",
+        path_str(&summary),
+        "-o",
+        path_str(&page),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let html = std::fs::read_to_string(&page).expect("the page was written");
+    let _ = std::fs::remove_file(&page);
+    assert!(html.contains("raftcache chaos run 5a9030"), "the run id comes from the summary");
+    assert!(html.contains(r#"data-checker="convergence" data-verdict="agree""#));
+    assert_eq!(html.matches(r#"<g class="fault-window"#).count(), 8, "4 faults on 2 charts");
+    assert!(!html.contains("violation-marker"));
+    // A summary that is not JSON is an error, not an empty report.
+    let bad = temp_file("bad-summary.json", "{not json");
+    let out =
+        run(&["report", path_str(&history), "--summary", path_str(&bad), "-o", path_str(&page)]);
+    let _ = std::fs::remove_file(&bad);
+    assert_eq!(out.status.code(), Some(2));
 }

@@ -14,6 +14,7 @@
 //!    history. [`summary`] has the numbers.
 
 pub mod cluster;
+pub mod linkproxy;
 pub mod nemesis;
 pub mod netns;
 pub mod resp;
@@ -32,7 +33,8 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use self::cluster::{all_ready, likely_leader, Cluster, Info, NodeSettings};
+use self::cluster::{all_ready, likely_leader, Cluster, Info, NodeSettings, RAFT_PORT};
+use self::linkproxy::{Links, Proxies};
 use self::nemesis::{Action, Fault};
 use self::netns::Net;
 use self::resp::Conn;
@@ -159,12 +161,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// lives on while a process is in it), then the network.
 struct Teardown {
     cluster: Arc<Mutex<Cluster>>,
+    /// The link proxies hold sockets in the namespaces: closed first.
+    proxies: Option<Proxies>,
     net: Net,
 }
 
 impl Drop for Teardown {
     fn drop(&mut self) {
         lock(&self.cluster).stop_all();
+        drop(self.proxies.take());
         for e in self.net.teardown() {
             eprintln!("raftcache-chaos: teardown: {e}");
         }
@@ -266,6 +271,8 @@ struct Shared {
     /// A handle on the network (the namespaces and bridge are removed by
     /// the [`Teardown`] guard alone).
     net: Arc<Net>,
+    /// The peer links' state, when the link proxies are on.
+    links: Option<Arc<Links>>,
     recorder: Recorder,
     cfg: Arc<Config>,
     /// Set when the workload time is up (or on Ctrl-C).
@@ -331,7 +338,13 @@ async fn client(
 }
 
 /// Carries out an action.
-fn inject(cluster: &Mutex<Cluster>, net: &Net, action: &Action, log: &SharedLog) -> Result<()> {
+fn inject(
+    cluster: &Mutex<Cluster>,
+    net: &Net,
+    links: Option<&Links>,
+    action: &Action,
+    log: &SharedLog,
+) -> Result<()> {
     match action {
         Action::Kill { nodes, .. } => {
             let mut c = lock(cluster);
@@ -351,12 +364,23 @@ fn inject(cluster: &Mutex<Cluster>, net: &Net, action: &Action, log: &SharedLog)
             }
         }
         Action::Partition { drops } => net.drop_links(drops)?,
+        Action::Link { links: which, fault } => {
+            let links = links.context("a link fault without the link proxies")?;
+            for &(from, to) in which {
+                links.set(from, to, *fault);
+            }
+        }
     }
     Ok(())
 }
 
 /// Heals an action.
-fn heal(cluster: &Mutex<Cluster>, net: &Net, action: &Action) -> Result<String> {
+fn heal(
+    cluster: &Mutex<Cluster>,
+    net: &Net,
+    links: Option<&Links>,
+    action: &Action,
+) -> Result<String> {
     Ok(match action {
         Action::Kill { nodes, wipe } => {
             let mut c = lock(cluster);
@@ -382,13 +406,27 @@ fn heal(cluster: &Mutex<Cluster>, net: &Net, action: &Action) -> Result<String> 
             net.heal()?;
             "links restored".into()
         }
+        Action::Link { .. } => {
+            if let Some(l) = links {
+                l.heal();
+            }
+            "peer links clear".into()
+        }
     })
 }
 
 /// Heals everything: links, paused and dead nodes. Nodes that exited by
 /// themselves are findings.
-fn heal_all(cluster: &Mutex<Cluster>, net: &Net, log: &SharedLog) -> Result<()> {
+fn heal_all(
+    cluster: &Mutex<Cluster>,
+    net: &Net,
+    links: Option<&Links>,
+    log: &SharedLog,
+) -> Result<()> {
     net.heal()?;
+    if let Some(l) = links {
+        l.heal();
+    }
     let mut c = lock(cluster);
     for id in c.ids() {
         let node = c.node(id);
@@ -413,7 +451,7 @@ async fn run_nemesis(
     started: Instant,
     shared: Shared,
 ) -> Result<usize> {
-    let Shared { cluster, net, recorder, cfg, stop, log } = shared;
+    let Shared { cluster, net, links, recorder, cfg, stop, log } = shared;
     let mut rng = nemesis::rng(cfg.seed, 7);
     let ids = lock(&cluster).ids();
     let n = ids.len();
@@ -445,11 +483,13 @@ async fn run_nemesis(
         eprintln!("raftcache-chaos: {:7.1}s {}: {detail}", recorder.now() as f64 / 1e9, p.fault);
         recorder.nemesis(p.fault.name(), Phase::Start, action.nodes(), detail);
         let (c, nt, a, l) = (cluster.clone(), net.clone(), action.clone(), log.clone());
-        tokio::task::spawn_blocking(move || inject(&c, &nt, &a, &l)).await??;
+        let lk = links.clone();
+        tokio::task::spawn_blocking(move || inject(&c, &nt, lk.as_deref(), &a, &l)).await??;
         injected += 1;
         tokio::time::sleep(p.duration).await;
-        let (c, nt, a) = (cluster.clone(), net.clone(), action.clone());
-        let healed = tokio::task::spawn_blocking(move || heal(&c, &nt, &a)).await??;
+        let (c, nt, a, lk) = (cluster.clone(), net.clone(), action.clone(), links.clone());
+        let healed =
+            tokio::task::spawn_blocking(move || heal(&c, &nt, lk.as_deref(), &a)).await??;
         recorder.nemesis(p.fault.name(), Phase::End, action.nodes(), healed);
     }
     Ok(injected)
@@ -615,7 +655,23 @@ pub async fn run(cfg: Config, mut cancel: watch::Receiver<bool>) -> Result<Summa
     let cluster = Cluster::new(&net, &ids, &settings, &cfg.out.join("nodes"))?;
     let cluster = Arc::new(Mutex::new(cluster));
     let net_handle = Arc::new(net.handle());
-    let guard = Teardown { cluster: cluster.clone(), net };
+    let mut guard = Teardown { cluster: cluster.clone(), proxies: None, net };
+    if cfg.faults.iter().any(|f| f.needs_proxy()) {
+        let nodes: Vec<(u32, std::net::Ipv4Addr)> =
+            ids.iter().map(|&i| (i, guard.net.ip(i))).collect();
+        let proxies = Proxies::start(&nodes, |i| guard.net.ns(i), RAFT_PORT, cfg.seed)
+            .context("starting the link proxies")?;
+        guard.proxies = Some(proxies);
+        guard
+            .net
+            .redirect_peers(RAFT_PORT, linkproxy::port_of, linkproxy::MARK)
+            .context("sending the peer links through the link proxies")?;
+        eprintln!(
+            "raftcache-chaos: peer links go through the link proxies ({} links)",
+            ids.len() * (ids.len() - 1)
+        );
+    }
+    let links = guard.proxies.as_ref().map(|p| p.links.clone());
     for &n in &ids {
         lock(&cluster).start(n)?;
     }
@@ -635,6 +691,7 @@ pub async fn run(cfg: Config, mut cancel: watch::Receiver<bool>) -> Result<Summa
     let shared = Shared {
         cluster: cluster.clone(),
         net: net_handle.clone(),
+        links: links.clone(),
         recorder: recorder.clone(),
         cfg: cfg.clone(),
         stop: stop.clone(),
@@ -685,8 +742,8 @@ pub async fn run(cfg: Config, mut cancel: watch::Receiver<bool>) -> Result<Summa
     // Heal, recover, final reads, digests.
     recorder.nemesis("heal-all", Phase::Info, vec![], "every link restored, every node running");
     {
-        let (c, n, l) = (cluster.clone(), net_handle.clone(), log.clone());
-        tokio::task::spawn_blocking(move || heal_all(&c, &n, &l)).await??;
+        let (c, n, l, lk) = (cluster.clone(), net_handle.clone(), log.clone(), links.clone());
+        tokio::task::spawn_blocking(move || heal_all(&c, &n, lk.as_deref(), &l)).await??;
     }
     let healed = Instant::now();
     let recovered = wait_ready(&cluster, ids.len(), cfg.recovery_timeout).await;
@@ -722,6 +779,13 @@ pub async fn run(cfg: Config, mut cancel: watch::Receiver<bool>) -> Result<Summa
     }
     for p in lock(&cluster).panics() {
         finding(&log, p);
+    }
+    if let Some(l) = &links {
+        let (conns, bytes) = l.carried();
+        note(&log, format!("the link proxies relayed {conns} peer connections, {bytes} bytes"));
+        if conns == 0 {
+            finding(&log, "no peer connection went through the link proxies".into());
+        }
     }
     let history = recorder.finish();
     let history_path = cfg.out.join("history.jsonl");
@@ -806,7 +870,26 @@ pub async fn run(cfg: Config, mut cancel: watch::Receiver<bool>) -> Result<Summa
     let path = cfg.out.join("summary.json");
     let json = serde_json::to_string_pretty(&summary)?;
     std::fs::write(&path, json + "\n").with_context(|| format!("saving {}", path.display()))?;
+    let path = cfg.out.join("report.html");
+    let html = report_html(&history, &summary)?;
+    std::fs::write(&path, html).with_context(|| format!("saving {}", path.display()))?;
     Ok(summary)
+}
+
+/// The HTML report of a finished run (see [`crate::report`]).
+pub fn report_html(history: &History, summary: &Summary) -> Result<String> {
+    let value = serde_json::to_value(summary)?;
+    let checkers = summary
+        .checkers
+        .iter()
+        .map(|c| crate::report::CheckerView::from_report(&c.report, Some(c.ops)))
+        .collect();
+    Ok(crate::report::render(&crate::report::Input {
+        history,
+        checkers,
+        summary: Some(&value),
+        source: "history.jsonl".to_string(),
+    }))
 }
 
 impl Summary {
@@ -899,10 +982,11 @@ impl Summary {
         }
         let _ = writeln!(
             s,
-            "verdict: {:?}; history {}, summary {}",
+            "verdict: {:?}; history {}, summary {}, report {}",
             self.verdict,
             out.join("history.jsonl").display(),
-            out.join("summary.json").display()
+            out.join("summary.json").display(),
+            out.join("report.html").display()
         );
         s
     }

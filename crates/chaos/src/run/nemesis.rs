@@ -12,6 +12,8 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
+pub use super::linkproxy::LinkFault;
+
 /// One kind of fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Fault {
@@ -39,10 +41,19 @@ pub enum Fault {
     PartitionBridge,
     /// One node's packets to the others are dropped; theirs still reach it.
     PartitionOneWay,
+    /// The leader's peer links (both ways) delayed, with jitter, through
+    /// the harness's link proxy ([`super::linkproxy`]).
+    SlowLink,
+    /// One node's peer links lose chunks (the connection is reset) and
+    /// refuse some new connections.
+    LossyLink,
+    /// One node's peer links stall: bytes are held, connections stay open,
+    /// and everything held flows at once when healed.
+    StallLink,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 11] = [
+    pub const ALL: [Fault; 14] = [
         Fault::KillOne,
         Fault::KillLeader,
         Fault::KillMajority,
@@ -54,6 +65,9 @@ impl Fault {
         Fault::PartitionHalf,
         Fault::PartitionBridge,
         Fault::PartitionOneWay,
+        Fault::SlowLink,
+        Fault::LossyLink,
+        Fault::StallLink,
     ];
 
     pub fn name(self) -> &'static str {
@@ -69,11 +83,14 @@ impl Fault {
             Fault::PartitionHalf => "partition-half",
             Fault::PartitionBridge => "partition-bridge",
             Fault::PartitionOneWay => "partition-one-way",
+            Fault::SlowLink => "slow-link",
+            Fault::LossyLink => "lossy-link",
+            Fault::StallLink => "stall-link",
         }
     }
 
     /// The faults a name on the command line stands for: a fault's own name,
-    /// or a group (`kill`, `pause`, `partition`, `all`).
+    /// or a group (`kill`, `pause`, `partition`, `link`, `all`).
     pub fn named(name: &str) -> Option<Vec<Fault>> {
         let group: &[Fault] = match name {
             "kill" => &[Fault::KillOne, Fault::KillLeader, Fault::KillMajority, Fault::KillAll],
@@ -84,6 +101,7 @@ impl Fault {
                 Fault::PartitionBridge,
                 Fault::PartitionOneWay,
             ],
+            "link" => &[Fault::SlowLink, Fault::LossyLink, Fault::StallLink],
             "all" => &Fault::ALL,
             "none" => &[],
             _ => return Fault::ALL.iter().find(|f| f.name() == name).map(|&f| vec![f]),
@@ -99,7 +117,7 @@ impl Fault {
             let faults = Fault::named(name).ok_or_else(|| {
                 let known: Vec<&str> = Fault::ALL.iter().map(|f| f.name()).collect();
                 format!(
-                    "unknown fault {name:?}: use kill, pause, partition, all, none or one of {}",
+                    "unknown fault {name:?}: use kill, pause, partition, link, all, none or one of {}",
                     known.join(", ")
                 )
             })?;
@@ -119,6 +137,13 @@ impl Fault {
             self,
             Fault::KillOne | Fault::KillLeader | Fault::KillMajority | Fault::KillAll | Fault::Wipe
         )
+    }
+}
+
+impl Fault {
+    /// Faults that need the link proxy on the peer links.
+    pub fn needs_proxy(self) -> bool {
+        matches!(self, Fault::SlowLink | Fault::LossyLink | Fault::StallLink)
     }
 }
 
@@ -179,15 +204,46 @@ pub enum Action {
     Pause { nodes: Vec<u32> },
     /// Drop the packets of each (from, to) pair: `to` no longer hears `from`.
     Partition { drops: BTreeSet<(u32, u32)> },
+    /// Give each directed link (from, to) this fault in the link proxy.
+    Link { links: BTreeSet<(u32, u32)>, fault: LinkFault },
 }
+
+/// The delay of `slow-link`: more than a heartbeat, less than an election
+/// timeout each way, so commits slow down and elections may or may not come.
+pub const SLOW_LINK: LinkFault = LinkFault {
+    delay: Duration::from_millis(100),
+    jitter: Duration::from_millis(50),
+    loss_per_mille: 0,
+    refuse_per_mille: 0,
+    stall: false,
+};
+
+/// `lossy-link`: 5% of chunks lost (each resets its connection), a quarter
+/// of new connections refused.
+pub const LOSSY_LINK: LinkFault = LinkFault {
+    delay: Duration::ZERO,
+    jitter: Duration::ZERO,
+    loss_per_mille: 50,
+    refuse_per_mille: 250,
+    stall: false,
+};
+
+/// `stall-link`: every byte held until the heal.
+pub const STALL_LINK: LinkFault = LinkFault {
+    delay: Duration::ZERO,
+    jitter: Duration::ZERO,
+    loss_per_mille: 0,
+    refuse_per_mille: 0,
+    stall: true,
+};
 
 impl Action {
     /// The nodes the action acts on (for a partition: those that lose a link).
     pub fn nodes(&self) -> Vec<u32> {
         match self {
             Action::Kill { nodes, .. } | Action::Pause { nodes } => nodes.clone(),
-            Action::Partition { drops } => {
-                let set: BTreeSet<u32> = drops.iter().flat_map(|&(a, b)| [a, b]).collect();
+            Action::Partition { drops: links } | Action::Link { links, .. } => {
+                let set: BTreeSet<u32> = links.iter().flat_map(|&(a, b)| [a, b]).collect();
                 set.into_iter().collect()
             }
         }
@@ -293,6 +349,22 @@ pub fn resolve(
                 nodes.iter().filter(|&&m| m != from).map(|&m| (from, m)).collect();
             let what = format!("drop node {from}'s packets to the others (it still hears them)");
             (Action::Partition { drops }, what)
+        }
+        Fault::SlowLink | Fault::LossyLink | Fault::StallLink => {
+            let (n, who) = match fault {
+                Fault::SlowLink => leader_or_any("slow down"),
+                _ => (shuffled[0], format!("node {}", shuffled[0])),
+            };
+            let rest: Vec<u32> = nodes.iter().copied().filter(|&m| m != n).collect();
+            let mut links = BTreeSet::new();
+            cut(&[n], &rest, &mut links);
+            let fault = match fault {
+                Fault::SlowLink => SLOW_LINK,
+                Fault::LossyLink => LOSSY_LINK,
+                _ => STALL_LINK,
+            };
+            let what = format!("peer links of {who} to and from {}: {fault}", list(&rest));
+            (Action::Link { links, fault }, what)
         }
     }
 }
@@ -400,6 +472,36 @@ mod tests {
     fn resolved(fault: Fault, n: u32, leader: Option<u32>, seed: u64) -> Action {
         let nodes: Vec<u32> = (1..=n).collect();
         resolve(fault, &nodes, leader, &mut rng(seed, 0)).0
+    }
+
+    #[test]
+    fn link_faults_act_on_every_peer_link_of_one_node() {
+        assert_eq!(
+            Fault::parse_list("link").unwrap(),
+            vec![Fault::SlowLink, Fault::LossyLink, Fault::StallLink]
+        );
+        assert!(Fault::parse_list("kill,pause,partition,wipe")
+            .unwrap()
+            .iter()
+            .all(|f| !f.needs_proxy()));
+        for seed in 0..10 {
+            let Action::Link { links, fault } = resolved(Fault::SlowLink, 3, Some(2), seed) else {
+                panic!("a link fault")
+            };
+            let want: BTreeSet<(u32, u32)> = [(2, 1), (1, 2), (2, 3), (3, 2)].into_iter().collect();
+            assert_eq!((links, fault), (want, SLOW_LINK));
+            let Action::Link { links, fault } = resolved(Fault::LossyLink, 5, None, seed) else {
+                panic!("a link fault")
+            };
+            assert_eq!(fault, LOSSY_LINK);
+            assert_eq!(links.len(), 8, "one node's links to 4 others, both ways");
+            let hub = links
+                .iter()
+                .map(|&(a, _)| a)
+                .find(|a| links.iter().all(|&(x, y)| x == *a || y == *a));
+            assert!(hub.is_some(), "{links:?}");
+        }
+        assert!(STALL_LINK.stall && SLOW_LINK.delay > SLOW_LINK.jitter);
     }
 
     #[test]

@@ -292,6 +292,56 @@ impl Net {
         Ok(())
     }
 
+    /// In every node's namespace, sends its connections to each other
+    /// node's `port` to 127.0.0.1:`proxy_port(other)` instead (the link
+    /// proxy, [`super::linkproxy`]), except the proxy's own, which carry
+    /// `mark`. The rules go with the namespaces.
+    pub fn redirect_peers(
+        &self,
+        port: u16,
+        proxy_port: impl Fn(u32) -> u16,
+        mark: u32,
+    ) -> Result<()> {
+        let port = port.to_string();
+        let mark = format!("0x{mark:x}");
+        for &from in &self.nodes {
+            for &to in self.nodes.iter().filter(|&&to| to != from) {
+                let dest = self.ip(to).to_string();
+                let redirect = proxy_port(to).to_string();
+                sh(
+                    "ip",
+                    &[
+                        "netns",
+                        "exec",
+                        &self.ns(from),
+                        "iptables",
+                        "-w",
+                        "-t",
+                        "nat",
+                        "-A",
+                        "OUTPUT",
+                        "-d",
+                        &dest,
+                        "-p",
+                        "tcp",
+                        "--dport",
+                        &port,
+                        "-m",
+                        "mark",
+                        "!",
+                        "--mark",
+                        &mark,
+                        "-j",
+                        "REDIRECT",
+                        "--to-ports",
+                        &redirect,
+                    ],
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     /// Removes every partition rule.
     pub fn heal(&self) -> Result<()> {
         for &node in &self.nodes {
