@@ -20,6 +20,7 @@ command -v objcopy >/dev/null || missing+=(binutils)  # deploy/image/build.sh
 command -v systemd-analyze >/dev/null || missing+=(systemd)  # tests/deploy: verify the unit
 command -v ip >/dev/null || missing+=(iproute2)  # tests/chaos: network namespaces
 command -v iptables >/dev/null || missing+=(iptables)  # tests/chaos: partitions
+command -v chromium >/dev/null || missing+=(chromium)  # tests/chaos/test_report.py: the HTML report in headless chromium
 if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null; then
   missing+=(docker-compose)
 fi
@@ -67,7 +68,7 @@ python3 -m pytest -q tests/durability
 step "durability tests with --threads 1 (sled on a node's only thread)"
 RAFTCACHE_NODE_ARGS="--threads 1" python3 -m pytest -q tests/durability
 
-step "chaos campaign: raftcache-chaos run in network namespaces (kills, pauses, partitions over every workload; about 75 s; longer: crates/chaos/README.md)"
+step "chaos: a short campaign in network namespaces (kills, pauses, partitions, slow and lossy links over every workload) and its HTML report in headless chromium (about 2 min; longer: crates/chaos/README.md)"
 python3 -m pytest -q tests/chaos
 
 step "deployment: the FROM scratch image and docker compose (real Docker: kill the leader, rolling restart), run-local.sh, manifests"
