@@ -39,8 +39,8 @@ pub struct Args {
         "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl",
     ])]
     pub maxmemory_policy: String,
-    /// Keys sampled per eviction (1-64). Cluster-wide, like --maxmemory.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=64))]
+    /// Keys sampled per database for each eviction (at least 1). Cluster-wide, like --maxmemory.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=2147483647))]
     pub maxmemory_samples: u32,
     /// Largest bulk string a client may send (e.g. 512mb).
     #[arg(long, default_value = "512mb", value_parser = parse_memory)]

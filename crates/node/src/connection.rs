@@ -539,6 +539,15 @@ impl Handler {
                 if let Err(e) = crate::subcommand::check(spec.name, &argv) {
                     return Class::Reply(e);
                 }
+                // Redis refuses a command that may grow memory while it is
+                // queued if memory is over maxmemory and nothing may be
+                // evicted (EXECABORT follows); under an evicting policy the
+                // engine makes room at EXEC.
+                if raftcache_sm::memory::denyoom(spec.name)
+                    && over_maxmemory_without_eviction(&self.shared)
+                {
+                    return Class::Reply(Reply::err(raftcache_sm::memory::OOM));
+                }
                 match spec.kind {
                     Kind::Read(_) => tx.queue_engine(argv, false),
                     Kind::Write(_) => tx.queue_engine(argv, true),
@@ -997,6 +1006,16 @@ fn is_replicated_config_set(argv: &[Bytes]) -> bool {
     argv.len() >= 4
         && argv[1].eq_ignore_ascii_case(b"set")
         && argv[2..].chunks(2).any(|pair| crate::config_cmd::replicated(&pair[0]))
+}
+
+/// True if this node's replica holds more data than `maxmemory` under
+/// `noeviction` (what a write that may grow memory is refused for).
+fn over_maxmemory_without_eviction(shared: &Shared) -> bool {
+    let machine = shared.cluster.sm.read();
+    let memory = machine.state.memory();
+    memory.maxmemory > 0
+        && memory.policy == raftcache_sm::memory::Policy::NoEviction
+        && machine.state.used_memory() > memory.maxmemory
 }
 
 /// The key arguments of a command (by its table entry).

@@ -91,7 +91,8 @@ pub struct MemoryConfig {
     /// Bytes (of the engine's accounting); 0 means no limit.
     pub maxmemory: u64,
     pub policy: Policy,
-    /// Keys sampled per eviction (1–64).
+    /// Keys sampled per database for each eviction (1 to 2^31 − 1, as Redis
+    /// 7.0 accepts).
     pub samples: u32,
     pub lfu_log_factor: u32,
     /// Minutes per halving step of an LFU counter (0: never decays).
@@ -142,7 +143,7 @@ impl MemoryConfig {
                     format!("argument(s) must be one of the following: {}", names.join(", "))
                 })?;
             }
-            "maxmemory-samples" => self.samples = int(1, 64)?,
+            "maxmemory-samples" => self.samples = int(1, i32::MAX as i64)?,
             "lfu-log-factor" => self.lfu_log_factor = int(0, i32::MAX as i64)?,
             "lfu-decay-time" => self.lfu_decay_time = int(0, i32::MAX as i64)?,
             _ => return Err(format!("unknown parameter {name}")),
@@ -209,9 +210,14 @@ pub fn touch_object(obj: &mut Object, mode: Access, now: i64, draw: u64) {
     match mode {
         Access::Off => {}
         Access::Lru => obj.access = now_s,
+        // A key's first access is its creation: it starts at LFU_INIT, as a
+        // new object does in Redis; later accesses decay and increment.
+        Access::Lfu { .. } if obj.access == 0 => {
+            obj.freq = LFU_INIT;
+            obj.access = now_s;
+        }
         Access::Lfu { log_factor, decay_minutes } => {
-            let counter =
-                if obj.access == 0 { LFU_INIT } else { lfu_decayed(obj, now, decay_minutes) };
+            let counter = lfu_decayed(obj, now, decay_minutes);
             obj.freq = lfu_incremented(counter, log_factor, draw);
             obj.access = now_s;
         }
@@ -457,7 +463,7 @@ mod tests {
         assert!(c.set("maxmemory-policy", b"lru").unwrap_err().starts_with("argument(s) must be"));
         assert_eq!(
             c.set("maxmemory-samples", b"0").unwrap_err(),
-            "argument must be between 1 and 64 inclusive"
+            "argument must be between 1 and 2147483647 inclusive"
         );
         assert_eq!(c.set("maxmemory", b"12q").unwrap_err(), "argument must be a memory value");
         assert_eq!(
@@ -472,7 +478,7 @@ mod tests {
         let mode = Access::Lfu { log_factor: 10, decay_minutes: 1 };
         let mut rng = crate::state::Rng::new(7);
         touch_object(&mut o, mode, 1_000_000, rng.next_u64());
-        assert!(o.freq >= LFU_INIT);
+        assert_eq!(o.freq, LFU_INIT, "created: Redis's LFU_INIT_VAL");
         for _ in 0..1000 {
             touch_object(&mut o, mode, 1_000_000, rng.next_u64());
         }
