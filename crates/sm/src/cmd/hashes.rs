@@ -413,6 +413,15 @@ fn hgetdel(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     Ok(Reply::Array(replies))
 }
 
+/// HGETEX's and HSETEX's EX | PX | EXAT | PXAT: the base time and unit (ms)
+/// of the time that follows, for [`field_expiry`].
+fn timed_option(arg: &[u8], now: i64) -> Option<(i64, i64)> {
+    [("ex", now, 1000), ("px", now, 1), ("exat", 0, 1000), ("pxat", 0, 1)]
+        .into_iter()
+        .find(|(name, ..)| is(arg, name))
+        .map(|(_, base, unit)| (base, unit))
+}
+
 /// What HGETEX and HSETEX do to the TTL of the fields they touch.
 #[derive(Clone, Copy, PartialEq)]
 enum FieldTtl {
@@ -432,15 +441,9 @@ fn hgetex(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
     let now = x.now;
     let key = &argv[1];
     let exists = x.db().hash_mut(key, now)?.is_some();
-    let option = |name: &str| is(&argv[2], name);
-    let (ttl, fields_at) = if option("persist") {
+    let (ttl, fields_at) = if is(&argv[2], "persist") {
         (FieldTtl::Persist, 3)
-    } else if let Some((base, unit)) =
-        [("ex", now, 1000), ("px", now, 1), ("exat", 0, 1000), ("pxat", 0, 1)]
-            .into_iter()
-            .find(|(name, ..)| option(name))
-            .map(|(_, base, unit)| (base, unit))
-    {
+    } else if let Some((base, unit)) = timed_option(&argv[2], now) {
         (FieldTtl::At(field_expiry(&argv[3], "hgetex", base, unit)?), 4)
     } else {
         (FieldTtl::Unset, 2)
@@ -516,10 +519,7 @@ fn hsetex(x: &mut Exec, argv: &[Bytes]) -> Res<Reply> {
             }
             break rest;
         }
-        let timed = [("ex", now, 1000), ("px", now, 1), ("exat", 0, 1000), ("pxat", 0, 1)]
-            .into_iter()
-            .find(|(name, ..)| is(arg, name));
-        if let Some((_, base, unit)) = timed {
+        if let Some((base, unit)) = timed_option(arg, now) {
             if ttl != FieldTtl::Unset {
                 return Err(only_expiry());
             }
