@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use raftcache_proto::admin::admin_server::Admin;
 use raftcache_proto::admin::{
-    AddMemberRequest, DigestReply, DigestRequest, Member, MembersReply, MembersRequest,
-    PromoteMemberRequest, RemoveMemberRequest, ReplaceMemberRequest, SnapshotReply,
-    SnapshotRequest, StatusEvent, StatusReply, StatusRequest, TransferLeaderReply,
-    TransferLeaderRequest, WatchStatusRequest,
+    AddMemberRequest, DigestReply, DigestRequest, ForceNewClusterReply, ForceNewClusterRequest,
+    Member, MembersReply, MembersRequest, PromoteMemberRequest, RemoveMemberRequest,
+    ReplaceMemberRequest, SnapshotReply, SnapshotRequest, StatusEvent, StatusReply, StatusRequest,
+    TransferLeaderReply, TransferLeaderRequest, WatchStatusRequest,
 };
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -184,6 +184,33 @@ impl Admin for AdminService {
         }
     }
 
+    async fn force_new_cluster(
+        &self,
+        _request: Request<ForceNewClusterRequest>,
+    ) -> Result<Response<ForceNewClusterReply>, Status> {
+        let cluster = &self.cluster;
+        let warning = match cluster.wedge() {
+            Some(w) => match w.unproved {
+                None => "this node provably held every committed entry: nothing was lost".into(),
+                Some(why) => format!(
+                    "writes committed without reaching this node may have been lost ({why})"
+                ),
+            },
+            None => "writes committed without reaching this node may have been lost (this node \
+                     saw no wedge: no majority of the voters had been replaced)"
+                .into(),
+        };
+        let keep = cluster.keep_for_operator();
+        tracing::warn!(%warning, "ForceNewCluster asked by an operator");
+        let r = cluster.reform(keep).await.map_err(Status::failed_precondition)?;
+        Ok(Response::new(ForceNewClusterReply {
+            term: r.term,
+            index: r.index,
+            voters: r.voters.iter().map(|v| ShowId(*v).to_string()).collect(),
+            warning,
+        }))
+    }
+
     async fn members(
         &self,
         request: Request<MembersRequest>,
@@ -303,12 +330,17 @@ async fn watch(cluster: Arc<Cluster>, tx: tokio::sync::mpsc::Sender<Result<Statu
         return;
     }
     let mut probe = tokio::time::interval(Duration::from_secs(1));
-    let mut metrics = cluster.raft.metrics();
+    let mut metrics = cluster.raft().metrics();
     loop {
         tokio::select! {
             _ = tx.closed() => return,
             _ = probe.tick() => {}
-            changed = metrics.changed() => if changed.is_err() { return },
+            changed = metrics.changed() => if changed.is_err() {
+                if cluster.stopping() { return }
+                // The Raft instance was replaced (re-formed): follow the new one.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                metrics = cluster.raft().metrics();
+            },
         }
         let now = look(&cluster);
         let mut events = Vec::new();
@@ -415,6 +447,7 @@ impl Cluster {
             read_consistency: self.options.read_consistency.name().into(),
             ready: self.ready(),
             quorum_lost: self.quorum_lost(),
+            wedged: self.wedged().is_some(),
             // The leader's view (a majority of every configuration);
             // elsewhere what this node has applied.
             commit_index: self
@@ -460,7 +493,7 @@ impl Cluster {
 
     /// Asks Raft to snapshot now (BGSAVE).
     pub async fn bgsave(&self) -> bool {
-        self.raft.trigger().snapshot().await.is_ok()
+        self.raft().trigger().snapshot().await.is_ok()
     }
 
     /// Snapshots now and waits until the snapshot covers everything applied
@@ -471,7 +504,7 @@ impl Cluster {
             return None;
         }
         let waited = self
-            .raft
+            .raft()
             .wait(Some(timeout))
             .metrics(|m| m.snapshot.is_some_and(|s| s.index >= target), "snapshot")
             .await

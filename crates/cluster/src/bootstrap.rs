@@ -137,7 +137,8 @@ impl Identity {
 }
 
 /// The Raft log store in use.
-enum Logs {
+#[derive(Clone)]
+pub(crate) enum Logs {
     Mem(MemLogStore),
     Sled(SledLogStore),
 }
@@ -439,7 +440,7 @@ async fn name_the_cluster(
                         id: rand::random::<u64>().max(1),
                     }]),
                 };
-                let named = cluster.raft.client_write(proposal).await;
+                let named = cluster.raft().client_write(proposal).await;
                 // The node whose id named the cluster (only one does) sets
                 // its cluster-wide parameters (--maxmemory …) next.
                 let won = named.is_ok_and(|r| r.data.0.first() == Some(&Reply::Int(1)));
@@ -484,7 +485,7 @@ async fn set_initial_config(
             origin: None,
             ops: ops.clone(),
         };
-        match cluster.raft.client_write(proposal).await {
+        match cluster.raft().client_write(proposal).await {
             Ok(r) => {
                 for ((name, value), reply) in config.iter().zip(&r.data.0) {
                     if reply.is_error() {
@@ -677,14 +678,14 @@ async fn open_state(
 }
 
 /// Creates the Raft instance of node `me` over `logs` and `sm`; returns it
-/// with the log's durable vote cell.
+/// with the log's durable vote cell and what a later instance is made of.
 async fn start_raft(
     me: NodeId,
     args: &Settings,
     network: Network,
     logs: Logs,
     sm: StateMachineStore,
-) -> anyhow::Result<(Raft, VoteCell)> {
+) -> anyhow::Result<(Raft, VoteCell, super::reform::RaftParts)> {
     let election_timeout_ms = args.election_timeout.as_millis() as u64;
     let heartbeat_ms = args.heartbeat.as_millis() as u64;
     let config = openraft::Config {
@@ -700,17 +701,28 @@ async fn start_raft(
     }
     .validate()
     .context("raft config")?;
-    let config = Arc::new(config);
-    let vote = match &logs {
+    let parts = super::reform::RaftParts { config: Arc::new(config), logs };
+    let vote = match &parts.logs {
         Logs::Mem(log) => log.vote_cell(),
         Logs::Sled(log) => log.vote_cell(),
     };
-    let raft = match logs {
-        Logs::Mem(log) => Raft::new(me, config, network.clone(), log, sm.clone()).await,
-        Logs::Sled(log) => Raft::new(me, config, network.clone(), log, sm.clone()).await,
+    let raft = parts.new_raft(me, &network, &sm).await?;
+    Ok((raft, vote, parts))
+}
+
+/// Creates a Raft instance over `logs` (a clone: the stores share their data).
+pub(crate) async fn new_raft(
+    me: NodeId,
+    config: Arc<openraft::Config>,
+    network: Network,
+    logs: Logs,
+    sm: StateMachineStore,
+) -> anyhow::Result<Raft> {
+    match logs {
+        Logs::Mem(log) => Raft::new(me, config, network, log, sm).await,
+        Logs::Sled(log) => Raft::new(me, config, network, log, sm).await,
     }
-    .context("starting raft")?;
-    Ok((raft, vote))
+    .context("starting raft")
 }
 
 /// Serves the admin service (behind the token check), the health service
@@ -828,7 +840,7 @@ fn enter(
                     info!("not initializing: the cluster formed meanwhile");
                     return;
                 }
-                match cluster.raft.initialize(members).await {
+                match cluster.raft().initialize(members).await {
                     Ok(()) => info!("initialized the cluster"),
                     Err(e) => info!(reason = %e, "not initializing (already initialized)"),
                 }
@@ -937,13 +949,19 @@ pub async fn start(args: &Settings, shutdown: CancellationToken) -> anyhow::Resu
 
     let network = Network::new(me).with_secret(peer_secret);
     network.set_cluster_id(bootstrap_network.cluster_id());
-    let (raft, vote) = start_raft(me, args, network.clone(), logs, sm.clone()).await?;
+    let (raft, vote, parts) = start_raft(me, args, network.clone(), logs, sm.clone()).await?;
 
     let (proposer, proposals) = Proposer::new();
     let (reads, read_waiters) = ReadBarrier::new();
     let confirmer = Confirmer::new(network.clone());
     let cluster = Arc::new(Cluster {
-        raft,
+        raft: arc_swap::ArcSwap::from_pointee(raft),
+        parts,
+        stopping: Default::default(),
+        rejoins: Default::default(),
+        tenure: Default::default(),
+        reforming: Default::default(),
+        wedged: Default::default(),
         sm,
         network,
         node_id: me,
@@ -1004,5 +1022,7 @@ pub async fn start(args: &Settings, shutdown: CancellationToken) -> anyhow::Resu
     tokio::spawn(super::view::watch_leadership(cluster.clone(), shutdown.clone()));
     tokio::spawn(super::compaction::run(cluster.clone(), args.snapshot_every, shutdown.clone()));
     tokio::spawn(super::touch::run(cluster.clone(), shutdown.clone()));
+    tokio::spawn(super::check_quorum::run(cluster.clone(), shutdown.clone()));
+    tokio::spawn(super::reform::run(cluster.clone(), shutdown.clone()));
     Ok(Started { cluster, temp_dir, data })
 }

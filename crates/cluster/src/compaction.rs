@@ -43,7 +43,7 @@ pub async fn run(cluster: Arc<Cluster>, every: u64, shutdown: CancellationToken)
         let (bytes, snapshot_bytes) = cluster.sm.compaction_sizes();
         // openraft ignores the trigger while a snapshot is being built.
         if due(applied.saturating_sub(snapshot), every, bytes, snapshot_bytes)
-            && cluster.raft.trigger().snapshot().await.is_err()
+            && cluster.raft().trigger().snapshot().await.is_err()
         {
             return;
         }

@@ -178,7 +178,7 @@ impl Confirmer {
             return true;
         }
         cluster
-            .raft
+            .raft()
             .wait(Some(cluster.options.request_timeout))
             .applied_index_at_least(Some(read_index), "read index")
             .await
@@ -200,7 +200,7 @@ struct Lead {
 /// The leader's term, membership and read index, if this node leads.
 fn leading(cluster: &Cluster) -> Option<Lead> {
     let lead = {
-        let metrics = cluster.raft.metrics();
+        let metrics = cluster.raft().metrics();
         let m = metrics.borrow();
         let leader_id = m.vote.leader_id();
         if m.state != ServerState::Leader

@@ -36,6 +36,7 @@
 
 pub mod admin;
 pub mod bootstrap;
+pub mod check_quorum;
 pub mod clock;
 pub mod compaction;
 pub mod confirm;
@@ -46,6 +47,7 @@ pub mod peer;
 pub mod process;
 pub mod proposer;
 pub mod reads;
+pub mod reform;
 pub mod settings;
 pub mod touch;
 pub mod view;
@@ -175,7 +177,21 @@ pub enum Leader {
 
 /// This node's membership in the Raft group.
 pub struct Cluster {
-    pub(crate) raft: Raft,
+    /// This node's Raft instance; replaced only when the cluster is
+    /// re-formed from this node (see [`reform`]).
+    raft: arc_swap::ArcSwap<Raft>,
+    /// What a new Raft instance is made of (see [`reform`]).
+    pub(crate) parts: reform::RaftParts,
+    /// Set once the node shuts down.
+    stopping: std::sync::atomic::AtomicBool,
+    /// Members that asked to join as a new incarnation (see [`reform`]).
+    pub(crate) rejoins: reform::Rejoins,
+    /// This node's last leadership (see [`reform`]).
+    tenure: reform::Tenure,
+    /// One re-form at a time.
+    reforming: tokio::sync::Mutex<()>,
+    /// The wedge this node saw at its last check (see [`reform`]).
+    wedged: Mutex<Option<reform::Wedge>>,
     pub sm: StateMachineStore,
     pub network: Network,
     pub node_id: NodeId,
@@ -217,14 +233,29 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// This node's Raft instance (the current one: see [`reform`]).
+    pub(crate) fn raft(&self) -> std::sync::Arc<Raft> {
+        self.raft.load_full()
+    }
+
+    /// The wedge this node saw at its last check, if any (see [`reform`]).
+    pub fn wedged(&self) -> Option<reform::Wedge> {
+        self.wedged.lock().expect("wedged lock").clone()
+    }
+
+    /// True once the node is shutting down.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Current metrics.
     pub fn metrics(&self) -> RaftMetrics<NodeId, raftcache_raft::openraft::BasicNode> {
-        self.raft.metrics().borrow().clone()
+        self.raft().metrics().borrow().clone()
     }
 
     /// The leader as this node knows it now.
     pub fn leader(&self) -> Leader {
-        let metrics = self.raft.metrics();
+        let metrics = self.raft().metrics();
         let m = metrics.borrow();
         match m.current_leader {
             Some(id) if id == self.node_id && m.state == ServerState::Leader => Leader::Me,
@@ -242,7 +273,7 @@ impl Cluster {
     /// acknowledged it (`Some(None)`: none has yet; zero for a single
     /// voter). `None` when it does not lead.
     fn quorum_ack_age(&self) -> Option<Option<Duration>> {
-        let metrics = self.raft.metrics();
+        let metrics = self.raft().metrics();
         let m = metrics.borrow();
         if m.state != ServerState::Leader || m.current_leader != Some(self.node_id) {
             return None;
@@ -282,7 +313,7 @@ impl Cluster {
     /// incarnations a majority of the voters. It is the signal rolling
     /// restarts wait for (INFO `raft_ready`, the admin Status's `ready`).
     pub fn ready(&self) -> bool {
-        let metrics = self.raft.metrics();
+        let metrics = self.raft().metrics();
         let m = metrics.borrow();
         let membership = m.membership_config.membership();
         let settled = membership.get_joint_config().len() == 1;
@@ -327,7 +358,7 @@ impl Cluster {
     /// has been without one for `leaderless_timeout` (it then answers at
     /// once rather than holding every client for `request_timeout`).
     pub async fn wait_for_leader(&self, deadline: Instant) -> Result<Leader, ClusterError> {
-        let mut watch = self.raft.metrics();
+        let mut watch = self.raft().metrics();
         loop {
             let (leader, leaderless) = self.observe_leader();
             if leader != Leader::Unknown {
@@ -340,7 +371,12 @@ impl Cluster {
                 return Err(ClusterError::NoLeader);
             }
             match tokio::time::timeout(left.min(Duration::from_millis(50)), watch.changed()).await {
-                Ok(Err(_)) => return Err(ClusterError::ShuttingDown),
+                Ok(Err(_)) if self.stopping() => return Err(ClusterError::ShuttingDown),
+                // The Raft instance was replaced (re-formed): follow the new one.
+                Ok(Err(_)) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    watch = self.raft().metrics();
+                }
                 _ => continue,
             }
         }
@@ -523,6 +559,9 @@ impl Cluster {
             // 1 once this node is a voter of a settled membership with a
             // leader: what a rolling restart waits for before the next node.
             ("raft_ready".into(), u8::from(self.ready()).to_string()),
+            // 1 while a majority of the voters are old incarnations of
+            // members that rejoined: no quorum can form (see `reform`).
+            ("raft_wedged".into(), u8::from(self.wedged().is_some()).to_string()),
             ("raft_last_log_index".into(), m.last_log_index.unwrap_or(0).to_string()),
             ("raft_applied_index".into(), m.last_applied.map_or(0, |l| l.index).to_string()),
             ("raft_members".into(), members.join(",")),

@@ -246,7 +246,7 @@ impl Cluster {
         let present = self.metrics().membership_config.membership().get_node(&id).is_some();
         if !present {
             info!(node = %ShowId(id), %raft_addr, "adding a learner");
-            self.raft
+            self.raft()
                 .add_learner(id, BasicNode::new(raft_addr), true)
                 .await
                 .map_err(change_error)?;
@@ -262,7 +262,7 @@ impl Cluster {
         drop: BTreeSet<NodeId>,
     ) -> Result<(), Status> {
         if voters != self.voters() {
-            self.raft
+            self.raft()
                 .change_membership(ChangeMembers::ReplaceAllVoters(voters), false)
                 .await
                 .map_err(change_error)?;
@@ -271,7 +271,7 @@ impl Cluster {
             self.metrics().membership_config.membership().nodes().map(|(id, _)| *id).collect();
         let drop: BTreeSet<NodeId> = drop.intersection(&present).copied().collect();
         if !drop.is_empty() {
-            self.raft
+            self.raft()
                 .change_membership(ChangeMembers::RemoveNodes(drop), false)
                 .await
                 .map_err(change_error)?;
@@ -524,11 +524,11 @@ impl Cluster {
         self.wait_caught_up(target, CAUGHT_UP_SLACK, Duration::from_secs(10)).await?;
         info!(to = %ShowId(target), "handing leadership over");
         self.handing_over.store(true, Ordering::Relaxed);
-        self.raft.runtime_config().heartbeat(false);
-        self.raft.runtime_config().elect(false);
+        self.raft().runtime_config().heartbeat(false);
+        self.raft().runtime_config().elect(false);
         let result = self.hand_over(target, &addr).await;
-        self.raft.runtime_config().heartbeat(true);
-        self.raft.runtime_config().elect(true);
+        self.raft().runtime_config().heartbeat(true);
+        self.raft().runtime_config().elect(true);
         self.handing_over.store(false, Ordering::Relaxed);
         match &result {
             Ok(_) => info!(to = %ShowId(target), "leadership handed over"),
@@ -595,7 +595,7 @@ impl Cluster {
                 return false;
             }
             if m.state != ServerState::Candidate && m.current_term <= leader_term + 8 {
-                let _ = self.raft.trigger().elect().await;
+                let _ = self.raft().trigger().elect().await;
             }
             let pause = self.options.election_timeout_max / 4;
             tokio::time::sleep(pause).await;

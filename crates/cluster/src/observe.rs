@@ -17,6 +17,9 @@ pub trait Observer: Send + Sync {
     fn election(&self) {}
     /// The leader this node knows changed.
     fn leader_changed(&self) {}
+    /// This node stepped down as leader: no majority acknowledged it within
+    /// the longest election timeout (see [`crate::check_quorum`]).
+    fn stepped_down(&self) {}
 }
 
 static OBSERVER: OnceLock<Box<dyn Observer>> = OnceLock::new();

@@ -18,7 +18,9 @@ use raftcache_proto::raft::{
 };
 use raftcache_raft::codec::{decode, encode};
 use raftcache_raft::openraft::error::Fatal;
-use raftcache_raft::openraft::raft::{AppendEntriesRequest, SnapshotResponse, VoteRequest};
+use raftcache_raft::openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest,
+};
 use raftcache_raft::openraft::Snapshot;
 use raftcache_raft::types::{
     member_of, NodeId, ShowId, SnapshotFile, SnapshotMeta, TypeConfig, Vote,
@@ -132,7 +134,14 @@ impl PeerService {
             }
             bad_payload(e)
         })?;
-        Ok(encode(&cluster.raft.append_entries(rpc).await))
+        let leader = rpc.vote.leader_id().voted_for();
+        let result = cluster.raft().append_entries(rpc).await;
+        if matches!(&result, Ok(resp) if !matches!(resp, AppendEntriesResponse::HigherVote(_)))
+            && leader != Some(cluster.node_id)
+        {
+            cluster.supported_another();
+        }
+        Ok(encode(&result))
     }
 }
 
@@ -164,7 +173,13 @@ impl RaftService for PeerService {
             .addressed(request.get_ref().target, request.get_ref().cluster_id, self.vote_wait)
             .await?;
         let rpc: VoteRequest<NodeId> = decode(request.get_ref()).map_err(bad_payload)?;
-        let result = cluster.raft.vote(rpc).await;
+        let candidate = rpc.vote.leader_id().voted_for();
+        let result = cluster.raft().vote(rpc).await;
+        if matches!(&result, Ok(resp) if resp.vote_granted)
+            && candidate.is_some_and(|c| crate::reform::supports_another(cluster.node_id, c))
+        {
+            cluster.supported_another();
+        }
         Ok(Response::new(encode(&result)))
     }
 
@@ -202,8 +217,12 @@ impl RaftService for PeerService {
         }
         tracing::info!(snapshot = %meta.snapshot_id, "received snapshot stream");
         let snapshot = Snapshot { meta, snapshot: Box::new(SnapshotFile { path }) };
+        let leader = vote.leader_id().voted_for();
         let result: std::result::Result<SnapshotResponse<NodeId>, Fatal<NodeId>> =
-            cluster.raft.install_full_snapshot(vote, snapshot).await;
+            cluster.raft().install_full_snapshot(vote, snapshot).await;
+        if result.is_ok() && leader != Some(cluster.node_id) {
+            cluster.supported_another();
+        }
         Ok(Response::new(encode(&result)))
     }
 
@@ -282,6 +301,11 @@ impl RaftService for PeerService {
     async fn join(&self, request: Request<JoinRequest>) -> RpcResult<JoinReply> {
         let cluster = self.cluster()?;
         let JoinRequest { raft_node_id: new_id, raft_addr, stay_learner } = request.into_inner();
+        // Evidence, even when this node cannot admit it, that the member's
+        // other incarnations are gone (see `reform`).
+        if member_of(new_id) != 0 {
+            cluster.rejoins.note(new_id);
+        }
         if !cluster.leads_with_quorum() {
             return Err(Status::failed_precondition("not the leader (or no quorum yet)"));
         }

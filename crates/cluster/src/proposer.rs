@@ -245,7 +245,7 @@ pub(super) async fn propose_local(
     }
     let proposal = Proposal { time_ms: now_ms(), seed: rand::random(), origin: Some(origin), ops };
     let left = deadline.saturating_duration_since(Instant::now());
-    match tokio::time::timeout(left, cluster.raft.client_write(proposal)).await {
+    match tokio::time::timeout(left, cluster.raft().client_write(proposal)).await {
         Err(_) => Attempt::Unknown,
         Ok(Ok(response)) => Attempt::Done(response.data.0),
         // Not the leader when it arrived, or the entry was truncated from the

@@ -115,7 +115,7 @@ pub async fn run_barrier(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Waiter>) 
             let ok = match cluster.leader() {
                 Leader::Me => {
                     let sent = Instant::now();
-                    let term = cluster.raft.metrics().borrow().current_term;
+                    let term = cluster.raft().metrics().borrow().current_term;
                     let ok = cluster.confirmer.round(&cluster, &cluster.vote).await;
                     if ok {
                         cluster.reads.renew(term, sent, cluster.options.lease);
@@ -152,7 +152,7 @@ impl Cluster {
         if m.last_applied.map_or(0, |l| l.index) >= last {
             return true;
         }
-        self.raft
+        self.raft()
             .wait(Some(self.options.request_timeout))
             .applied_index_at_least(Some(last), "lease read")
             .await
@@ -161,7 +161,7 @@ impl Cluster {
 
     /// True if this node leads and is the only voter of the current membership.
     fn sole_voter(&self) -> bool {
-        let metrics = self.raft.metrics();
+        let metrics = self.raft().metrics();
         let m = metrics.borrow();
         if m.state != raftcache_raft::openraft::ServerState::Leader {
             return false;
@@ -325,7 +325,7 @@ impl Cluster {
         if self.sm.read().last_applied.map_or(0, |l| l.index) >= index {
             return true;
         }
-        self.raft
+        self.raft()
             .wait(Some(timeout))
             .applied_index_at_least(Some(index), "follower read index")
             .await

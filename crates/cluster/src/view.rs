@@ -43,7 +43,7 @@ pub struct RaftView {
 impl Cluster {
     /// This node's Raft state now.
     pub fn view(&self) -> RaftView {
-        let metrics = self.raft.metrics();
+        let metrics = self.raft().metrics();
         let m = metrics.borrow();
         let membership = m.membership_config.membership();
         let voters = membership.voter_ids().count();
@@ -95,13 +95,13 @@ impl Cluster {
             return None;
         }
         let proposal = Proposal { time_ms, seed: rand::random(), origin: None, ops: Arc::new(ops) };
-        self.raft.client_write(proposal).await.ok().map(|r| r.data.0)
+        self.raft().client_write(proposal).await.ok().map(|r| r.data.0)
     }
 
     /// Raft RPCs to each member that failed so far.
     pub fn peer_failures(&self) -> Vec<(NodeId, u64)> {
         let members: std::collections::BTreeSet<NodeId> = {
-            let metrics = self.raft.metrics();
+            let metrics = self.raft().metrics();
             let m = metrics.borrow();
             m.membership_config.membership().nodes().map(|(id, _)| *id).collect()
         };
@@ -111,7 +111,8 @@ impl Cluster {
 
     /// Stops Raft (at shutdown).
     pub async fn shutdown(&self) {
-        if let Err(e) = self.raft.shutdown().await {
+        self.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Err(e) = self.raft().shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }
     }
@@ -122,7 +123,7 @@ impl Cluster {
 /// metrics (published only when the vote, role, leader or membership
 /// change). Runs until `shutdown`.
 pub async fn watch_leadership(cluster: Arc<Cluster>, shutdown: CancellationToken) {
-    let mut rx = cluster.raft.server_metrics();
+    let mut rx = cluster.raft().server_metrics();
     let me = cluster.node_id;
     let mut leader = None;
     let mut stood_in = {
@@ -142,7 +143,12 @@ pub async fn watch_leadership(cluster: Arc<Cluster>, shutdown: CancellationToken
     loop {
         if !first {
             tokio::select! {
-                changed = rx.changed() => if changed.is_err() { return },
+                changed = rx.changed() => if changed.is_err() {
+                    if cluster.stopping() { return }
+                    // The Raft instance was replaced (re-formed): follow the new one.
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    rx = cluster.raft().server_metrics();
+                },
                 _ = shutdown.cancelled() => return,
             }
         }

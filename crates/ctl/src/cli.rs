@@ -68,6 +68,21 @@ pub enum Command {
     /// (`grpc.health.v1.Health/Check`): exit 0 if all are SERVING, else 1.
     /// For container health checks (the image has no shell or curl).
     Health(HealthArgs),
+    /// Re-form a cluster that lost its quorum for good (status says
+    /// "wedged") from the one endpoint given, as etcd's
+    /// --force-new-cluster: that node and the voters that still answer
+    /// become the only voters, over that node's log and data. Writes
+    /// committed without reaching that node are lost: run it on the node
+    /// with the longest log (status: last index). Nodes that restarted join
+    /// it by themselves.
+    ForceNewCluster(ForceArgs),
+}
+
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct ForceArgs {
+    /// Confirms that writes committed without reaching this node may be lost.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 impl Command {
@@ -75,7 +90,10 @@ impl Command {
     pub fn default_timeout(&self) -> Duration {
         match self {
             Command::Member(MemberCommand::List) => Duration::from_secs(5),
-            Command::Member(_) | Command::Leader(_) | Command::Snapshot => Duration::from_secs(600),
+            Command::Member(_)
+            | Command::Leader(_)
+            | Command::Snapshot
+            | Command::ForceNewCluster(_) => Duration::from_secs(600),
             _ => Duration::from_secs(5),
         }
     }
@@ -174,6 +192,7 @@ impl Command {
             Command::Digest(_) => "digest".into(),
             Command::Watch => "watch".into(),
             Command::Health(_) => "health".into(),
+            Command::ForceNewCluster(_) => "force-new-cluster".into(),
         }
     }
 }

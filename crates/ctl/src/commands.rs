@@ -5,14 +5,16 @@ use std::future::Future;
 
 use futures::future::join_all;
 use raftcache_proto::admin::{
-    AddMemberRequest, DigestRequest, MembersReply, MembersRequest, PromoteMemberRequest,
-    RemoveMemberRequest, ReplaceMemberRequest, SnapshotRequest, StatusRequest,
-    TransferLeaderRequest, WatchStatusRequest,
+    AddMemberRequest, DigestRequest, ForceNewClusterRequest, MembersReply, MembersRequest,
+    PromoteMemberRequest, RemoveMemberRequest, ReplaceMemberRequest, SnapshotRequest,
+    StatusRequest, TransferLeaderRequest, WatchStatusRequest,
 };
 use tokio::signal::unix::{signal, SignalKind};
 use tonic::{Response, Status};
 
-use crate::cli::{Command, DigestArgs, HealthArgs, LeaderCommand, MemberCommand, Target};
+use crate::cli::{
+    Command, DigestArgs, ForceArgs, HealthArgs, LeaderCommand, MemberCommand, Target,
+};
 use crate::client::{self, first_answering, none_answered, Admin, Settings};
 use crate::digest::{judge, Report, Verdict};
 use crate::output::{print, print_json, print_json_line, Failure};
@@ -40,6 +42,46 @@ pub async fn run(ctx: &Ctx, command: &Command) -> Result<(), Failure> {
         Command::Digest(args) => digest(ctx, args).await,
         Command::Watch => watch(ctx).await,
         Command::Health(args) => health(ctx, args).await,
+        Command::ForceNewCluster(args) => force_new_cluster(ctx, args).await,
+    }
+}
+
+/// `force-new-cluster --yes`: on exactly one endpoint.
+async fn force_new_cluster(ctx: &Ctx, args: &ForceArgs) -> Result<(), Failure> {
+    if ctx.targets.len() != 1 {
+        return Err(Failure::new(
+            "force-new-cluster re-forms the cluster from one node: give exactly one --endpoints",
+        ));
+    }
+    if !args.yes {
+        return Err(Failure::new(
+            "force-new-cluster may lose writes committed without reaching this node; \
+             check `status` (wedged, last index) and run it again with --yes",
+        ));
+    }
+    let target = &ctx.targets[0];
+    let reply = client::call(target, &ctx.settings, "ForceNewCluster", |mut c| async move {
+        c.force_new_cluster(ForceNewClusterRequest {}).await
+    })
+    .await
+    .map_err(|e| Failure::new(format!("{}: {}", target.shown, e.message)))?;
+    if ctx.json {
+        print_json(&serde_json::json!({
+            "endpoint": target.shown,
+            "term": reply.term,
+            "index": reply.index,
+            "voters": reply.voters,
+            "warning": reply.warning,
+        }))
+    } else {
+        print(format!(
+            "re-formed the cluster from {}: term {}, membership entry at index {}, voters {}\n{}",
+            target.shown,
+            reply.term,
+            reply.index,
+            reply.voters.join(", "),
+            reply.warning
+        ))
     }
 }
 

@@ -59,7 +59,13 @@ pub fn status_table(rows: &[Row<NodeStatus>]) -> Table {
                 s.commit_index.to_string(),
                 s.keys.to_string(),
                 s.ready.to_string(),
-                if s.quorum_lost { "quorum lost".into() } else { error_cell(row) },
+                if s.wedged {
+                    "wedged: see force-new-cluster".into()
+                } else if s.quorum_lost {
+                    "quorum lost".into()
+                } else {
+                    error_cell(row)
+                },
             ]),
             None => cells.extend(std::iter::repeat_n(String::new(), 9).chain([error_cell(row)])),
         }
@@ -185,6 +191,7 @@ mod tests {
             commit_index: 12,
             ready: true,
             quorum_lost: false,
+            wedged: false,
             keys: 5,
             memory_bytes: 0,
             snapshot_index: 0,

@@ -49,6 +49,7 @@ pub const MAX_ERROR_KINDS: usize = 64;
 pub struct Metrics {
     pub leader_changes: Counter,
     pub elections: Counter,
+    pub step_downs: Counter,
     pub commands_per_entry: Histogram,
     pub forward_seconds: Histogram,
     pub read_round_seconds: Histogram,
@@ -71,6 +72,7 @@ impl Metrics {
         Metrics {
             leader_changes: Counter::default(),
             elections: Counter::default(),
+            step_downs: Counter::default(),
             commands_per_entry: Histogram::new([
                 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
             ]),
@@ -126,6 +128,11 @@ fn register_recorded(registry: &mut Registry) {
         "raftcache_raft_elections",
         "Elections this node started (times it stood as a candidate)",
         m.elections.clone(),
+    );
+    registry.register(
+        "raftcache_raft_step_downs",
+        "Times this node stepped down as leader because no majority acknowledged it (check-quorum)",
+        m.step_downs.clone(),
     );
     registry.register(
         "raftcache_raft_commands_per_entry",
@@ -775,6 +782,9 @@ impl raftcache_cluster::observe::Observer for Recorder {
     }
     fn leader_changed(&self) {
         METRICS.leader_changes.inc();
+    }
+    fn stepped_down(&self) {
+        METRICS.step_downs.inc();
     }
 }
 

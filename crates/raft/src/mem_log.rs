@@ -42,6 +42,16 @@ impl MemLogStore {
         self.saved_vote.clone()
     }
 
+    /// Appends `entry` (after the last entry) and makes `vote` the vote,
+    /// outside openraft, which must not be running over this store: how a
+    /// cluster is re-formed from one node (`raftcache-cluster`'s `reform`).
+    pub fn force(&self, entry: Entry, vote: Vote) {
+        let mut inner = self.lock();
+        inner.log.insert(entry.log_id.index, entry);
+        inner.vote = Some(vote);
+        self.saved_vote.set(vote);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().expect("log lock")
     }

@@ -118,6 +118,24 @@ pub struct PeerHealth {
     failures: AtomicU64,
     failing: AtomicBool,
     state: Mutex<Outage>,
+    /// When the peer last accepted an AppendEntries from this node as its
+    /// leader, and when, after that, a connection to it was first refused.
+    acks: Mutex<Acks>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Acks {
+    last_ack: Option<Instant>,
+    gone: Option<Instant>,
+}
+
+/// How long after it last accepted this node as its leader a peer's
+/// process was known to be gone: its last acknowledgement, and the first
+/// proof after it (see [`PeerHealth::gone_after_ack`]).
+#[derive(Debug, Clone, Copy)]
+pub struct GoneAfterAck {
+    pub last_ack: Instant,
+    pub gone: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -127,10 +145,17 @@ struct Outage {
 }
 
 impl PeerHealth {
-    /// An RPC to `target` failed (unreachable, timed out, broken stream).
+    /// An RPC to `target` failed (unreachable, timed out, broken stream,
+    /// an error status from whoever answers at its address).
     pub fn failed(&self, target: NodeId, error: &dyn std::fmt::Display) {
         self.failures.fetch_add(1, Ordering::Relaxed);
         self.failing.store(true, Ordering::Relaxed);
+        if proves_gone(&error.to_string(), target) {
+            let mut acks = self.acks.lock().expect("peer acks lock");
+            if acks.gone.is_none() {
+                acks.gone = Some(Instant::now());
+            }
+        }
         let mut outage = self.state.lock().expect("peer health lock");
         let now = Instant::now();
         match outage.since {
@@ -172,6 +197,47 @@ impl PeerHealth {
     pub fn failures(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
     }
+
+    /// True while the peer's last RPC failed.
+    pub fn failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+
+    /// The peer accepted an AppendEntries from this node as its leader.
+    pub fn acked(&self) {
+        let mut acks = self.acks.lock().expect("peer acks lock");
+        acks.last_ack = Some(Instant::now());
+        acks.gone = None;
+    }
+
+    /// The peer's last acknowledgement of this node as leader and the first
+    /// failure after it that proves its process gone (a refused connection:
+    /// nothing listened on its address any more; or another incarnation of
+    /// its member answering there). A peer that merely stops answering is
+    /// not evidence of anything (a partition or a paused process looks the
+    /// same).
+    pub fn gone_after_ack(&self) -> Option<GoneAfterAck> {
+        let acks = *self.acks.lock().expect("peer acks lock");
+        Some(GoneAfterAck { last_ack: acks.last_ack?, gone: acks.gone? })
+    }
+}
+
+/// True if a failed RPC to `target` proves that its process is gone: the
+/// peer's address refused the connection (nothing listens there), or a
+/// process of the same member answered as another incarnation (a member
+/// runs one process at a time; see the peer service's target check).
+fn proves_gone(error: &str, target: NodeId) -> bool {
+    if error.contains("Connection refused") || error.contains("os error 111") {
+        return true;
+    }
+    let Some(rest) = error.split("this is node ").nth(1) else { return false };
+    let shown: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    let Some((member, incarnation)) = shown.split_once('.') else { return false };
+    let (Ok(member), Ok(incarnation)) = (member.parse::<u32>(), incarnation.parse::<u32>()) else {
+        return false;
+    };
+    let answered = crate::types::node_id(member, incarnation);
+    crate::types::member_of(answered) == crate::types::member_of(target) && answered != target
 }
 
 /// Creates connections to peers, sharing one channel per address.
@@ -364,9 +430,12 @@ impl RaftNetwork<TypeConfig> for Connection {
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         let started = std::time::Instant::now();
         let result = self.send_append_entries(rpc, option).await;
-        if result.is_ok() {
+        if let Ok(resp) = &result {
             if let Some(observe) = APPEND_OBSERVER.get() {
                 observe(started.elapsed());
+            }
+            if !matches!(resp, AppendEntriesResponse::HigherVote(_)) {
+                self.health.acked();
             }
         }
         self.note(result)
@@ -521,5 +590,27 @@ impl Connection {
         let result: Result<SnapshotResponse<NodeId>, Fatal<NodeId>> =
             decode(&reply).map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| StreamingError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+#[cfg(test)]
+mod gone_tests {
+    use super::proves_gone;
+    use crate::types::node_id;
+
+    #[test]
+    fn a_refused_connection_or_another_incarnation_proves_a_peer_gone() {
+        let target = node_id(2, 0);
+        let refused =
+            "status: Unavailable, message: \"error trying to connect: tcp connect error: \
+                       Connection refused (os error 111)\"";
+        assert!(proves_gone(refused, target));
+        let replaced = "status: NotFound, message: \"this is node 2.3735928559, not 2.0\"";
+        assert!(proves_gone(replaced, target));
+        // The same incarnation, another member, or a mere timeout prove nothing.
+        assert!(!proves_gone("status: NotFound, message: \"this is node 2.0, not 2.0\"", target));
+        assert!(!proves_gone("status: NotFound, message: \"this is node 3.7, not 2.0\"", target));
+        assert!(!proves_gone("timeout after 150ms when AppendEntries 1.0->2.0", target));
+        assert!(!proves_gone("status: Unavailable, message: \"stream closed\"", target));
     }
 }

@@ -383,6 +383,20 @@ impl SledLogStore {
         self.fsync
     }
 
+    /// Appends `entry` (after the last entry) and makes `vote` the vote,
+    /// durably, outside openraft, which must not be running over this store:
+    /// how a cluster is re-formed from one node (`raftcache-cluster`'s
+    /// `reform`).
+    pub async fn force(&self, entry: Entry, vote: Vote) -> Result<(), StorageError> {
+        let index = entry.log_id.index;
+        self.log.insert(index.to_be_bytes(), encode_entry(&entry)).map_err(write_err)?;
+        put_meta(&self.meta, KEY_VOTE, &vote)?;
+        self.db.flush_async().await.map_err(write_err)?;
+        self.set_watermark(index)?;
+        self.saved_vote.set(vote);
+        Ok(())
+    }
+
     /// True if the store holds any Raft state (vote or entries).
     pub fn has_state(&self) -> Result<bool, StorageError> {
         Ok(self.meta.get(KEY_VOTE).map_err(read_err)?.is_some() || !self.log.is_empty())
