@@ -19,6 +19,7 @@ import os
 import subprocess
 import time
 
+import pytest
 import redis
 
 from harness import error_kind, raftcachectl_bin
@@ -85,8 +86,10 @@ def test_two_memory_only_followers_killed_together_recover_by_themselves(make_cl
 
     cluster.kill9(f1)
     cluster.kill9(f2)
-    cluster.restart(f1)
-    cluster.restart(f2)
+    for m in (f1, f2):
+        cluster.nodes[m].spawn()
+    for m in (f1, f2):
+        cluster.nodes[m].wait_ping()
     took = write_everywhere(cluster, "after")
     print(f"\nwrites through every node {took:.1f} s after the restarts")
 
@@ -130,8 +133,10 @@ def test_a_lone_surviving_follower_tells_the_operator_and_force_new_cluster_refo
 
     cluster.kill9(leader)
     cluster.kill9(f1)
-    cluster.restart(leader)
-    cluster.restart(f1)
+    for m in (leader, f1):
+        cluster.nodes[m].spawn()
+    for m in (leader, f1):
+        cluster.nodes[m].wait_ping()
     cluster.wait_for("the survivor to report raft_wedged:1",
                      lambda: cluster.info(survivor).get("raft_wedged") == "1", timeout=30)
     s = cluster.client(survivor, socket_timeout=30)
@@ -162,3 +167,69 @@ def test_a_lone_surviving_follower_tells_the_operator_and_force_new_cluster_refo
                      timeout=60)
     assert_everything_there(cluster, acked)
     cluster.assert_digests_equal()
+
+
+def _incarnation(info) -> int:
+    return int(info["raft_node_id"].split(".")[1])
+
+
+@pytest.mark.parametrize("when", ["joining", "learner"])
+def test_restarting_the_next_node_before_the_signal_never_deadlocks_quietly(make_cluster, when):
+    """A rolling restart done wrong: a memory-only node is restarted, and the
+    other two are killed and restarted before it is ready (a voter), while
+    it is still joining (a new incarnation with no membership, or a learner
+    catching up). Every acknowledged write may be gone (no member holds the
+    cluster any more: a pure cache), but the cluster must not stay stuck
+    without saying so: either it starts over by itself (every member is
+    there and none holds the cluster), or a node reports `raft_wedged:1`
+    and `force-new-cluster` on it brings the cluster back. Either way, writes
+    then succeed through every node and the replicas agree."""
+    cluster = make_cluster(3)
+    leader = cluster.wait_stable(timeout=30)
+    first, *others = [leader] + cluster.followers(leader)
+    load(cluster, leader)
+    cluster.kill9(first)
+    cluster.restart(first)
+    cluster.wait_for("the restarted node to run as a new incarnation",
+                     lambda: _incarnation(cluster.info(first)) != 0, timeout=30)
+    if when == "learner":
+        new_id = cluster.info(first)["raft_node_id"]
+        cluster.wait_for("the leader to list it (a learner, or already a voter)",
+                         lambda: new_id in cluster.info(others[0])["raft_members"], timeout=30)
+    state = cluster.info(first)
+    early = state["raft_ready"] == "0"
+    for m in others:
+        cluster.kill9(m)
+    # Both at once, and without waiting for PING: a node that sees a member
+    # waiting to join a cluster that no reachable member holds does not
+    # start (nor answer clients) until it can start over or join.
+    for m in others:
+        cluster.nodes[m].spawn()
+
+    def settled():
+        infos = cluster.infos()
+        if any(i.get("raft_wedged") == "1" for i in infos.values()):
+            return True
+        try:
+            write_everywhere(cluster, "probe", timeout=2)
+            return True
+        except AssertionError:
+            return False
+
+    cluster.wait_for("the cluster to serve again or report the wedge", settled, timeout=60)
+    wedged = [m for m, i in cluster.infos().items() if i.get("raft_wedged") == "1"]
+    how = "started over by itself"
+    if wedged:
+        endpoint = f"127.0.0.1:{cluster.nodes[wedged[0]].admin_port}"
+        done = ctl("force-new-cluster", "--yes", endpoint=endpoint)
+        assert done.returncode == 0, (done.stdout, done.stderr)
+        how = f"node {wedged[0]} reported the wedge; force-new-cluster: {done.stdout.strip()}"
+    for m in others:
+        cluster.nodes[m].wait_ping(timeout=60)
+    took = write_everywhere(cluster, "after")
+    cluster.wait_for("every node to be a ready voter",
+                     lambda: all(cluster.info(m)["raft_ready"] == "1" for m in cluster.nodes),
+                     timeout=60)
+    cluster.assert_digests_equal()
+    print(f"\n{when}: restarted node {first} not ready when the others died: {early}; {how}; "
+          f"writes through every node {took:.1f} s later")

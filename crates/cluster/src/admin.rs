@@ -447,7 +447,7 @@ impl Cluster {
             read_consistency: self.options.read_consistency.name().into(),
             ready: self.ready(),
             quorum_lost: self.quorum_lost(),
-            wedged: self.wedged().is_some(),
+            wedged: self.stuck(),
             // The leader's view (a majority of every configuration);
             // elsewhere what this node has applied.
             commit_index: self

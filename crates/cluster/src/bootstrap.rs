@@ -49,7 +49,7 @@ use raftcache_raft::openraft::{self, BasicNode, SnapshotPolicy};
 use raftcache_raft::sled_log::SledLogStore;
 use raftcache_raft::state_machine::Loaded;
 use raftcache_raft::state_machine::StateMachineStore;
-use raftcache_raft::types::{node_id, NodeId, Raft, ShowId, VoteCell};
+use raftcache_raft::types::{incarnation_of, node_id, NodeId, Raft, ShowId, VoteCell};
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 use tracing::{info, warn};
@@ -67,8 +67,10 @@ use crate::settings::Settings;
 /// How this node starts.
 #[derive(Debug, PartialEq, Eq)]
 enum Start {
-    /// First start of the cluster: initialize with all members at incarnation 0.
-    Fresh,
+    /// First start of the cluster: initialize with all members at
+    /// incarnation 0, except the members named here, which are already
+    /// running as the given incarnation (joiners whose cluster is gone).
+    Fresh(BTreeMap<u32, NodeId>),
     /// The cluster exists: join it as a new incarnation.
     Join,
     /// Continue under the persisted identity with the persisted log.
@@ -226,6 +228,12 @@ struct Survey {
     /// Reachable members that are pristine and have not yet decided to start
     /// fresh.
     undecided: usize,
+    /// Reachable members running as a new incarnation that waits to join a
+    /// cluster and is not yet in any membership: member → its Raft node id.
+    joiners: BTreeMap<u32, NodeId>,
+    /// How many of them have voted or heard from a leader (they remember
+    /// the old cluster's node ids and terms).
+    informed_joiners: usize,
 }
 
 /// Asks every other member for its Info. Fails if one belongs to another
@@ -242,7 +250,14 @@ async fn survey(
         request.set_timeout(Duration::from_millis(500));
         client.info(request).await.ok().map(|r| (*m, r.into_inner()))
     });
-    let mut survey = Survey { reachable: 1, initialized: false, leader_known: false, undecided: 0 };
+    let mut survey = Survey {
+        reachable: 1,
+        initialized: false,
+        leader_known: false,
+        undecided: 0,
+        joiners: BTreeMap::new(),
+        informed_joiners: 0,
+    };
     for (member, info) in futures::future::join_all(probes).await.into_iter().flatten() {
         if cluster_id != 0 && info.cluster_id != 0 && info.cluster_id != cluster_id {
             anyhow::bail!(
@@ -258,12 +273,23 @@ async fn survey(
         survey.leader_known |= info.initialized
             && info.leader_raft_node_id != 0
             && info.leader_raft_node_id == info.raft_node_id;
-        if !info.initialized && !info.fresh_intent {
+        let joiner =
+            !info.initialized && info.raft_node_id != 0 && incarnation_of(info.raft_node_id) != 0;
+        if joiner {
+            survey.joiners.insert(member, info.raft_node_id);
+            if info.vote_term != 0 {
+                survey.informed_joiners += 1;
+            }
+        } else if !info.initialized && !info.fresh_intent {
             survey.undecided += 1;
         }
     }
     Ok(survey)
 }
+
+/// How long a node waiting to join sees no member holding a cluster before
+/// it reports itself stuck.
+const ORPHANED_AFTER: Duration = Duration::from_secs(5);
 
 /// How long a node that decided to start fresh waits for reachable pristine
 /// peers to decide too before initializing anyway.
@@ -278,6 +304,17 @@ const INTENT_WAIT: Duration = Duration::from_secs(3);
 /// are still down then join later as new incarnations). A node that has announced
 /// never joins instead: it is committed to incarnation 0, and an initialized
 /// peer can only have initialized with it in the membership.
+///
+/// *Joiners* (members running as a new incarnation that wait to join a
+/// cluster) prove that a cluster existed a moment ago. While one is reachable
+/// and no member is initialized, the node initializes only once **every**
+/// member is reachable, each either a joiner or a pristine node that has
+/// announced: then no member holds any state of the old cluster (it is all
+/// lost, as after a full restart of a memory-only cluster), and the new
+/// cluster takes the joiners in as they are (their running incarnations are
+/// voters of the first membership, so they need no admission). Short of
+/// that it waits, and says why every 10 s: a member that is down may still
+/// hold the old cluster's log (a split of clusters is what this prevents).
 async fn decide(
     network: &Network,
     me: u32,
@@ -286,30 +323,62 @@ async fn decide(
     intent: &AtomicBool,
 ) -> anyhow::Result<Start> {
     if peers.len() <= 1 {
-        return Ok(Start::Fresh);
+        return Ok(Start::Fresh(BTreeMap::new()));
     }
     let mut last_log = Instant::now();
     let mut intent_since: Option<Instant> = None;
     loop {
         let s = survey(network, me, peers, cluster_id).await?;
+        let everyone = s.reachable == peers.len();
         match intent_since {
             None if s.initialized => return Ok(Start::Join),
+            // A cluster existed: start over only with every member here, and
+            // only if no joiner remembers it (see below).
+            None if !s.joiners.is_empty() && (!everyone || s.informed_joiners > 0) => {}
             None if s.reachable * 2 > peers.len() => {
                 intent.store(true, Ordering::Relaxed);
                 intent_since = Some(Instant::now());
                 continue;
             }
+            // No member holds the old cluster: start it over, taking the
+            // joiners in as they run.
+            Some(_)
+                if !s.joiners.is_empty()
+                    && everyone
+                    && s.undecided == 0
+                    && s.informed_joiners == 0 =>
+            {
+                warn!(
+                    joiners = ?s.joiners.values().map(|id| ShowId(*id).to_string()).collect::<Vec<_>>(),
+                    "no member holds the cluster any more (every member is here, none initialized): \
+                     starting it over, empty, with the members that were waiting to join it"
+                );
+                return Ok(Start::Fresh(s.joiners));
+            }
+            // A joiner that voted or heard from the old cluster's leader
+            // remembers its node ids and terms, which the new cluster would
+            // reuse (incarnation 0): only an operator may start over then,
+            // from the joiner (force-new-cluster). Never without the joiners.
+            Some(_) if !s.joiners.is_empty() => {}
             // Everyone is here and has decided, or we waited long enough
             // for the others (a member that is down joins later).
-            Some(since)
-                if (s.undecided == 0 && s.reachable == peers.len())
-                    || since.elapsed() >= INTENT_WAIT =>
-            {
-                return Ok(Start::Fresh);
+            Some(since) if (s.undecided == 0 && everyone) || since.elapsed() >= INTENT_WAIT => {
+                return Ok(Start::Fresh(BTreeMap::new()));
             }
             _ => {}
         }
-        if last_log.elapsed() > Duration::from_secs(5) {
+        if last_log.elapsed() > Duration::from_secs(10) && !s.joiners.is_empty() {
+            warn!(
+                joiners = ?s.joiners.values().map(|id| ShowId(*id).to_string()).collect::<Vec<_>>(),
+                reachable = s.reachable,
+                members = peers.len(),
+                "members wait to join a cluster that no reachable member holds; not starting a \
+                 new one (a member that is down may hold the cluster's log: start it; if none \
+                 does, run `raftcachectl --endpoints <a waiting member's admin address> \
+                 force-new-cluster --yes`, which starts the cluster over from that member)"
+            );
+            last_log = Instant::now();
+        } else if last_log.elapsed() > Duration::from_secs(5) && s.joiners.is_empty() {
             info!(
                 reachable = s.reachable,
                 members = peers.len(),
@@ -340,7 +409,11 @@ async fn decide_untrusted(
         if peers.len() <= 1 {
             // A one-node cluster has nobody to ask: resume if possible, else
             // start over (the state it had is lost either way).
-            return Ok(if may_resume { Start::Resume(identity.incarnation) } else { Start::Fresh });
+            return Ok(if may_resume {
+                Start::Resume(identity.incarnation)
+            } else {
+                Start::Fresh(BTreeMap::new())
+            });
         }
         let s = survey(network, me, peers, identity.cluster_id).await?;
         if s.leader_known {
@@ -368,14 +441,42 @@ async fn join(
 ) {
     let me = cluster.node_id;
     let mut last_warning: Option<Instant> = None;
+    // Since when no member this node can reach holds a cluster to join.
+    let mut orphaned: Option<Instant> = None;
+    let mut told: Option<Instant> = None;
+    let peers: BTreeMap<u32, String> = cluster.peers.clone();
     loop {
         if shutdown.is_cancelled() {
             return;
         }
         let membership = cluster.metrics().membership_config.membership().clone();
         if membership.voter_ids().any(|id| id == me) {
+            cluster.set_orphaned(false);
             info!(node = %ShowId(me), "joined the cluster as a voter");
             return;
+        }
+        if membership.nodes().next().is_none() && peers.len() > 1 {
+            let member = raftcache_raft::types::member_of(me);
+            let held = match survey(&cluster.network, member, &peers, 0).await {
+                Ok(s) => s.initialized,
+                Err(_) => true,
+            };
+            if held {
+                orphaned = None;
+                cluster.set_orphaned(false);
+            } else if orphaned.get_or_insert_with(Instant::now).elapsed() > ORPHANED_AFTER {
+                cluster.set_orphaned(true);
+                if told.is_none_or(|t| t.elapsed() > Duration::from_secs(30)) {
+                    told = Some(Instant::now());
+                    warn!(
+                        "waiting to join a cluster that no reachable member holds (INFO raft_wedged:1). \
+                         If a member that is down holds it, start that member; if none does (every \
+                         member restarted without its data), start the cluster over, empty, from this \
+                         node: `raftcachectl --endpoints {} force-new-cluster --yes`",
+                        cluster.admin_addr
+                    );
+                }
+            }
         }
         if stay_learner && membership.get_node(&me).is_some() {
             info!(node = %ShowId(me), "joined the cluster as a learner");
@@ -654,7 +755,7 @@ async fn open_state(
                     .await?
                 }
             };
-            if matches!(mode, Start::Join | Start::Fresh) && (has_state || corrupt) {
+            if matches!(mode, Start::Join | Start::Fresh(_)) && (has_state || corrupt) {
                 warn!(
                     "discarding this node's persisted Raft state; it rejoins as a new incarnation"
                 );
@@ -816,10 +917,13 @@ fn enter(
 ) {
     let election_timeout_ms = args.election_timeout.as_millis() as u64;
     match mode {
-        Start::Fresh => {
+        Start::Fresh(joiners) => {
             let members: BTreeMap<NodeId, BasicNode> = peers
                 .iter()
-                .map(|(m, addr)| (node_id(*m, 0), BasicNode::new(addr.clone())))
+                .map(|(m, addr)| {
+                    let id = joiners.get(m).copied().unwrap_or_else(|| node_id(*m, 0));
+                    (id, BasicNode::new(addr.clone()))
+                })
                 .collect();
             // openraft starts an election as soon as a node initializes;
             // nodes started together would all stand in term 1 and split the
@@ -933,7 +1037,7 @@ pub async fn start(args: &Settings, shutdown: CancellationToken) -> anyhow::Resu
     let Opened { mode, logs, sm, temp_dir, data } =
         open_state(args, &bootstrap_network, &peers, &join_addrs, &fresh_intent).await?;
     let incarnation = match mode {
-        Start::Fresh => 0,
+        Start::Fresh(_) => 0,
         Start::Join => rand::random::<u32>().max(1),
         Start::Resume(incarnation) => incarnation,
     };
@@ -962,6 +1066,7 @@ pub async fn start(args: &Settings, shutdown: CancellationToken) -> anyhow::Resu
         tenure: Default::default(),
         reforming: Default::default(),
         wedged: Default::default(),
+        orphaned: Default::default(),
         sm,
         network,
         node_id: me,

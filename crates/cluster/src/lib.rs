@@ -192,6 +192,9 @@ pub struct Cluster {
     reforming: tokio::sync::Mutex<()>,
     /// The wedge this node saw at its last check (see [`reform`]).
     wedged: Mutex<Option<reform::Wedge>>,
+    /// Set while this node waits to join a cluster that no reachable member
+    /// holds (see `bootstrap`'s join).
+    orphaned: std::sync::atomic::AtomicBool,
     pub sm: StateMachineStore,
     pub network: Network,
     pub node_id: NodeId,
@@ -241,6 +244,17 @@ impl Cluster {
     /// The wedge this node saw at its last check, if any (see [`reform`]).
     pub fn wedged(&self) -> Option<reform::Wedge> {
         self.wedged.lock().expect("wedged lock").clone()
+    }
+
+    /// True while no quorum can form without an operator or a re-form: a
+    /// wedge (see [`reform`]), or this node waits to join a cluster that no
+    /// reachable member holds.
+    pub fn stuck(&self) -> bool {
+        self.wedged().is_some() || self.orphaned.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_orphaned(&self, orphaned: bool) {
+        self.orphaned.store(orphaned, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// True once the node is shutting down.
@@ -561,7 +575,7 @@ impl Cluster {
             ("raft_ready".into(), u8::from(self.ready()).to_string()),
             // 1 while a majority of the voters are old incarnations of
             // members that rejoined: no quorum can form (see `reform`).
-            ("raft_wedged".into(), u8::from(self.wedged().is_some()).to_string()),
+            ("raft_wedged".into(), u8::from(self.stuck()).to_string()),
             ("raft_last_log_index".into(), m.last_log_index.unwrap_or(0).to_string()),
             ("raft_applied_index".into(), m.last_applied.map_or(0, |l| l.index).to_string()),
             ("raft_members".into(), members.join(",")),

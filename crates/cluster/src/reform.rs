@@ -217,32 +217,42 @@ impl Cluster {
     }
 
     /// The wedge this node sees, if any: voters replaced by new
-    /// incarnations leave some configuration of the membership without a
-    /// quorum of voters that can still answer.
+    /// incarnations (other members that asked to join again, and this
+    /// node's own member's other incarnations) leave some configuration of
+    /// the membership without a quorum of voters that can still answer.
     pub fn wedge(&self) -> Option<Wedge> {
         let rejoined = self.rejoins.recent();
-        if rejoined.is_empty() {
-            return None;
-        }
+        let me = self.node_id;
         let m = self.metrics();
         let membership = m.membership_config.membership();
         let configs = membership.get_joint_config();
         let voters: BTreeSet<NodeId> = configs.iter().flatten().copied().collect();
         let replaced: BTreeSet<NodeId> = voters
             .iter()
-            .filter(|v| rejoined.get(&member_of(**v)).is_some_and(|new| new != *v))
+            .filter(|v| {
+                let member = member_of(**v);
+                (member == member_of(me) && **v != me)
+                    || rejoined.get(&member).is_some_and(|new| new != *v)
+            })
             .copied()
             .collect();
+        if replaced.is_empty() {
+            return None;
+        }
         let stuck = configs
             .iter()
             .any(|c| c.iter().filter(|v| !replaced.contains(v)).count() < quorum(c.len()));
-        if !stuck || !voters.contains(&self.node_id) {
+        if !stuck {
             return None;
         }
         let last = configs.last().expect("a membership has a configuration");
         let keep: BTreeSet<NodeId> =
-            last.iter().filter(|v| !replaced.contains(v)).copied().collect();
-        let unproved = self.unproved(configs, &replaced);
+            last.iter().filter(|v| !replaced.contains(v)).copied().chain([me]).collect();
+        let unproved = if voters.contains(&me) {
+            self.unproved(configs, &replaced)
+        } else {
+            Some("this node is not a voter: it may lack committed entries".into())
+        };
         Some(Wedge { replaced, keep, unproved })
     }
 
@@ -301,13 +311,20 @@ impl Cluster {
         }
         let old = self.raft();
         let m = old.metrics().borrow().clone();
-        let nodes: BTreeMap<NodeId, BasicNode> = m
+        let mut nodes: BTreeMap<NodeId, BasicNode> = m
             .membership_config
             .membership()
             .nodes()
             .filter(|(id, _)| keep.contains(id))
             .map(|(id, node)| (*id, node.clone()))
             .collect();
+        if let std::collections::btree_map::Entry::Vacant(slot) = nodes.entry(self.node_id) {
+            // A node waiting to join is in no membership yet.
+            let Some(addr) = self.peers.get(&member_of(self.node_id)) else {
+                return Err("this node's Raft address is unknown (not in --peers)".into());
+            };
+            slot.insert(BasicNode::new(addr.clone()));
+        }
         if nodes.len() != keep.len() {
             return Err("every voter kept must be a member".into());
         }
@@ -320,7 +337,7 @@ impl Cluster {
         }
         let (last, vote) = self.parts.log_state().await?;
         let term = vote.map_or(0, |v| v.leader_id().term).max(m.current_term) + 1;
-        let index = last.map_or(0, |l| l.index) + 1;
+        let index = last.map_or(0, |l| l.index + 1);
         let entry = Entry {
             log_id: LogId::new(CommittedLeaderId::new(term, self.node_id), index),
             payload: EntryPayload::Membership(Membership::new(vec![keep.clone()], nodes)),
@@ -350,9 +367,9 @@ impl Cluster {
         let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
         voters
             .into_iter()
-            .filter(|v| {
-                *v == self.node_id || (!replaced.contains(v) && !self.network.health(*v).failing())
-            })
+            .filter(|v| !replaced.contains(v) && !self.network.health(*v).failing())
+            .filter(|v| member_of(*v) != member_of(self.node_id))
+            .chain([self.node_id])
             .collect()
     }
 }
