@@ -18,7 +18,7 @@
 //! name, so that an acquire whose outcome is unknown can never be mistaken
 //! for a later re-acquire by the same owner (which would keep its token).
 //!
-//! The ttl workload writes mostly reads (four in five), so that keys are
+//! The ttl workload sends mostly reads (nine in ten), so that keys are
 //! read around the moment they expire; each SET draws its ttl from
 //! `[--key-ttl-ms / 8, --key-ttl-ms]`, short enough that keys often expire
 //! between two writes.
@@ -266,7 +266,7 @@ impl Generator {
             }
             Workload::Ttl => {
                 let key = format!("ttl:{gen}:{i}");
-                if roll < 20 {
+                if roll < 10 {
                     let value = self.unique();
                     let most = (self.shape.key_ttl.as_millis() as u64).max(8);
                     let ttl_ms = rng.gen_range(most / 8..=most);
