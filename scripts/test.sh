@@ -68,7 +68,7 @@ python3 -m pytest -q tests/durability
 step "durability tests with --threads 1 (sled on a node's only thread)"
 RAFTCACHE_NODE_ARGS="--threads 1" python3 -m pytest -q tests/durability
 
-step "chaos: a short campaign in network namespaces (kills, pauses, partitions, slow and lossy links over every workload) and its HTML report in headless chromium (about 2 min; longer: crates/chaos/README.md)"
+step "chaos: a short campaign in network namespaces (kills, pauses, partitions, slow and lossy links over every workload), its HTML report in headless chromium, and the unsafe switches each making a short run fail (about 3 min; longer: crates/chaos/README.md)"
 python3 -m pytest -q tests/chaos
 
 step "deployment: the FROM scratch image and docker compose (real Docker: kill the leader, rolling restart), run-local.sh, manifests"

@@ -3,8 +3,8 @@ minute of workload on a real three-node cluster, each node in its own network
 namespace, with kills (one node, the leader, a majority, all), pauses
 (SIGSTOP/SIGCONT of a node and of the leader) and partitions (the leader cut
 off, a majority/minority split, a bridge, one-way) over the register,
-counter, list-append, lock (LOCK.ACQUIRE with fencing) and lock-nx
-(SET NX PX + DELIFEQ) workloads.
+counter, list-append, set-add (SADD + SMEMBERS), ttl (SET PX + GET), lock
+(LOCK.ACQUIRE with fencing) and lock-nx (SET NX PX + DELIFEQ) workloads.
 
 It asserts what the run says (exit 0, every checker valid, digests equal, no
 crash or panic) and that the run was not an empty pass: every checker judged
@@ -81,7 +81,7 @@ def test_short_campaign_kills_pauses_partitions(binaries, tmp_path):
         "--interval", "3",
         "--fault-duration", "3",
         "--faults", "kill,pause,partition",
-        "--workloads", "register,counter,list-append,lock,lock-nx",
+        "--workloads", "register,counter,list-append,set-add,ttl,lock,lock-nx",
         "--clients", "3",
         "--check-timeout", "120",
     ]  # fmt: skip
@@ -101,7 +101,7 @@ def test_short_campaign_kills_pauses_partitions(binaries, tmp_path):
 
     # Every checker judged a real share of the run (no empty pass).
     least = {"linearizable": 500, "lost-writes": 500, "counter": 500, "list-append": 500,
-             "lock": 300}
+             "set-add": 500, "ttl": 500, "lock": 300}
     checkers = {c["checker"]: c for c in summary["checkers"]}
     assert set(checkers) == set(least), checkers.keys()
     for name, minimum in least.items():

@@ -21,6 +21,9 @@
 //! {"process":4,"key":"l","f":"read","invoke":30,"complete":31,"outcome":"ok","result":["e1"]}
 //! {"process":5,"key":"m","f":"lock_acquire","owner":"p5","invoke":0,"complete":3,"outcome":"ok","result":{"token":7,"lease_ns":1000000}}
 //! {"process":5,"key":"m","f":"lock_release","owner":"p5","token":7,"invoke":9,"complete":12,"outcome":"ok","result":true}
+//! {"process":6,"key":"s","f":"add","value":"e2","invoke":40,"complete":44,"outcome":"ok","result":1}
+//! {"process":6,"key":"s","f":"read","invoke":45,"complete":47,"outcome":"ok","result":["e1","e2"]}
+//! {"process":7,"key":"t","f":"write_ttl","value":"v3","ttl_ms":500,"invoke":50,"complete":53,"outcome":"ok"}
 //! ```
 //!
 //! * `process`: the client (one client never has two operations in flight).
@@ -86,6 +89,13 @@ pub enum Call {
     },
     /// RPUSH key value; the reply is the list's new length.
     Append { value: String },
+    /// SADD key value; the reply is the number of members added (1 for a
+    /// new member). A set is read with [`Call::Read`] (SMEMBERS), whose
+    /// reply is a list of its members in any order.
+    Add { value: String },
+    /// SET key value PX ttl_ms: a register value that expires `ttl_ms`
+    /// after the leader applies it. Read with [`Call::Read`] (GET).
+    WriteTtl { value: String, ttl_ms: u64 },
     /// Acquire the lock named by the key for `owner`; the reply is a
     /// [`LockGrant`], or nil when the lock is held by someone else (record a
     /// refusal as `ok` with a nil result, or as `fail`).
@@ -116,6 +126,8 @@ impl Call {
             Call::Cas { .. } => "cas",
             Call::Incr { .. } => "incr",
             Call::Append { .. } => "append",
+            Call::Add { .. } => "add",
+            Call::WriteTtl { .. } => "write_ttl",
             Call::LockAcquire { .. } => "lock_acquire",
             Call::LockRelease { .. } => "lock_release",
         }
@@ -235,7 +247,10 @@ impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "#{} p{} {} {:?}", self.id, self.process, self.call.name(), self.key)?;
         match &self.call {
-            Call::Write { value } | Call::Append { value } => write!(f, " {value:?}")?,
+            Call::Write { value } | Call::Append { value } | Call::Add { value } => {
+                write!(f, " {value:?}")?
+            }
+            Call::WriteTtl { value, ttl_ms } => write!(f, " {value:?} px {ttl_ms}")?,
             Call::Cas { expected, value } => match expected {
                 Some(e) => write!(f, " {e:?}->{value:?}")?,
                 None => write!(f, " nil->{value:?}")?,
@@ -373,6 +388,8 @@ impl OpRecord {
                 (Call::Cas { .. }, Val::Int(i)) => *i == 0 || *i == 1,
                 (Call::Incr { .. }, Val::Int(_)) => true,
                 (Call::Append { .. }, Val::Nil | Val::Int(_)) => true,
+                (Call::Add { .. }, Val::Nil | Val::Int(_)) => true,
+                (Call::WriteTtl { .. }, _) => true,
                 (Call::LockAcquire { .. }, Val::Nil | Val::Lock(_)) => true,
                 (Call::LockRelease { .. }, Val::Nil | Val::Bool(_) | Val::Int(_)) => true,
                 _ => false,
@@ -524,12 +541,16 @@ mod tests {
 {"process":5,"key":"m","f":"lock_acquire","owner":"p5","invoke":0,"complete":3,"outcome":"ok","result":{"token":7,"lease_ns":1000000}}
 {"process":5,"key":"m","f":"lock_release","owner":"p5","token":7,"invoke":9,"complete":12,"outcome":"ok","result":true}
 {"process":1,"key":"x","f":"delete","invoke":50,"complete":51,"outcome":"ok","result":1}
+{"process":6,"key":"s","f":"add","value":"e2","invoke":40,"complete":44,"outcome":"ok","result":1}
+{"process":7,"key":"t","f":"write_ttl","value":"v3","ttl_ms":500,"invoke":50,"complete":53,"outcome":"ok"}
 "#;
 
     #[test]
     fn parses_and_round_trips() {
         let h = History::parse(SAMPLE).expect("parses");
-        assert_eq!(h.ops.len(), 11);
+        assert_eq!(h.ops.len(), 13);
+        assert_eq!(h.ops[11].call, Call::Add { value: "e2".into() });
+        assert_eq!(h.ops[12].call, Call::WriteTtl { value: "v3".into(), ttl_ms: 500 });
         assert_eq!(h.ops[1].outcome, Outcome::Ok(Val::Str("a".into())));
         assert_eq!(h.ops[2].outcome, Outcome::Ok(Val::Nil));
         assert_eq!(h.ops[4].call, Call::Incr { by: 2 });
@@ -553,7 +574,7 @@ mod tests {
             r#"{"nemesis":"pause-one","phase":"end","time":45,"nodes":[2]}"#
         );
         let h = History::parse(&text).expect("parses");
-        assert_eq!(h.ops.len(), 11, "events are not operations");
+        assert_eq!(h.ops.len(), 13, "events are not operations");
         assert_eq!(h.nemesis.len(), 2);
         assert_eq!(h.nemesis[0].phase, Phase::Start);
         assert_eq!(h.nemesis[0].nodes, vec![2]);

@@ -11,6 +11,8 @@
 //! | `lost-writes` | registers | final reads see a surviving acknowledged write |
 //! | `counter` | INCR + GET | uniqueness, real-time bounds, monotonicity |
 //! | `list-append` | RPUSH + LRANGE | prefix order, as Elle's list-append |
+//! | `set-add` | SADD + SMEMBERS | no lost or phantom member, as Jepsen's set-full |
+//! | `ttl` | SET PX + GET | no read past expiry plus a bound, no early loss |
 //! | `lock` | acquire / release | no overlapping holders, increasing fencing tokens |
 //!
 //! Each checker answers a [`verdict::Verdict`]: valid, invalid with the

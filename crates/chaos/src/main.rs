@@ -113,7 +113,8 @@ struct RunArgs {
     /// kill-all), wipe, pause (pause-one, pause-leader), partition
     /// (partition-leader, partition-half, partition-bridge,
     /// partition-one-way), link (slow-link, lossy-link, stall-link: through
-    /// the harness's proxy on the peer links), all, none; or single names.
+    /// the harness's proxy on the peer links), all, none; or single names
+    /// (also partition-follower, in no group but all).
     #[arg(long, default_value = "kill,pause,partition")]
     faults: String,
     /// Seconds of quiet before each fault.
@@ -122,7 +123,7 @@ struct RunArgs {
     /// Seconds each fault lasts (longer than twice the election timeout).
     #[arg(long, default_value = "3", value_parser = secs)]
     fault_duration: Duration,
-    /// Workloads: register, counter, list-append, lock, lock-nx, all.
+    /// Workloads: register, counter, list-append, set-add, ttl, lock, lock-nx, all.
     #[arg(long, default_value = "all")]
     workloads: String,
     /// Clients per workload, spread over the nodes.
@@ -161,6 +162,10 @@ struct RunArgs {
     /// Lease of a lock, in ms.
     #[arg(long, default_value = "1000", value_parser = millis)]
     lock_ttl_ms: Duration,
+    /// The longest ttl of the ttl workload's SETs, in ms (each draws one
+    /// from an eighth of it to all of it).
+    #[arg(long, default_value = "400", value_parser = millis)]
+    key_ttl_ms: Duration,
     /// Seconds the cluster may take to be ready again after the final heal.
     #[arg(long, default_value = "60", value_parser = secs)]
     recovery_timeout: Duration,
@@ -248,6 +253,7 @@ fn run_command(args: RunArgs) -> ExitCode {
             keys: args.keys.max(1),
             locks: args.locks.max(1),
             lock_ttl: args.lock_ttl_ms,
+            key_ttl: args.key_ttl_ms,
         },
         recovery_timeout: args.recovery_timeout,
         check_timeout: args.check_timeout,

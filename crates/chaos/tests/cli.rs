@@ -44,7 +44,7 @@ fn json_output_holds_every_report() {
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let reports = v["reports"].as_array().expect("reports");
-    assert_eq!(reports.len(), 5);
+    assert_eq!(reports.len(), 7);
     let lock = reports.iter().find(|r| r["checker"] == "lock").expect("lock report");
     assert_eq!(lock["verdict"]["verdict"], "invalid");
     assert_eq!(lock["verdict"]["violations"][0]["anomaly"], "two-holders");
@@ -91,10 +91,10 @@ fn run_refuses_unknown_faults_and_workloads() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("unknown fault \"explode\""), "{stderr}");
-    let out = run(&["run", "--bin", "/bin/true", "--out", "/tmp/x", "--workloads", "set-add"]);
+    let out = run(&["run", "--bin", "/bin/true", "--out", "/tmp/x", "--workloads", "sets"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("no checker judges sets"), "{stderr}");
+    assert!(stderr.contains("unknown workload \"sets\""), "{stderr}");
 }
 
 #[test]

@@ -81,6 +81,99 @@ fn corpus_verdicts_match_file_names() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// The corpus holds a history for each case issue 17 asks the checkers to be
+/// tested on (its verdict is checked by `corpus_verdicts_match_file_names`):
+/// each entry names what it shows and the files that show it.
+#[test]
+fn corpus_covers_the_cases_issue_17_names() {
+    let names: Vec<String> = corpus()
+        .iter()
+        .map(|p| p.file_name().and_then(|s| s.to_str()).expect("UTF-8").to_string())
+        .collect();
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "valid histories",
+            &[
+                "valid__register_concurrent",
+                "valid__counter",
+                "valid__list_append",
+                "valid__set_add",
+                "valid__ttl",
+                "valid__lock",
+                "valid__run_kills_pauses_partitions",
+            ],
+        ),
+        (
+            "a stale read",
+            &[
+                "invalid__linearizable__non-linearizable-read__stale_read",
+                "invalid__list-append__stale-read",
+                "invalid__set-add__stale-read",
+            ],
+        ),
+        (
+            "a lost write",
+            &[
+                "invalid__lost-writes__lost-write",
+                "invalid__list-append__lost-append",
+                "invalid__set-add__lost-add",
+                "invalid__ttl__vanished",
+            ],
+        ),
+        ("a lost increment", &["invalid__counter__lost-increment"]),
+        (
+            "a duplicated append",
+            &[
+                "invalid__list-append__duplicate-element",
+                "invalid__set-add__duplicate-add",
+                "invalid__counter__duplicate-increment",
+            ],
+        ),
+        (
+            "a lock overlap",
+            &["invalid__lock__two-holders", "invalid__lock__two-holders__set_nx_px"],
+        ),
+        ("a read past expiry", &["invalid__ttl__expired-read"]),
+        // Valid only if the checker lets the unknown operation take effect.
+        (
+            "unknown operations that must be applied",
+            &[
+                "valid__register_unknown_applied",
+                "valid__counter",
+                "valid__list_append",
+                "valid__set_add",
+                "valid__ttl",
+            ],
+        ),
+        // Valid only if the checker lets it never take effect; invalid where
+        // the history needs it applied before its invoke, or twice.
+        (
+            "unknown operations that must not be applied",
+            &[
+                "valid__register_unknown_applied",
+                "valid__counter_unknown_not_applied",
+                "valid__list_append_unknown_not_applied",
+                "valid__set_add",
+                "invalid__linearizable__non-linearizable-read__unknown_before_invoke",
+                "invalid__linearizable__non-linearizable-read__unknown_applied_twice",
+                "invalid__list-append__phantom-element__before_invoke",
+                "invalid__list-append__duplicate-element__unknown_applied_twice",
+                "invalid__counter__phantom-increment__unknown_counted_twice",
+                "invalid__set-add__stale-read__unknown_add_vanished",
+            ],
+        ),
+    ];
+    let mut missing = Vec::new();
+    for (what, files) in cases {
+        for prefix in *files {
+            if !names.iter().any(|n| n.starts_with(prefix)) {
+                missing.push(format!("{what}: no {prefix}*.jsonl"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}
+
 /// Prints every report, for eyeballing the explanations
 /// (`cargo test -p raftcache-chaos --test corpus -- --nocapture`).
 #[test]

@@ -1036,6 +1036,8 @@ pub async fn start(args: &Settings, shutdown: CancellationToken) -> anyhow::Resu
     let bootstrap_network = Network::new(0).with_secret(peer_secret.clone());
     let Opened { mode, logs, sm, temp_dir, data } =
         open_state(args, &bootstrap_network, &peers, &join_addrs, &fresh_intent).await?;
+    // Before Raft applies anything, so that every entry sees them.
+    sm.set_unsafe_switches(args.unsafe_switches.engine);
     let incarnation = match mode {
         Start::Fresh(_) => 0,
         Start::Join => rand::random::<u32>().max(1),
@@ -1092,6 +1094,7 @@ pub async fn start(args: &Settings, shutdown: CancellationToken) -> anyhow::Resu
                 None => "none".into(),
             },
             redis_version: args.redis_version,
+            unsafe_switches: args.unsafe_switches,
         },
         proposer,
         reads,

@@ -122,6 +122,9 @@ pub struct Options {
     pub appendfsync: String,
     /// The Redis version the server reports.
     pub redis_version: &'static str,
+    /// Test-only switches that break safety on purpose (see
+    /// [`settings::UnsafeSwitches`]); all off unless a test asks.
+    pub unsafe_switches: settings::UnsafeSwitches,
 }
 
 /// Why a command could not be served; each maps to one error reply.

@@ -20,12 +20,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use raftcache_raft::openraft::error::{ClientWriteError, RaftError};
+use raftcache_raft::openraft::raft::ClientWriteResponse;
+use raftcache_raft::openraft::BasicNode;
+use raftcache_raft::types::{NodeId, TypeConfig};
 use raftcache_sm::{Op, Origin, Proposal, Reply};
 use tokio::sync::{mpsc, oneshot};
 
 use super::forward::ForwardError;
 use super::{Cluster, ClusterError, Leader};
 use crate::clock::now_ms;
+use crate::settings::ACK_BEFORE_COMMIT_AFTER;
 
 /// Most operations in one log entry.
 pub const MAX_BATCH_OPS: usize = 4096;
@@ -245,16 +249,62 @@ pub(super) async fn propose_local(
     }
     let proposal = Proposal { time_ms: now_ms(), seed: rand::random(), origin: Some(origin), ops };
     let left = deadline.saturating_duration_since(Instant::now());
-    match tokio::time::timeout(left, cluster.raft().client_write(proposal)).await {
-        Err(_) => Attempt::Unknown,
-        Ok(Ok(response)) => Attempt::Done(response.data.0),
+    let outcome = if cluster.options.unsafe_switches.ack_before_commit {
+        match ack_before_commit(cluster, proposal, left).await {
+            Ok(replies) => return Attempt::Done(replies),
+            Err(outcome) => outcome,
+        }
+    } else {
+        tokio::time::timeout(left, cluster.raft().client_write(proposal)).await.ok()
+    };
+    match outcome {
+        None => Attempt::Unknown,
+        Some(Ok(response)) => Attempt::Done(response.data.0),
         // Not the leader when it arrived, or the entry was truncated from the
         // log: either way it will never be applied.
-        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Attempt::Refused,
-        Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(_)))) => {
+        Some(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Attempt::Refused,
+        Some(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(_)))) => {
             Attempt::Unknown
         }
-        Ok(Err(RaftError::Fatal(_))) => Attempt::Fatal(ClusterError::ShuttingDown),
+        // Raft stopped: the node shuts down, or its Raft instance is being
+        // replaced (a re-form, see `reform`), after which a retry goes on.
+        Some(Err(RaftError::Fatal(_))) if !cluster.stopping() => Attempt::Unknown,
+        Some(Err(RaftError::Fatal(_))) => Attempt::Fatal(ClusterError::ShuttingDown),
+    }
+}
+
+/// What `client_write` answers.
+type WriteResult =
+    Result<ClientWriteResponse<TypeConfig>, RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>>;
+
+/// The test-only switch `ack-before-commit` (see
+/// [`crate::settings::UnsafeSwitches`]): proposes the entry, and if it is
+/// not committed within [`ACK_BEFORE_COMMIT_AFTER`], answers with the replies
+/// the batch gives on a copy of this node's engine as it stands (what a
+/// leader that answered from its own log would say: `+OK` for SET, the new
+/// length for RPUSH …), while the proposal goes on in the background. The
+/// entry is then acknowledged but not committed; if this leader is cut off,
+/// the next leader's log overwrites it and the acknowledged write is lost.
+/// `Err` carries the real outcome when it came in time (`None`: `left` ran
+/// out first).
+async fn ack_before_commit(
+    cluster: &Cluster,
+    proposal: Proposal,
+    left: Duration,
+) -> Result<Vec<Reply>, Option<WriteResult>> {
+    let raft = cluster.raft();
+    let copy = proposal.clone();
+    let mut write = tokio::spawn(async move { raft.client_write(copy).await });
+    match tokio::time::timeout(ACK_BEFORE_COMMIT_AFTER.min(left), &mut write).await {
+        Ok(Ok(result)) => Err(Some(result)),
+        Ok(Err(_)) => Err(None),
+        Err(_) => {
+            let machine = cluster.sm.read();
+            let index = machine.last_applied.map_or(0, |l| l.index) + 1;
+            let mut engine = machine.state.clone();
+            drop(machine);
+            Ok(engine.apply_proposal(index, &proposal))
+        }
     }
 }
 

@@ -233,6 +233,12 @@ impl Cluster {
         if self.options.read_consistency == ReadConsistency::Stale {
             return Ok(());
         }
+        if self.options.unsafe_switches.follower_local_reads && self.leader() != Leader::Me {
+            // The test-only switch `follower-local-reads` (see
+            // `settings::UnsafeSwitches`): no read index, no leader, the
+            // replica as it stands.
+            return Ok(());
+        }
         if let Some(moved) = self.redirect().await {
             return Err(moved);
         }

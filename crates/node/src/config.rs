@@ -156,6 +156,14 @@ pub struct Args {
     /// Print the names of all commands and exit (used by scripts/).
     #[arg(long, hide = true)]
     pub list_commands: bool,
+    /// TEST ONLY, UNSAFE: turn off one safety check on purpose, so that the
+    /// chaos harness can show it catches the result (repeatable):
+    /// follower-local-reads, ack-before-commit, lock-grant-unchecked. Hidden
+    /// from --help and --print-config, never read from a config file or the
+    /// environment; the node warns at startup and INFO lists the switches
+    /// (`unsafe_test_switches`). Give every node of a cluster the same ones.
+    #[arg(long = "unsafe-test-switch", hide = true, value_name = "NAME")]
+    pub unsafe_test_switch: Vec<String>,
 }
 
 pub use raftcache_cluster::settings::{parse_peers, Peers};
@@ -229,6 +237,9 @@ impl Args {
             peer_secret: self.peer_secret.clone().filter(|t| !t.is_empty()),
             redis_version: crate::info::REDIS_VERSION,
             initial_config: self.initial_config(),
+            unsafe_switches: raftcache_cluster::settings::UnsafeSwitches::parse(
+                &self.unsafe_test_switch,
+            )?,
         })
     }
 }

@@ -22,7 +22,10 @@ use figment::Figment;
 use crate::config::Args;
 
 /// Flags that are not settings: never read from a file or the environment.
-const NOT_SETTINGS: &[&str] = &["config", "print-config", "list-commands", "help", "version"];
+/// The unsafe test switches are among them: only a command line that says so
+/// turns one on.
+const NOT_SETTINGS: &[&str] =
+    &["config", "print-config", "list-commands", "unsafe-test-switch", "help", "version"];
 
 /// Settings whose values `--print-config` does not show.
 const SECRETS: &[&str] = &["requirepass", "admin-token", "peer-secret"];

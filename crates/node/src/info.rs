@@ -113,6 +113,13 @@ fn render(shared: &Shared, section: &str, out: &mut String) {
                 std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default()
             );
             field!("config_file:");
+            // The test-only switches this node was started with (empty in
+            // any real deployment), so that nobody mistakes a deliberately
+            // broken node for a sound one.
+            field!(
+                "unsafe_test_switches:{}",
+                shared.cluster.options.unsafe_switches.names().join(",")
+            );
         }
         "clients" => {
             out.push_str("# Clients\r\n");

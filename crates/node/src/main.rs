@@ -131,6 +131,7 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     init_logging(&args);
+    warn_unsafe_switches(&args);
     std::panic::set_hook(Box::new(|info| {
         tracing::error!(%info, "panic");
     }));
@@ -184,6 +185,22 @@ fn main() -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// Says loudly, once per switch, that this node runs with a test-only
+/// unsafe switch (`--unsafe-test-switch`): it is not safe to keep data in.
+fn warn_unsafe_switches(args: &Args) {
+    let Ok(settings) = args.cluster_settings() else { return };
+    let names = settings.unsafe_switches.names();
+    for (name, what) in raftcache_cluster::settings::UnsafeSwitches::NAMES {
+        if names.contains(&name) {
+            tracing::warn!(
+                switch = name,
+                "UNSAFE TEST SWITCH ON: {what}; this node is deliberately broken for the chaos \
+                 harness's own tests and must never hold real data"
+            );
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
 use raftcache_sm::event::Notify;
+use raftcache_sm::unsafe_switches::EngineSwitches;
 use raftcache_sm::{Event, Op, Proposal, State};
 
 use crate::types::{
@@ -92,6 +93,9 @@ struct Inner {
     applied_bytes: AtomicU64,
     /// Size of the newest snapshot file.
     snapshot_bytes: AtomicU64,
+    /// The engine's test-only switches, given to every engine this store
+    /// makes or loads (see `raftcache_sm::unsafe_switches`).
+    unsafe_switches: Mutex<EngineSwitches>,
 }
 
 /// The state machine store; clones share the engine.
@@ -127,6 +131,7 @@ impl StateMachineStore {
                 sink: OnceLock::new(),
                 tracking: std::sync::atomic::AtomicBool::new(false),
                 snapshot_observer: OnceLock::new(),
+                unsafe_switches: Mutex::new(EngineSwitches::default()),
             }),
         };
         Ok(store)
@@ -191,6 +196,20 @@ impl StateMachineStore {
         }
     }
 
+    /// Turns the engine's test-only switches on (see
+    /// `raftcache_sm::unsafe_switches`): for the engine now and for every
+    /// engine a snapshot replaces it with later. Call it before Raft starts
+    /// applying, on every node alike.
+    pub fn set_unsafe_switches(&self, switches: EngineSwitches) {
+        *self.inner.unsafe_switches.lock().expect("switches lock") = switches;
+        self.inner.machine.write().expect("engine lock").state.set_unsafe_switches(switches);
+    }
+
+    /// The engine's test-only switches.
+    pub fn unsafe_switches(&self) -> EngineSwitches {
+        *self.inner.unsafe_switches.lock().expect("switches lock")
+    }
+
     /// Whether applied entries report key changes (client-side caching on
     /// this node); takes effect from the next applied batch.
     pub fn set_tracking(&self, on: bool) {
@@ -229,7 +248,9 @@ impl StateMachineStore {
             fs::remove_file(entry.path())?;
         }
         *self.inner.current.lock().expect("snapshot lock") = None;
-        *self.inner.machine.write().expect("engine lock") = Machine::default();
+        let mut fresh = Machine::default();
+        fresh.state.set_unsafe_switches(self.unsafe_switches());
+        *self.inner.machine.write().expect("engine lock") = fresh;
         Ok(())
     }
 
@@ -415,6 +436,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         .map_err(|e| {
             StorageError::from(StorageIOError::read_snapshot(Some(meta.signature()), &e))
         })?;
+        let mut state = state;
+        state.set_unsafe_switches(self.unsafe_switches());
         {
             let mut machine = self.inner.machine.write().expect("engine lock");
             machine.state = state;

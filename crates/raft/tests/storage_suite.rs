@@ -339,3 +339,28 @@ fn entries_of_a_newer_format_stop_the_open_instead_of_being_cut() {
     assert!(tree.get(4u64.to_be_bytes()).unwrap().is_some());
     assert!(tree.get(5u64.to_be_bytes()).unwrap().is_some());
 }
+
+/// The engine's test-only switches (`--unsafe-test-switch`) are not in the
+/// snapshot: the store gives them to every engine that replaces its own,
+/// one installed from a leader's snapshot and a wiped one alike, so a node
+/// keeps applying the log as the others do.
+#[test]
+fn unsafe_switches_survive_a_snapshot_install_and_a_wipe() {
+    use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
+    use raftcache_sm::unsafe_switches::EngineSwitches;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut leader = StateMachineStore::open(a_dir.path()).unwrap();
+        let mut follower = StateMachineStore::open(b_dir.path()).unwrap();
+        let on = EngineSwitches { lock_grant_unchecked: true };
+        follower.set_unsafe_switches(on);
+        assert_eq!(follower.read().state.unsafe_switches(), on);
+        let snapshot = leader.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        follower.install_snapshot(&snapshot.meta, snapshot.snapshot).await.unwrap();
+        assert_eq!(follower.read().state.unsafe_switches(), on, "after a snapshot install");
+        follower.wipe().unwrap();
+        assert_eq!(follower.read().state.unsafe_switches(), on, "after a wipe");
+        assert_eq!(leader.read().state.unsafe_switches(), EngineSwitches::default());
+    });
+}

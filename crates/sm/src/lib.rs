@@ -40,6 +40,8 @@
 //! - [`reply`]: protocol-independent replies and Redis's error texts.
 //! - [`script`]: the Lua VM behind EVAL (Redis 7.0's scripting, made
 //!   deterministic: instruction budget, memory cap, seeded `math.random`).
+//! - [`unsafe_switches`]: test-only switches that break a safety check on
+//!   purpose (so the chaos harness can show it catches the result).
 //! - [`args`], [`float`], [`glob`]: Redis's exact parsing, number formatting and
 //!   pattern matching.
 
@@ -61,6 +63,7 @@ pub mod script;
 pub mod session;
 pub mod snapshot;
 pub mod state;
+pub mod unsafe_switches;
 pub mod value;
 
 #[cfg(test)]

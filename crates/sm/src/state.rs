@@ -38,6 +38,7 @@ use crate::locks::{Locks, LOCK_DB};
 use crate::memory::{MemoryConfig, Policy, Stat, Victim};
 use crate::reply::Reply;
 use crate::session::{Check, Origin, Sessions};
+use crate::unsafe_switches::EngineSwitches;
 
 /// Number of logical databases (SELECT 0..15), as Redis's default.
 pub const DATABASES: usize = 16;
@@ -202,6 +203,8 @@ pub struct Exec<'a> {
     pub oom: bool,
     /// Keys evicted by this node's engine (INFO `evicted_keys`).
     pub evicted: &'a mut Stat,
+    /// Test-only switches (see [`crate::unsafe_switches`]).
+    pub unsafe_switches: EngineSwitches,
 }
 
 impl Exec<'_> {
@@ -435,6 +438,9 @@ pub struct State {
     pub(crate) memory: MemoryConfig,
     /// Keys this engine evicted: statistics.
     pub(crate) evicted: Stat,
+    /// Test-only switches (see [`crate::unsafe_switches`]): not replicated,
+    /// set alike on every node by its flags.
+    pub(crate) unsafe_switches: EngineSwitches,
 }
 
 impl Default for State {
@@ -454,6 +460,7 @@ impl Default for State {
             events: Outbox::default(),
             memory: MemoryConfig::default(),
             evicted: Stat::default(),
+            unsafe_switches: EngineSwitches::default(),
         }
     }
 }
@@ -461,6 +468,18 @@ impl Default for State {
 impl State {
     pub fn new() -> State {
         State::default()
+    }
+
+    /// Turns the engine's test-only switches on or off (see
+    /// [`crate::unsafe_switches`]): the caller sets the same ones on every
+    /// replica, and again on every engine that replaces this one.
+    pub fn set_unsafe_switches(&mut self, switches: EngineSwitches) {
+        self.unsafe_switches = switches;
+    }
+
+    /// The engine's test-only switches.
+    pub fn unsafe_switches(&self) -> EngineSwitches {
+        self.unsafe_switches
     }
 
     /// Applies the proposal of the log entry at `index`: one reply per
@@ -543,6 +562,7 @@ impl State {
             memory: self.memory,
             oom: false,
             evicted: &mut self.evicted,
+            unsafe_switches: self.unsafe_switches,
         }
     }
 
@@ -1026,6 +1046,7 @@ impl State {
                     memory: self.memory,
                     oom,
                     evicted: &mut self.evicted,
+                    unsafe_switches: self.unsafe_switches,
                 };
                 f(&mut exec, argv).unwrap_or_else(|e| e)
             }

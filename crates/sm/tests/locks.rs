@@ -268,3 +268,37 @@ proptest! {
         prop_assert_eq!(c.state.digest(), a.state.digest());
     }
 }
+
+/// The test-only switch `lock-grant-unchecked` (see
+/// `raftcache_sm::unsafe_switches`): a held lock is granted to another
+/// owner, with a new token, and the same log gives the same grants on every
+/// engine that has the switch; without it nothing changes.
+#[test]
+fn the_unsafe_switch_grants_a_held_lock_to_anyone() {
+    use raftcache_sm::unsafe_switches::EngineSwitches;
+    let unsafe_log = || {
+        let mut log = Log::new();
+        log.state.set_unsafe_switches(EngineSwitches { lock_grant_unchecked: true });
+        log
+    };
+    let mut log = unsafe_log();
+    let t1 = token(&log.run("LOCK.ACQUIRE job alice 1000"));
+    let t2 = token(&log.run("LOCK.ACQUIRE job bob 1000"));
+    assert!(t2 > t1, "a new grant under the holder, with a larger token");
+    let Reply::Map(info) = log.read("LOCK.INFO job") else { panic!("a map") };
+    assert_eq!(info[0].1, Reply::Bulk(Bytes::from_static(b"bob")));
+    // The owner re-acquiring still keeps its token.
+    assert_eq!(token(&log.run("LOCK.ACQUIRE job bob 1000")), t2);
+    // Deterministic: a second engine with the switch agrees, digest and all.
+    let mut again = unsafe_log();
+    for line in ["LOCK.ACQUIRE job alice 1000", "LOCK.ACQUIRE job bob 1000"] {
+        again.run(line);
+    }
+    again.run("LOCK.ACQUIRE job bob 1000");
+    assert_eq!(again.state.digest(), log.state.digest());
+    // Off (the default): refused as always.
+    let mut safe = Log::new();
+    assert_eq!(safe.state.unsafe_switches(), EngineSwitches::default());
+    token(&safe.run("LOCK.ACQUIRE job alice 1000"));
+    assert_eq!(safe.run("LOCK.ACQUIRE job bob 1000"), Reply::Nil);
+}

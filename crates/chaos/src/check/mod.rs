@@ -2,7 +2,8 @@
 //!
 //! Every key belongs to one workload, told by the operations it sees
 //! ([`classify`]): a key that is incremented is a counter, one that is
-//! appended to is a list, one that is locked is a lock, and any other key is a
+//! appended to is a list, one added to is a set, one written with a ttl
+//! expires, one that is locked is a lock, and any other key is a
 //! register. A key seen only by reads is a list if a read returned a list, a
 //! counter if one returned an integer, else a register. Each checker judges
 //! the keys of its workload, each key alone (the histories of distinct keys
@@ -16,6 +17,8 @@ pub mod list_append;
 pub mod lock;
 pub mod lost_writes;
 pub mod register;
+pub mod set_add;
+pub mod ttl;
 mod unknown_ops;
 pub mod wgl;
 
@@ -60,6 +63,10 @@ pub enum Workload {
     Counter,
     List,
     Lock,
+    /// Grow-only sets (SADD + SMEMBERS).
+    Set,
+    /// Registers written with a ttl (SET PX + GET).
+    Ttl,
 }
 
 impl Workload {
@@ -69,6 +76,8 @@ impl Workload {
             Call::Write { .. } | Call::Delete | Call::Cas { .. } => Some(Workload::Register),
             Call::Incr { .. } => Some(Workload::Counter),
             Call::Append { .. } => Some(Workload::List),
+            Call::Add { .. } => Some(Workload::Set),
+            Call::WriteTtl { .. } => Some(Workload::Ttl),
             Call::LockAcquire { .. } | Call::LockRelease { .. } => Some(Workload::Lock),
         }
     }
@@ -163,7 +172,8 @@ pub fn keys_of(history: &History, workload: Workload) -> BTreeMap<&str, Vec<&Op>
 }
 
 /// The names of the checkers, in the order [`check_all`] runs them.
-pub const CHECKERS: [&str; 5] = ["linearizable", "lost-writes", "counter", "list-append", "lock"];
+pub const CHECKERS: [&str; 7] =
+    ["linearizable", "lost-writes", "counter", "list-append", "set-add", "ttl", "lock"];
 
 /// Runs one checker by name; `None` for an unknown name.
 pub fn run_checker(name: &str, history: &History, budget: &Budget) -> Option<Report> {
@@ -172,6 +182,8 @@ pub fn run_checker(name: &str, history: &History, budget: &Budget) -> Option<Rep
         "lost-writes" => lost_writes::check(history),
         "counter" => counter::check(history),
         "list-append" => list_append::check(history),
+        "set-add" => set_add::check(history),
+        "ttl" => ttl::check(history),
         "lock" => lock::check(history),
         _ => return None,
     })

@@ -527,7 +527,10 @@ pub fn render(input: &Input) -> String {
                     let Some(op) = h.ops.get(id) else { continue };
                     shown += 1;
                     let arg = match &op.call {
-                        Call::Write { value } | Call::Append { value } => value.clone(),
+                        Call::Write { value } | Call::Append { value } | Call::Add { value } => {
+                            value.clone()
+                        }
+                        Call::WriteTtl { value, ttl_ms } => format!("{value} px {ttl_ms}"),
                         Call::Cas { expected, value } => {
                             format!("{} → {value}", expected.as_deref().unwrap_or("nil"))
                         }

@@ -495,7 +495,7 @@ async fn run_nemesis(
     Ok(injected)
 }
 
-/// Reads every register, counter and list key once more, through each node
+/// Reads every register, counter, list and set key once more, through each node
 /// in turn, until one read of the key is acknowledged (at most 3 tries).
 async fn final_reads(
     history_keys: Vec<(Workload, String)>,
@@ -603,6 +603,8 @@ fn readable_keys(history: &History) -> Vec<(Workload, String)> {
             Workload::Counter
         } else if op.key.starts_with("list:") {
             Workload::ListAppend
+        } else if op.key.starts_with("set:") {
+            Workload::SetAdd
         } else {
             continue;
         };
@@ -1032,6 +1034,8 @@ mod tests {
             op("reg:0:1", Call::Read),
             op("ctr:0:0", Call::Incr { by: 1 }),
             op("list:1:2", Call::Append { value: "b".into() }),
+            op("set:1:0", Call::Add { value: "c".into() }),
+            op("ttl:1:0", Call::WriteTtl { value: "d".into(), ttl_ms: 100 }),
             op("lock:0", Call::LockAcquire { owner: "o".into() }),
             op("nxlock:0", Call::LockAcquire { owner: "o".into() }),
         ]);
@@ -1041,6 +1045,7 @@ mod tests {
                 (Workload::Register, "reg:0:1".to_string()),
                 (Workload::Counter, "ctr:0:0".to_string()),
                 (Workload::ListAppend, "list:1:2".to_string()),
+                (Workload::SetAdd, "set:1:0".to_string()),
             ]
         );
     }

@@ -41,6 +41,11 @@ pub enum Fault {
     PartitionBridge,
     /// One node's packets to the others are dropped; theirs still reach it.
     PartitionOneWay,
+    /// One follower (never the leader, when one is known) cut off from
+    /// every other node, while the rest go on writing: the fault that shows
+    /// a follower serving reads without the leader. In no group but `all`,
+    /// so that adding it changed no existing schedule.
+    PartitionFollower,
     /// The leader's peer links (both ways) delayed, with jitter, through
     /// the harness's link proxy ([`super::linkproxy`]).
     SlowLink,
@@ -53,7 +58,7 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 14] = [
+    pub const ALL: [Fault; 15] = [
         Fault::KillOne,
         Fault::KillLeader,
         Fault::KillMajority,
@@ -68,6 +73,7 @@ impl Fault {
         Fault::SlowLink,
         Fault::LossyLink,
         Fault::StallLink,
+        Fault::PartitionFollower,
     ];
 
     pub fn name(self) -> &'static str {
@@ -83,6 +89,7 @@ impl Fault {
             Fault::PartitionHalf => "partition-half",
             Fault::PartitionBridge => "partition-bridge",
             Fault::PartitionOneWay => "partition-one-way",
+            Fault::PartitionFollower => "partition-follower",
             Fault::SlowLink => "slow-link",
             Fault::LossyLink => "lossy-link",
             Fault::StallLink => "stall-link",
@@ -343,6 +350,21 @@ pub fn resolve(
             let what = format!("{} | {} cut apart, node {bridge} reaches both", list(&a), list(&b));
             (Action::Partition { drops }, what)
         }
+        Fault::PartitionFollower => {
+            let (n, who) = match leader.filter(|l| nodes.contains(l)) {
+                Some(l) => {
+                    let n = shuffled.iter().copied().find(|&m| m != l).expect("3+ nodes");
+                    (n, format!("node {n} (a follower of {l})"))
+                }
+                None => {
+                    (shuffled[0], format!("node {} (no leader known: a random node)", shuffled[0]))
+                }
+            };
+            let rest: Vec<u32> = nodes.iter().copied().filter(|&m| m != n).collect();
+            let mut drops = BTreeSet::new();
+            cut(&[n], &rest, &mut drops);
+            (Action::Partition { drops }, format!("isolate {who} from {}", list(&rest)))
+        }
         Fault::PartitionOneWay => {
             let from = shuffled[0];
             let drops: BTreeSet<(u32, u32)> =
@@ -525,6 +547,35 @@ mod tests {
         // Without a known leader: some node all the same.
         let Action::Pause { nodes } = resolved(Fault::PauseLeader, 3, None, 1) else { panic!() };
         assert_eq!(nodes.len(), 1);
+    }
+
+    #[test]
+    fn partition_follower_isolates_a_node_that_does_not_lead() {
+        assert!(!Fault::parse_list("kill,pause,partition,link")
+            .unwrap()
+            .contains(&Fault::PartitionFollower));
+        assert_eq!(
+            Fault::parse_list("partition-follower").unwrap(),
+            vec![Fault::PartitionFollower]
+        );
+        let mut isolated = BTreeSet::new();
+        for seed in 0..20 {
+            let Action::Partition { drops } = resolved(Fault::PartitionFollower, 3, Some(2), seed)
+            else {
+                panic!("a partition")
+            };
+            let node = (1..=3)
+                .find(|&n| drops.iter().all(|&(a, b)| a == n || b == n))
+                .expect("one node in every dropped link");
+            let want: BTreeSet<(u32, u32)> = [1, 2, 3]
+                .into_iter()
+                .filter(|&m| m != node)
+                .flat_map(|m| [(node, m), (m, node)])
+                .collect();
+            assert_eq!(drops, want);
+            isolated.insert(node);
+        }
+        assert_eq!(isolated, [1, 3].into_iter().collect(), "either follower, never the leader");
     }
 
     #[test]

@@ -165,6 +165,8 @@ pub fn ops_per_checker(history: &History) -> BTreeMap<&'static str, (usize, usiz
         ("lost-writes", KeyKind::Register),
         ("counter", KeyKind::Counter),
         ("list-append", KeyKind::List),
+        ("set-add", KeyKind::Set),
+        ("ttl", KeyKind::Ttl),
         ("lock", KeyKind::Lock),
     ] {
         let keys = keys_of(history, kind);

@@ -6,6 +6,8 @@
 //! | `register` | `reg:<gen>:<i>` | GET, SET unique value, DEL | read, write, delete |
 //! | `counter` | `ctr:<gen>:<i>` | INCR, GET | incr, read |
 //! | `list-append` | `list:<gen>:<i>` | RPUSH unique value, LRANGE 0 -1 | append, read |
+//! | `set-add` | `set:<gen>:<i>` | SADD unique value, SMEMBERS | add, read |
+//! | `ttl` | `ttl:<gen>:<i>` | SET unique value PX ttl, GET | write_ttl, read |
 //! | `lock` | `lock:<i>` | LOCK.ACQUIRE name owner ttl → token, LOCK.RELEASE name owner | lock_acquire (token, lease), lock_release |
 //! | `lock-nx` | `nxlock:<i>` | SET name owner NX PX ttl, DELIFEQ name owner | lock_acquire (no token, lease), lock_release |
 //!
@@ -16,7 +18,10 @@
 //! name, so that an acquire whose outcome is unknown can never be mistaken
 //! for a later re-acquire by the same owner (which would keep its token).
 //!
-//! Set-add (SADD + SMEMBERS) is not here: no checker judges sets yet.
+//! The ttl workload sends mostly reads (nine in ten), so that keys are
+//! read around the moment they expire; each SET draws its ttl from
+//! `[--key-ttl-ms / 8, --key-ttl-ms]`, short enough that keys often expire
+//! between two writes.
 
 use std::time::Duration;
 
@@ -32,15 +37,19 @@ pub enum Workload {
     Register,
     Counter,
     ListAppend,
+    SetAdd,
+    Ttl,
     Lock,
     LockNx,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 5] = [
+    pub const ALL: [Workload; 7] = [
         Workload::Register,
         Workload::Counter,
         Workload::ListAppend,
+        Workload::SetAdd,
+        Workload::Ttl,
         Workload::Lock,
         Workload::LockNx,
     ];
@@ -50,6 +59,8 @@ impl Workload {
             Workload::Register => "register",
             Workload::Counter => "counter",
             Workload::ListAppend => "list-append",
+            Workload::SetAdd => "set-add",
+            Workload::Ttl => "ttl",
             Workload::Lock => "lock",
             Workload::LockNx => "lock-nx",
         }
@@ -64,11 +75,6 @@ impl Workload {
             } else {
                 match Workload::ALL.iter().find(|w| w.name() == name) {
                     Some(&w) => vec![w],
-                    None if name == "set-add" => {
-                        return Err("set-add: no checker judges sets yet, so there is no \
-                                    set-add workload"
-                            .into())
-                    }
                     None => {
                         let known: Vec<&str> = Workload::ALL.iter().map(|w| w.name()).collect();
                         return Err(format!(
@@ -96,6 +102,8 @@ impl Workload {
             Workload::Register => "linearizable",
             Workload::Counter => "counter",
             Workload::ListAppend => "list-append",
+            Workload::SetAdd => "set-add",
+            Workload::Ttl => "ttl",
             Workload::Lock | Workload::LockNx => "lock",
         }
     }
@@ -108,11 +116,11 @@ pub enum Expect {
     RegisterRead,
     /// GET on a counter: an integer (as a bulk string) or nil.
     CounterRead,
-    /// LRANGE 0 -1: an array of strings.
+    /// LRANGE 0 -1, SMEMBERS: an array of strings.
     ListRead,
     /// SET: +OK.
     Ok,
-    /// DEL, INCR, RPUSH: an integer.
+    /// DEL, INCR, RPUSH, SADD: an integer.
     Int,
     /// LOCK.ACQUIRE: a token or nil; the lease in ns.
     Token { lease_ns: u64 },
@@ -140,6 +148,8 @@ pub struct Shape {
     pub locks: u32,
     /// Lease of a lock.
     pub lock_ttl: Duration,
+    /// The longest ttl of the ttl workload's SETs.
+    pub key_ttl: Duration,
 }
 
 /// A lock this client believes it holds.
@@ -232,6 +242,46 @@ impl Generator {
                         key,
                         call: Call::Read,
                         expect: Expect::ListRead,
+                    }
+                }
+            }
+            Workload::SetAdd => {
+                let key = format!("set:{gen}:{i}");
+                if roll < 60 {
+                    let value = self.unique();
+                    Request {
+                        args: req!["SADD", key, value],
+                        key,
+                        call: Call::Add { value },
+                        expect: Expect::Int,
+                    }
+                } else {
+                    Request {
+                        args: req!["SMEMBERS", key],
+                        key,
+                        call: Call::Read,
+                        expect: Expect::ListRead,
+                    }
+                }
+            }
+            Workload::Ttl => {
+                let key = format!("ttl:{gen}:{i}");
+                if roll < 10 {
+                    let value = self.unique();
+                    let most = (self.shape.key_ttl.as_millis() as u64).max(8);
+                    let ttl_ms = rng.gen_range(most / 8..=most);
+                    Request {
+                        args: req!["SET", key, value, "PX", ttl_ms],
+                        key,
+                        call: Call::WriteTtl { value, ttl_ms },
+                        expect: Expect::Ok,
+                    }
+                } else {
+                    Request {
+                        args: req!["GET", key],
+                        key,
+                        call: Call::Read,
+                        expect: Expect::RegisterRead,
                     }
                 }
             }
@@ -370,7 +420,8 @@ pub fn outcome(expect: Expect, result: &Result<Reply, CallError>) -> (Outcome, O
     }
 }
 
-/// The read that ends a run on a key of `workload` (none for locks).
+/// The read that ends a run on a key of `workload` (none for locks and
+/// expiring keys).
 pub fn final_read(workload: Workload, key: &str) -> Option<Request> {
     let key = key.to_string();
     match workload {
@@ -392,7 +443,14 @@ pub fn final_read(workload: Workload, key: &str) -> Option<Request> {
             call: Call::Read,
             expect: Expect::ListRead,
         }),
-        Workload::Lock | Workload::LockNx => None,
+        Workload::SetAdd => Some(Request {
+            args: req!["SMEMBERS", key],
+            key,
+            call: Call::Read,
+            expect: Expect::ListRead,
+        }),
+        // Expiring keys have no final state to check.
+        Workload::Ttl | Workload::Lock | Workload::LockNx => None,
     }
 }
 
@@ -401,7 +459,12 @@ mod tests {
     use super::*;
     use crate::run::nemesis::rng;
 
-    const SHAPE: Shape = Shape { keys: 2, locks: 1, lock_ttl: Duration::from_millis(1000) };
+    const SHAPE: Shape = Shape {
+        keys: 2,
+        locks: 1,
+        lock_ttl: Duration::from_millis(1000),
+        key_ttl: Duration::from_millis(400),
+    };
 
     fn ok(r: Reply) -> Result<Reply, CallError> {
         Ok(r)
@@ -497,8 +560,15 @@ mod tests {
         let mut r = rng(1, 1);
         let mut seen = std::collections::HashSet::new();
         // Each client has its own slot, as the runner gives them.
-        for (slot, w) in
-            [Workload::Register, Workload::Counter, Workload::ListAppend].into_iter().enumerate()
+        for (slot, w) in [
+            Workload::Register,
+            Workload::Counter,
+            Workload::ListAppend,
+            Workload::SetAdd,
+            Workload::Ttl,
+        ]
+        .into_iter()
+        .enumerate()
         {
             let mut g = Generator::new(w, SHAPE, slot as u64);
             for _ in 0..200 {
@@ -506,13 +576,23 @@ mod tests {
                 let prefix = match w {
                     Workload::Register => "reg:3:",
                     Workload::Counter => "ctr:3:",
+                    Workload::SetAdd => "set:3:",
+                    Workload::Ttl => "ttl:3:",
                     _ => "list:3:",
                 };
                 assert!(req.key.starts_with(prefix), "{}", req.key);
                 assert_eq!(req.args[1], req.key.as_bytes(), "the key is the first argument");
-                if let Call::Write { value } | Call::Append { value } = &req.call {
+                if let Call::Write { value }
+                | Call::Append { value }
+                | Call::Add { value }
+                | Call::WriteTtl { value, .. } = &req.call
+                {
                     assert!(seen.insert(value.clone()), "{value} written twice");
                     assert_eq!(req.args[2], value.as_bytes());
+                }
+                if let Call::WriteTtl { ttl_ms, .. } = req.call {
+                    assert!((50..=400).contains(&ttl_ms), "{ttl_ms}");
+                    assert_eq!(&req.args[3..], &req!["PX", ttl_ms][..]);
                 }
             }
         }
@@ -570,8 +650,12 @@ mod tests {
             Workload::parse_list("register,counter,list-append,lock").unwrap(),
             vec![Workload::Register, Workload::Counter, Workload::ListAppend, Workload::Lock]
         );
-        assert_eq!(Workload::parse_list("all").unwrap().len(), 5);
-        assert!(Workload::parse_list("set-add").unwrap_err().contains("no checker"));
+        assert_eq!(Workload::parse_list("all").unwrap().len(), 7);
+        assert_eq!(
+            Workload::parse_list("set-add,ttl").unwrap(),
+            vec![Workload::SetAdd, Workload::Ttl]
+        );
+        assert!(Workload::parse_list("sets").unwrap_err().contains("unknown workload"));
         assert!(Workload::parse_list("").is_err());
     }
 }
