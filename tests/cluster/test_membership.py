@@ -440,3 +440,36 @@ def test_a_learner_serves_but_is_not_ready_until_promoted(make_cluster):
                lambda: health_status(learner, "raftcache.ready") == "SERVING", timeout=20)
     for m in (1, 2, 3):
         assert health_status(c.node(m), "raftcache.ready") == "SERVING"
+
+
+def test_a_membership_change_that_cannot_commit_is_reported(make_cluster):
+    """A learner is being added while both followers are stopped: the
+    membership entry cannot commit. The leader (which steps down for want
+    of a quorum) says so in INFO (`raft_membership_pending_ms`) and, after
+    5 s, in its log; once the followers are back the change is either
+    committed or dropped with the entry, and the report clears."""
+    c = make_cluster(3)
+    leader = c.leader()
+    followers = [m for m in c.nodes if m != leader]
+    joiner = add_join_node(c, 4)
+    for f in followers:
+        c.sigstop(f)
+    try:
+        proc = subprocess.Popen(
+            [ctl_bin(), "--endpoints", admin_endpoint(c.node(leader)), "--timeout", "20s",
+             "member", "add", "4", joiner.raft_addr, "--learner"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        c.wait_for("the leader to report the pending change",
+                   lambda: int(c.info(leader)["raft_membership_pending_ms"]) > 0, timeout=10)
+        c.wait_for("the leader to log it",
+                   lambda: "a membership change is not committing" in c.node(leader).log(),
+                   timeout=15)
+    finally:
+        for f in followers:
+            c.sigcont(f)
+    proc.wait(timeout=60)
+    c.wait_for("the report to clear on every node",
+               lambda: all(int(c.info(m)["raft_membership_pending_ms"]) == 0
+                           for m in (leader, *followers)), timeout=30)
+    print(f"\nmember add while stopped: exit {proc.returncode}: "
+          f"{(proc.stdout.read() + proc.stderr.read()).strip()[:200]}")

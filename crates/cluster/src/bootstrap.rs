@@ -1069,6 +1069,7 @@ pub async fn start(args: &Settings, shutdown: CancellationToken) -> anyhow::Resu
         reforming: Default::default(),
         wedged: Default::default(),
         orphaned: Default::default(),
+        change_pending: Default::default(),
         sm,
         network,
         node_id: me,

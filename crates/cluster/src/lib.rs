@@ -198,6 +198,9 @@ pub struct Cluster {
     /// Set while this node waits to join a cluster that no reachable member
     /// holds (see `bootstrap`'s join).
     orphaned: std::sync::atomic::AtomicBool,
+    /// How long the membership change in the log has waited to commit, as
+    /// of the last check (see `reform`'s run).
+    change_pending: Mutex<Option<Duration>>,
     pub sm: StateMachineStore,
     pub network: Network,
     pub node_id: NodeId,
@@ -254,6 +257,16 @@ impl Cluster {
     /// reachable member holds.
     pub fn stuck(&self) -> bool {
         self.wedged().is_some() || self.orphaned.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_change_pending(&self, waited: Option<Duration>) {
+        *self.change_pending.lock().expect("change lock") = waited;
+    }
+
+    /// How long the last membership change in the log has waited to commit
+    /// (`None`: it is committed).
+    pub fn change_pending(&self) -> Option<Duration> {
+        *self.change_pending.lock().expect("change lock")
     }
 
     pub(crate) fn set_orphaned(&self, orphaned: bool) {
@@ -579,6 +592,12 @@ impl Cluster {
             // 1 while a majority of the voters are old incarnations of
             // members that rejoined: no quorum can form (see `reform`).
             ("raft_wedged".into(), u8::from(self.stuck()).to_string()),
+            // How long the membership change in the log has waited to
+            // commit (0: none waits).
+            (
+                "raft_membership_pending_ms".into(),
+                self.change_pending().map_or(0, |d| d.as_millis()).to_string(),
+            ),
             ("raft_last_log_index".into(), m.last_log_index.unwrap_or(0).to_string()),
             ("raft_applied_index".into(), m.last_applied.map_or(0, |l| l.index).to_string()),
             ("raft_members".into(), members.join(",")),

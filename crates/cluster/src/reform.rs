@@ -382,12 +382,14 @@ pub async fn run(cluster: Arc<Cluster>, shutdown: CancellationToken) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seen: Option<(Wedge, Instant)> = None;
     let mut told: Option<Instant> = None;
+    let mut pending: Option<(u64, Instant, bool)> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.cancelled() => return,
         }
         cluster.note_tenure();
+        report_pending_change(&cluster, &mut pending);
         let wedge = cluster.wedge();
         *cluster.wedged.lock().expect("wedged lock") = wedge.clone();
         let Some(wedge) = wedge else {
@@ -431,6 +433,34 @@ pub async fn run(cluster: Arc<Cluster>, shutdown: CancellationToken) {
             }
             _ => {}
         }
+    }
+}
+
+/// Says so (once, at WARN) when a membership change has waited
+/// [`TELL_AFTER`] to commit, and when it finally does: a configuration change
+/// that cannot commit blocks every later one.
+fn report_pending_change(cluster: &Cluster, pending: &mut Option<(u64, Instant, bool)>) {
+    let m = cluster.metrics();
+    let Some(at) = m.membership_config.log_id().map(|l| l.index) else { return };
+    let applied = m.last_applied.map_or(0, |l| l.index);
+    if at <= applied {
+        if let Some((index, since, true)) = pending.take() {
+            info!(index, after = ?since.elapsed(), "the membership change committed");
+        }
+        cluster.set_change_pending(None);
+        return;
+    }
+    let (_, since, told) = pending.get_or_insert((at, Instant::now(), false));
+    cluster.set_change_pending(Some(since.elapsed()));
+    if !*told && since.elapsed() >= TELL_AFTER {
+        *told = true;
+        warn!(
+            index = at,
+            waiting = ?since.elapsed(),
+            membership = %m.membership_config.membership(),
+            "a membership change is not committing (no quorum of its voters answers); no other \
+             change can start until it does (INFO raft_membership_pending_ms)"
+        );
     }
 }
 
