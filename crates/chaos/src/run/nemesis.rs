@@ -41,6 +41,9 @@ pub enum Fault {
     PartitionBridge,
     /// One node's packets to the others are dropped; theirs still reach it.
     PartitionOneWay,
+    /// One follower cut off from the leader only: it still reaches the
+    /// other nodes, which still reach the leader (a bridge through them).
+    PartitionLeaderFollower,
     /// The leader's peer links (both ways) delayed, with jitter, through
     /// the harness's link proxy ([`super::linkproxy`]).
     SlowLink,
@@ -53,7 +56,7 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 14] = [
+    pub const ALL: [Fault; 15] = [
         Fault::KillOne,
         Fault::KillLeader,
         Fault::KillMajority,
@@ -65,6 +68,7 @@ impl Fault {
         Fault::PartitionHalf,
         Fault::PartitionBridge,
         Fault::PartitionOneWay,
+        Fault::PartitionLeaderFollower,
         Fault::SlowLink,
         Fault::LossyLink,
         Fault::StallLink,
@@ -83,6 +87,7 @@ impl Fault {
             Fault::PartitionHalf => "partition-half",
             Fault::PartitionBridge => "partition-bridge",
             Fault::PartitionOneWay => "partition-one-way",
+            Fault::PartitionLeaderFollower => "partition-leader-follower",
             Fault::SlowLink => "slow-link",
             Fault::LossyLink => "lossy-link",
             Fault::StallLink => "stall-link",
@@ -343,6 +348,22 @@ pub fn resolve(
             let what = format!("{} | {} cut apart, node {bridge} reaches both", list(&a), list(&b));
             (Action::Partition { drops }, what)
         }
+        Fault::PartitionLeaderFollower => {
+            let (l, _) = leader_or_any("cut off from");
+            let follower =
+                *shuffled.iter().find(|&&m| m != l).expect("at least 3 nodes, one not the leader");
+            let rest: Vec<u32> =
+                nodes.iter().copied().filter(|&m| m != l && m != follower).collect();
+            let mut drops = BTreeSet::new();
+            cut(&[follower], &[l], &mut drops);
+            let who =
+                if leader == Some(l) { "the leader" } else { "no leader known: a random node" };
+            let what = format!(
+                "cut node {follower} off from node {l} ({who}) only; both still reach {}",
+                list(&rest)
+            );
+            (Action::Partition { drops }, what)
+        }
         Fault::PartitionOneWay => {
             let from = shuffled[0];
             let drops: BTreeSet<(u32, u32)> =
@@ -460,6 +481,25 @@ mod tests {
             .map(|seed| plan(&faults, seed, S(300), S(5), S(5)).iter().map(|p| p.fault).collect())
             .collect();
         assert!(orders.len() > 1, "the seed changes the order");
+    }
+
+    #[test]
+    fn a_follower_is_cut_off_from_the_leader_only() {
+        let mut rng = rng(3, 7);
+        for leader in [1, 2, 3] {
+            let (action, what) =
+                resolve(Fault::PartitionLeaderFollower, &[1, 2, 3], Some(leader), &mut rng);
+            let Action::Partition { drops } = action else { panic!("{action:?}") };
+            assert_eq!(drops.len(), 2, "{drops:?}");
+            let follower = drops.iter().map(|&(a, _)| a).find(|&a| a != leader).unwrap();
+            assert!(drops.contains(&(leader, follower)) && drops.contains(&(follower, leader)));
+            assert!(
+                what.starts_with(&format!(
+                    "cut node {follower} off from node {leader} (the leader)"
+                )),
+                "{what}"
+            );
+        }
     }
 
     #[test]
