@@ -24,7 +24,7 @@
 //! served through the relay.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,10 +54,10 @@ const QUEUE: usize = 4096;
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
 /// Pause after a peer refused to relay (it has no leader either).
 const RELAY_PAUSE: Duration = Duration::from_millis(50);
-/// How long a relay may take once the node has had no leader for
-/// `leaderless_timeout` (only the peer that relayed last is then asked, once
-/// per batch): enough for a peer to pass a batch on and a leader to commit it.
-const LATE_RELAY: Duration = Duration::from_millis(500);
+/// How long one relay may take: enough for a peer to pass a batch on and a
+/// leader to commit it, short enough that a peer that does not answer (the
+/// unreachable leader itself) leaves time to ask the next one.
+const RELAY_ATTEMPT: Duration = Duration::from_millis(300);
 
 /// One connection's consecutive writes and where their replies go.
 pub struct Group {
@@ -84,6 +84,8 @@ pub struct Proposer {
     pub abandoned: AtomicU64,
     /// The peer that last relayed a batch (asked first next time).
     relay_via: Mutex<Option<String>>,
+    /// Which peer a batch asks for a relay when none relayed last.
+    relay_turn: AtomicUsize,
 }
 
 impl Proposer {
@@ -97,6 +99,7 @@ impl Proposer {
             ops: AtomicU64::new(0),
             abandoned: AtomicU64::new(0),
             relay_via: Mutex::default(),
+            relay_turn: AtomicUsize::new(0),
         };
         (proposer, rx)
     }
@@ -201,12 +204,11 @@ enum Target {
 
 /// Where the next attempt goes: the usable leader, waiting for one while an
 /// election may still settle it; after half the longest election timeout
-/// without one, a peer to relay through (each in turn). Once the node has had
-/// no leader for `leaderless_timeout`, only the peer that relayed the last
-/// batch is asked, once (for at most [`LATE_RELAY`]: a follower cut off from
-/// the leader alone keeps being served), and then `NoLeader`, at once for a
-/// node that no peer relays for (it reaches none, or none has a leader);
-/// also when `deadline` passed.
+/// without one, a peer to relay through (each in turn, the one that relayed
+/// last first, each for at most [`RELAY_ATTEMPT`]). Once the node has had no
+/// leader for `leaderless_timeout`, one more relay (for a follower cut off
+/// from the leader alone, which is served this way for as long as the
+/// partition lasts) and then `NoLeader`; also when `deadline` passed.
 async fn route(
     cluster: &Cluster,
     deadline: Instant,
@@ -235,23 +237,29 @@ async fn route(
         return Err(ClusterError::NoLeader);
     }
     let left = to_deadline.min(cluster.options.leaderless_timeout.saturating_sub(leaderless));
-    if left.is_zero() {
-        let via = cluster.proposer.relay_via.lock().expect("relay lock").clone();
-        return match via {
-            Some(raft_addr) if !*late_relay => {
-                *late_relay = true;
-                Ok(Target::Relay { raft_addr, until: Instant::now() + to_deadline.min(LATE_RELAY) })
-            }
-            _ => Err(ClusterError::NoLeader),
-        };
-    }
     let peers = relay_peers(cluster);
+    if left.is_zero() {
+        if *late_relay || peers.is_empty() {
+            return Err(ClusterError::NoLeader);
+        }
+        *late_relay = true;
+        // The peer that relayed last, else the next one in the node's own
+        // rotation (so that successive batches try every peer).
+        let turn = cluster.proposer.relay_turn.fetch_add(1, Ordering::Relaxed);
+        let late =
+            if cluster.proposer.relay_via.lock().expect("relay lock").is_some() { 0 } else { turn };
+        let raft_addr = peers[late % peers.len()].clone();
+        return Ok(Target::Relay {
+            raft_addr,
+            until: Instant::now() + to_deadline.min(RELAY_ATTEMPT),
+        });
+    }
     if peers.is_empty() {
         return cluster.wait_for_leader(deadline).await.map(Target::Leader);
     }
     let raft_addr = peers[*turn % peers.len()].clone();
     *turn += 1;
-    Ok(Target::Relay { raft_addr, until: Instant::now() + left })
+    Ok(Target::Relay { raft_addr, until: Instant::now() + left.min(RELAY_ATTEMPT) })
 }
 
 /// The peers (by Raft address) that may relay this node's batches.
@@ -326,7 +334,8 @@ async fn submit(
             let mut via = cluster.proposer.relay_via.lock().expect("relay lock");
             match &attempt {
                 Attempt::Done(_) => *via = Some(raft_addr.clone()),
-                _ if via.as_ref() == Some(raft_addr) => *via = None,
+                // It has no leader (a relay that timed out may only be slow).
+                Attempt::Refused if via.as_ref() == Some(raft_addr) => *via = None,
                 _ => {}
             }
         }
