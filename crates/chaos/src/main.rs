@@ -115,7 +115,8 @@ struct RunArgs {
     /// partition-one-way), link (slow-link, lossy-link, stall-link: through
     /// the harness's proxy on the peer links), all, none; or single names
     /// (also partition-leader-follower: one follower cut off from the
-    /// leader only). One name runs that fault alone, again and again.
+    /// leader only; partition-follower: one follower cut off from every
+    /// other node). One name runs that fault alone, again and again.
     #[arg(long, default_value = "kill,pause,partition")]
     faults: String,
     /// Seconds of quiet before each fault.

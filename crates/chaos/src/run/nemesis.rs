@@ -44,6 +44,8 @@ pub enum Fault {
     /// One follower cut off from the leader only: it still reaches the
     /// other nodes, which still reach the leader (a bridge through them).
     PartitionLeaderFollower,
+    /// One follower cut off from every other node.
+    PartitionFollower,
     /// The leader's peer links (both ways) delayed, with jitter, through
     /// the harness's link proxy ([`super::linkproxy`]).
     SlowLink,
@@ -56,7 +58,7 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 15] = [
+    pub const ALL: [Fault; 16] = [
         Fault::KillOne,
         Fault::KillLeader,
         Fault::KillMajority,
@@ -69,6 +71,7 @@ impl Fault {
         Fault::PartitionBridge,
         Fault::PartitionOneWay,
         Fault::PartitionLeaderFollower,
+        Fault::PartitionFollower,
         Fault::SlowLink,
         Fault::LossyLink,
         Fault::StallLink,
@@ -88,6 +91,7 @@ impl Fault {
             Fault::PartitionBridge => "partition-bridge",
             Fault::PartitionOneWay => "partition-one-way",
             Fault::PartitionLeaderFollower => "partition-leader-follower",
+            Fault::PartitionFollower => "partition-follower",
             Fault::SlowLink => "slow-link",
             Fault::LossyLink => "lossy-link",
             Fault::StallLink => "stall-link",
@@ -364,6 +368,21 @@ pub fn resolve(
             );
             (Action::Partition { drops }, what)
         }
+        Fault::PartitionFollower => {
+            let n = *shuffled
+                .iter()
+                .find(|&&m| Some(m) != leader)
+                .expect("at least 3 nodes, one not the leader");
+            let rest: Vec<u32> = nodes.iter().copied().filter(|&m| m != n).collect();
+            let mut drops = BTreeSet::new();
+            cut(&[n], &rest, &mut drops);
+            let who = match leader {
+                Some(l) => format!("a follower; node {l} leads"),
+                None => "no leader known: a random node".to_string(),
+            };
+            let what = format!("isolate node {n} ({who}) from {}", list(&rest));
+            (Action::Partition { drops }, what)
+        }
         Fault::PartitionOneWay => {
             let from = shuffled[0];
             let drops: BTreeSet<(u32, u32)> =
@@ -499,6 +518,20 @@ mod tests {
                 )),
                 "{what}"
             );
+        }
+    }
+
+    #[test]
+    fn a_follower_is_isolated() {
+        let mut rng = rng(5, 7);
+        for leader in [1, 2, 3] {
+            let (action, what) =
+                resolve(Fault::PartitionFollower, &[1, 2, 3], Some(leader), &mut rng);
+            let Action::Partition { drops } = action else { panic!("{action:?}") };
+            assert_eq!(drops.len(), 4, "{drops:?}");
+            let cut = (1..=3).find(|&n| drops.iter().all(|&(a, b)| a == n || b == n)).unwrap();
+            assert_ne!(cut, leader, "{drops:?}");
+            assert!(what.contains(&format!("node {leader} leads")), "{what}");
         }
     }
 
