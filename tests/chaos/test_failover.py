@@ -172,7 +172,7 @@ def test_follower_cut_off_from_the_leader_only(binaries, tmp_path):
         # Every answer comes before the 5 s request-timeout: it notices the
         # cut when its election timer fires (at most 4 election timeouts and
         # a tick, 1.35 s), and a read, which it cannot serve without the
-        # leader, fails 6 election timeouts (1.8 s) later, a write after one
-        # last relay attempt (0.3 s) (README, Failover).
+        # leader, fails 6 election timeouts (1.8 s) later (README, Failover);
+        # its writes are relayed.
         assert cut["longest_wait_s"] < 4.8, (f, cut, report)
         assert leader != follower

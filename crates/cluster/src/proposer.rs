@@ -54,10 +54,10 @@ const QUEUE: usize = 4096;
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
 /// Pause after a peer refused to relay (it has no leader either).
 const RELAY_PAUSE: Duration = Duration::from_millis(50);
-/// How long one relay may take: enough for a peer to pass a batch on and a
-/// leader to commit it, short enough that a peer that does not answer (the
-/// unreachable leader itself) leaves time to ask the next one.
-const RELAY_ATTEMPT: Duration = Duration::from_millis(300);
+/// How long one relay may take: ample for a peer to pass a batch on and a
+/// leader to commit it. Peers whose Raft RPCs fail (the leader this node
+/// cannot reach) are asked last.
+const RELAY_ATTEMPT: Duration = Duration::from_secs(1);
 
 /// One connection's consecutive writes and where their replies go.
 pub struct Group {
@@ -204,11 +204,13 @@ enum Target {
 
 /// Where the next attempt goes: the usable leader, waiting for one while an
 /// election may still settle it; after half the longest election timeout
-/// without one, a peer to relay through (each in turn, the one that relayed
-/// last first, each for at most [`RELAY_ATTEMPT`]). Once the node has had no
-/// leader for `leaderless_timeout`, one more relay (for a follower cut off
-/// from the leader alone, which is served this way for as long as the
-/// partition lasts) and then `NoLeader`; also when `deadline` passed.
+/// without one, a peer to relay through (each in turn: the one that relayed
+/// last first, those whose Raft RPCs fail last; each for at most
+/// [`RELAY_ATTEMPT`]). Once the node has had no leader for
+/// `leaderless_timeout`, one more relay through a peer that answers (a
+/// follower cut off from the leader alone is served this way for as long as
+/// the partition lasts) and then `NoLeader`, at once if no peer answers;
+/// also when `deadline` passed.
 async fn route(
     cluster: &Cluster,
     deadline: Instant,
@@ -239,46 +241,56 @@ async fn route(
     let left = to_deadline.min(cluster.options.leaderless_timeout.saturating_sub(leaderless));
     let peers = relay_peers(cluster);
     if left.is_zero() {
-        if *late_relay || peers.is_empty() {
+        // The peer that relayed last, else the next answering one in the
+        // node's own rotation (so that successive batches try each).
+        let answering = peers.iter().filter(|p| !p.failing).count();
+        if *late_relay || answering == 0 {
             return Err(ClusterError::NoLeader);
         }
         *late_relay = true;
-        // The peer that relayed last, else the next one in the node's own
-        // rotation (so that successive batches try every peer).
+        let via = cluster.proposer.relay_via.lock().expect("relay lock").is_some();
         let turn = cluster.proposer.relay_turn.fetch_add(1, Ordering::Relaxed);
-        let late =
-            if cluster.proposer.relay_via.lock().expect("relay lock").is_some() { 0 } else { turn };
-        let raft_addr = peers[late % peers.len()].clone();
-        return Ok(Target::Relay {
-            raft_addr,
-            until: Instant::now() + to_deadline.min(RELAY_ATTEMPT),
-        });
+        let raft_addr = peers[if via { 0 } else { turn % answering }].addr.clone();
+        let until = Instant::now() + to_deadline.min(RELAY_ATTEMPT);
+        return Ok(Target::Relay { raft_addr, until });
     }
     if peers.is_empty() {
         return cluster.wait_for_leader(deadline).await.map(Target::Leader);
     }
-    let raft_addr = peers[*turn % peers.len()].clone();
+    let raft_addr = peers[*turn % peers.len()].addr.clone();
     *turn += 1;
     Ok(Target::Relay { raft_addr, until: Instant::now() + left.min(RELAY_ATTEMPT) })
 }
 
-/// The peers (by Raft address) that may relay this node's batches.
-fn relay_peers(cluster: &Cluster) -> Vec<String> {
+/// A peer that may relay this node's batches.
+struct RelayPeer {
+    addr: String,
+    /// Its last Raft RPC from this node failed.
+    failing: bool,
+}
+
+/// The peers that may relay this node's batches, in the order to ask them:
+/// the one that relayed last, then those that answer Raft RPCs, then the
+/// others (by address).
+fn relay_peers(cluster: &Cluster) -> Vec<RelayPeer> {
     let m = cluster.metrics();
     let membership = m.membership_config.membership();
     let mine = membership.get_node(&cluster.node_id).map(|n| n.addr.clone());
-    let mut addrs: Vec<String> = membership
+    let mut peers: Vec<RelayPeer> = membership
         .nodes()
         .filter(|(id, node)| **id != cluster.node_id && Some(&node.addr) != mine.as_ref())
-        .map(|(_, node)| node.addr.clone())
+        .map(|(id, node)| RelayPeer {
+            addr: node.addr.clone(),
+            failing: cluster.network.peer_failing(*id),
+        })
         .collect();
-    addrs.sort_unstable();
-    addrs.dedup();
+    peers.sort_unstable_by(|a, b| (a.failing, &a.addr).cmp(&(b.failing, &b.addr)));
+    peers.dedup_by(|a, b| a.addr == b.addr);
     let via = cluster.proposer.relay_via.lock().expect("relay lock").clone();
-    if let Some(i) = via.and_then(|v| addrs.iter().position(|a| *a == v)) {
-        addrs[..=i].rotate_right(1);
+    if let Some(i) = via.and_then(|v| peers.iter().position(|p| p.addr == v && !p.failing)) {
+        peers[..=i].rotate_right(1);
     }
-    addrs
+    peers
 }
 
 /// Submits a batch until it is answered or request-timeout passes.

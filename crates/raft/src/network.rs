@@ -191,6 +191,12 @@ impl PeerHealth {
         }
     }
 
+    /// True while this peer's last Raft RPC failed (it has not answered
+    /// since).
+    pub fn failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+
     /// RPCs to this peer that failed so far.
     pub fn failures(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
@@ -231,6 +237,12 @@ impl Network {
     /// The reachability record of peer `target`.
     pub fn health(&self, target: NodeId) -> Arc<PeerHealth> {
         self.health.lock().expect("health lock").entry(target).or_default().clone()
+    }
+
+    /// True while the last Raft RPC to `target` failed (false for a peer
+    /// this node has not called).
+    pub fn peer_failing(&self, target: NodeId) -> bool {
+        self.health.lock().expect("health lock").get(&target).is_some_and(|h| h.failing())
     }
 
     /// Failed Raft RPCs so far, by peer.
