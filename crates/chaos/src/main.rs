@@ -114,7 +114,9 @@ struct RunArgs {
     /// (partition-leader, partition-half, partition-bridge,
     /// partition-one-way), link (slow-link, lossy-link, stall-link: through
     /// the harness's proxy on the peer links), all, none; or single names
-    /// (also partition-follower, in no group but all).
+    /// (also partition-leader-follower: one follower cut off from the
+    /// leader only; partition-follower: one follower cut off from every
+    /// other node). One name runs that fault alone, again and again.
     #[arg(long, default_value = "kill,pause,partition")]
     faults: String,
     /// Seconds of quiet before each fault.

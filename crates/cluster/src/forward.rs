@@ -8,6 +8,13 @@
 //! answer never came may or may not have been applied (the caller retries it
 //! under the same session and sequence number, which the engine applies at
 //! most once).
+//!
+//! A node that has had no leader for a while may ask a peer to *relay* a
+//! batch ([`ForwardRequest::relay`]): a peer that follows a leader passes it
+//! on, once, under the origin's session and sequence number. A follower cut
+//! off from the leader alone (a bridge partition: it reaches a node that
+//! reaches the leader) then keeps serving writes instead of answering
+//! `-CLUSTERDOWN` for as long as the partition lasts.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -43,10 +50,17 @@ struct Link {
     open: Arc<AtomicBool>,
 }
 
+/// Where a stream to one address is kept; locked while the stream is
+/// opened, so that one address gets one stream.
+type LinkSlot = Arc<tokio::sync::Mutex<Option<Arc<Link>>>>;
+
 /// The follower's streams, by leader address.
 #[derive(Default)]
 pub struct Forwarder {
-    links: tokio::sync::Mutex<HashMap<String, Arc<Link>>>,
+    /// One slot per address: opening a stream to a leader that does not
+    /// answer (cut off, paused) holds only its own slot, never the batches
+    /// on their way to another (the new leader).
+    links: Mutex<HashMap<String, LinkSlot>>,
 }
 
 /// How a forwarded request failed.
@@ -60,13 +74,20 @@ pub enum ForwardError {
 impl Forwarder {
     /// The open stream to `raft_addr`, opening one if needed.
     async fn link(&self, cluster: &Cluster, raft_addr: &str) -> Option<Arc<Link>> {
-        let mut links = self.links.lock().await;
-        if let Some(link) = links.get(raft_addr) {
+        let slot: LinkSlot = self
+            .links
+            .lock()
+            .expect("links lock")
+            .entry(raft_addr.to_string())
+            .or_default()
+            .clone();
+        let mut slot = slot.lock().await;
+        if let Some(link) = slot.as_ref() {
             if link.open.load(Ordering::Acquire) {
                 return Some(link.clone());
             }
         }
-        links.remove(raft_addr);
+        *slot = None;
         let mut client = cluster.network.client_for(raft_addr).ok()?;
         let (requests, rx) = mpsc::channel(QUEUE);
         let call = client.forward(ReceiverStream::new(rx));
@@ -92,12 +113,13 @@ impl Forwarder {
             // tells them the outcome is unknown.
             pending.lock().expect("pending lock").clear();
         });
-        links.insert(raft_addr.to_string(), link.clone());
+        *slot = Some(link.clone());
         Some(link)
     }
 
-    /// Forwards a batch of writes to the leader at `raft_addr` and waits for
-    /// its replies until `deadline`.
+    /// Forwards a batch of writes to the leader at `raft_addr` (or, with
+    /// `relay`, to a peer that passes it on to its leader) and waits for its
+    /// replies until `deadline`.
     pub async fn write(
         &self,
         cluster: &Cluster,
@@ -105,8 +127,13 @@ impl Forwarder {
         origin: Origin,
         ops: &[Op],
         deadline: Instant,
+        relay: bool,
     ) -> Result<Vec<Reply>, ForwardError> {
-        let Some(link) = self.link(cluster, raft_addr).await else {
+        // Bounded by the deadline: the slot may be held by another batch
+        // opening a stream to a peer that does not answer.
+        let Ok(Some(link)) =
+            tokio::time::timeout_at(deadline.into(), self.link(cluster, raft_addr)).await
+        else {
             return Err(ForwardError::Refused);
         };
         let id = link.next_id.fetch_add(1, Ordering::Relaxed);
@@ -117,12 +144,14 @@ impl Forwarder {
             ack_below: origin.ack_below,
             commands: to_pb(ops),
             id,
+            relay,
         };
         let (tx, rx) = oneshot::channel();
         link.pending.lock().expect("pending lock").insert(id, tx);
         // However this call ends (answered, timed out, or dropped because
         // the caller gave up on this leader), its slot goes.
-        let _slot = Slot { pending: &link.pending, id };
+        let mut slot =
+            Slot { link: &link, id, waiting: false, network: &cluster.network, addr: raft_addr };
         let queued = link.open.load(Ordering::Acquire)
             && matches!(
                 tokio::time::timeout_at(deadline.into(), link.requests.send(request)).await,
@@ -133,10 +162,17 @@ impl Forwarder {
             // the leader is not reading).
             return Err(ForwardError::Refused);
         }
+        slot.waiting = true;
         let reply = match tokio::time::timeout_at(deadline.into(), rx).await {
             Ok(Ok(reply)) => reply,
-            Ok(Err(_)) | Err(_) => return Err(ForwardError::Unknown),
+            Ok(Err(_)) => {
+                // The stream ended: the link is closed already.
+                slot.waiting = false;
+                return Err(ForwardError::Unknown);
+            }
+            Err(_) => return Err(ForwardError::Unknown),
         };
+        slot.waiting = false;
         match ReplyError::try_from(reply.error) {
             Ok(ReplyError::None) => reply
                 .replies
@@ -151,13 +187,27 @@ impl Forwarder {
 
 /// A forwarded batch's place in its stream's pending table, freed on drop.
 struct Slot<'a> {
-    pending: &'a Pending,
+    link: &'a Link,
     id: u64,
+    /// Sent and not answered yet.
+    waiting: bool,
+    network: &'a raftcache_raft::network::Network,
+    addr: &'a str,
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        self.pending.lock().expect("pending lock").remove(&self.id);
+        self.link.pending.lock().expect("pending lock").remove(&self.id);
+        if self.waiting {
+            // Given up unanswered (the leader moved, or the deadline passed):
+            // the receiver may be gone or its connection stalled (a TCP
+            // connection whose packets were dropped in a partition resends
+            // only when its backed-off timer fires, seconds after the heal).
+            // Later batches to this address go on a new stream over a new
+            // connection; answers still due on this one are still taken.
+            self.link.open.store(false, Ordering::Release);
+            self.network.reconnect(self.addr);
+        }
     }
 }
 
@@ -213,9 +263,14 @@ async fn serve_one(cluster: &Cluster, request: ForwardRequest) -> ForwardReply {
     if Kind::try_from(request.kind) != Ok(Kind::Write) {
         return answer(ReplyError::NotLeader, None);
     }
-    if cluster.leader() != Leader::Me {
-        return answer(ReplyError::NotLeader, None);
-    }
+    let leader = cluster.leader();
+    // Not the leader: pass a relay request on to the leader this node
+    // follows, if any; refuse anything else.
+    let relay_to = match &leader {
+        Leader::Me => None,
+        Leader::Other { raft_addr, .. } if request.relay => Some(raft_addr.clone()),
+        _ => return answer(ReplyError::NotLeader, None),
+    };
     let origin =
         Origin { session: request.session, seq: request.seq, ack_below: request.ack_below };
     let Some(ops) = request.commands.into_iter().map(from_pb).collect::<Option<Vec<Op>>>() else {
@@ -224,6 +279,20 @@ async fn serve_one(cluster: &Cluster, request: ForwardRequest) -> ForwardReply {
         return answer(ReplyError::NotLeader, None);
     };
     let deadline = Instant::now() + cluster.options.request_timeout;
+    if let Some(raft_addr) = relay_to {
+        // Once only (the copy is not marked for relaying), under the
+        // origin's session and sequence number; given up as soon as this
+        // node's leader changes, like a forward of its own.
+        let relayed = cluster.forwarder.write(cluster, &raft_addr, origin, &ops, deadline, false);
+        return tokio::select! {
+            relayed = relayed => match relayed {
+                Ok(replies) => answer(ReplyError::None, Some(encode(&replies))),
+                Err(ForwardError::Refused) => answer(ReplyError::NotLeader, None),
+                Err(ForwardError::Unknown) => answer(ReplyError::Unknown, None),
+            },
+            () = cluster.leader_moved(&leader) => answer(ReplyError::Unknown, None),
+        };
+    }
     match propose_local(cluster, origin, Arc::new(ops), deadline).await {
         Attempt::Done(replies) => answer(ReplyError::None, Some(encode(&replies))),
         Attempt::Refused => answer(ReplyError::NotLeader, None),

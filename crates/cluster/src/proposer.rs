@@ -13,9 +13,18 @@
 //! lowest sequence number still in flight (`ack_below`). A batch that may or
 //! may not have been applied is retried with the same sequence number, which
 //! the engine applies at most once.
+//!
+//! A node that has had no leader for a while (half the longest election
+//! timeout: longer than an election takes once it has started) asks its
+//! peers in turn to relay its batches to the leader they follow (see
+//! [`super::forward`]), until it has a leader again or has been without one
+//! for `leaderless_timeout`. A follower cut off from the leader but not from
+//! the other followers (a bridge partition) stands for election again and
+//! again and never wins (the others still hear the leader); its clients are
+//! served through the relay.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,6 +56,12 @@ const GATHER_YIELDS: usize = 5;
 const QUEUE: usize = 4096;
 /// Pause between attempts while leadership settles.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
+/// Pause after a peer refused to relay (it has no leader either).
+const RELAY_PAUSE: Duration = Duration::from_millis(50);
+/// How long one relay may take: ample for a peer to pass a batch on and a
+/// leader to commit it. Peers whose Raft RPCs fail (the leader this node
+/// cannot reach) are asked last.
+const RELAY_ATTEMPT: Duration = Duration::from_secs(1);
 
 /// One connection's consecutive writes and where their replies go.
 pub struct Group {
@@ -71,6 +86,10 @@ pub struct Proposer {
     pub ops: AtomicU64,
     /// Attempts given up because their leader changed, for INFO.
     pub abandoned: AtomicU64,
+    /// The peer that last relayed a batch (asked first next time).
+    relay_via: Mutex<Option<String>>,
+    /// Which peer a batch asks for a relay when none relayed last.
+    relay_turn: AtomicUsize,
 }
 
 impl Proposer {
@@ -83,6 +102,8 @@ impl Proposer {
             batches: AtomicU64::new(0),
             ops: AtomicU64::new(0),
             abandoned: AtomicU64::new(0),
+            relay_via: Mutex::default(),
+            relay_turn: AtomicUsize::new(0),
         };
         (proposer, rx)
     }
@@ -177,6 +198,105 @@ pub(super) enum Attempt {
     Fatal(ClusterError),
 }
 
+/// Where one attempt at a batch goes.
+enum Target {
+    /// The usable leader (this node or another).
+    Leader(Leader),
+    /// A peer asked to relay the batch to its leader, until `until`.
+    Relay { raft_addr: String, until: Instant },
+}
+
+/// Where the next attempt goes: the usable leader, waiting for one while an
+/// election may still settle it; after half the longest election timeout
+/// without one, a peer to relay through (each in turn: the one that relayed
+/// last first, those whose Raft RPCs fail last; each for at most
+/// [`RELAY_ATTEMPT`]). Once the node has had no leader for
+/// `leaderless_timeout`, one more relay through a peer that answers (a
+/// follower cut off from the leader alone is served this way for as long as
+/// the partition lasts) and then `NoLeader`, at once if no peer answers;
+/// also when `deadline` passed.
+async fn route(
+    cluster: &Cluster,
+    deadline: Instant,
+    turn: &mut usize,
+    late_relay: &mut bool,
+) -> Result<Target, ClusterError> {
+    let relay_after = cluster.options.election_timeout_max / 2;
+    let (leader, leaderless) = cluster.observe_leader();
+    if leader != Leader::Unknown {
+        return Ok(Target::Leader(leader));
+    }
+    if leaderless < relay_after {
+        let until = deadline.min(Instant::now() + (relay_after - leaderless));
+        match cluster.wait_for_leader(until).await {
+            Ok(leader) => return Ok(Target::Leader(leader)),
+            Err(ClusterError::NoLeader) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let (leader, leaderless) = cluster.observe_leader();
+    if leader != Leader::Unknown {
+        return Ok(Target::Leader(leader));
+    }
+    let to_deadline = deadline.saturating_duration_since(Instant::now());
+    if to_deadline.is_zero() {
+        return Err(ClusterError::NoLeader);
+    }
+    let left = to_deadline.min(cluster.options.leaderless_timeout.saturating_sub(leaderless));
+    let peers = relay_peers(cluster);
+    if left.is_zero() {
+        // The peer that relayed last, else the next answering one in the
+        // node's own rotation (so that successive batches try each).
+        let answering = peers.iter().filter(|p| !p.failing).count();
+        if *late_relay || answering == 0 {
+            return Err(ClusterError::NoLeader);
+        }
+        *late_relay = true;
+        let via = cluster.proposer.relay_via.lock().expect("relay lock").is_some();
+        let turn = cluster.proposer.relay_turn.fetch_add(1, Ordering::Relaxed);
+        let raft_addr = peers[if via { 0 } else { turn % answering }].addr.clone();
+        let until = Instant::now() + to_deadline.min(RELAY_ATTEMPT);
+        return Ok(Target::Relay { raft_addr, until });
+    }
+    if peers.is_empty() {
+        return cluster.wait_for_leader(deadline).await.map(Target::Leader);
+    }
+    let raft_addr = peers[*turn % peers.len()].addr.clone();
+    *turn += 1;
+    Ok(Target::Relay { raft_addr, until: Instant::now() + left.min(RELAY_ATTEMPT) })
+}
+
+/// A peer that may relay this node's batches.
+struct RelayPeer {
+    addr: String,
+    /// Its last Raft RPC from this node failed.
+    failing: bool,
+}
+
+/// The peers that may relay this node's batches, in the order to ask them:
+/// the one that relayed last, then those that answer Raft RPCs, then the
+/// others (by address).
+fn relay_peers(cluster: &Cluster) -> Vec<RelayPeer> {
+    let m = cluster.metrics();
+    let membership = m.membership_config.membership();
+    let mine = membership.get_node(&cluster.node_id).map(|n| n.addr.clone());
+    let mut peers: Vec<RelayPeer> = membership
+        .nodes()
+        .filter(|(id, node)| **id != cluster.node_id && Some(&node.addr) != mine.as_ref())
+        .map(|(id, node)| RelayPeer {
+            addr: node.addr.clone(),
+            failing: cluster.network.peer_failing(*id),
+        })
+        .collect();
+    peers.sort_unstable_by(|a, b| (a.failing, &a.addr).cmp(&(b.failing, &b.addr)));
+    peers.dedup_by(|a, b| a.addr == b.addr);
+    let via = cluster.proposer.relay_via.lock().expect("relay lock").clone();
+    if let Some(i) = via.and_then(|v| peers.iter().position(|p| p.addr == v && !p.failing)) {
+        peers[..=i].rotate_right(1);
+    }
+    peers
+}
+
 /// Submits a batch until it is answered or request-timeout passes.
 async fn submit(
     cluster: &Cluster,
@@ -185,9 +305,10 @@ async fn submit(
 ) -> Result<Vec<Reply>, ClusterError> {
     let deadline = Instant::now() + cluster.options.request_timeout;
     let mut maybe_applied = false;
+    let (mut turn, mut late_relay) = (0, false);
     loop {
-        let leader = match cluster.wait_for_leader(deadline).await {
-            Ok(leader) => leader,
+        let target = match route(cluster, deadline, &mut turn, &mut late_relay).await {
+            Ok(target) => target,
             Err(ClusterError::NoLeader) if maybe_applied => return Err(ClusterError::Uncertain),
             Err(e) => return Err(e),
         };
@@ -199,21 +320,41 @@ async fn submit(
         // An attempt is abandoned as soon as the leader it went to is no
         // longer this node's leader (a new term, or this leader cut off from
         // its quorum), and retried with the new one: nothing waits for the
-        // answer of a leader that is gone.
+        // answer of a leader that is gone. A relay is abandoned as soon as
+        // this node has a leader of its own.
+        let leader = match &target {
+            Target::Leader(leader) => leader.clone(),
+            Target::Relay { .. } => Leader::Unknown,
+        };
         let moved = cluster.leader_moved(&leader);
         let attempt = async {
-            match &leader {
-                Leader::Me => propose_local(cluster, origin, ops.clone(), deadline).await,
-                Leader::Other { raft_addr, .. } => {
-                    forward_write(cluster, raft_addr, origin, &ops, deadline).await
+            match &target {
+                Target::Leader(Leader::Me) => {
+                    propose_local(cluster, origin, ops.clone(), deadline).await
                 }
-                Leader::Unknown => Attempt::Refused,
+                Target::Leader(Leader::Other { raft_addr, .. }) => {
+                    forward_write(cluster, raft_addr, origin, &ops, deadline, false).await
+                }
+                Target::Leader(Leader::Unknown) => Attempt::Refused,
+                Target::Relay { raft_addr, until } => {
+                    forward_write(cluster, raft_addr, origin, &ops, *until, true).await
+                }
             }
         };
         let (attempt, abandoned) = tokio::select! {
             attempt = attempt => (attempt, false),
             () = moved => (Attempt::Unknown, true),
         };
+        let refused = matches!(attempt, Attempt::Refused);
+        if let Target::Relay { raft_addr, .. } = &target {
+            let mut via = cluster.proposer.relay_via.lock().expect("relay lock");
+            match &attempt {
+                Attempt::Done(_) => *via = Some(raft_addr.clone()),
+                // It has no leader (a relay that timed out may only be slow).
+                Attempt::Refused if via.as_ref() == Some(raft_addr) => *via = None,
+                _ => {}
+            }
+        }
         match attempt {
             Attempt::Done(replies) => return Ok(replies),
             Attempt::Fatal(e) => return Err(e),
@@ -231,7 +372,8 @@ async fn submit(
                 ClusterError::NoLeader
             });
         }
-        tokio::time::sleep(RETRY_PAUSE).await;
+        let relayed = matches!(target, Target::Relay { .. });
+        tokio::time::sleep(if relayed && refused { RELAY_PAUSE } else { RETRY_PAUSE }).await;
     }
 }
 
@@ -308,16 +450,18 @@ async fn ack_before_commit(
     }
 }
 
-/// Forwards a batch to the leader at `raft_addr`.
+/// Forwards a batch to the leader at `raft_addr` (with `relay`: to a peer
+/// that passes it on to its leader).
 async fn forward_write(
     cluster: &Cluster,
     raft_addr: &str,
     origin: Origin,
     ops: &[Op],
     deadline: Instant,
+    relay: bool,
 ) -> Attempt {
     let started = Instant::now();
-    match cluster.forwarder.write(cluster, raft_addr, origin, ops, deadline).await {
+    match cluster.forwarder.write(cluster, raft_addr, origin, ops, deadline, relay).await {
         Ok(replies) => {
             crate::observe::get().forward_done(started.elapsed());
             Attempt::Done(replies)

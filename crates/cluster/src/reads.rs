@@ -112,7 +112,8 @@ pub async fn run_barrier(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Waiter>) 
         let cluster = cluster.clone();
         tokio::spawn(async move {
             let started = Instant::now();
-            let ok = match cluster.leader() {
+            let leader = cluster.leader();
+            let ok = match &leader {
                 Leader::Me => {
                     let sent = Instant::now();
                     let term = cluster.raft().metrics().borrow().current_term;
@@ -122,7 +123,15 @@ pub async fn run_barrier(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Waiter>) 
                     }
                     ok
                 }
-                Leader::Other { raft_addr, .. } => cluster.read_index_from(&raft_addr).await,
+                // Given up as soon as that leader is no longer this node's
+                // (a new term, an election under way): a leader that was cut
+                // off or paused may never answer, and the reads retry at once
+                // in a round with the new one instead of waiting out
+                // request-timeout.
+                Leader::Other { raft_addr, .. } => tokio::select! {
+                    ok = cluster.read_index_from(raft_addr) => ok,
+                    () = cluster.leader_moved(&leader) => false,
+                },
                 Leader::Unknown => false,
             };
             if ok {

@@ -7,6 +7,13 @@
 //! replication stream to that peer, because openraft drives each peer from its
 //! own task. Snapshots are streamed from their file in chunks of
 //! [`SNAPSHOT_CHUNK`] bytes.
+//!
+//! A connection to a peer that has not answered for [`RECONNECT_AFTER`] is
+//! replaced (see [`Network::reconnect`]): after a partition heals, a TCP
+//! connection whose packets were dropped retransmits only when its backed-off
+//! retransmission timer fires, seconds later (after a 3 s partition about
+//! 3 s), and every RPC multiplexed on it waits that long; a new connection
+//! goes through at once.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -38,6 +45,10 @@ pub const SNAPSHOT_CHUNK: usize = 1 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// HTTP/2 keep-alive pings detect a dead peer connection.
 const KEEPALIVE: Duration = Duration::from_secs(5);
+/// A peer that has answered no Raft RPC for this long gets a new connection
+/// (at most once per this interval): longer than a heartbeat, a vote or an
+/// AppendEntries take on a healthy link, shorter than the election timeout.
+pub const RECONNECT_AFTER: Duration = Duration::from_millis(250);
 /// Largest gRPC message accepted (AppendEntries batches can be large).
 pub const MAX_MESSAGE: usize = 256 << 20;
 /// Largest AppendEntries payload sent with more than one entry. openraft 0.9
@@ -142,12 +153,17 @@ pub struct GoneAfterAck {
 struct Outage {
     since: Option<Instant>,
     warned: Option<Instant>,
+    /// When the connection was last replaced during this outage.
+    reconnected: Option<Instant>,
 }
 
 impl PeerHealth {
     /// An RPC to `target` failed (unreachable, timed out, broken stream,
-    /// an error status from whoever answers at its address).
-    pub fn failed(&self, target: NodeId, error: &dyn std::fmt::Display) {
+    /// an error status from whoever answers at its address). Returns true
+    /// when the connection to it should be replaced: the peer has answered
+    /// nothing for [`RECONNECT_AFTER`] since the outage began or the
+    /// connection was last replaced.
+    pub fn failed(&self, target: NodeId, error: &dyn std::fmt::Display) -> bool {
         self.failures.fetch_add(1, Ordering::Relaxed);
         self.failing.store(true, Ordering::Relaxed);
         if proves_gone(&error.to_string(), target) {
@@ -158,6 +174,11 @@ impl PeerHealth {
         }
         let mut outage = self.state.lock().expect("peer health lock");
         let now = Instant::now();
+        let quiet_since = outage.reconnected.or(outage.since).unwrap_or(now);
+        let reconnect = now - quiet_since >= RECONNECT_AFTER;
+        if reconnect {
+            outage.reconnected = Some(now);
+        }
         match outage.since {
             None => {
                 outage.since = Some(now);
@@ -178,6 +199,7 @@ impl PeerHealth {
             }
             Some(_) => {}
         }
+        reconnect
     }
 
     /// An RPC to `target` was answered.
@@ -189,18 +211,20 @@ impl PeerHealth {
         let mut outage = self.state.lock().expect("peer health lock");
         if let Some(since) = outage.since.take() {
             outage.warned = None;
+            outage.reconnected = None;
             tracing::info!(peer = %ShowId(target), after = ?since.elapsed(), "peer answering again");
         }
+    }
+
+    /// True while this peer's last Raft RPC failed (it has not answered
+    /// since).
+    pub fn failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
     }
 
     /// RPCs to this peer that failed so far.
     pub fn failures(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
-    }
-
-    /// True while the peer's last RPC failed.
-    pub fn failing(&self) -> bool {
-        self.failing.load(Ordering::Relaxed)
     }
 
     /// The peer accepted an AppendEntries from this node as its leader.
@@ -276,6 +300,12 @@ impl Network {
         self.health.lock().expect("health lock").entry(target).or_default().clone()
     }
 
+    /// True while the last Raft RPC to `target` failed (false for a peer
+    /// this node has not called).
+    pub fn peer_failing(&self, target: NodeId) -> bool {
+        self.health.lock().expect("health lock").get(&target).is_some_and(|h| h.failing())
+    }
+
     /// Failed Raft RPCs so far, by peer.
     pub fn peer_failures(&self) -> Vec<(NodeId, u64)> {
         let health = self.health.lock().expect("health lock");
@@ -290,6 +320,13 @@ impl Network {
     /// The cluster id this node sends (0 until known).
     pub fn cluster_id(&self) -> u64 {
         self.cluster_id.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Drops the channel to `addr`, so that the next client for it opens a
+    /// new connection (see the module docs). Streams open on the old one
+    /// keep it until they end.
+    pub fn reconnect(&self, addr: &str) {
+        self.channels.lock().expect("channels lock").remove(addr);
     }
 
     /// A client for `addr`, reusing its channel.
@@ -312,6 +349,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         Connection {
             id: self.id,
             target,
+            addr: node.addr.clone(),
+            network: self.clone(),
             client,
             cluster_id: self.cluster_id.clone(),
             append_stream: Mutex::new(None),
@@ -364,6 +403,10 @@ impl<Req, Resp> Exchange<Req, Resp> {
 pub struct Connection {
     id: NodeId,
     target: NodeId,
+    /// The target's address, and the network whose channel to it the
+    /// client uses (replaced after an outage, see [`Network::reconnect`]).
+    addr: String,
+    network: Network,
     /// An invalid peer address is reported on every RPC instead of panicking.
     client: Result<PeerClient, String>,
     cluster_id: Arc<std::sync::atomic::AtomicU64>,
@@ -395,16 +438,30 @@ impl Connection {
     /// Notes how an RPC to the target ended (see [`PeerHealth`]): a failure
     /// to get any answer, or an answer (even an error the peer sent).
     fn note<T, E: std::error::Error>(
-        &self,
+        &mut self,
         result: Result<T, RPCError<NodeId, BasicNode, E>>,
     ) -> Result<T, RPCError<NodeId, BasicNode, E>> {
         match &result {
             Ok(_) | Err(RPCError::RemoteError(_)) | Err(RPCError::PayloadTooLarge(_)) => {
                 self.health.answered(self.target)
             }
-            Err(e) => self.health.failed(self.target, e),
+            Err(e) => {
+                if self.health.failed(self.target, e) {
+                    self.reconnect();
+                }
+            }
         }
         result
+    }
+
+    /// Moves this connection (and every later user of the network's channel
+    /// to the target) to a new TCP connection.
+    fn reconnect(&mut self) {
+        self.network.reconnect(&self.addr);
+        *self.append_stream.get_mut().expect("stream slot") = None;
+        if self.client.is_ok() {
+            self.client = self.network.client_for(&self.addr).map_err(|e| e.to_string());
+        }
     }
 }
 
@@ -461,7 +518,11 @@ impl RaftNetwork<TypeConfig> for Connection {
         match &result {
             Ok(_) | Err(StreamingError::RemoteError(_)) => self.health.answered(self.target),
             Err(StreamingError::Closed(_)) => {}
-            Err(e) => self.health.failed(self.target, e),
+            Err(e) => {
+                if self.health.failed(self.target, e) {
+                    self.reconnect();
+                }
+            }
         }
         result
     }

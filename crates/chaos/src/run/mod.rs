@@ -859,7 +859,12 @@ pub async fn run(cfg: Config, mut cancel: watch::Receiver<bool>) -> Result<Summa
         ops_by_f,
         errors,
         latency: summary::latency(&history),
-        faults: summary::fault_windows(&history, workload_end),
+        faults: summary::fault_windows(&history, workload_end, &|process| {
+            // A client's process ids are its slot plus multiples of the
+            // number of slots; slot i talks to node ids[i % n].
+            let slot = (process % slots.max(1)) as usize;
+            Some(ids[slot % ids.len()])
+        }),
         longest_gap_s: summary::longest_gap(&ok_completions, 0, workload_end) as f64 / 1e9,
         recovered_after_s,
         convergence: conv,
@@ -948,6 +953,28 @@ impl Summary {
                 f.ops.unknown,
                 f.detail
             );
+            if !f.per_node.is_empty() {
+                let nodes: Vec<String> = f
+                    .per_node
+                    .iter()
+                    .map(|n| {
+                        format!(
+                            "{}: gap {:.2}s wait {:.2}s resumed {}",
+                            n.node,
+                            n.longest_write_gap_s,
+                            n.longest_wait_s,
+                            n.writes_resumed_after_s
+                                .map_or("never".to_string(), |r| format!("{r:.2}s"))
+                        )
+                    })
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "           writes: gap {:.2}s; by node {}",
+                    f.longest_write_gap_s,
+                    nodes.join(", ")
+                );
+            }
         }
         let _ = writeln!(
             s,

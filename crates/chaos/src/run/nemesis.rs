@@ -41,10 +41,10 @@ pub enum Fault {
     PartitionBridge,
     /// One node's packets to the others are dropped; theirs still reach it.
     PartitionOneWay,
-    /// One follower (never the leader, when one is known) cut off from
-    /// every other node, while the rest go on writing: the fault that shows
-    /// a follower serving reads without the leader. In no group but `all`,
-    /// so that adding it changed no existing schedule.
+    /// One follower cut off from the leader only: it still reaches the
+    /// other nodes, which still reach the leader (a bridge through them).
+    PartitionLeaderFollower,
+    /// One follower cut off from every other node.
     PartitionFollower,
     /// The leader's peer links (both ways) delayed, with jitter, through
     /// the harness's link proxy ([`super::linkproxy`]).
@@ -58,7 +58,7 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 15] = [
+    pub const ALL: [Fault; 16] = [
         Fault::KillOne,
         Fault::KillLeader,
         Fault::KillMajority,
@@ -70,10 +70,11 @@ impl Fault {
         Fault::PartitionHalf,
         Fault::PartitionBridge,
         Fault::PartitionOneWay,
+        Fault::PartitionLeaderFollower,
+        Fault::PartitionFollower,
         Fault::SlowLink,
         Fault::LossyLink,
         Fault::StallLink,
-        Fault::PartitionFollower,
     ];
 
     pub fn name(self) -> &'static str {
@@ -89,6 +90,7 @@ impl Fault {
             Fault::PartitionHalf => "partition-half",
             Fault::PartitionBridge => "partition-bridge",
             Fault::PartitionOneWay => "partition-one-way",
+            Fault::PartitionLeaderFollower => "partition-leader-follower",
             Fault::PartitionFollower => "partition-follower",
             Fault::SlowLink => "slow-link",
             Fault::LossyLink => "lossy-link",
@@ -350,20 +352,36 @@ pub fn resolve(
             let what = format!("{} | {} cut apart, node {bridge} reaches both", list(&a), list(&b));
             (Action::Partition { drops }, what)
         }
+        Fault::PartitionLeaderFollower => {
+            let (l, _) = leader_or_any("cut off from");
+            let follower =
+                *shuffled.iter().find(|&&m| m != l).expect("at least 3 nodes, one not the leader");
+            let rest: Vec<u32> =
+                nodes.iter().copied().filter(|&m| m != l && m != follower).collect();
+            let mut drops = BTreeSet::new();
+            cut(&[follower], &[l], &mut drops);
+            let who =
+                if leader == Some(l) { "the leader" } else { "no leader known: a random node" };
+            let what = format!(
+                "cut node {follower} off from node {l} ({who}) only; both still reach {}",
+                list(&rest)
+            );
+            (Action::Partition { drops }, what)
+        }
         Fault::PartitionFollower => {
-            let (n, who) = match leader.filter(|l| nodes.contains(l)) {
-                Some(l) => {
-                    let n = shuffled.iter().copied().find(|&m| m != l).expect("3+ nodes");
-                    (n, format!("node {n} (a follower of {l})"))
-                }
-                None => {
-                    (shuffled[0], format!("node {} (no leader known: a random node)", shuffled[0]))
-                }
-            };
+            let n = *shuffled
+                .iter()
+                .find(|&&m| Some(m) != leader)
+                .expect("at least 3 nodes, one not the leader");
             let rest: Vec<u32> = nodes.iter().copied().filter(|&m| m != n).collect();
             let mut drops = BTreeSet::new();
             cut(&[n], &rest, &mut drops);
-            (Action::Partition { drops }, format!("isolate {who} from {}", list(&rest)))
+            let who = match leader {
+                Some(l) => format!("a follower; node {l} leads"),
+                None => "no leader known: a random node".to_string(),
+            };
+            let what = format!("isolate node {n} ({who}) from {}", list(&rest));
+            (Action::Partition { drops }, what)
         }
         Fault::PartitionOneWay => {
             let from = shuffled[0];
@@ -482,6 +500,39 @@ mod tests {
             .map(|seed| plan(&faults, seed, S(300), S(5), S(5)).iter().map(|p| p.fault).collect())
             .collect();
         assert!(orders.len() > 1, "the seed changes the order");
+    }
+
+    #[test]
+    fn a_follower_is_cut_off_from_the_leader_only() {
+        let mut rng = rng(3, 7);
+        for leader in [1, 2, 3] {
+            let (action, what) =
+                resolve(Fault::PartitionLeaderFollower, &[1, 2, 3], Some(leader), &mut rng);
+            let Action::Partition { drops } = action else { panic!("{action:?}") };
+            assert_eq!(drops.len(), 2, "{drops:?}");
+            let follower = drops.iter().map(|&(a, _)| a).find(|&a| a != leader).unwrap();
+            assert!(drops.contains(&(leader, follower)) && drops.contains(&(follower, leader)));
+            assert!(
+                what.starts_with(&format!(
+                    "cut node {follower} off from node {leader} (the leader)"
+                )),
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_follower_is_isolated() {
+        let mut rng = rng(5, 7);
+        for leader in [1, 2, 3] {
+            let (action, what) =
+                resolve(Fault::PartitionFollower, &[1, 2, 3], Some(leader), &mut rng);
+            let Action::Partition { drops } = action else { panic!("{action:?}") };
+            assert_eq!(drops.len(), 4, "{drops:?}");
+            let cut = (1..=3).find(|&n| drops.iter().all(|&(a, b)| a == n || b == n)).unwrap();
+            assert_ne!(cut, leader, "{drops:?}");
+            assert!(what.contains(&format!("node {leader} leads")), "{what}");
+        }
     }
 
     #[test]

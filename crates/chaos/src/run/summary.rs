@@ -1,12 +1,12 @@
 //! The numbers of a run: operations by outcome, latency, and how long the
-//! cluster served nothing around each fault.
+//! cluster served nothing around each fault, in all and through each node.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use crate::check::{keys_of, Workload as KeyKind};
-use crate::history::{History, Nanos, Outcome, Phase};
+use crate::history::{Call, History, Nanos, Op, Outcome, Phase};
 
 /// Operations by outcome.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -55,6 +55,37 @@ pub struct FaultWindow {
     pub longest_gap_s: f64,
     /// From the heal to the first acknowledged operation invoked after it.
     pub recovered_after_s: Option<f64>,
+    /// The longest time without an acknowledged write anywhere, over the
+    /// same span as `longest_gap_s` (issue 21's measure: reads may still be
+    /// served while no write is).
+    pub longest_write_gap_s: f64,
+    /// How each node's clients fared over the same span (empty when the
+    /// history does not say which node a client used).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub per_node: Vec<NodeWindow>,
+}
+
+/// How the clients of one node fared from a fault's start until the next
+/// fault's start (or the end of the workload).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeWindow {
+    pub node: u32,
+    /// Operations through this node invoked in the span.
+    pub ops: Counts,
+    /// The longest time without an acknowledged write through this node.
+    pub longest_write_gap_s: f64,
+    /// The longest any client of this node waited for an answer (an
+    /// acknowledgement, an error reply or its own timeout) to an operation
+    /// invoked in the span; one never answered counts until the span ends.
+    pub longest_wait_s: f64,
+    /// From the heal to the first acknowledged write through this node
+    /// invoked after it (`None`: none before the span ended).
+    pub writes_resumed_after_s: Option<f64>,
+}
+
+/// True for the calls that change state (everything but a read).
+pub fn is_write(call: &Call) -> bool {
+    !matches!(call, Call::Read)
 }
 
 fn secs(n: Nanos) -> f64 {
@@ -114,12 +145,35 @@ pub fn longest_gap(ok_completions: &[Nanos], from: Nanos, to: Nanos) -> Nanos {
     gap.max(to - prev)
 }
 
-/// The faults of the history with their availability, up to `workload_end`
-/// (when the clients stopped).
-pub fn fault_windows(history: &History, workload_end: Nanos) -> Vec<FaultWindow> {
-    let mut ok: Vec<Nanos> =
-        history.ops.iter().filter(|op| op.is_ok()).filter_map(|op| op.complete).collect();
+/// The sorted completion times of the acknowledged operations that `keep`
+/// selects.
+fn ok_times(history: &History, keep: impl Fn(&Op) -> bool) -> Vec<Nanos> {
+    let mut ok: Vec<Nanos> = history
+        .ops
+        .iter()
+        .filter(|op| op.is_ok() && keep(op))
+        .filter_map(|op| op.complete)
+        .collect();
     ok.sort_unstable();
+    ok
+}
+
+/// The faults of the history with their availability, up to `workload_end`
+/// (when the clients stopped). `node_of` says which node a process's
+/// operations went through (`None`: unknown, left out of `per_node`).
+pub fn fault_windows(
+    history: &History,
+    workload_end: Nanos,
+    node_of: &dyn Fn(u64) -> Option<u32>,
+) -> Vec<FaultWindow> {
+    let ok = ok_times(history, |_| true);
+    let ok_writes = ok_times(history, |op| is_write(&op.call));
+    let nodes: std::collections::BTreeSet<u32> =
+        history.ops.iter().filter_map(|op| node_of(op.process)).collect();
+    let node_writes: BTreeMap<u32, Vec<Nanos>> = nodes
+        .iter()
+        .map(|&n| (n, ok_times(history, |op| is_write(&op.call) && node_of(op.process) == Some(n))))
+        .collect();
     let starts: Vec<_> = history.nemesis.iter().filter(|e| e.phase == Phase::Start).collect();
     let mut out = Vec::new();
     for (i, s) in starts.iter().enumerate() {
@@ -142,6 +196,43 @@ pub fn fault_windows(history: &History, workload_end: Nanos) -> Vec<FaultWindow>
                 .min()
                 .map(|c| secs(c - e))
         });
+        let per_node = nodes
+            .iter()
+            .map(|&n| {
+                let mine = |op: &&Op| {
+                    op.invoke >= s.time && op.invoke < until && node_of(op.process) == Some(n)
+                };
+                let mut ops = Counts::default();
+                let mut longest_wait = 0;
+                for op in history.ops.iter().filter(mine) {
+                    ops.add(&op.outcome);
+                    let answered = op.complete.unwrap_or(until).max(op.invoke);
+                    longest_wait = longest_wait.max(answered - op.invoke);
+                }
+                let writes_resumed_after_s = end.and_then(|e| {
+                    history
+                        .ops
+                        .iter()
+                        .filter(|op| {
+                            op.is_ok()
+                                && is_write(&op.call)
+                                && op.invoke >= e
+                                && op.invoke < until
+                                && node_of(op.process) == Some(n)
+                        })
+                        .filter_map(|op| op.complete)
+                        .min()
+                        .map(|c| secs(c - e))
+                });
+                NodeWindow {
+                    node: n,
+                    ops,
+                    longest_write_gap_s: secs(longest_gap(&node_writes[&n], s.time, until)),
+                    longest_wait_s: secs(longest_wait),
+                    writes_resumed_after_s,
+                }
+            })
+            .collect();
         out.push(FaultWindow {
             fault: s.nemesis.clone(),
             detail: s.detail.clone(),
@@ -151,6 +242,8 @@ pub fn fault_windows(history: &History, workload_end: Nanos) -> Vec<FaultWindow>
             ops,
             longest_gap_s: secs(longest_gap(&ok, s.time, until)),
             recovered_after_s,
+            longest_write_gap_s: secs(longest_gap(&ok_writes, s.time, until)),
+            per_node,
         });
     }
     out
@@ -234,8 +327,9 @@ mod tests {
             event("kill-one", Phase::Start, 10 * s),
             event("kill-one", Phase::End, 11 * s),
         ]);
-        let w = fault_windows(&h, 14 * s);
+        let w = fault_windows(&h, 14 * s, &|_| None);
         assert_eq!(w.len(), 2);
+        assert!(w[0].per_node.is_empty(), "no node known for any process");
         assert_eq!(w[0].fault, "pause-one");
         assert_eq!((w[0].start_s, w[0].end_s), (2.0, Some(5.0)));
         assert_eq!(w[0].ops, Counts { ok: 2, fail: 1, unknown: 1 });
@@ -248,5 +342,52 @@ mod tests {
         let (all, by_f) = counts(&h);
         assert_eq!(all.total(), 6);
         assert_eq!(by_f["read"].ok, 4);
+    }
+
+    #[test]
+    fn write_gaps_and_waits_per_node() {
+        let s = 1_000_000_000;
+        let at = |process, invoke, complete: Option<u64>, call: Call, outcome| Op {
+            id: 0,
+            process,
+            key: "c".into(),
+            call,
+            invoke,
+            complete,
+            outcome,
+        };
+        let incr = || Call::Incr { by: 1 };
+        let ok = || Outcome::Ok(Val::Int(1));
+        let ops = vec![
+            // Node 1 (processes 1, 3): writes before the fault, a read during
+            // it, an unknown write that never answered, then writes again.
+            at(1, 0, Some(s / 2), incr(), ok()),
+            at(1, 2 * s, Some(3 * s), Call::Read, ok()),
+            at(3, 3 * s, None, incr(), Outcome::Unknown),
+            at(1, 6 * s, Some(7 * s), incr(), ok()),
+            // Node 2 (process 2): a write that waited 2 s for -CLUSTERDOWN,
+            // then one acknowledged after the heal.
+            at(2, 2 * s, Some(4 * s), incr(), Outcome::Fail),
+            at(2, 5 * s, Some(5 * s + s / 2), incr(), ok()),
+        ];
+        let h = History::new(ops).with_nemesis(vec![
+            event("partition-leader", Phase::Start, 2 * s),
+            event("partition-leader", Phase::End, 5 * s),
+        ]);
+        let w = fault_windows(&h, 8 * s, &|p| Some(if p % 2 == 1 { 1 } else { 2 }));
+        let w = &w[0];
+        // Anything acknowledged: the read at 3 s, then the write at 5.5 s.
+        assert_eq!(w.longest_gap_s, 2.5);
+        // Writes only: from 2 s to 5.5 s.
+        assert_eq!(w.longest_write_gap_s, 3.5);
+        let (n1, n2) = (&w.per_node[0], &w.per_node[1]);
+        assert_eq!((n1.node, n2.node), (1, 2));
+        assert_eq!(n1.ops, Counts { ok: 2, fail: 0, unknown: 1 });
+        assert_eq!(n1.longest_write_gap_s, 5.0, "from 2 s to 7 s");
+        assert_eq!(n1.longest_wait_s, 5.0, "the unknown write waits until the span ends");
+        assert_eq!(n1.writes_resumed_after_s, Some(2.0));
+        assert_eq!(n2.longest_write_gap_s, 3.5);
+        assert_eq!(n2.longest_wait_s, 2.0);
+        assert_eq!(n2.writes_resumed_after_s, Some(0.5));
     }
 }
