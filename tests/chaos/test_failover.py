@@ -176,3 +176,22 @@ def test_follower_cut_off_from_the_leader_only(binaries, tmp_path):
         # its writes are relayed.
         assert cut["longest_wait_s"] < 4.8, (f, cut, report)
         assert leader != follower
+
+
+def test_isolated_follower_returns_without_an_election(binaries, tmp_path):
+    """A follower cut off from every other node stops standing for election
+    once no other voter answers it (pre-vote, crates/cluster/src/prevote.rs),
+    so its term does not run ahead: when the partition heals it follows the
+    leader again without deposing it. Every "new leader" any node logged
+    names the same leader and term, through both faults."""
+    out = tmp_path / "run"
+    summary, report = _run(binaries, out, "partition-follower")
+    logs = {p.name: p.read_text(errors="replace") for p in (out / "nodes").rglob("node*.log")}
+    assert len(logs) == len(NODES), (sorted(logs), report)
+    leaders = set()
+    for text in logs.values():
+        leaders |= set(re.findall(r"new leader leader=(\S+) term=(\d+)", text))
+    assert len(leaders) == 1, (
+        f"the leader changed during or after the follower's isolation: {sorted(leaders)}\n{report}")
+    cut = [name for name, text in logs.items() if "not standing for election" in text]
+    assert cut, f"no isolated node stopped standing for election\n{report}"

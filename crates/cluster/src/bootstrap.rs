@@ -1133,5 +1133,6 @@ pub async fn start(args: &Settings, shutdown: CancellationToken) -> anyhow::Resu
     tokio::spawn(super::touch::run(cluster.clone(), shutdown.clone()));
     tokio::spawn(super::check_quorum::run(cluster.clone(), shutdown.clone()));
     tokio::spawn(super::reform::run(cluster.clone(), shutdown.clone()));
+    tokio::spawn(super::prevote::run(cluster.clone(), shutdown.clone()));
     Ok(Started { cluster, temp_dir, data })
 }

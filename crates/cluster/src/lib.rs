@@ -44,6 +44,7 @@ pub mod forward;
 pub mod membership;
 pub mod observe;
 pub mod peer;
+pub mod prevote;
 pub mod process;
 pub mod proposer;
 pub mod reads;

@@ -126,6 +126,7 @@ pub async fn watch_leadership(cluster: Arc<Cluster>, shutdown: CancellationToken
     let mut rx = cluster.raft().server_metrics();
     let me = cluster.node_id;
     let mut leader = None;
+    let mut led_term = 0;
     let mut stood_in = {
         let m = rx.borrow();
         // A vote for itself restored from the data directory is not an
@@ -159,9 +160,14 @@ pub async fn watch_leadership(cluster: Arc<Cluster>, shutdown: CancellationToken
             stood_in = vote.term;
             crate::observe::get().election();
         }
-        if m.current_leader.is_some() && m.current_leader != leader {
+        // Logged for every new term with a leader (the same node may be
+        // elected again); counted as a change only when the node differs.
+        if m.current_leader.is_some() && (m.current_leader != leader || vote.term != led_term) {
+            if m.current_leader != leader {
+                crate::observe::get().leader_changed();
+            }
             leader = m.current_leader;
-            crate::observe::get().leader_changed();
+            led_term = vote.term;
             if let Some(id) = leader {
                 info!(leader = %raftcache_raft::types::ShowId(id), term = vote.term, "new leader");
             }
