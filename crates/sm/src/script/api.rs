@@ -73,6 +73,14 @@ struct HostPtr(*mut (dyn Host + 'static));
 // the `&mut dyn Host` it came from is borrowed by that run.
 unsafe impl Send for HostPtr {}
 
+/// The run's KEYS and ARGV, lifetime erased like [`HostPtr`]: `redis.call`
+/// passes a clone of one of them (a reference count) for an argument with
+/// the same bytes, instead of copying the Lua string.
+struct RunArgs(*const [Bytes], *const [Bytes]);
+
+// SAFETY: as `HostPtr`.
+unsafe impl Send for RunArgs {}
+
 /// The meter of this VM's allocator (owned by the `ScriptVm`, which outlives
 /// the Lua state and this context).
 pub(crate) struct MeterPtr(pub(crate) *const Meter);
@@ -148,6 +156,8 @@ impl Shared {
 /// Per-VM state the callbacks share (in [`Shared`]).
 pub(crate) struct Ctx {
     host: Option<HostPtr>,
+    /// The run's KEYS and ARGV (set with `host`).
+    run_args: Option<RunArgs>,
     pub(crate) read_only: bool,
     /// `redis.setresp(3)` was called in this run.
     pub(crate) resp3: bool,
@@ -179,6 +189,7 @@ impl Ctx {
     fn new() -> Ctx {
         Ctx {
             host: None,
+            run_args: None,
             read_only: false,
             resp3: false,
             rand: Rand48::from_seed(0),
@@ -197,15 +208,22 @@ impl Ctx {
         }
     }
 
-    /// Prepares a run against `host`.
+    /// Prepares a run against `host`, with `keys` and `args` as KEYS and
+    /// ARGV.
     ///
     /// # Safety
-    /// `host` must stay valid until [`Ctx::end`], which the run calls before
-    /// the borrow it came from ends.
-    pub(crate) unsafe fn begin(&mut self, host: *mut (dyn Host + '_)) {
+    /// `host`, `keys` and `args` must stay valid until [`Ctx::end`], which
+    /// the run calls before the borrows they came from end.
+    pub(crate) unsafe fn begin(
+        &mut self,
+        host: *mut (dyn Host + '_),
+        keys: &[Bytes],
+        args: &[Bytes],
+    ) {
         // SAFETY: only the lifetime is erased; the caller bounds the use.
         let host: *mut (dyn Host + 'static) = unsafe { std::mem::transmute(host) };
         self.host = Some(HostPtr(host));
+        self.run_args = Some(RunArgs(keys, args));
         self.resp3 = false;
         self.pending = None;
         self.kill = None;
@@ -219,6 +237,7 @@ impl Ctx {
 
     pub(crate) fn end(&mut self) {
         self.host = None;
+        self.run_args = None;
         self.pending = None;
         self.reply = None;
         self.argv.clear();
@@ -479,8 +498,15 @@ unsafe fn execute(shared: &Shared, l: *mut ffi::lua_State) -> Called {
             });
             command = Some(found);
         }
+        let run_args = ctx.run_args.as_ref().map(|r| (&*r.0, &*r.1));
         for i in argv.len() as c_int + 1..=n {
-            match arg_at(l, i) {
+            let arg = if ffi::lua_type(l, i) == ffi::LUA_TSTRING {
+                let raw = string_at(l, i);
+                Some(run_arg(run_args, raw).unwrap_or_else(|| Bytes::copy_from_slice(raw)))
+            } else {
+                arg_at(l, i)
+            };
+            match arg {
                 Some(arg) => argv.push(arg),
                 None => {
                     ctx.argv = argv;
@@ -525,6 +551,23 @@ unsafe fn execute(shared: &Shared, l: *mut ffi::lua_State) -> Called {
             }
         }
     }
+}
+
+/// KEYS and ARGV elements compared with a `redis.call` argument, at most
+/// (a script with more rarely passes them all to one call).
+const RUN_ARGS_SEARCHED: usize = 16;
+
+/// A clone of the run's KEYS or ARGV element whose bytes are `raw`, if
+/// there is one (scripts mostly pass `KEYS[i]` and `ARGV[i]` as they came):
+/// a reference count instead of an allocation and a copy. Equal bytes make
+/// equal arguments, so which element matches does not matter.
+fn run_arg(run_args: Option<(&[Bytes], &[Bytes])>, raw: &[u8]) -> Option<Bytes> {
+    let (keys, args) = run_args?;
+    keys.iter()
+        .take(RUN_ARGS_SEARCHED)
+        .chain(args.iter().take(RUN_ARGS_SEARCHED))
+        .find(|b| b.len() == raw.len() && b[..] == *raw)
+        .cloned()
 }
 
 fn sha1hex(lua: &Lua, args: MultiValue) -> mlua::Result<String> {

@@ -251,25 +251,17 @@ impl Sha {
 
     /// A SHA1 as a client writes it: 40 hex digits in either case.
     pub fn parse(hex: &[u8]) -> Option<Sha> {
-        /// Each byte's lowercase hex digit, or 0 if it is not one.
-        const DIGIT: [u8; 256] = {
-            let mut t = [0u8; 256];
-            let mut b = 0;
-            while b < 256 {
-                let c = b as u8;
-                if c.is_ascii_hexdigit() {
-                    t[b] = c.to_ascii_lowercase();
-                }
-                b += 1;
-            }
-            t
-        };
         let hex: &[u8; 40] = hex.try_into().ok()?;
+        // Branch-free per byte (the compiler vectorizes it): `| 0x20`
+        // lowercases a letter and leaves a digit as it is.
         let mut out = [0u8; 40];
         let mut bad = false;
         for (o, &h) in out.iter_mut().zip(hex) {
-            *o = DIGIT[h as usize];
-            bad |= *o == 0;
+            let lower = h | 0x20;
+            let digit = h.wrapping_sub(b'0') < 10;
+            let letter = lower.wrapping_sub(b'a') < 6;
+            bad |= !(digit | letter);
+            *o = lower;
         }
         (!bad).then_some(Sha(out))
     }
