@@ -175,6 +175,11 @@ pub(crate) struct Ctx {
     pub(crate) meter: MeterPtr,
     /// `redis.call`'s argument vector, kept for its capacity.
     argv: Vec<Bytes>,
+    /// The commands `redis.call` found last, each spelled as the table
+    /// spells it (see [`Ctx::find_command`]).
+    recent: [Command; RECENT_COMMANDS],
+    /// Where the next one goes in `recent`.
+    recent_next: usize,
     /// The reply `redis.call` is converting, held here rather than on the
     /// stack of a function that Lua may longjmp out of.
     reply: Option<Reply>,
@@ -202,6 +207,8 @@ impl Ctx {
             gc_step: usize::MAX,
             meter: MeterPtr(std::ptr::null()),
             argv: Vec::new(),
+            recent: [Command::NONE; RECENT_COMMANDS],
+            recent_next: 0,
             reply: None,
             scratch: Vec::new(),
             panic: None,
@@ -247,6 +254,23 @@ impl Ctx {
     /// raises again.
     pub(crate) fn killed(&self) -> bool {
         self.kill.is_some() || self.meter().exceeded() || self.panic.is_some()
+    }
+
+    /// [`Command::find`] of `raw`, first among the last few commands found
+    /// whose name is spelled exactly `raw` (a script calls a handful of
+    /// commands, written as literals in lowercase): a comparison of a few
+    /// bytes instead of folding the name and hashing it. Keyed by the bytes,
+    /// so always what `Command::find` would say.
+    fn find_command(&mut self, raw: &[u8]) -> Command {
+        if let Some(c) = self.recent.iter().find(|c| c.static_name(raw).is_some()) {
+            return *c;
+        }
+        let found = Command::find(raw);
+        if found.static_name(raw).is_some() {
+            self.recent[self.recent_next] = found;
+            self.recent_next = (self.recent_next + 1) % RECENT_COMMANDS;
+        }
+        found
     }
 
     pub(crate) fn meter(&self) -> &Meter {
@@ -403,6 +427,9 @@ impl FromLua for Arg {
 /// Arguments of `redis.call` whose vector is kept for the next call.
 const KEPT_ARGV: usize = 256;
 
+/// Command names `redis.call` remembers (see `Ctx::find_command`).
+const RECENT_COMMANDS: usize = 4;
+
 /// `redis.call`: runs a command, raises its error reply.
 pub(crate) unsafe extern "C-unwind" fn redis_call(l: *mut ffi::lua_State) -> c_int {
     // SAFETY: Lua calls this with a live state of a `ScriptVm`.
@@ -491,7 +518,7 @@ unsafe fn execute(shared: &Shared, l: *mut ffi::lua_State) -> Called {
         let mut command = None;
         if ffi::lua_type(l, 1) == ffi::LUA_TSTRING {
             let raw = string_at(l, 1);
-            let found = Command::find(raw);
+            let found = ctx.find_command(raw);
             argv.push(match found.static_name(raw) {
                 Some(name) => Bytes::from_static(name.as_bytes()),
                 None => Bytes::copy_from_slice(raw),
