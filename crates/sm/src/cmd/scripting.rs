@@ -459,7 +459,11 @@ mod tests {
     /// µs per `State::apply` of EVALSHA of redis-py's Lock.extend against INCR,
     /// in alternating rounds (median of each). A measurement, not a check: run
     /// `SCRIPT_BENCH_ITERS=1000000 cargo test --release -p raftcache-sm --lib
-    /// evalsha_apply_overhead -- --nocapture` for real figures.
+    /// evalsha_apply_overhead -- --nocapture` for real figures. Instructions
+    /// per apply, deterministically: run the release test binary under
+    /// `valgrind --tool=callgrind` with `SCRIPT_BENCH_OP=extend` (or `incr`)
+    /// and two values of `SCRIPT_BENCH_ITERS` (say 5000 and 25000), and divide
+    /// the difference of the two totals by the difference of the counts.
     #[test]
     fn evalsha_apply_overhead() {
         let iters: u64 =

@@ -763,6 +763,18 @@ unsafe fn push_strings(
             _ => ffi::lua_createtable(l, n as c_int, 0),
         }
         for (i, item) in items.iter().enumerate() {
+            // A kept table whose element already is this string (scripts are
+            // often called with the same ARGV, or KEYS) is left as it is:
+            // equal Lua strings are one interned object, so nothing can tell.
+            if kept {
+                ffi::lua_rawgeti_(l, -1, (i + 1) as c_int);
+                let same =
+                    ffi::lua_type(l, -1) == ffi::LUA_TSTRING && string_at(l, -1) == &item[..];
+                ffi::lua_pop(l, 1);
+                if same {
+                    continue;
+                }
+            }
             push_bytes(l, item);
             ffi::lua_rawseti_(l, -2, (i + 1) as c_int);
         }
