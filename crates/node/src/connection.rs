@@ -608,11 +608,7 @@ impl Handler {
             "evalsha" => {
                 let Some(sha) = raftcache_sm::script::Sha::parse(&argv[1]) else { return false };
                 let machine = self.shared.cluster.sm.read();
-                machine
-                    .state
-                    .scripts()
-                    .get(sha.as_str().as_bytes())
-                    .is_some_and(|body| body_flags(body))
+                machine.state.scripts().body(&sha).is_some_and(|body| body_flags(body))
             }
             _ => false,
         }

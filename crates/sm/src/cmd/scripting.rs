@@ -49,10 +49,15 @@ impl Scripts {
         std::str::from_utf8(sha).ok().and_then(|s| self.bodies.get(s))
     }
 
+    /// The body of a cached script, by its parsed SHA1.
+    pub fn body(&self, sha: &Sha) -> Option<&Bytes> {
+        self.bodies.get(sha.as_str())
+    }
+
     /// The body of the script EVALSHA names (any case), and its SHA1.
     fn find(&self, sha: &[u8]) -> Option<(Sha, &Bytes)> {
         let sha = Sha::parse(sha)?;
-        Some((sha, self.bodies.get(sha.as_str())?))
+        Some((sha, self.body(&sha)?))
     }
 
     pub fn len(&self) -> usize {
