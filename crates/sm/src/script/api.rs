@@ -13,7 +13,9 @@
 //! `redis.call` and `redis.pcall` are the exception: they run on every call
 //! of nearly every script, so they are plain Lua C functions on the raw API
 //! (no mlua callback, no references), which raise their error tables
-//! themselves.
+//! themselves. An argument with the bytes of one of the run's KEYS or ARGV
+//! (most are `KEYS[i]` or `ARGV[i]`) reaches the host as a clone of that
+//! element's `Bytes`, without a copy.
 
 use std::any::Any;
 use std::cell::UnsafeCell;

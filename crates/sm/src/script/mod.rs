@@ -50,7 +50,10 @@
 //!   allocation and collection), but only a table the previous run left
 //!   exactly as a fresh one (no metatable, an array part of the same length,
 //!   no hash part: `vm.rs` reads Lua 5.1.5's `Table` for this, after checking
-//!   its layout), with every element written again: a run cannot tell.
+//!   its layout), with every element set to this run's string (one that
+//!   already holds it is left alone: equal Lua strings are one interned
+//!   object): a run cannot tell. Nor is the global set again when it
+//!   already holds that table (scripts cannot write globals).
 //! - `collectgarbage("count")` and `gcinfo()` report 0: no memory figure is
 //!   the same on every replica (see below). `collectgarbage()` and
 //!   `collectgarbage("step")` collect at that point (which is deterministic);

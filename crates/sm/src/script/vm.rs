@@ -654,8 +654,8 @@ unsafe fn raw_table(l: *mut ffi::lua_State, idx: c_int) -> RawTable {
 /// A script may do anything to them (add fields, a metatable, grow or
 /// shrink them), so a table is reused only if it is indistinguishable from
 /// a fresh one: no metatable, an array part of exactly the length wanted,
-/// no hash part (Lua's shared `dummynode`); its elements are all written
-/// again. The flags byte is a cache of absent metamethods of the table as a
+/// no hash part (Lua's shared `dummynode`); each of its elements is set to
+/// this run's string unless it already is that string. The flags byte is a cache of absent metamethods of the table as a
 /// metatable, and none can be present without a hash part. Only the address
 /// differs, which nothing deterministic depends on (see the module docs).
 /// No run can keep a reference to one for a later run: the sandbox leaves
