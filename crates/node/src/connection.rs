@@ -605,10 +605,10 @@ impl Handler {
                 let sha = raftcache_sm::script::sha1_hex(&argv[1]);
                 self.shared.cluster.sm.read().state.scripts().get(sha.as_bytes()).is_some()
             }
-            "evalsha" if argv[1].len() == 40 => {
-                let sha = argv[1].to_ascii_lowercase();
+            "evalsha" => {
+                let Some(sha) = raftcache_sm::script::Sha::parse(&argv[1]) else { return false };
                 let machine = self.shared.cluster.sm.read();
-                machine.state.scripts().get(&sha).is_some_and(|body| body_flags(body))
+                machine.state.scripts().body(&sha).is_some_and(|body| body_flags(body))
             }
             _ => false,
         }

@@ -49,10 +49,15 @@ impl Scripts {
         std::str::from_utf8(sha).ok().and_then(|s| self.bodies.get(s))
     }
 
+    /// The body of a cached script, by its parsed SHA1.
+    pub fn body(&self, sha: &Sha) -> Option<&Bytes> {
+        self.bodies.get(sha.as_str())
+    }
+
     /// The body of the script EVALSHA names (any case), and its SHA1.
     fn find(&self, sha: &[u8]) -> Option<(Sha, &Bytes)> {
         let sha = Sha::parse(sha)?;
-        Some((sha, self.bodies.get(sha.as_str())?))
+        Some((sha, self.body(&sha)?))
     }
 
     pub fn len(&self) -> usize {
@@ -459,7 +464,11 @@ mod tests {
     /// µs per `State::apply` of EVALSHA of redis-py's Lock.extend against INCR,
     /// in alternating rounds (median of each). A measurement, not a check: run
     /// `SCRIPT_BENCH_ITERS=1000000 cargo test --release -p raftcache-sm --lib
-    /// evalsha_apply_overhead -- --nocapture` for real figures.
+    /// evalsha_apply_overhead -- --nocapture` for real figures. Instructions
+    /// per apply, deterministically: run the release test binary under
+    /// `valgrind --tool=callgrind` with `SCRIPT_BENCH_OP=extend` (or `incr`)
+    /// and two values of `SCRIPT_BENCH_ITERS` (say 5000 and 25000), and divide
+    /// the difference of the two totals by the difference of the counts.
     #[test]
     fn evalsha_apply_overhead() {
         let iters: u64 =

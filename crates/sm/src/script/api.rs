@@ -13,7 +13,9 @@
 //! `redis.call` and `redis.pcall` are the exception: they run on every call
 //! of nearly every script, so they are plain Lua C functions on the raw API
 //! (no mlua callback, no references), which raise their error tables
-//! themselves.
+//! themselves. An argument with the bytes of one of the run's KEYS or ARGV
+//! (most are `KEYS[i]` or `ARGV[i]`) reaches the host as a clone of that
+//! element's `Bytes`, without a copy.
 
 use std::any::Any;
 use std::cell::UnsafeCell;
@@ -72,6 +74,14 @@ struct HostPtr(*mut (dyn Host + 'static));
 // SAFETY: only dereferenced during a run, on the thread running it, while
 // the `&mut dyn Host` it came from is borrowed by that run.
 unsafe impl Send for HostPtr {}
+
+/// The run's KEYS and ARGV, lifetime erased like [`HostPtr`]: `redis.call`
+/// passes a clone of one of them (a reference count) for an argument with
+/// the same bytes, instead of copying the Lua string.
+struct RunArgs(*const [Bytes], *const [Bytes]);
+
+// SAFETY: as `HostPtr`.
+unsafe impl Send for RunArgs {}
 
 /// The meter of this VM's allocator (owned by the `ScriptVm`, which outlives
 /// the Lua state and this context).
@@ -148,6 +158,8 @@ impl Shared {
 /// Per-VM state the callbacks share (in [`Shared`]).
 pub(crate) struct Ctx {
     host: Option<HostPtr>,
+    /// The run's KEYS and ARGV (set with `host`).
+    run_args: Option<RunArgs>,
     pub(crate) read_only: bool,
     /// `redis.setresp(3)` was called in this run.
     pub(crate) resp3: bool,
@@ -165,6 +177,11 @@ pub(crate) struct Ctx {
     pub(crate) meter: MeterPtr,
     /// `redis.call`'s argument vector, kept for its capacity.
     argv: Vec<Bytes>,
+    /// The commands `redis.call` found last, each spelled as the table
+    /// spells it (see [`Ctx::find_command`]).
+    recent: [Command; RECENT_COMMANDS],
+    /// Where the next one goes in `recent`.
+    recent_next: usize,
     /// The reply `redis.call` is converting, held here rather than on the
     /// stack of a function that Lua may longjmp out of.
     reply: Option<Reply>,
@@ -179,6 +196,7 @@ impl Ctx {
     fn new() -> Ctx {
         Ctx {
             host: None,
+            run_args: None,
             read_only: false,
             resp3: false,
             rand: Rand48::from_seed(0),
@@ -191,21 +209,30 @@ impl Ctx {
             gc_step: usize::MAX,
             meter: MeterPtr(std::ptr::null()),
             argv: Vec::new(),
+            recent: [Command::NONE; RECENT_COMMANDS],
+            recent_next: 0,
             reply: None,
             scratch: Vec::new(),
             panic: None,
         }
     }
 
-    /// Prepares a run against `host`.
+    /// Prepares a run against `host`, with `keys` and `args` as KEYS and
+    /// ARGV.
     ///
     /// # Safety
-    /// `host` must stay valid until [`Ctx::end`], which the run calls before
-    /// the borrow it came from ends.
-    pub(crate) unsafe fn begin(&mut self, host: *mut (dyn Host + '_)) {
+    /// `host`, `keys` and `args` must stay valid until [`Ctx::end`], which
+    /// the run calls before the borrows they came from end.
+    pub(crate) unsafe fn begin(
+        &mut self,
+        host: *mut (dyn Host + '_),
+        keys: &[Bytes],
+        args: &[Bytes],
+    ) {
         // SAFETY: only the lifetime is erased; the caller bounds the use.
         let host: *mut (dyn Host + 'static) = unsafe { std::mem::transmute(host) };
         self.host = Some(HostPtr(host));
+        self.run_args = Some(RunArgs(keys, args));
         self.resp3 = false;
         self.pending = None;
         self.kill = None;
@@ -219,6 +246,7 @@ impl Ctx {
 
     pub(crate) fn end(&mut self) {
         self.host = None;
+        self.run_args = None;
         self.pending = None;
         self.reply = None;
         self.argv.clear();
@@ -228,6 +256,23 @@ impl Ctx {
     /// raises again.
     pub(crate) fn killed(&self) -> bool {
         self.kill.is_some() || self.meter().exceeded() || self.panic.is_some()
+    }
+
+    /// [`Command::find`] of `raw`, first among the last few commands found
+    /// whose name is spelled exactly `raw` (a script calls a handful of
+    /// commands, written as literals in lowercase): a comparison of a few
+    /// bytes instead of folding the name and hashing it. Keyed by the bytes,
+    /// so always what `Command::find` would say.
+    fn find_command(&mut self, raw: &[u8]) -> Command {
+        if let Some(c) = self.recent.iter().find(|c| c.static_name(raw).is_some()) {
+            return *c;
+        }
+        let found = Command::find(raw);
+        if found.static_name(raw).is_some() {
+            self.recent[self.recent_next] = found;
+            self.recent_next = (self.recent_next + 1) % RECENT_COMMANDS;
+        }
+        found
     }
 
     pub(crate) fn meter(&self) -> &Meter {
@@ -384,6 +429,9 @@ impl FromLua for Arg {
 /// Arguments of `redis.call` whose vector is kept for the next call.
 const KEPT_ARGV: usize = 256;
 
+/// Command names `redis.call` remembers (see `Ctx::find_command`).
+const RECENT_COMMANDS: usize = 4;
+
 /// `redis.call`: runs a command, raises its error reply.
 pub(crate) unsafe extern "C-unwind" fn redis_call(l: *mut ffi::lua_State) -> c_int {
     // SAFETY: Lua calls this with a live state of a `ScriptVm`.
@@ -472,15 +520,22 @@ unsafe fn execute(shared: &Shared, l: *mut ffi::lua_State) -> Called {
         let mut command = None;
         if ffi::lua_type(l, 1) == ffi::LUA_TSTRING {
             let raw = string_at(l, 1);
-            let found = Command::find(raw);
+            let found = ctx.find_command(raw);
             argv.push(match found.static_name(raw) {
                 Some(name) => Bytes::from_static(name.as_bytes()),
                 None => Bytes::copy_from_slice(raw),
             });
             command = Some(found);
         }
+        let run_args = ctx.run_args.as_ref().map(|r| (&*r.0, &*r.1));
         for i in argv.len() as c_int + 1..=n {
-            match arg_at(l, i) {
+            let arg = if ffi::lua_type(l, i) == ffi::LUA_TSTRING {
+                let raw = string_at(l, i);
+                Some(run_arg(run_args, raw).unwrap_or_else(|| Bytes::copy_from_slice(raw)))
+            } else {
+                arg_at(l, i)
+            };
+            match arg {
                 Some(arg) => argv.push(arg),
                 None => {
                     ctx.argv = argv;
@@ -525,6 +580,23 @@ unsafe fn execute(shared: &Shared, l: *mut ffi::lua_State) -> Called {
             }
         }
     }
+}
+
+/// KEYS and ARGV elements compared with a `redis.call` argument, at most
+/// (a script with more rarely passes them all to one call).
+const RUN_ARGS_SEARCHED: usize = 16;
+
+/// A clone of the run's KEYS or ARGV element whose bytes are `raw`, if
+/// there is one (scripts mostly pass `KEYS[i]` and `ARGV[i]` as they came):
+/// a reference count instead of an allocation and a copy. Equal bytes make
+/// equal arguments, so which element matches does not matter.
+fn run_arg(run_args: Option<(&[Bytes], &[Bytes])>, raw: &[u8]) -> Option<Bytes> {
+    let (keys, args) = run_args?;
+    keys.iter()
+        .take(RUN_ARGS_SEARCHED)
+        .chain(args.iter().take(RUN_ARGS_SEARCHED))
+        .find(|b| b.len() == raw.len() && b[..] == *raw)
+        .cloned()
 }
 
 fn sha1hex(lua: &Lua, args: MultiValue) -> mlua::Result<String> {

@@ -53,6 +53,9 @@ struct Info {
 pub(crate) struct Command(Option<(&'static str, Entry)>);
 
 impl Command {
+    /// No command (what `find` says of an unknown name).
+    pub(crate) const NONE: Command = Command(None);
+
     /// Looks `name` up, ignoring case.
     pub(crate) fn find(name: &[u8]) -> Command {
         Command(Name::new(name).and_then(|key| table().get(&key).copied()))

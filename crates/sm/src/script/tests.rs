@@ -952,6 +952,20 @@ fn sha_parse_takes_40_hex_digits_in_either_case() {
     {
         assert!(Sha::parse(bad.as_bytes()).is_none(), "{bad:?}");
     }
+    // Every byte in every position: accepted exactly when it is a hex digit,
+    // and lowercased.
+    for b in 0..=255u8 {
+        for at in [0, 17, 39] {
+            let mut hex = sha.clone().into_bytes();
+            hex[at] = b;
+            let want = b.is_ascii_hexdigit().then(|| {
+                let mut lower = hex.clone();
+                lower[at] = b.to_ascii_lowercase();
+                String::from_utf8(lower).unwrap()
+            });
+            assert_eq!(Sha::parse(&hex).map(|s| s.to_string()), want, "byte {b:#04x} at {at}");
+        }
+    }
 }
 
 /// Two bodies under one SHA1 (a collision, simulated here by naming the

@@ -389,19 +389,30 @@ impl ScriptVm {
             ffi::lua_rawgeti_(l, ffi::LUA_REGISTRYINDEX, script.func);
             registry(&refs.globals);
             let tables = &mut self.engine.args;
-            registry(&refs.keys_name);
-            push_strings(l, &mut tables.keys, tables.dummy, keys);
-            ffi::lua_rawset(l, top + 3);
-            registry(&refs.argv_name);
-            push_strings(l, &mut tables.argv, tables.dummy, args);
-            ffi::lua_rawset(l, top + 3);
+            // The global is set only if it holds another table (see
+            // `ArgTables::in_globals`).
+            let kept = push_strings(l, &mut tables.keys, tables.dummy, keys);
+            if !(kept && tables.in_globals.0 == Some(keys.len())) {
+                registry(&refs.keys_name);
+                ffi::lua_pushvalue(l, -2);
+                ffi::lua_rawset(l, top + 3);
+                tables.in_globals.0 = (keys.len() < POOLED).then_some(keys.len());
+            }
             ffi::lua_pop(l, 1);
+            let kept = push_strings(l, &mut tables.argv, tables.dummy, args);
+            if !(kept && tables.in_globals.1 == Some(args.len())) {
+                registry(&refs.argv_name);
+                ffi::lua_pushvalue(l, -2);
+                ffi::lua_rawset(l, top + 3);
+                tables.in_globals.1 = (args.len() < POOLED).then_some(args.len());
+            }
+            ffi::lua_pop(l, 2);
             reset_run_state(l, &refs.run_state);
             {
                 let ctx = shared.ctx();
-                // `host` outlives this function, and `ctx.end()` below runs
-                // before it returns, on every path.
-                ctx.begin(host);
+                // `host`, `keys` and `args` outlive this function, and
+                // `ctx.end()` below runs before it returns, on every path.
+                ctx.begin(host, keys, args);
                 ctx.read_only = opts.read_only || script.flags.read_only();
                 ctx.rand = api::Rand48::from_seed(opts.seed);
                 ctx.budget = budget;
@@ -422,7 +433,7 @@ impl ScriptVm {
             };
             let outcome = if let Some(panic) = panic {
                 ffi::lua_settop(l, top);
-                clear_run(l, refs, keys.len(), args.len());
+                clear_run(l, refs, &mut self.engine.args, keys.len(), args.len());
                 std::panic::resume_unwind(panic);
             } else if let Some(kill) = kill {
                 Outcome::Failed(Failure::Killed(kill, budget, opts.memory_limit))
@@ -434,7 +445,7 @@ impl ScriptVm {
                 Outcome::Failed(Failure::from_stack(l, top + 2))
             };
             ffi::lua_settop(l, top);
-            clear_run(l, refs, keys.len(), args.len());
+            clear_run(l, refs, &mut self.engine.args, keys.len(), args.len());
             outcome
         }
     }
@@ -475,10 +486,17 @@ unsafe fn reset_run_state(l: *mut ffi::lua_State, run_state: &RegistryKey) {
 ///
 /// # Safety
 /// `l` is live with room for 3 more values.
-unsafe fn clear_run(l: *mut ffi::lua_State, refs: &Refs, keys: usize, args: usize) {
+unsafe fn clear_run(
+    l: *mut ffi::lua_State,
+    refs: &Refs,
+    tables: &mut ArgTables,
+    keys: usize,
+    args: usize,
+) {
     if keys < POOLED && args < POOLED {
         return;
     }
+    tables.in_globals = (None, None);
     // SAFETY: the caller's guarantee.
     unsafe {
         ffi::lua_rawgeti_(l, ffi::LUA_REGISTRYINDEX, refs.globals.id());
@@ -636,8 +654,8 @@ unsafe fn raw_table(l: *mut ffi::lua_State, idx: c_int) -> RawTable {
 /// A script may do anything to them (add fields, a metatable, grow or
 /// shrink them), so a table is reused only if it is indistinguishable from
 /// a fresh one: no metatable, an array part of exactly the length wanted,
-/// no hash part (Lua's shared `dummynode`); its elements are all written
-/// again. The flags byte is a cache of absent metamethods of the table as a
+/// no hash part (Lua's shared `dummynode`); each of its elements is set to
+/// this run's string unless it already is that string. The flags byte is a cache of absent metamethods of the table as a
 /// metatable, and none can be present without a hash part. Only the address
 /// differs, which nothing deterministic depends on (see the module docs).
 /// No run can keep a reference to one for a later run: the sandbox leaves
@@ -649,6 +667,11 @@ struct ArgTables {
     /// Registry references of the kept tables by length (`LUA_NOREF`: none).
     keys: [c_int; POOLED],
     argv: [c_int; POOLED],
+    /// The lengths whose kept tables are the global KEYS and ARGV now (None:
+    /// another table, or none). Nothing but a run's setup and `clear_run`
+    /// sets those globals (scripts see the global table read-only), so a run
+    /// whose kept tables are those needs not set them again.
+    in_globals: (Option<usize>, Option<usize>),
 }
 
 // SAFETY: `dummy` is only compared with, never dereferenced.
@@ -688,13 +711,18 @@ impl ArgTables {
             }
             dummy
         };
-        ArgTables { dummy, keys: [ffi::LUA_NOREF; POOLED], argv: [ffi::LUA_NOREF; POOLED] }
+        ArgTables {
+            dummy,
+            keys: [ffi::LUA_NOREF; POOLED],
+            argv: [ffi::LUA_NOREF; POOLED],
+            in_globals: (None, None),
+        }
     }
 }
 
 /// Pushes a Lua array of strings (KEYS, ARGV): the pool's table of that
 /// length if it is still pristine (see [`ArgTables`]), else a new one, which
-/// the pool keeps.
+/// the pool keeps. True if it pushed the table the pool already had.
 ///
 /// # Safety
 /// `l` is live with room for 2 more values; `pool` holds references of
@@ -704,8 +732,9 @@ unsafe fn push_strings(
     pool: &mut [c_int; POOLED],
     dummy: Option<*const c_void>,
     items: &[Bytes],
-) {
+) -> bool {
     let n = items.len();
+    let mut kept = false;
     // SAFETY: the caller's guarantee.
     unsafe {
         match (dummy, pool.get_mut(n)) {
@@ -720,6 +749,7 @@ unsafe fn push_strings(
                         ffi::lua_pop(l, 1);
                     }
                 }
+                kept = !fresh;
                 if fresh {
                     ffi::lua_createtable(l, n as c_int, 0);
                     ffi::lua_pushvalue(l, -1);
@@ -733,10 +763,23 @@ unsafe fn push_strings(
             _ => ffi::lua_createtable(l, n as c_int, 0),
         }
         for (i, item) in items.iter().enumerate() {
+            // A kept table whose element already is this string (scripts are
+            // often called with the same ARGV, or KEYS) is left as it is:
+            // equal Lua strings are one interned object, so nothing can tell.
+            if kept {
+                ffi::lua_rawgeti_(l, -1, (i + 1) as c_int);
+                let same =
+                    ffi::lua_type(l, -1) == ffi::LUA_TSTRING && string_at(l, -1) == &item[..];
+                ffi::lua_pop(l, 1);
+                if same {
+                    continue;
+                }
+            }
             push_bytes(l, item);
             ffi::lua_rawseti_(l, -2, (i + 1) as c_int);
         }
     }
+    kept
 }
 
 /// Error texts are one line: Redis maps `\r` and `\n` to spaces.
