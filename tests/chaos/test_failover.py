@@ -25,13 +25,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
 
 SEED = int(os.environ.get("CHAOS_SEED", "21"))
 RUN_TIMEOUT = 240
@@ -46,31 +44,8 @@ LEADER_FAULT_GAP = 4.0
 REACHABLE_NODE_GAP = 4.5
 
 
-def _binary(env: str, default: Path | None, build: str) -> str:
-    path = os.environ.get(env) or (str(default) if default else "")
-    if not path:
-        pytest.fail(f"{env} is not set: {build}", pytrace=False)
-    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-        pytest.fail(f"{env}={path!r} is not an executable file: {build}", pytrace=False)
-    return path
 
 
-@pytest.fixture(scope="module")
-def binaries():
-    node = _binary(
-        "RAFTCACHE_BIN", None, "build it with `cargo build -p raftcache-node --bin raftcache`"
-    )
-    chaos = _binary(
-        "RAFTCACHE_CHAOS_BIN",
-        Path(node).parent / "raftcache-chaos",
-        "build it with `cargo build -p raftcache-chaos` (or set RAFTCACHE_CHAOS_BIN)",
-    )
-    if os.geteuid() != 0:
-        pytest.fail("chaos runs need root (network namespaces, iptables)", pytrace=False)
-    for tool in ("ip", "iptables"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"`{tool}` is missing: apt-get install iproute2 iptables", pytrace=False)
-    return node, chaos
 
 
 def _run(binaries, out: Path, fault: str, fault_duration: int = 3):

@@ -18,12 +18,12 @@ import json
 import re
 import statistics
 
-from test_campaign import _run, binaries  # noqa: F401  (the fixture)
+from test_campaign import _run
 
 SEED = 29
 
 
-def test_slow_lossy_and_stalled_peer_links(binaries, tmp_path):  # noqa: F811
+def test_slow_lossy_and_stalled_peer_links(binaries, tmp_path):
     node, chaos = binaries
     out = tmp_path / "links"
     cmd = [chaos, "run", "--bin", node, "--out", str(out), "--seed", str(SEED),

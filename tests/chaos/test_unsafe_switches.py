@@ -35,47 +35,20 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
 
 RUN_TIMEOUT = 240  # each run, checks included, ends well before
 
 
-def _binary(env: str, default: Path | None, build: str) -> str:
-    path = os.environ.get(env) or (str(default) if default else "")
-    if not path:
-        pytest.fail(f"{env} is not set: {build}", pytrace=False)
-    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-        pytest.fail(f"{env}={path!r} is not an executable file: {build}", pytrace=False)
-    return path
 
 
-@pytest.fixture(scope="module")
-def node_bin():
-    return _binary(
-        "RAFTCACHE_BIN", None, "build it with `cargo build -p raftcache-node --bin raftcache`"
-    )
 
 
-@pytest.fixture(scope="module")
-def binaries(node_bin):
-    chaos = _binary(
-        "RAFTCACHE_CHAOS_BIN",
-        Path(node_bin).parent / "raftcache-chaos",
-        "build it with `cargo build -p raftcache-chaos` (or set RAFTCACHE_CHAOS_BIN)",
-    )
-    if os.geteuid() != 0:
-        pytest.fail("chaos runs must run as root (network namespaces, iptables)", pytrace=False)
-    for tool in ("ip", "iptables"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"`{tool}` is missing: apt-get install iproute2 iptables", pytrace=False)
-    return node_bin, chaos
 
 
 def _clean_env(**extra: str) -> dict:

@@ -27,14 +27,17 @@ from harness import error_kind, raftcachectl_bin
 KEYS = 50_000
 
 
-def load(cluster, through: int) -> None:
-    """KEYS keys of 100 bytes through one node (pipelined MSET)."""
+def load(cluster, through: int) -> int:
+    """KEYS keys of 100 bytes through one node (pipelined MSET), then 100
+    acknowledged INCRs of `acked`; returns that count."""
     c = cluster.client(through, socket_timeout=60)
     value = "v" * 100
     batch = 1_000
     for start in range(0, KEYS, batch):
         c.mset({f"key:{i}": value for i in range(start, start + batch)})
+    acked = sum(1 for _ in range(100) if c.incr("acked"))
     c.close()
+    return acked
 
 
 def write_everywhere(cluster, key: str, timeout: float = 60.0) -> float:
@@ -75,13 +78,7 @@ def test_two_memory_only_followers_killed_together_recover_by_themselves(make_cl
     cluster = make_cluster(3)
     leader = cluster.wait_stable(timeout=30)
     f1, f2 = cluster.followers(leader)
-    load(cluster, leader)
-    c = cluster.client(leader)
-    acked = 0
-    for _ in range(100):
-        c.incr("acked")
-        acked += 1
-    c.close()
+    acked = load(cluster, leader)
     term = int(cluster.info(leader)["raft_term"])
 
     cluster.kill9(f1)
@@ -122,13 +119,7 @@ def test_a_lone_surviving_follower_tells_the_operator_and_force_new_cluster_refo
     cluster = make_cluster(3)
     leader = cluster.wait_stable(timeout=30)
     f1, survivor = cluster.followers(leader)
-    load(cluster, leader)
-    c = cluster.client(leader)
-    acked = 0
-    for _ in range(100):
-        c.incr("acked")
-        acked += 1
-    c.close()
+    acked = load(cluster, leader)
     cluster.wait_applied_equal()
 
     cluster.kill9(leader)

@@ -1070,6 +1070,7 @@ pub async fn start(args: &Settings, shutdown: CancellationToken) -> anyhow::Resu
         wedged: Default::default(),
         orphaned: Default::default(),
         change_pending: Default::default(),
+        alone: Default::default(),
         sm,
         network,
         node_id: me,

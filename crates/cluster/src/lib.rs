@@ -202,6 +202,8 @@ pub struct Cluster {
     /// How long the membership change in the log has waited to commit, as
     /// of the last check (see `reform`'s run).
     change_pending: Mutex<Option<Duration>>,
+    /// Set while no other voter answers this node (see [`prevote`]).
+    alone: std::sync::atomic::AtomicBool,
     pub sm: StateMachineStore,
     pub network: Network,
     pub node_id: NodeId,
@@ -355,7 +357,7 @@ impl Cluster {
         settled
             && voter
             && alone
-            && match self.leader() {
+            && match self.usable_leader() {
                 Leader::Me => self.leads_with_quorum(),
                 Leader::Other { .. } => true,
                 Leader::Unknown => false,
@@ -368,8 +370,22 @@ impl Cluster {
     pub fn usable_leader(&self) -> Leader {
         match self.leader() {
             Leader::Me if self.quorum_lost() => Leader::Unknown,
+            // A follower that reaches no other voter does not stand for
+            // election (see [`prevote`]), so openraft keeps naming the
+            // leader it last followed: it is no use to this node.
+            Leader::Other { .. } if self.alone() => Leader::Unknown,
             leader => leader,
         }
+    }
+
+    /// True while no other voter has answered this node for a while (see
+    /// [`prevote`]).
+    pub fn alone(&self) -> bool {
+        self.alone.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_alone(&self, alone: bool) {
+        self.alone.store(alone, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The usable leader now, noting since when there has been none.
@@ -576,7 +592,12 @@ impl Cluster {
                 format!("{}@{}{}", ShowId(*id), node.addr, if voter { "" } else { "(learner)" })
             })
             .collect();
-        let leader = m.current_leader.map(|l| ShowId(l).to_string()).unwrap_or_default();
+        // A follower cut off from every other voter names no leader (see
+        // `usable_leader`).
+        let leader = match m.current_leader {
+            Some(l) if l == self.node_id || !self.alone() => ShowId(l).to_string(),
+            _ => String::new(),
+        };
         vec![
             ("role".into(), if m.state == ServerState::Leader { "master" } else { "slave" }.into()),
             ("raft_member_id".into(), member_of(self.node_id).to_string()),

@@ -15,7 +15,11 @@
 //! is a leader, have reset the timer).
 //! `ALONE_AFTER` is shorter than the earliest a follower stands for
 //! election (its leader lease plus an election timeout, 0.9 s by default),
-//! so a cut-off follower keeps its term. A node that reaches at least one
+//! so a cut-off follower keeps its term. openraft then goes on naming the
+//! leader it last followed; while alone the node treats it as no leader
+//! (INFO names none, the health service says NOT_SERVING, clients get
+//! `-CLUSTERDOWN` after `leaderless_timeout`), as it did when it stood for
+//! election. A node that reaches at least one
 //! other voter campaigns as before: in a cluster of three that is a
 //! majority, and in larger ones Raft's vote still decides.
 
@@ -65,6 +69,7 @@ pub async fn run(cluster: Arc<Cluster>, shutdown: CancellationToken) {
             .collect();
         let voter = m.membership_config.membership().voter_ids().any(|id| id == cluster.node_id);
         if others.is_empty() || !voter || m.state == ServerState::Leader {
+            cluster.set_alone(false);
             if !electing {
                 set_electing(&cluster, true, "");
                 electing = true;
@@ -81,6 +86,7 @@ pub async fn run(cluster: Arc<Cluster>, shutdown: CancellationToken) {
         }
         let last = others.iter().filter_map(|(id, _)| heard.get(id)).max().copied();
         let alone = last.unwrap_or(started).elapsed() >= ALONE_AFTER;
+        cluster.set_alone(alone);
         // Back in touch: stand again only after the longest election
         // timeout, time for the leader's heartbeats to arrive and reset the
         // election timer (which ran out long ago): standing at once would
