@@ -352,6 +352,9 @@ impl Cluster {
             .map_err(|e| format!("{e:#}"))?;
         self.raft.store(Arc::new(raft));
         *self.tenure.led.lock().expect("tenure lock") = None;
+        // Nothing is wedged any more: say so now, not at the next check.
+        *self.wedged.lock().expect("wedged lock") = None;
+        self.set_orphaned(false);
         warn!(
             term,
             index, "re-formed the cluster from this node; new incarnations can join it now"
