@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -42,3 +45,18 @@ def binaries(node_bin):
         if shutil.which(tool) is None:
             pytest.fail(f"`{tool}` is missing: apt-get install iproute2 iptables", pytrace=False)
     return node_bin, chaos
+
+
+def run_reported(cmd, out, timeout: float, tail: int = 4000):
+    """Runs a `raftcache-chaos` command; returns (process, report), the
+    report (the command, exit code, time, stdout and the end of stderr)
+    also printed for a failing test's output."""
+    started = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    report = (
+        f"$ {' '.join(map(str, cmd))}\n(exit {proc.returncode} after "
+        f"{time.monotonic() - started:.0f}s; output kept in {out})\n--- stdout ---\n{proc.stdout}\n"
+        f"--- stderr (last {tail} chars) ---\n{proc.stderr[-tail:]}"
+    )
+    print(report, file=sys.stderr)
+    return proc, report

@@ -23,8 +23,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
+
+from conftest import run_reported
 
 
 SEED = int(os.environ.get("CHAOS_SEED", "17"))
@@ -58,12 +59,7 @@ def test_short_campaign_kills_pauses_partitions(binaries, tmp_path):
         "--clients", "3",
         "--check-timeout", "120",
     ]  # fmt: skip
-    proc, took = _run(cmd, RUN_TIMEOUT)
-    report = (
-        f"$ {' '.join(cmd)}\n(exit {proc.returncode} after {took:.0f}s; output kept in {out})\n"
-        f"--- stdout ---\n{proc.stdout}\n--- stderr (last 6000 chars) ---\n{proc.stderr[-6000:]}"
-    )
-    print(report, file=sys.stderr)
+    proc, report = run_reported(cmd, out, RUN_TIMEOUT, tail=6000)
     assert proc.returncode == 0, report
 
     summary = json.loads((out / "summary.json").read_text())

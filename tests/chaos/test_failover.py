@@ -25,10 +25,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
-import time
 from pathlib import Path
+
+from conftest import run_reported
 
 
 SEED = int(os.environ.get("CHAOS_SEED", "21"))
@@ -66,14 +65,7 @@ def _run(binaries, out: Path, fault: str, fault_duration: int = 3):
         "--keys", "2",
         "--check-timeout", "60",
     ]  # fmt: skip
-    started = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT)
-    report = (
-        f"$ {' '.join(cmd)}\n(exit {proc.returncode} after {time.monotonic() - started:.0f}s; "
-        f"output kept in {out})\n--- stdout ---\n{proc.stdout}\n"
-        f"--- stderr (last 4000 chars) ---\n{proc.stderr[-4000:]}"
-    )
-    print(report, file=sys.stderr)
+    proc, report = run_reported(cmd, out, RUN_TIMEOUT)
     assert proc.returncode == 0, report
     summary = json.loads((out / "summary.json").read_text())
     assert summary["verdict"] == "valid", report
