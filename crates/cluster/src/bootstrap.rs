@@ -1113,6 +1113,7 @@ pub async fn start(args: &Settings, shutdown: CancellationToken) -> anyhow::Resu
         handing_over: Default::default(),
         leaderless_since: Mutex::default(),
         touches: Default::default(),
+        tracking: Default::default(),
     });
     let _ = slot.set(cluster.clone());
     started.notify_waiters();
@@ -1135,5 +1136,6 @@ pub async fn start(args: &Settings, shutdown: CancellationToken) -> anyhow::Resu
     tokio::spawn(super::check_quorum::run(cluster.clone(), shutdown.clone()));
     tokio::spawn(super::reform::run(cluster.clone(), shutdown.clone()));
     tokio::spawn(super::prevote::run(cluster.clone(), shutdown.clone()));
+    tokio::spawn(super::tracking::run(cluster.clone(), shutdown.clone()));
     Ok(Started { cluster, temp_dir, data })
 }

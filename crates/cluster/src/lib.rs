@@ -51,6 +51,7 @@ pub mod reads;
 pub mod reform;
 pub mod settings;
 pub mod touch;
+pub mod tracking;
 pub mod view;
 
 use std::collections::{BTreeMap, HashMap};
@@ -242,6 +243,8 @@ pub struct Cluster {
     leaderless_since: Mutex<Option<Instant>>,
     /// Keys this node's clients read, for an LRU/LFU policy (see [`touch`]).
     pub touches: touch::Touches,
+    /// Client-side caching across nodes (see [`tracking`]).
+    pub tracking: tracking::Tracking,
 }
 
 impl Cluster {
@@ -627,6 +630,14 @@ impl Cluster {
             (
                 "follower_mode".into(),
                 if self.options.redirect { "redirect" } else { "proxy" }.into(),
+            ),
+            // Client-side caching across nodes (see `tracking`): nodes whose
+            // tracking clients this leader's writes wait for, and writes
+            // that stopped waiting for one after its registration's length.
+            ("tracking_registered_nodes".into(), self.tracking.registered_count().to_string()),
+            (
+                "tracking_write_waits_timed_out".into(),
+                self.tracking.timeouts.load(std::sync::atomic::Ordering::Relaxed).to_string(),
             ),
         ]
     }

@@ -14,7 +14,7 @@ use raftcache_proto::raft::raft_server::Raft as RaftService;
 use raftcache_proto::raft::{
     ConfirmReply, ConfirmRequest, ForwardReply, ForwardRequest, InfoRequest, JoinReply,
     JoinRequest, NodeInfo, RaftPayload, ReadIndexReply, ReadIndexRequest, SnapshotChunk,
-    TimeoutNowReply, TimeoutNowRequest,
+    TimeoutNowReply, TimeoutNowRequest, TrackingAck, TrackingReport,
 };
 use raftcache_raft::codec::{decode, encode};
 use raftcache_raft::openraft::error::Fatal;
@@ -265,6 +265,23 @@ impl RaftService for PeerService {
             }
         });
         Ok(Response::new(Box::pin(replies)))
+    }
+
+    type TrackingStream = ReplyStream<TrackingAck>;
+
+    async fn tracking(
+        &self,
+        request: Request<Streaming<TrackingReport>>,
+    ) -> RpcResult<Self::TrackingStream> {
+        let cluster = self.cluster()?.clone();
+        let acks = request.into_inner().map(move |report| {
+            if cluster.tracking.register(&cluster, &report?) {
+                Ok(TrackingAck {})
+            } else {
+                Err(Status::failed_precondition("not the leader of that term"))
+            }
+        });
+        Ok(Response::new(Box::pin(acks)))
     }
 
     async fn info(&self, _request: Request<InfoRequest>) -> RpcResult<NodeInfo> {

@@ -401,7 +401,11 @@ pub(super) async fn propose_local(
     };
     match outcome {
         None => Attempt::Unknown,
-        Some(Ok(response)) => Attempt::Done(response.data.0),
+        Some(Ok(response)) => {
+            // Clients that cache what they read hear of the change first.
+            cluster.tracking.settle(response.log_id.index).await;
+            Attempt::Done(response.data.0)
+        }
         // Not the leader when it arrived, or the entry was truncated from the
         // log: either way it will never be applied.
         Some(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Attempt::Refused,

@@ -111,7 +111,7 @@ impl Handler {
         self.shared.clients.unregister(self.entry.id);
         self.shared.hub.detach(self.entry.id);
         if self.session.tracking.is_some() {
-            self.shared.cluster.sm.set_tracking(self.shared.hub.tracking());
+            self.shared.set_tracking(self.shared.hub.tracking());
         }
     }
 
@@ -134,6 +134,9 @@ impl Handler {
                 secs => Duration::from_secs(secs),
             };
             drop(settings);
+            if let Some(pushes) = &self.pushes {
+                pushes.set_busy(false);
+            }
             let wake = tokio::select! {
                 r = self.stream.read_buf(&mut self.rbuf) => Wake::Read(r?),
                 p = next_push(&mut self.pushes) => Wake::Push(p),
@@ -146,6 +149,9 @@ impl Handler {
             let read = match wake {
                 Wake::Read(n) => {
                     self.shared.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    if let Some(pushes) = &self.pushes {
+                        pushes.set_busy(true);
+                    }
                     n
                 }
                 Wake::Stop => return Ok(()),
@@ -254,6 +260,9 @@ impl Handler {
                 }
             }
             self.wbuf.clear();
+        }
+        if let Some(pushes) = &self.pushes {
+            pushes.written();
         }
         Ok(())
     }
@@ -414,6 +423,15 @@ impl Handler {
                     }
                 }
                 let tracked = self.tracked_keys(&cmds);
+                if self.session.tracking.is_some() {
+                    // What this client caches must not outlive a write the
+                    // leader acknowledged without waiting for this node.
+                    if let Err(e) = self.shared.cluster.tracking_ready().await {
+                        let reply = e.reply();
+                        (0..n).for_each(|_| self.emit(&reply));
+                        return;
+                    }
+                }
                 let result = if tracked.is_empty() {
                     self.shared.cluster.read(cmds).await
                 } else {

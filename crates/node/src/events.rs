@@ -19,8 +19,8 @@
 //! `__keyevent@<db>__:<event>`, made here from the engine's
 //! `Event::Keyspace` as `notify-keyspace-events` asks (`K`, `E`).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -98,20 +98,140 @@ struct Outlet {
     backlog: Arc<Backlog>,
     /// Closes the connection (set when it starts serving).
     close: Option<CancellationToken>,
+    /// Pushes sent so far (the next one's number).
+    sent: AtomicU64,
+    gate: Arc<Gate>,
+}
+
+/// The invalidations a connection holds up the writes that caused them for
+/// (see `raftcache_cluster::tracking`): each holds its entry's [`Ticket`]
+/// until the connection has written it to the socket, unless the
+/// connection is *busy*. A busy connection has read commands whose replies
+/// its client waits for; it writes the invalidations waiting for it with
+/// those replies, and holding them up would deadlock a connection that
+/// waits for its own write to be acknowledged.
+#[derive(Default)]
+struct Gate {
+    busy: AtomicBool,
+    count: AtomicUsize,
+    /// (push number, ticket), in push order.
+    held: Mutex<VecDeque<(u64, Ticket)>>,
+}
+
+impl Gate {
+    fn hold(&self, seq: u64, ticket: Ticket) {
+        let mut held = self.held.lock().expect("gate lock");
+        held.push_back((seq, ticket));
+        self.count.store(held.len(), Ordering::SeqCst);
+        // Paired with `set_busy`: one of the two sees the other.
+        if self.busy.load(Ordering::SeqCst) {
+            held.clear();
+            self.count.store(0, Ordering::SeqCst);
+        }
+    }
+
+    fn set_busy(&self, busy: bool) {
+        self.busy.store(busy, Ordering::SeqCst);
+        if busy && self.count.load(Ordering::SeqCst) > 0 {
+            let mut held = self.held.lock().expect("gate lock");
+            held.clear();
+            self.count.store(0, Ordering::SeqCst);
+        }
+    }
+
+    /// Pushes numbered below `written` are on the socket.
+    fn release(&self, written: u64) {
+        if self.count.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let mut held = self.held.lock().expect("gate lock");
+        while held.front().is_some_and(|(seq, _)| *seq < written) {
+            held.pop_front();
+        }
+        self.count.store(held.len(), Ordering::SeqCst);
+    }
+}
+
+/// One applied entry's claim on the node's flushed index: while any clone
+/// lives (held by a connection's [`Gate`]), some invalidation of that entry
+/// is not on its socket yet.
+type Ticket = Arc<Pending>;
+
+struct Pending {
+    index: u64,
+    flushed: Arc<Flushed>,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.flushed.done(self.index);
+    }
+}
+
+/// The entries whose invalidations are on their way, and where the oldest
+/// of them is reported (the cluster's tracking, see
+/// `raftcache_cluster::tracking`).
+#[derive(Default)]
+pub struct Flushed {
+    pending: Mutex<BTreeSet<u64>>,
+    report: std::sync::OnceLock<Box<dyn Fn(u64) + Send + Sync>>,
+}
+
+impl Flushed {
+    /// Where the oldest pending entry (`u64::MAX`: none) is reported.
+    pub fn set_report(&self, report: Box<dyn Fn(u64) + Send + Sync>) {
+        let _ = self.report.set(report);
+    }
+
+    fn begin(self: &Arc<Self>, index: u64) -> Ticket {
+        let mut pending = self.pending.lock().expect("flushed lock");
+        pending.insert(index);
+        self.report_oldest(&pending);
+        Arc::new(Pending { index, flushed: self.clone() })
+    }
+
+    fn done(&self, index: u64) {
+        let mut pending = self.pending.lock().expect("flushed lock");
+        pending.remove(&index);
+        self.report_oldest(&pending);
+    }
+
+    /// Reports the oldest pending entry (called with the lock held, so that
+    /// reports arrive in order).
+    fn report_oldest(&self, pending: &BTreeSet<u64>) {
+        if let Some(report) = self.report.get() {
+            report(pending.first().copied().unwrap_or(u64::MAX));
+        }
+    }
 }
 
 /// A connection's end of its push channel.
 pub struct Pushes {
     rx: mpsc::UnboundedReceiver<Push>,
     backlog: Arc<Backlog>,
+    /// Pushes taken from the channel so far.
+    received: u64,
+    gate: Arc<Gate>,
 }
 
 impl Pushes {
-    fn taken(&self, push: &Push) {
+    fn taken(&mut self, push: &Push) {
+        self.received += 1;
         let left = self.backlog.bytes.fetch_sub(push.size(), Ordering::Relaxed) - push.size();
         if left <= SOFT_LIMIT {
             self.backlog.over_soft_since.store(0, Ordering::Relaxed);
         }
+    }
+
+    /// Every push taken so far is written to the socket.
+    pub fn written(&self) {
+        self.gate.release(self.received);
+    }
+
+    /// The connection is busy serving commands (`true`) or waits for the
+    /// next (see [`Gate`]).
+    pub fn set_busy(&self, busy: bool) {
+        self.gate.set_busy(busy);
     }
 
     /// The next push (None once the hub let go of the channel).
@@ -177,6 +297,8 @@ struct Registry {
     channels: BTreeMap<Bytes, BTreeSet<u64>>,
     patterns: BTreeMap<Bytes, BTreeSet<u64>>,
     shard: BTreeMap<Bytes, BTreeSet<u64>>,
+    /// The ticket of the entry being dispatched, while some client tracks.
+    ticket: Option<Ticket>,
 }
 
 impl Registry {
@@ -222,6 +344,13 @@ impl Registry {
                 close.cancel();
                 return;
             }
+        }
+        // Held before it is sent: the connection may write it at once.
+        // (A send fails only once the connection is gone, and its gate with
+        // it.)
+        let seq = out.sent.fetch_add(1, Ordering::Relaxed);
+        if let (Push::Invalidate { .. }, Some(ticket)) = (&push, &self.ticket) {
+            out.gate.hold(seq, ticket.clone());
         }
         let _ = out.tx.send(push);
     }
@@ -271,6 +400,15 @@ impl Registry {
         }
     }
 
+    /// Every tracking client forgets its cache: an `invalidate` with no keys.
+    fn flush_caches(&mut self) {
+        self.tracked.clear();
+        let ids: Vec<u64> = self.tracking.keys().copied().collect();
+        for id in ids {
+            self.invalidate(id, None);
+        }
+    }
+
     fn send_any(&self, id: u64, push: Push) {
         self.send(id, push);
     }
@@ -316,6 +454,8 @@ impl Registry {
 #[derive(Default)]
 pub struct Hub {
     registry: Mutex<Registry>,
+    /// Entries whose invalidations are on their way to their sockets.
+    pub flushed: Arc<Flushed>,
     /// Numbers this node's waiters (with the proposer's session).
     next_waiter: AtomicU64,
 }
@@ -330,8 +470,16 @@ impl Hub {
     pub fn attach(&self, id: u64) -> Pushes {
         let (tx, rx) = mpsc::unbounded_channel();
         let backlog = Arc::new(Backlog::default());
-        self.lock().conns.insert(id, Outlet { tx, backlog: backlog.clone(), close: None });
-        Pushes { rx, backlog }
+        let gate = Arc::new(Gate::default());
+        let outlet = Outlet {
+            tx,
+            backlog: backlog.clone(),
+            close: None,
+            sent: AtomicU64::new(0),
+            gate: gate.clone(),
+        };
+        self.lock().conns.insert(id, outlet);
+        Pushes { rx, backlog, received: 0, gate }
     }
 
     /// The token that closes connection `id` if its pushes pile up past the
@@ -518,6 +666,10 @@ impl Hub {
         let notify = applied.notify;
         let fresh = now_ms() - applied.time_ms <= FRESHNESS_MS;
         let mut r = self.lock();
+        // While some client tracks keys, the writes of this entry wait for
+        // its invalidations to reach their sockets (see `Gate`).
+        let ticket = (!r.tracking.is_empty()).then(|| self.flushed.begin(applied.index));
+        r.ticket = ticket.clone();
         for event in applied.events {
             match event {
                 // Caches must hear of every change, however late.
@@ -526,13 +678,7 @@ impl Hub {
                         r.key_changed(key);
                     }
                 }
-                Event::Flushed { .. } => {
-                    r.tracked.clear();
-                    let ids: Vec<u64> = r.tracking.keys().copied().collect();
-                    for id in ids {
-                        r.invalidate(id, None);
-                    }
-                }
+                Event::Flushed { .. } => r.flush_caches(),
                 // Not news but the answer a blocked client waits for: never
                 // dropped for age (a waiter of another node is not here).
                 Event::Unblocked { waiter, reply, served } => {
@@ -562,7 +708,17 @@ impl Hub {
                 }
             }
         }
+        r.ticket = None;
+        drop(r);
+        drop(ticket);
         orphans
+    }
+
+    /// Tells every tracking client of this node to drop its whole cache
+    /// (the node's writes may have been acknowledged without waiting for
+    /// it: see `raftcache_cluster::tracking`).
+    pub fn flush_caches(&self) {
+        self.lock().flush_caches();
     }
 }
 
@@ -628,5 +784,89 @@ mod tests {
         };
         hub.dispatch(old, 0);
         assert!(rx.try_recv().is_none());
+    }
+
+    /// Entry `index` changed `key`.
+    fn changed(index: u64, key: &str) -> Applied {
+        Applied {
+            index,
+            time_ms: now_ms(),
+            events: vec![Event::Modified { db: 0, key: b(key) }],
+            notify: Notify::default(),
+        }
+    }
+
+    /// The hub with its oldest pending entry recorded in a cell.
+    fn watched_hub() -> (Hub, Arc<AtomicU64>) {
+        let hub = Hub::default();
+        let oldest = Arc::new(AtomicU64::new(u64::MAX));
+        let cell = oldest.clone();
+        hub.flushed.set_report(Box::new(move |o| cell.store(o, Ordering::SeqCst)));
+        (hub, oldest)
+    }
+
+    #[test]
+    fn an_invalidation_holds_its_entry_until_the_connection_wrote_it() {
+        let (hub, oldest) = watched_hub();
+        let mut rx = hub.attach(1);
+        hub.track(1, Tracking::default());
+        hub.remember(1, [b("k")]);
+        hub.dispatch(changed(7, "k"), 0);
+        // Pending: sent, not yet taken and written.
+        assert_eq!(hub.flushed.pending.lock().unwrap().first(), Some(&7));
+        let push = rx.try_recv().unwrap();
+        assert_eq!(push, Push::Invalidate { keys: Some(vec![b("k")]) });
+        assert_eq!(hub.flushed.pending.lock().unwrap().first(), Some(&7));
+        rx.written();
+        assert!(hub.flushed.pending.lock().unwrap().is_empty());
+        assert_eq!(oldest.load(Ordering::SeqCst), u64::MAX);
+        // An entry that tells nobody (the key is no longer tracked) holds
+        // nothing.
+        hub.dispatch(changed(8, "k"), 0);
+        assert!(hub.flushed.pending.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_busy_connection_holds_nothing_up() {
+        let (hub, _) = watched_hub();
+        let mut rx = hub.attach(1);
+        hub.track(1, Tracking::default());
+        hub.remember(1, [b("a"), b("b")]);
+        // Sent while idle, then the connection reads a command: released.
+        hub.dispatch(changed(3, "a"), 0);
+        assert_eq!(hub.flushed.pending.lock().unwrap().first(), Some(&3));
+        rx.set_busy(true);
+        assert!(hub.flushed.pending.lock().unwrap().is_empty());
+        // Sent while busy: never held.
+        hub.dispatch(changed(4, "b"), 0);
+        assert!(hub.flushed.pending.lock().unwrap().is_empty());
+        assert!(rx.try_recv().is_some() && rx.try_recv().is_some());
+    }
+
+    #[test]
+    fn entries_are_released_in_any_order_and_the_oldest_is_reported() {
+        let (hub, oldest) = watched_hub();
+        let mut one = hub.attach(1);
+        let mut two = hub.attach(2);
+        hub.track(1, Tracking::default());
+        hub.track(2, Tracking::default());
+        hub.remember(1, [b("x")]);
+        hub.remember(2, [b("y")]);
+        hub.dispatch(changed(10, "x"), 0);
+        hub.dispatch(changed(11, "y"), 0);
+        two.try_recv().unwrap();
+        two.written();
+        // 11 is written but 10 is not: 10 is still the oldest.
+        assert_eq!(oldest.load(Ordering::SeqCst), 10);
+        one.try_recv().unwrap();
+        one.written();
+        assert_eq!(oldest.load(Ordering::SeqCst), u64::MAX);
+        // A connection that goes away releases what it held.
+        hub.remember(1, [b("x")]);
+        hub.dispatch(changed(12, "x"), 0);
+        assert_eq!(oldest.load(Ordering::SeqCst), 12);
+        drop(one);
+        hub.detach(1);
+        assert_eq!(oldest.load(Ordering::SeqCst), u64::MAX);
     }
 }

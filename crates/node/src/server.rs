@@ -53,6 +53,12 @@ impl Shared {
         let sink = hub.clone();
         let session = cluster.proposer.session;
         let weak = Arc::downgrade(&cluster);
+        let tracking = weak.clone();
+        hub.flushed.set_report(Box::new(move |oldest| {
+            if let Some(cluster) = tracking.upgrade() {
+                cluster.tracking.set_outstanding(oldest);
+            }
+        }));
         cluster.sm.set_event_sink(Box::new(move |applied| {
             let orphans = sink.dispatch(applied, session);
             if let Some(cluster) = weak.upgrade().filter(|_| !orphans.is_empty()) {
@@ -70,6 +76,28 @@ impl Shared {
             started: Instant::now(),
             hub,
         }
+    }
+
+    /// Some client of this node tracks keys (`true`), or none does: the
+    /// engine reports changed keys, and the cluster registers the node with
+    /// the leader (see `raftcache_cluster::tracking`), only while one does.
+    pub fn set_tracking(&self, any: bool) {
+        self.cluster.sm.set_tracking(any);
+        self.cluster.tracking.set_active(any);
+    }
+}
+
+/// Flushes every tracking client's cache whenever the cluster asks (this
+/// node's registration with the leader may have run out, or the leader
+/// changed; see `raftcache_cluster::tracking`).
+async fn flush_caches(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut requests = shared.cluster.tracking.flush_requests();
+    loop {
+        tokio::select! {
+            r = requests.changed() => if r.is_err() { return },
+            () = shutdown.cancelled() => return,
+        }
+        shared.hub.flush_caches();
     }
 }
 
@@ -119,6 +147,7 @@ pub async fn run(shared: Arc<Shared>, listeners: Vec<TcpListener>, shutdown: Can
     let tracker = TaskTracker::new();
     tracker.spawn(reaper(shared.clone(), shutdown.clone()));
     tracker.spawn(keepalive(shared.clone(), shutdown.clone()));
+    tracker.spawn(flush_caches(shared.clone(), shutdown.clone()));
     for listener in listeners {
         tracker.spawn(accept_loop(shared.clone(), listener, shutdown.clone(), tracker.clone()));
     }

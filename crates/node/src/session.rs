@@ -221,7 +221,7 @@ impl Session {
             "reset" => {
                 let open = shared.config.settings().requirepass.is_none();
                 shared.hub.detach(self.id);
-                shared.cluster.sm.set_tracking(shared.hub.tracking());
+                shared.set_tracking(shared.hub.tracking());
                 *self = Session::new(self.id, open);
                 Reply::status("RESET")
             }
@@ -417,7 +417,7 @@ impl Session {
             self.tracking = None;
             self.caching = None;
             let any = shared.hub.untrack(self.id);
-            shared.cluster.sm.set_tracking(any);
+            shared.set_tracking(any);
             return Reply::Ok;
         }
         if !argv[2].eq_ignore_ascii_case(b"on") {
@@ -475,7 +475,7 @@ impl Session {
             t.prefixes = all;
         }
         shared.hub.track(self.id, t.clone());
-        shared.cluster.sm.set_tracking(true);
+        shared.set_tracking(true);
         self.tracking = Some(t);
         Reply::Ok
     }
