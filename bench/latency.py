@@ -17,7 +17,12 @@ followers and back), through a follower two (the forward to the leader,
 then the replication).
 
     bench/latency.py [--requests 20000] [--rounds 5] [--bin target/release/raftcache]
-                     [--threads 1]
+                     [--threads 1] [--tracking]
+
+With --tracking, a client with CLIENT TRACKING on (RESP3) stays connected to
+the third node, the follower not measured: every write then waits until that
+node has told its tracking clients (issue 14), which costs a trip from the
+leader to it and back.
 """
 
 import argparse
@@ -25,6 +30,7 @@ import csv
 import io
 import os
 import signal
+import socket
 import subprocess
 import sys
 from statistics import median
@@ -54,6 +60,17 @@ def one_client(port, requests, tests=TESTS):
     return rows
 
 
+def tracking_client(port):
+    """A RESP3 connection with CLIENT TRACKING on that has read a key (so
+    its node registers with the leader); the caller keeps it open."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    for cmd in (b"HELLO 3", b"CLIENT TRACKING ON", b"GET key:__rand_int__"):
+        sock.sendall(cmd + b"\r\n")
+        reply = sock.recv(65536)
+        assert not reply.startswith(b"-"), reply
+    return sock
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -62,6 +79,8 @@ def main():
     ap.add_argument("--bin", default=os.path.join(os.path.dirname(__file__), "..", "target",
                                                   "release", "raftcache"))
     ap.add_argument("--threads", default="1", help="worker threads per node (default: %(default)s)")
+    ap.add_argument("--tracking", action="store_true",
+                    help="keep a tracking client on the third node (see above)")
     args = ap.parse_args()
 
     procs = []
@@ -72,6 +91,9 @@ def main():
                                        "--loglevel", "warning"], stdout=sys.stderr))
         wait_ready(redis_port, procs[-1])
         leader, follower = start_cluster(args, procs)
+        if args.tracking:
+            third = next(p for p in args.resp_ports if p not in (leader, follower))
+            tracker = tracking_client(third)  # noqa: F841 (kept open)
         targets = [("leader", leader), ("follower", follower), ("redis", redis_port)]
         for _, port in targets:
             one_client(port, min(args.requests, 5000))  # warm-up, not counted
@@ -87,7 +109,8 @@ def main():
         rtt = med("redis", "ping", 0)
         print(f"\nredis-benchmark -c 1 -P 1 -n {args.requests}; three raftcache nodes "
               f"(memory-only, --threads {args.threads}) and one redis-server on one "
-              f"{os.cpu_count()}-CPU machine; median of {args.rounds} round(s)")
+              f"{os.cpu_count()}-CPU machine; median of {args.rounds} round(s)"
+              + ("; a tracking client on the third node" if args.tracking else ""))
         print(f"loopback round trip (redis-server PING): {rtt:.1f} us\n")
         print(f"{'test':<6}{'via':>10}{'mean us':>10}{'redis us':>10}{'x redis':>9}"
               f"{'p50 ms':>9}{'p99 ms':>9}{'target us':>11}  met")

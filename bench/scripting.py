@@ -341,6 +341,7 @@ def start_cluster(args, procs):
             "--threads", args.threads, "--loglevel", "warning"], stdout=sys.stderr))
     for i in range(3):
         wait_ready(resp[i], procs[-3 + i], timeout=60)
+    args.resp_ports = resp
     deadline = time.time() + 30
     while time.time() < deadline:
         roles = [info(p, "raft_role") for p in resp]

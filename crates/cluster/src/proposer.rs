@@ -403,7 +403,7 @@ pub(super) async fn propose_local(
         None => Attempt::Unknown,
         Some(Ok(response)) => {
             // Clients that cache what they read hear of the change first.
-            cluster.tracking.settle(response.log_id.index).await;
+            cluster.tracking.settle(response.log_id.index, &cluster.raft()).await;
             Attempt::Done(response.data.0)
         }
         // Not the leader when it arrived, or the entry was truncated from the

@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use raftcache_proto::raft::{TrackingAck, TrackingReport};
 use raftcache_raft::network::Exchange;
-use raftcache_raft::types::NodeId;
+use raftcache_raft::types::{NodeId, Raft};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -57,6 +57,9 @@ pub const TTL: Duration = Duration::from_millis(500);
 pub const MARGIN: Duration = Duration::from_millis(100);
 /// A registered node reports at least this often.
 pub const KEEPALIVE: Duration = Duration::from_millis(100);
+/// How often a leader waiting for a registered node sends the followers its
+/// commit index again.
+const NUDGE_EVERY: Duration = Duration::from_millis(2);
 /// How long one report may take before the stream is dropped.
 const REPORT_TIMEOUT: Duration = Duration::from_millis(400);
 
@@ -161,14 +164,19 @@ impl Tracking {
 
     /// The leader's side of a write it applied at `index`: waits until this
     /// node's clients and every registered node's have been told of it (or a
-    /// registration ran out).
-    pub async fn settle(&self, index: u64) {
+    /// registration ran out). While a registered node has yet to catch up,
+    /// `raft` sends the followers a heartbeat with the commit index, at once
+    /// and every [`NUDGE_EVERY`] (openraft tells a follower whose ack did
+    /// not commit the entry only with the next heartbeat, up to 100 ms
+    /// later; a nudge that reaches it before the entry does is lost).
+    pub async fn settle(&self, index: u64, raft: &Raft) {
         if !self.active() && self.registered.lock().expect("registered lock").is_empty() {
             return;
         }
         let mut reported = self.reported.subscribe();
         let mut outstanding = self.outstanding.subscribe();
         let started = Instant::now();
+        let mut nudged: Option<Instant> = None;
         loop {
             let now = Instant::now();
             let local = self.active() && *outstanding.borrow_and_update() <= index;
@@ -180,6 +188,10 @@ impl Tracking {
             };
             if !local && until.is_none() {
                 return;
+            }
+            if until.is_some() && nudged.is_none_or(|at| at.elapsed() >= NUDGE_EVERY) {
+                let _ = raft.trigger().heartbeat().await;
+                nudged = Some(Instant::now());
             }
             // Never longer than a registration lasts: a node whose clients
             // do not read their sockets must not stop every write.
@@ -203,10 +215,14 @@ impl Tracking {
                 );
                 return;
             }
+            let wake = match nudged {
+                Some(at) if until.is_some() => give_up.min(at + NUDGE_EVERY),
+                _ => give_up,
+            };
             tokio::select! {
                 _ = reported.changed() => {}
                 _ = outstanding.changed() => {}
-                () = tokio::time::sleep_until(give_up.into()) => {}
+                () = tokio::time::sleep_until(wake.into()) => {}
             }
         }
     }
