@@ -140,6 +140,7 @@ pub async fn run(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Group>) {
         let mut ops_count = first.cmds.len();
         let mut groups = vec![first];
         let mut yielded = 0;
+        let mut gathered = 0;
         loop {
             while ops_count < MAX_BATCH_OPS {
                 match rx.try_recv() {
@@ -150,7 +151,11 @@ pub async fn run(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Group>) {
                     Err(_) => break,
                 }
             }
-            if yielded >= GATHER_YIELDS || ops_count >= GATHER_BELOW {
+            // Another turn only while turns bring groups: a lone client
+            // (nothing else runnable) pays for one turn, not five.
+            let gained = groups.len() > gathered;
+            gathered = groups.len();
+            if yielded >= GATHER_YIELDS || ops_count >= GATHER_BELOW || (yielded > 0 && !gained) {
                 break;
             }
             yielded += 1;
