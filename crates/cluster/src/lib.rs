@@ -468,6 +468,58 @@ impl Cluster {
         Some(info.resp_addr)
     }
 
+    /// WAIT: once every write acknowledged before the call (this client's
+    /// among them) is applied here, the number of *other* members whose log
+    /// holds all of them, asked of each member (Info) until `numreplicas`
+    /// do or `timeout` passes (`None`: no limit, as Redis's `WAIT n 0`). An
+    /// acknowledged write is on a majority already; this says on how many
+    /// nodes besides this one.
+    pub async fn wait_replicas(
+        &self,
+        numreplicas: i64,
+        timeout: Option<Duration>,
+    ) -> Result<usize, ClusterError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        self.read_barrier().await?;
+        let target = self.sm.read().last_applied.map_or(0, |l| l.index);
+        loop {
+            let held = self.members_holding(target).await;
+            if held as i64 >= numreplicas || deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(held);
+            }
+            let pause = Duration::from_millis(10);
+            let pause = deadline.map_or(pause, |d| pause.min(d - Instant::now()));
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// How many other members' logs reach `index` (members that do not
+    /// answer within 200 ms count as not).
+    async fn members_holding(&self, index: u64) -> usize {
+        let m = self.metrics();
+        let membership = m.membership_config.membership();
+        let mine = membership.get_node(&self.node_id).map(|n| n.addr.clone());
+        let mut addrs: Vec<String> = membership
+            .nodes()
+            .filter(|(id, node)| **id != self.node_id && Some(&node.addr) != mine.as_ref())
+            .map(|(_, node)| node.addr.clone())
+            .collect();
+        addrs.sort();
+        addrs.dedup();
+        let probes = addrs.iter().map(|addr| async move {
+            let mut client = self.network.client_for(addr).ok()?;
+            let mut request = tonic::Request::new(InfoRequest {});
+            request.set_timeout(Duration::from_millis(200));
+            let info = tokio::time::timeout(Duration::from_millis(200), client.info(request))
+                .await
+                .ok()?
+                .ok()?
+                .into_inner();
+            (info.last_log_index >= index).then_some(())
+        });
+        futures::future::join_all(probes).await.into_iter().flatten().count()
+    }
+
     /// In redirect mode, the MOVED error for a follower (after waiting for a
     /// leader); `None` if this node leads or redirects are off.
     pub async fn redirect(&self) -> Option<ClusterError> {

@@ -296,12 +296,14 @@ impl RaftService for PeerService {
             fresh_intent: self.fresh_intent.load(std::sync::atomic::Ordering::Relaxed),
             entry_format: u32::from(raftcache_sm::format::ENTRY_FORMAT),
             vote_term: 0,
+            last_log_index: 0,
         };
         if let Some(cluster) = self.cluster.get() {
             let m = cluster.metrics();
             info.raft_node_id = cluster.node_id;
             info.initialized = m.membership_config.membership().nodes().next().is_some();
             info.vote_term = m.vote.leader_id().term;
+            info.last_log_index = m.last_log_index.unwrap_or(0);
             // A leader names itself only once a quorum has acknowledged it:
             // restarting peers join a cluster that has a leader (see
             // bootstrap's survey), and one restored from its own vote alone

@@ -338,6 +338,8 @@ impl Handler {
                         full_name(name, &argv);
                     let reply = if name == "config" && is_replicated_config_set(&argv) {
                         self.config_set_replicated(&argv).await
+                    } else if name == "wait" {
+                        self.wait_replicas(&argv).await
                     } else if name == "save" {
                         // SAVE blocks this connection until the snapshot is on disk.
                         match self.shared.cluster.save(Duration::from_secs(600)).await {
@@ -386,6 +388,25 @@ impl Handler {
             self.publish();
         }
         Ok(false)
+    }
+
+    /// WAIT numreplicas timeout (Redis's argument errors, in its order).
+    async fn wait_replicas(&self, argv: &[Bytes]) -> Reply {
+        let int = |b: &Bytes| raftcache_sm::args::parse_i64(b);
+        let Some(numreplicas) = int(&argv[1]) else {
+            return Reply::err("ERR value is not an integer or out of range");
+        };
+        let Some(timeout) = int(&argv[2]) else {
+            return Reply::err("ERR timeout is not an integer or out of range");
+        };
+        if timeout < 0 {
+            return Reply::err("ERR timeout is negative");
+        }
+        let timeout = (timeout > 0).then(|| Duration::from_millis(timeout as u64));
+        match self.shared.cluster.wait_replicas(numreplicas, timeout).await {
+            Ok(n) => Reply::Int(n as i64),
+            Err(e) => e.reply(),
+        }
     }
 
     /// Runs a pending group through the cluster and writes its replies.

@@ -27,9 +27,11 @@ pub fn runs_immediately(name: &str) -> bool {
 }
 
 /// Commands refused inside MULTI (Redis 7.0's `no_multi` flag among the
-/// commands raftcache has): refusing one aborts the transaction.
+/// commands raftcache has, and WAIT, which asks the other nodes and so
+/// cannot answer at once from inside EXEC; DIFFERENCES.md lists it):
+/// refusing one aborts the transaction.
 pub fn refused_in_multi(name: &str) -> bool {
-    matches!(name, "save")
+    matches!(name, "save" | "wait")
 }
 
 /// `-EXECABORT` after a command was refused while queueing.

@@ -31,4 +31,5 @@ pub const COMMANDS: &[Spec] = &[
     Spec::connection_keys("ssubscribe", -2, (1, -1, 1)),
     Spec::connection_keys("sunsubscribe", -1, (1, -1, 1)),
     Spec::connection("pubsub", -2),
+    Spec::connection("wait", 3),
 ];
