@@ -468,6 +468,19 @@ impl Cluster {
         Some(info.resp_addr)
     }
 
+    /// The other members (voters and learners) and their Raft addresses,
+    /// leaving out old incarnations of this node (same address).
+    pub(crate) fn other_members(&self) -> Vec<(NodeId, String)> {
+        let m = self.metrics();
+        let membership = m.membership_config.membership();
+        let mine = membership.get_node(&self.node_id).map(|n| n.addr.clone());
+        membership
+            .nodes()
+            .filter(|(id, node)| **id != self.node_id && Some(&node.addr) != mine.as_ref())
+            .map(|(id, node)| (*id, node.addr.clone()))
+            .collect()
+    }
+
     /// WAIT: once every write acknowledged before the call (this client's
     /// among them) is applied here, the number of *other* members whose log
     /// holds all of them, asked of each member (Info) until `numreplicas`
@@ -496,14 +509,8 @@ impl Cluster {
     /// How many other members' logs reach `index` (members that do not
     /// answer within 200 ms count as not).
     async fn members_holding(&self, index: u64) -> usize {
-        let m = self.metrics();
-        let membership = m.membership_config.membership();
-        let mine = membership.get_node(&self.node_id).map(|n| n.addr.clone());
-        let mut addrs: Vec<String> = membership
-            .nodes()
-            .filter(|(id, node)| **id != self.node_id && Some(&node.addr) != mine.as_ref())
-            .map(|(_, node)| node.addr.clone())
-            .collect();
+        let mut addrs: Vec<String> =
+            self.other_members().into_iter().map(|(_, addr)| addr).collect();
         addrs.sort();
         addrs.dedup();
         let probes = addrs.iter().map(|addr| async move {

@@ -282,16 +282,10 @@ struct RelayPeer {
 /// the one that relayed last, then those that answer Raft RPCs, then the
 /// others (by address).
 fn relay_peers(cluster: &Cluster) -> Vec<RelayPeer> {
-    let m = cluster.metrics();
-    let membership = m.membership_config.membership();
-    let mine = membership.get_node(&cluster.node_id).map(|n| n.addr.clone());
-    let mut peers: Vec<RelayPeer> = membership
-        .nodes()
-        .filter(|(id, node)| **id != cluster.node_id && Some(&node.addr) != mine.as_ref())
-        .map(|(id, node)| RelayPeer {
-            addr: node.addr.clone(),
-            failing: cluster.network.peer_failing(*id),
-        })
+    let mut peers: Vec<RelayPeer> = cluster
+        .other_members()
+        .into_iter()
+        .map(|(id, addr)| RelayPeer { addr, failing: cluster.network.peer_failing(id) })
         .collect();
     peers.sort_unstable_by(|a, b| (a.failing, &a.addr).cmp(&(b.failing, &b.addr)));
     peers.dedup_by(|a, b| a.addr == b.addr);
