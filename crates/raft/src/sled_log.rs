@@ -361,9 +361,15 @@ impl SledLogStore {
     /// Forgets all Raft state (vote, log, commit position): for a node that
     /// rejoins under a new identity because it cannot trust what it has.
     pub fn wipe(&self) -> Result<(), StorageError> {
+        let _no_removal_now = self.purging.lock().expect("purge lock");
         self.log.clear().map_err(write_err)?;
         self.meta.clear().map_err(write_err)?;
         self.db.flush().map_err(write_err)?;
+        // The in-memory purge point and vote go too: a purge point left
+        // behind hid the entries the new incarnation was sent below it
+        // (openraft then stopped: "try to get log at index N but got M").
+        self.purged.store(0, Ordering::Release);
+        self.saved_vote.clear();
         self.set_watermark(0)
     }
 

@@ -96,6 +96,11 @@ impl VoteCell {
     pub(crate) fn set(&self, vote: Vote) {
         *self.0.lock().expect("vote cell") = Some(vote);
     }
+
+    /// Forgets the vote (its store was wiped).
+    pub(crate) fn clear(&self) {
+        *self.0.lock().expect("vote cell") = None;
+    }
 }
 
 #[cfg(test)]

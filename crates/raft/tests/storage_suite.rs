@@ -224,6 +224,43 @@ fn entries_an_interrupted_purge_left_behind_are_removed_before_verification() {
     });
 }
 
+/// A node that discards its state and rejoins as a new incarnation wipes its
+/// log; the new incarnation is then sent an older snapshot and the entries
+/// after it. The old purge point must not survive the wipe in memory: it hid
+/// those entries (seen in a rolling restart under everysec: openraft stopped
+/// with "try to get log at index 80117 but got Some(80147)").
+#[test]
+fn a_wipe_forgets_the_purge_point_and_the_vote() {
+    use openraft::storage::{RaftLogReader, RaftLogStorage, RaftLogStorageExt};
+    use openraft::{CommittedLeaderId, EntryPayload, LogId};
+    use raftcache_raft::sled_log::{Fsync, SledLogStore};
+    let entry = |i| raftcache_raft::types::Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 0), i),
+        payload: EntryPayload::Blank,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let (mut log, _) = SledLogStore::open(dir.path().join("raft"), Fsync::EverySec).unwrap();
+        log.save_vote(&openraft::Vote::new(3, 7)).await.unwrap();
+        log.blocking_append((1..=10).map(entry)).await.unwrap();
+        log.purge(LogId::new(CommittedLeaderId::new(1, 0), 6)).await.unwrap();
+        assert!(log.vote_cell().get().is_some());
+        log.wipe().unwrap();
+        let state = log.get_log_state().await.unwrap();
+        assert_eq!((state.last_purged_log_id, state.last_log_id), (None, None));
+        assert_eq!(log.read_vote().await.unwrap(), None);
+        assert_eq!(log.vote_cell().get(), None, "the vote read confirmations use is gone too");
+        // The new incarnation installs an older snapshot (purge through 3)
+        // and receives the entries after it.
+        log.purge(LogId::new(CommittedLeaderId::new(1, 0), 3)).await.unwrap();
+        log.blocking_append((4..=8).map(entry)).await.unwrap();
+        let read: Vec<u64> =
+            log.try_get_log_entries(4..9).await.unwrap().iter().map(|e| e.log_id.index).collect();
+        assert_eq!(read, vec![4, 5, 6, 7, 8]);
+    });
+}
+
 /// Replication to a follower far behind reads its entries in batches of at
 /// most `APPEND_BATCH_BYTES` (at least one entry), from both stores, so an
 /// AppendEntries is never refused as too large.
