@@ -402,7 +402,7 @@ pub(super) async fn propose_local(
         None => Attempt::Unknown,
         Some(Ok(response)) => {
             // Clients that cache what they read hear of the change first.
-            cluster.tracking.settle(response.log_id.index, &cluster.raft()).await;
+            cluster.tracking.settle(response.log_id.index, cluster).await;
             Attempt::Done(response.data.0)
         }
         // Not the leader when it arrived, or the entry was truncated from the

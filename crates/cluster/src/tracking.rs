@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use raftcache_proto::raft::{TrackingAck, TrackingReport};
 use raftcache_raft::network::Exchange;
-use raftcache_raft::types::{NodeId, Raft};
+use raftcache_raft::types::NodeId;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -165,11 +165,11 @@ impl Tracking {
     /// The leader's side of a write it applied at `index`: waits until this
     /// node's clients and every registered node's have been told of it (or a
     /// registration ran out). While a registered node has yet to catch up,
-    /// `raft` sends the followers a heartbeat with the commit index, at once
+    /// `cluster`'s Raft sends the followers a heartbeat with the commit index, at once
     /// and every [`NUDGE_EVERY`] (openraft tells a follower whose ack did
     /// not commit the entry only with the next heartbeat, up to 100 ms
     /// later; a nudge that reaches it before the entry does is lost).
-    pub async fn settle(&self, index: u64, raft: &Raft) {
+    pub async fn settle(&self, index: u64, cluster: &Cluster) {
         if !self.active() && self.registered.lock().expect("registered lock").is_empty() {
             return;
         }
@@ -190,7 +190,7 @@ impl Tracking {
                 return;
             }
             if until.is_some() && nudged.is_none_or(|at| at.elapsed() >= NUDGE_EVERY) {
-                let _ = raft.trigger().heartbeat().await;
+                let _ = cluster.raft().trigger().heartbeat().await;
                 nudged = Some(Instant::now());
             }
             // Never longer than a registration lasts: a node whose clients
@@ -321,6 +321,10 @@ pub async fn run(cluster: Arc<Cluster>, shutdown: CancellationToken) {
     let mut stream: Option<(String, Exchange<TrackingReport, TrackingAck>)> = None;
     let mut last_term = 0;
     let mut was_active = false;
+    // The flushed index last acknowledged by the leader, and when it was
+    // sent: the leader hears again when it moves or a keepalive is due, not
+    // on every metrics change.
+    let mut last_report: Option<(u64, Instant)> = None;
     loop {
         let active = cluster.tracking.active();
         let term = cluster.raft().metrics().borrow().current_term;
@@ -335,15 +339,26 @@ pub async fn run(cluster: Arc<Cluster>, shutdown: CancellationToken) {
             cluster.tracking.request_flush();
         }
         if let (true, Leader::Other { raft_addr, .. }) = (active || was_active, &leader) {
+            let flushed = cluster.tracking.flushed(&cluster);
             let open = stream.take().filter(|(a, _)| a == raft_addr).map(|(_, s)| s);
-            let (ok, s) = cluster.report_tracking(open, raft_addr, term).await;
-            stream = s.map(|s| (raft_addr.clone(), s));
-            if ok || !active {
-                was_active = active;
+            let current = open.is_some()
+                && active == was_active
+                && last_report.is_some_and(|(f, at)| f == flushed && at.elapsed() < KEEPALIVE);
+            if current {
+                stream = open.map(|s| (raft_addr.clone(), s));
+            } else {
+                let sent = Instant::now();
+                let (ok, s) = cluster.report_tracking(open, raft_addr, term).await;
+                stream = s.map(|s| (raft_addr.clone(), s));
+                last_report = ok.then_some((flushed, sent));
+                if ok || !active {
+                    was_active = active;
+                }
             }
         } else if leader == Leader::Me {
             stream = None;
             was_active = false;
+            last_report = None;
         }
         outstanding.borrow_and_update();
         if active {
